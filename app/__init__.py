@@ -1,0 +1,1 @@
+"""Switchboard: a production engine for AI-agent work on Celery."""

@@ -1,0 +1,102 @@
+"""The Celery app. Every reliability setting lives here, with the reason beside it.
+
+Importing this module never imports worker code: clients send tasks by their stable names
+(`switchboard.route`, `switchboard.specialist.<name>`), and only workers load `app.tasks`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_init
+from kombu import Connection
+
+from app.config import get_settings
+from app.registry import get_specialist
+from app.topology import EXCHANGE, MAX_PRIORITY, ROUTER_QUEUE, TopologyError, declare, work_queues
+
+log = logging.getLogger(__name__)
+
+ROUTE_TASK = "switchboard.route"
+SPECIALIST_TASK_PREFIX = "switchboard.specialist."
+RECONCILE_TASK = "switchboard.reconcile"
+
+
+def route_for_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any) -> dict | None:
+    if name == ROUTE_TASK:
+        return {"queue": ROUTER_QUEUE, "routing_key": ROUTER_QUEUE}
+    if name.startswith(SPECIALIST_TASK_PREFIX):
+        queue = get_specialist(name.removeprefix(SPECIALIST_TASK_PREFIX)).queue
+        return {"queue": queue, "routing_key": queue}
+    return None
+
+
+def create_celery() -> Celery:
+    settings = get_settings()
+    app = Celery("switchboard", include=["app.tasks"])
+    app.conf.update(
+        broker_url=settings.broker_url.get_secret_value(),
+        # Publisher confirms: send_task returns only once RabbitMQ has taken the message, so an
+        # accepted request is never silently lost between the record and the broker.
+        broker_transport_options={"confirm_publish": True},
+        broker_connection_retry_on_startup=True,
+        task_queues=work_queues(),
+        task_default_queue=ROUTER_QUEUE,
+        task_default_exchange=EXCHANGE.name,
+        task_default_routing_key=ROUTER_QUEUE,
+        task_routes=(route_for_task,),
+        task_create_missing_queues=False,
+        task_queue_max_priority=MAX_PRIORITY,
+        task_default_priority=5,
+        task_serializer="json",
+        accept_content=["json"],
+        # The record in PostgreSQL is the result store; Celery results would be a second truth.
+        task_ignore_result=True,
+        result_backend=None,
+        # Ack only after the task finished, so a worker killed mid-task leaves its message to be
+        # redelivered; tasks are idempotent (checkpointed steps, idempotent side effects).
+        task_acks_late=True,
+        # A child process that dies (OOM, kill -9) requeues its message instead of acking it (#1628).
+        task_reject_on_worker_lost=True,
+        # An unhandled failure or a time-limit kill rejects without requeue: RabbitMQ dead-letters
+        # the message into <queue>.dlq rather than Celery acking it away.
+        task_acks_on_failure_or_timeout=False,
+        # Tasks wait on the LLM for seconds; prefetching more would strand work on a busy worker
+        # and defeat priorities.
+        worker_prefetch_multiplier=1,
+        # Time limits below RabbitMQ's consumer_timeout (30 min by default): Celery ends a stuck
+        # task before the broker closes the channel and redelivers everything on it.
+        task_soft_time_limit=settings.task_soft_time_limit_s,
+        task_time_limit=settings.task_time_limit_s,
+        # After a broker connection loss the unacked message is redelivered elsewhere; cancelling
+        # the local copy avoids running it twice at once.
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            # Publishes requests written but never published (a crash or broker outage between
+            # the two); safe to run from several beat processes.
+            "reconcile-unpublished": {"task": RECONCILE_TASK, "schedule": 30.0},
+        },
+    )
+    return app
+
+
+celery = create_celery()
+
+
+@worker_init.connect
+def _declare_topology(sender: Any = None, **_: Any) -> None:
+    # A queue with conflicting arguments would make Celery's consumer reconnect forever; stop once
+    # with a message an operator can act on (exit code 78: configuration error, do not restart).
+    try:
+        with Connection(get_settings().broker_url.get_secret_value()) as conn:
+            declare(conn)
+    except TopologyError as exc:
+        print(f"switchboard: {exc}", file=sys.stderr, flush=True)
+        os._exit(78)

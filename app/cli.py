@@ -1,0 +1,268 @@
+"""`switchboard ...`: every command that reports takes --json and then prints one JSON document."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed without a traceback, exit code 2 (or `code`)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _emit(args: argparse.Namespace, payload: Any, human: Callable[[], None] | None = None) -> None:
+    if isinstance(payload, BaseModel):
+        payload = payload.model_dump(mode="json")
+    if getattr(args, "json", False) or human is None:
+        print(json.dumps(payload, default=str))
+    else:
+        human()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from app.db.migrate import upgrade
+    from app.ops.preflight import check_database
+
+    check_database()
+    created = upgrade()
+    _emit(args, {"database_created": created, "revision": "head"},
+          lambda: print(("database created; " if created else "") + "schema is at the latest revision"))
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from app.db import session_scope
+    from app.seed import seed
+
+    with session_scope() as session:
+        counts = seed(session)
+    _emit(args, counts, lambda: print("seeded: " + ", ".join(f"{k}={v}" for k, v in counts.items())))
+    return 0
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    from app.routing import decide
+
+    texts = (line.rstrip("\n") for line in sys.stdin) if args.text == "-" else iter([args.text])
+    for text in texts:
+        if not text.strip():
+            if args.text == "-":
+                continue
+            raise CommandError("text must not be empty")
+        decision = decide(text, use_llm=not args.no_llm)
+        _emit(args, decision, lambda d=decision: print(f"{d.specialist}\t{d.confidence:.2f}\t{d.method}"))
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from app import client
+
+    metadata = json.loads(args.metadata) if args.metadata else None
+    submission = client.submit(
+        args.text,
+        tenant=args.tenant,
+        priority=args.priority,
+        idempotency_key=args.idempotency_key,
+        conversation_id=args.conversation,
+        metadata=metadata,
+    )
+    payload: dict[str, Any] = submission.model_dump(mode="json")
+    if args.wait:
+        try:
+            payload.update(client.wait(submission.id, timeout=args.wait).model_dump(mode="json"))
+        except TimeoutError as exc:
+            payload.update(client.get(submission.id).model_dump(mode="json"))
+            payload["wait_timed_out"] = str(exc)
+    _emit(args, payload, lambda: print(f"{payload['id']}\t{payload['status']}"))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from app import client
+
+    try:
+        view = client.get(args.id)
+    except client.RequestNotFound as exc:
+        raise CommandError(str(exc), code=1) from None
+    _emit(args, view, lambda: print(json.dumps(view.model_dump(mode="json"), indent=2)))
+    return 0
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from app.ops import dlq
+
+    if args.dlq_command == "list":
+        items = dlq.list_dead_letters()
+        _emit(args, [i.model_dump(mode="json") for i in items],
+              lambda: [print(f"{i.id}\t{i.queue}\tattempts={i.attempts}\t{i.error}") for i in items])
+    elif args.dlq_command == "show":
+        try:
+            detail = dlq.show(args.id)
+        except LookupError as exc:
+            raise CommandError(str(exc), code=1) from None
+        _emit(args, detail, lambda: print(json.dumps(detail.model_dump(mode="json"), indent=2)))
+    else:
+        if not args.all and not args.id:
+            raise CommandError("name a request id to replay, or --all")
+        try:
+            replayed = dlq.replay_all() if args.all else {args.id: dlq.replay(args.id)}
+        except LookupError as exc:
+            raise CommandError(str(exc), code=1) from None
+        _emit(args, {"replayed": [{"id": k, "queue": v} for k, v in replayed.items()]},
+              lambda: print(f"replayed {len(replayed)} request(s)"))
+    return 0
+
+
+def cmd_topology(args: argparse.Namespace) -> int:
+    from kombu import Connection
+
+    from app.config import get_settings
+    from app.topology import TopologyError, declare
+
+    with Connection(get_settings().broker_url.get_secret_value()) as conn:
+        try:
+            declared = declare(conn)
+        except TopologyError as exc:
+            raise CommandError(str(exc), code=78) from None
+    _emit(args, {"declared": declared}, lambda: print("declared: " + ", ".join(declared)))
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from app.reconciler import republish_unpublished
+
+    count = republish_unpublished(min_age_s=args.min_age)
+    _emit(args, {"republished": count}, lambda: print(f"republished {count} request(s)"))
+    return 0
+
+
+def cmd_procfile(args: argparse.Namespace) -> int:
+    from app.ops.pools import procfile
+
+    text = procfile()
+    if args.write:
+        Path("Procfile").write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_workers(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from app.ops.pools import pool_specs
+    from app.ops.supervisor import Supervisor
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    supervisor = Supervisor(Path(args.log_dir))
+    for spec in pool_specs(queues=args.queues or None):
+        supervisor.start(spec)
+        print(f"started {spec.name} pool (logs: {supervisor.log_path(spec.name)})", flush=True)
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    print("stopping pools (warm shutdown: running tasks finish)...", flush=True)
+    supervisor.stop()
+    return 0
+
+
+def cmd_flower(args: argparse.Namespace) -> int:
+    from app.ops.flower import run_flower
+
+    return run_flower(dev=args.dev)
+
+
+def cmd_simulator(args: argparse.Namespace) -> int:
+    from app.simulator import main as simulator_main
+
+    return simulator_main(args.simulator_args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from app.demo import run_demo
+
+    return run_demo(tickets=args.tickets, keep_running=args.keep_running, as_json=args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, fn: Callable[[argparse.Namespace], int], help_: str, json_flag: bool = True):
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(fn=fn)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+        return p
+
+    command("migrate", cmd_migrate, "create the database if missing and apply every migration")
+    command("seed", cmd_seed, "load the demo accounts, invoices, knowledge base and service status")
+    p = command("route", cmd_route, "classify a text (or one per line from stdin with '-'); enqueues nothing")
+    p.add_argument("text")
+    p.add_argument("--no-llm", action="store_true", help="never ask the LLM, even when unsure")
+    p = command("submit", cmd_submit, "submit a request")
+    p.add_argument("text")
+    p.add_argument("--tenant", default="default")
+    p.add_argument("--priority", default="normal", help="high, normal or low")
+    p.add_argument("--idempotency-key")
+    p.add_argument("--conversation", help="conversation id: follow-ups share history and specialist")
+    p.add_argument("--metadata", help="a JSON object of string/number/boolean values")
+    p.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="wait for the result")
+    p = command("status", cmd_status, "a request's status, result, tokens, cost and timings")
+    p.add_argument("id")
+    p = command("dlq", cmd_dlq, "dead letters: list, show, replay", json_flag=False)
+    dsub = p.add_subparsers(dest="dlq_command", required=True)
+    d = dsub.add_parser("list", help="every dead-lettered request with its error and attempts")
+    d.add_argument("--json", action="store_true")
+    d = dsub.add_parser("show", help="one dead letter with its events")
+    d.add_argument("id")
+    d.add_argument("--json", action="store_true")
+    d = dsub.add_parser("replay", help="re-run from the last good step")
+    d.add_argument("id", nargs="?")
+    d.add_argument("--all", action="store_true")
+    d.add_argument("--json", action="store_true")
+    command("topology", cmd_topology, "declare exchanges, queues and dead-letter queues")
+    p = command("reconcile", cmd_reconcile, "publish accepted requests that never reached the broker")
+    p.add_argument("--min-age", type=float, default=30.0, help="only requests older than this (seconds)")
+    p = command("procfile", cmd_procfile, "print the Procfile for the current specialists", json_flag=False)
+    p.add_argument("--write", action="store_true", help="write ./Procfile")
+    p = command("workers", cmd_workers, "run worker pools under a supervisor", json_flag=False)
+    p.add_argument("action", choices=["up"])
+    p.add_argument("--queues", nargs="*", help="only these pools (default: router and every specialist)")
+    p.add_argument("--log-dir", default=".switchboard/logs")
+    p = command("flower", cmd_flower, "run Flower with basic auth and the broker API", json_flag=False)
+    p.add_argument("--dev", action="store_true", help="allow running without credentials (local only)")
+    p = command("simulator", cmd_simulator, "run the simulated OpenAI-compatible provider", json_flag=False)
+    p.add_argument("simulator_args", nargs=argparse.REMAINDER)
+    p = command("demo", cmd_demo, "the Monday-morning surge on this machine's services")
+    p.add_argument("--tickets", type=int, default=200)
+    p.add_argument("--keep-running", action="store_true", help="leave pools, provider and Flower up")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from app.client import InvalidRequest
+    from app.ops.preflight import ServiceUnavailable
+
+    try:
+        return int(args.fn(args))
+    except (CommandError, InvalidRequest, ServiceUnavailable) as exc:
+        code = exc.code if isinstance(exc, CommandError) else (3 if isinstance(exc, ServiceUnavailable) else 2)
+        if getattr(args, "json", False):
+            print(json.dumps({"error": str(exc)}))
+        print(f"switchboard: error: {exc}", file=sys.stderr)
+        return code

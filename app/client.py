@@ -1,0 +1,255 @@
+"""What Django and Flask apps import: submit, get, wait.
+
+Needs only Celery, the settings and the record; tasks are sent by name, so no worker code is
+imported. A request is written to PostgreSQL first and then published with publisher confirms; if
+the broker cannot take it, the row stays `accepted` and unpublished, and the reconciler publishes it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+
+from app import conversations, record
+from app.celery_app import ROUTE_TASK, celery
+from app.config import get_settings
+from app.db import Request, StepRun, session_scope
+from app.db.models import TERMINAL, new_id
+from app.topology import PRIORITIES, ROUTER_QUEUE
+
+log = logging.getLogger(__name__)
+
+Priority = Literal["high", "normal", "low"]
+MAX_METADATA_BYTES = 4096
+
+
+class InvalidRequest(ValueError):
+    """The request was refused; nothing was written or published."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid request: " + "; ".join(problems))
+        self.problems = problems
+
+
+class RequestNotFound(LookupError):
+    pass
+
+
+class SubmitRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: StrictStr
+    tenant: StrictStr = Field("default", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    priority: Priority = "normal"
+    idempotency_key: StrictStr | None = Field(None, min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")
+    conversation_id: StrictStr | None = Field(None, pattern=r"^[A-Za-z0-9._:-]{1,64}$")
+    metadata: dict[StrictStr, StrictStr | int | float | bool | None] = Field(default_factory=dict, max_length=32)
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        limit = get_settings().max_text_bytes
+        size = len(value.encode("utf-8", errors="surrogatepass"))
+        if size > limit:
+            raise ValueError(f"is {size} bytes; the limit is {limit} (SWITCHBOARD_MAX_TEXT_BYTES)")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must be valid Unicode (it contains lone surrogates)") from None
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            encoded = json.dumps(value, allow_nan=False)
+        except ValueError:
+            raise ValueError("values must be finite numbers, strings, booleans or null") from None
+        if "\\u0000" in encoded:
+            raise ValueError("must not contain NUL characters")
+        if len(encoded.encode("utf-8", errors="surrogatepass")) > MAX_METADATA_BYTES:
+            raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
+        return value
+
+
+class Submission(BaseModel):
+    id: str
+    status: str
+    duplicate: bool = False
+    published: bool = True
+
+
+class RequestView(BaseModel):
+    id: str
+    tenant: str
+    status: str
+    priority: str
+    specialist: str | None
+    route_confidence: float | None
+    route_method: str | None
+    attempts: int
+    result: dict[str, Any] | None
+    error: str | None
+    tokens: dict[str, int]
+    cost_usd: float
+    timings: dict[str, float | None]
+    accepted_at: datetime
+    finished_at: datetime | None
+
+
+def validate(**fields: Any) -> SubmitRequest:
+    try:
+        return SubmitRequest(**fields)
+    except ValidationError as exc:
+        problems = [f"{'.'.join(str(p) for p in err['loc']) or 'request'}: {err['msg']}" for err in exc.errors()]
+        raise InvalidRequest(problems) from None
+
+
+def publish(request_id: str, priority: str) -> bool:
+    """Publish to the router with publisher confirms; False if the broker did not take it."""
+    try:
+        celery.send_task(
+            ROUTE_TASK,
+            args=[request_id],
+            queue=ROUTER_QUEUE,
+            routing_key=ROUTER_QUEUE,
+            priority=PRIORITIES[priority],
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0},
+        )
+    except Exception as exc:  # broker down: the reconciler publishes it later
+        log.warning("request %s accepted but not yet published (%s); the reconciler will publish it",
+                    request_id, type(exc).__name__)
+        return False
+    record.mark_published(request_id)
+    return True
+
+
+def submit(
+    text: str,
+    *,
+    tenant: str = "default",
+    priority: str = "normal",
+    idempotency_key: str | None = None,
+    conversation_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Submission:
+    """Accept a request. Raises InvalidRequest (nothing written) for bad input.
+
+    With an idempotency key, a repeated submit returns the first request and runs nothing again.
+    """
+    req = validate(
+        text=text,
+        tenant=tenant,
+        priority=priority,
+        idempotency_key=idempotency_key,
+        conversation_id=conversation_id,
+        metadata=metadata or {},
+    )
+    with session_scope() as session:
+        if req.conversation_id:
+            try:
+                conversations.ensure(session, req.conversation_id, req.tenant)
+            except conversations.ConversationError as exc:
+                raise InvalidRequest([f"conversation_id: {exc}"]) from None
+        inserted = session.execute(
+            insert(Request)
+            .values(
+                id=new_id(),
+                tenant=req.tenant,
+                text=req.text,
+                metadata=req.metadata,
+                priority=req.priority,
+                idempotency_key=req.idempotency_key,
+                conversation_id=req.conversation_id,
+            )
+            .on_conflict_do_nothing(constraint="uq_requests_tenant_idempotency_key")
+            .returning(Request.id)
+        ).first()
+        if inserted is None:
+            existing = session.execute(
+                select(Request.id, Request.status, Request.published_at, Request.priority).where(
+                    Request.tenant == req.tenant, Request.idempotency_key == req.idempotency_key
+                )
+            ).one()
+        else:
+            record.add_event(session, inserted.id, "accepted", priority=req.priority)
+    if inserted is None:
+        published = existing.published_at is not None or publish(existing.id, existing.priority)
+        return Submission(id=existing.id, status=existing.status, duplicate=True, published=published)
+    published = publish(inserted.id, req.priority)
+    return Submission(id=inserted.id, status="accepted", published=published)
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return None if start is None or end is None else round((end - start).total_seconds(), 4)
+
+
+def get(request_id: str, *, tenant: str | None = None) -> RequestView:
+    """The request as the record has it. With `tenant`, another tenant's request is not found."""
+    with session_scope() as session:
+        query = select(Request).where(Request.id == request_id)
+        if tenant is not None:
+            query = query.where(Request.tenant == tenant)
+        request = session.scalar(query)
+        if request is None:
+            raise RequestNotFound(f"no request {request_id!r}")
+        steps = session.execute(
+            select(StepRun.step, StepRun.duration_ms).where(StepRun.request_id == request_id).order_by(StepRun.id)
+        ).all()
+    timings: dict[str, float | None] = {
+        "queued_for_router": _seconds(request.published_at, request.routed_at),
+        "accepted_to_routed": _seconds(request.accepted_at, request.routed_at),
+        "queued_for_specialist": _seconds(request.routed_at, request.started_at),
+        "running": _seconds(request.started_at, request.finished_at),
+        "end_to_end": _seconds(request.accepted_at, request.finished_at),
+    }
+    timings.update({f"step.{s.step}": round(s.duration_ms / 1000, 4) for s in steps if s.duration_ms is not None})
+    return RequestView(
+        id=request.id,
+        tenant=request.tenant,
+        status=request.status,
+        priority=request.priority,
+        specialist=request.specialist,
+        route_confidence=request.route_confidence,
+        route_method=request.route_method,
+        attempts=request.attempts,
+        result=request.result,
+        error=request.error,
+        tokens={
+            "prompt": request.prompt_tokens,
+            "completion": request.completion_tokens,
+            "total": request.prompt_tokens + request.completion_tokens,
+        },
+        cost_usd=float(request.cost_usd or Decimal(0)),
+        timings=timings,
+        accepted_at=request.accepted_at,
+        finished_at=request.finished_at,
+    )
+
+
+def wait(request_id: str, timeout: float = 60.0, *, poll_s: float = 0.2, tenant: str | None = None) -> RequestView:
+    """Poll the record until the request is finished (succeeded or dead-lettered).
+
+    Raises TimeoutError if it is still running when `timeout` seconds have passed.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        view = get(request_id, tenant=tenant)
+        if view.status in TERMINAL:
+            return view
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"request {request_id} is still {view.status} after {timeout:g}s")
+        time.sleep(poll_s)

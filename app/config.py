@@ -1,0 +1,109 @@
+"""Every setting, read from SWITCHBOARD_* environment variables.
+
+Defaults work on a developer machine with RabbitMQ and PostgreSQL on localhost, so the demo and the
+tests need no configuration; production overrides them through the environment.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", extra="ignore")
+
+    broker_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672//")
+    database_url: SecretStr = SecretStr("postgresql+psycopg://postgres@127.0.0.1:5432/switchboard")
+    # Each process keeps few connections: workers hold one only for a short transaction, never
+    # across an LLM call, so a small pool serves a large thread pool.
+    database_pool_size: int = 5
+    database_max_overflow: int = 5
+
+    provider_base_url: str = "http://127.0.0.1:8765/v1"
+    provider_api_keys: Annotated[list[SecretStr], NoDecode] = [SecretStr("sk-switchboard-dev")]
+    provider_rpm: int = 0
+    provider_tpm: int = 0
+    provider_timeout_s: float = 30.0
+    provider_max_connections: int = 256
+
+    cheap_model: str = "sim-small"
+    capable_model: str = "sim-large"
+    # USD per million tokens, "model=input/output" pairs.
+    prices: Annotated[dict[str, tuple[Decimal, Decimal]], NoDecode] = {
+        "sim-small": (Decimal("0.15"), Decimal("0.60")),
+        "sim-large": (Decimal("2.50"), Decimal("10.00")),
+    }
+
+    router_confidence_threshold: float = 0.6
+    # A follow-up turn leaves its conversation's specialist only on this much confidence.
+    topic_change_confidence: float = 0.85
+    fallback_specialist: str = "technical"
+
+    max_text_bytes: int = 32 * 1024
+    max_attempts: int = 3
+    retry_backoff_s: float = 2.0
+    retry_backoff_max_s: float = 60.0
+    # Below RabbitMQ's consumer_timeout (30 min by default) so Celery, not the broker, ends a stuck
+    # task and the message is dead-lettered instead of the channel being closed.
+    task_soft_time_limit_s: int = 600
+    task_time_limit_s: int = 660
+
+    router_concurrency: int = 4
+    specialist_concurrency: int = 16
+    specialist_pool: str = "threads"
+
+    flower_port: int = 5555
+    flower_basic_auth: SecretStr | None = None
+    simulator_port: int = 8765
+
+    @field_validator("provider_api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [SecretStr(k.strip()) for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _parse_prices(cls, value: object) -> object:
+        if isinstance(value, str):
+            table: dict[str, tuple[Decimal, Decimal]] = {}
+            for item in filter(None, (p.strip() for p in value.split(","))):
+                model, _, pair = item.partition("=")
+                inp, _, out = pair.partition("/")
+                if not (model and inp and out):
+                    raise ValueError(
+                        f"price entry {item!r} must look like model=INPUT/OUTPUT (USD per million tokens)"
+                    )
+                table[model.strip()] = (Decimal(inp), Decimal(out))
+            return table
+        return value
+
+    @field_validator("max_attempts")
+    @classmethod
+    def _at_least_one(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+    def model_for_tier(self, tier: str) -> str:
+        tiers = {"cheap": self.cheap_model, "capable": self.capable_model}
+        try:
+            return tiers[tier]
+        except KeyError:
+            raise ValueError(f"unknown model tier {tier!r}; known tiers: {', '.join(sorted(tiers))}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget cached settings; tests and the demo change the environment and call this."""
+    get_settings.cache_clear()

@@ -1,0 +1,37 @@
+from app.db.models import (
+    Account,
+    Base,
+    Conversation,
+    Delivery,
+    Invoice,
+    KbArticle,
+    LlmCall,
+    Refund,
+    Request,
+    RequestEvent,
+    ServiceStatus,
+    Status,
+    StepRun,
+    Turn,
+)
+from app.db.session import dispose_engine, get_engine, session_scope
+
+__all__ = [
+    "Account",
+    "Base",
+    "Conversation",
+    "Delivery",
+    "Invoice",
+    "KbArticle",
+    "LlmCall",
+    "Refund",
+    "Request",
+    "RequestEvent",
+    "ServiceStatus",
+    "Status",
+    "StepRun",
+    "Turn",
+    "dispose_engine",
+    "get_engine",
+    "session_scope",
+]

@@ -1,0 +1,66 @@
+"""One engine per process and short transactions.
+
+Nothing holds a connection across an LLM call: callers open `session_scope()` around the reads and
+writes they need and close it before doing I/O elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import get_settings
+
+_lock = threading.Lock()
+_engine: Engine | None = None
+_engine_pid: int | None = None
+_factory: sessionmaker[Session] | None = None
+
+
+def get_engine() -> Engine:
+    global _engine, _engine_pid, _factory
+    # A forked child must not reuse its parent's sockets; it builds its own pool.
+    if _engine is None or _engine_pid != os.getpid():
+        with _lock:
+            if _engine is None or _engine_pid != os.getpid():
+                settings = get_settings()
+                _engine = create_engine(
+                    settings.database_url.get_secret_value(),
+                    pool_size=settings.database_pool_size,
+                    max_overflow=settings.database_max_overflow,
+                    pool_pre_ping=True,
+                    pool_recycle=1800,
+                )
+                _engine_pid = os.getpid()
+                _factory = sessionmaker(_engine, expire_on_commit=False)
+    return _engine
+
+
+def dispose_engine() -> None:
+    global _engine, _factory
+    with _lock:
+        if _engine is not None:
+            _engine.dispose()
+        _engine = None
+        _factory = None
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """A transaction: committed on success, rolled back on any error."""
+    get_engine()
+    assert _factory is not None
+    session = _factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,215 @@
+"""`switchboard demo`: the Monday-morning surge, end to end on this machine's services.
+
+Migrates and seeds the record, starts the simulated provider and one worker pool per queue, submits
+the surge plus one poison ticket, shows progress, prints a summary and stops what it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import statistics
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+
+from app.config import get_settings, reset_settings
+from app.db import Request, session_scope
+from app.db.models import TERMINAL
+
+STATE_DIR = Path(".switchboard")
+
+
+def _free_port(preferred: int) -> int:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
+            return int(probe.getsockname()[1])
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer within {timeout:g}s")
+        time.sleep(0.2)
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return round(values[0], 3)
+    return round(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1], 3)
+
+
+def summarize(run_id: str, expected: dict[str, str]) -> dict[str, Any]:
+    with session_scope() as session:
+        rows = session.execute(
+            select(
+                Request.id, Request.status, Request.specialist, Request.route_method, Request.prompt_tokens,
+                Request.completion_tokens, Request.cost_usd, Request.accepted_at, Request.finished_at,
+            ).where(Request.metadata_["demo_run"].astext == run_id)
+        ).all()
+    by: dict[str, dict[str, int]] = {}
+    methods: dict[str, int] = {}
+    latencies = []
+    for r in rows:
+        by.setdefault(r.specialist or "unrouted", {}).setdefault(r.status, 0)
+        by[r.specialist or "unrouted"][r.status] += 1
+        methods[r.route_method or "none"] = methods.get(r.route_method or "none", 0) + 1
+        if r.status == "succeeded" and r.finished_at:
+            latencies.append((r.finished_at - r.accepted_at).total_seconds())
+    routed_right = sum(1 for r in rows if r.id in expected and r.specialist == expected[r.id])
+    succeeded = sum(1 for r in rows if r.status == "succeeded")
+    dead = sum(1 for r in rows if r.status == "dead_lettered")
+    return {
+        "submitted": len(expected),
+        "recorded": len(rows),
+        "succeeded": succeeded,
+        "dead_lettered": dead,
+        "unaccounted": len(expected) - succeeded - dead,
+        "by_specialist": by,
+        "routing_methods": methods,
+        "routing_accuracy": round(routed_right / max(1, sum(1 for r in rows if r.id in expected)), 3),
+        "latency_s": {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95)},
+        "tokens": sum(r.prompt_tokens + r.completion_tokens for r in rows),
+        "cost_usd": float(sum(r.cost_usd for r in rows)),
+    }
+
+
+def _print_summary(summary: dict[str, Any], poison_id: str, poison_status: str) -> None:
+    print("\nSwitchboard demo: the Monday-morning surge")
+    print(f"  submitted {summary['submitted']}, succeeded {summary['succeeded']}, "
+          f"dead-lettered {summary['dead_lettered']}, unaccounted {summary['unaccounted']}")
+    for specialist, statuses in sorted(summary["by_specialist"].items()):
+        print(f"  {specialist:<12} " + ", ".join(f"{k}={v}" for k, v in sorted(statuses.items())))
+    print(f"  routing: {summary['routing_methods']}, accuracy against the surge's labels "
+          f"{summary['routing_accuracy']:.1%}")
+    lat = summary["latency_s"]
+    print(f"  end-to-end latency p50 {lat['p50']}s, p95 {lat['p95']}s")
+    print(f"  tokens {summary['tokens']:,}, cost ${summary['cost_usd']:.4f}")
+    print(f"  poison ticket {poison_id}: {poison_status} (see `switchboard dlq show {poison_id}`)")
+
+
+def run_demo(tickets: int = 200, *, keep_running: bool = False, as_json: bool = False) -> int:
+    from tqdm import tqdm
+
+    from app import client
+    from app.db.migrate import upgrade
+    from app.ops.pools import pool_specs, simulator_spec
+    from app.ops.preflight import check_services
+    from app.ops.supervisor import Supervisor, wait_for_workers
+    from app.ops.surge import POISON_TEXT, monday_morning
+    from app.seed import account_emails, invoice_ids, seed
+    from app.topology import work_queue_names
+
+    if tickets < 1:
+        raise ValueError("--tickets must be at least 1")
+    out = sys.stderr if as_json else sys.stdout
+    check_services()
+    upgrade()
+    with session_scope() as session:
+        seed(session)
+        emails, invoices = account_emails(session), invoice_ids(session)
+
+    run_id = uuid.uuid4().hex[:8]
+    port = _free_port(get_settings().simulator_port)
+    os.environ["SWITCHBOARD_SIMULATOR_PORT"] = str(port)
+    os.environ["SWITCHBOARD_PROVIDER_BASE_URL"] = f"http://127.0.0.1:{port}/v1"
+    reset_settings()
+    log_dir = STATE_DIR / f"demo-{run_id}"
+    supervisor = Supervisor(log_dir)
+    try:
+        print(f"starting the simulated provider on :{port} and the worker pools (logs: {log_dir})", file=out)
+        supervisor.start(simulator_spec(None, "--latency-ms", "150", "--latency-jitter-ms", "100"))
+        _wait_http(f"http://127.0.0.1:{port}/healthz", 30)
+        for spec in pool_specs():
+            supervisor.start(spec)
+        wait_for_workers(work_queue_names(), timeout=90)
+
+        surge = monday_morning(tickets, emails=emails, invoice_ids=invoices)
+        expected: dict[str, str] = {}
+        poison_at = len(surge) // 2
+
+        def send(i: int) -> str:
+            if i == poison_at:
+                return client.submit(POISON_TEXT, tenant="acme", metadata={"demo_run": run_id, "poison": True}).id
+            t = surge[i if i < poison_at else i - 1]
+            sub = client.submit(t.text, tenant=t.tenant, priority=t.priority, metadata={"demo_run": run_id})
+            expected[sub.id] = t.expected
+            return sub.id
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            ids = list(pool.map(send, range(len(surge) + 1)))
+        poison_id = ids[poison_at]
+        total = len(ids)
+        with tqdm(total=total, desc="tickets finished", unit="ticket", file=out) as bar:
+            deadline = time.monotonic() + max(300, tickets * 3)
+            done = 0
+            while done < total and time.monotonic() < deadline:
+                with session_scope() as session:
+                    done = session.scalar(
+                        select(func.count()).select_from(Request).where(
+                            Request.metadata_["demo_run"].astext == run_id, Request.status.in_(list(TERMINAL))
+                        )
+                    ) or 0
+                bar.update(done - bar.n)
+                time.sleep(0.5)
+        elapsed = time.monotonic() - started
+        summary = summarize(run_id, {**expected, poison_id: "billing"})
+        poison_status = client.get(poison_id).status
+        summary.update(run_id=run_id, drain_s=round(elapsed, 2), poison_id=poison_id, poison_status=poison_status)
+        if as_json:
+            print(json.dumps(summary))
+        else:
+            _print_summary(summary, poison_id, poison_status)
+            print(f"  drained in {elapsed:.1f}s")
+        ok = summary["unaccounted"] == 0 and poison_status == "dead_lettered"
+        if keep_running:
+            _keep_running(supervisor, out)
+        return 0 if ok else 1
+    finally:
+        if not keep_running:
+            supervisor.stop()
+
+
+def _keep_running(supervisor: Any, out: Any) -> None:
+    from app.ops.flower import flower_argv, flower_env
+    from app.ops.pools import ProcessSpec
+
+    settings = get_settings()
+    if settings.flower_basic_auth is None:
+        creds_file = STATE_DIR / "flower-credentials"
+        if not creds_file.exists():
+            creds_file.write_text(f"admin:{secrets.token_urlsafe(12)}\n")
+            creds_file.chmod(0o600)
+        os.environ["SWITCHBOARD_FLOWER_BASIC_AUTH"] = creds_file.read_text().strip()
+        reset_settings()
+        source = f"the file {creds_file} (user:password)"
+    else:
+        source = "SWITCHBOARD_FLOWER_BASIC_AUTH"
+    supervisor.start(ProcessSpec("flower", flower_argv(), flower_env()))
+    print(f"\nleft running: pools, simulated provider, Flower at http://127.0.0.1:{settings.flower_port}/ "
+          f"(credentials from {source}); logs in {supervisor.log_dir}", file=out)
+    pids = {name: p.pid for name, p in supervisor.processes.items()}
+    (STATE_DIR / "running.json").write_text(json.dumps(pids))
+    print(f"stop them with: kill $(python -c \"import json;print(*json.load(open('{STATE_DIR}/running.json')).values())\")",
+          file=out)

@@ -1,0 +1,145 @@
+"""The OpenAI-compatible chat-completions client: one pooled httpx client per process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, Field
+
+from app.config import get_settings
+from app.inference.errors import FailureClass, ProviderError, classify_status
+
+
+class ToolCall(BaseModel):
+    id: str
+    name: str
+    arguments: str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class ChatResponse(BaseModel):
+    model: str
+    content: str | None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    usage: Usage
+    finish_reason: str | None = None
+    # Rate-limit headers as the provider sent them, for adaptive limiting.
+    rate_headers: dict[str, str] = Field(default_factory=dict)
+
+    def assistant_message(self) -> dict[str, Any]:
+        """The message to append to the conversation when the agent loop continues."""
+        message: dict[str, Any] = {"role": "assistant", "content": self.content}
+        if self.tool_calls:
+            message["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in self.tool_calls
+            ]
+        return message
+
+
+# httpx logs every request at INFO; at hundreds of calls a second that drowns the workers' logs.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
+_lock = threading.Lock()
+_client: httpx.Client | None = None
+_client_pid: int | None = None
+
+
+def http_client() -> httpx.Client:
+    global _client, _client_pid
+    if _client is None or _client_pid != os.getpid():
+        with _lock:
+            if _client is None or _client_pid != os.getpid():
+                settings = get_settings()
+                limit = settings.provider_max_connections
+                _client = httpx.Client(
+                    base_url=settings.provider_base_url.rstrip("/") + "/",
+                    timeout=httpx.Timeout(settings.provider_timeout_s, connect=5.0),
+                    limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
+                )
+                _client_pid = os.getpid()
+    return _client
+
+
+def close_client() -> None:
+    global _client
+    with _lock:
+        if _client is not None:
+            _client.close()
+        _client = None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    for header, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = response.headers.get(header)
+        if value:
+            try:
+                return float(value) * scale
+            except ValueError:
+                continue
+    return None
+
+
+def chat(
+    *,
+    model: str,
+    messages: list[dict[str, Any]],
+    api_key: str,
+    key_id: str,
+    tools: list[dict[str, Any]] | None = None,
+    max_tokens: int = 512,
+) -> ChatResponse:
+    body: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_tokens}
+    if tools:
+        body["tools"] = tools
+    try:
+        response = http_client().post(
+            "chat/completions", json=body, headers={"Authorization": f"Bearer {api_key}"}
+        )
+    except httpx.TimeoutException:
+        raise ProviderError(FailureClass.TIMEOUT, f"no answer from the provider for {model}", key_id=key_id) from None
+    except httpx.TransportError as exc:
+        raise ProviderError(
+            FailureClass.CONNECTION, f"cannot reach the provider: {type(exc).__name__}", key_id=key_id
+        ) from None
+    rate_headers = {k: v for k, v in response.headers.items() if "ratelimit" in k or k.startswith("retry-after")}
+    if response.status_code != 200:
+        text = response.text[:500]
+        try:
+            detail = response.json().get("error", {}).get("message") or text
+        except ValueError:
+            detail = text
+        raise ProviderError(
+            classify_status(response.status_code, text),
+            # Providers echo part of a rejected key back; the record and logs must never see it.
+            str(detail).replace(api_key, "[redacted]")[:300],
+            status=response.status_code,
+            retry_after_s=_retry_after(response),
+            key_id=key_id,
+        )
+    payload = response.json()
+    choice = payload["choices"][0]
+    message = choice.get("message") or {}
+    calls = [
+        ToolCall(id=c["id"], name=c["function"]["name"], arguments=c["function"].get("arguments") or "{}")
+        for c in message.get("tool_calls") or []
+    ]
+    usage = payload.get("usage") or {}
+    return ChatResponse(
+        model=payload.get("model", model),
+        content=message.get("content"),
+        tool_calls=calls,
+        usage=Usage(
+            prompt_tokens=usage.get("prompt_tokens", 0), completion_tokens=usage.get("completion_tokens", 0)
+        ),
+        finish_reason=choice.get("finish_reason"),
+        rate_headers=rate_headers,
+    )

@@ -1,0 +1,41 @@
+"""Flower as operators run it: basic auth, and the broker API so every queue's depth shows."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from kombu.utils.url import url_to_parts
+
+from app.config import get_settings
+
+
+def broker_api_url(management_port: int = 15672) -> str:
+    scheme, host, port, user, password, vhost, _ = url_to_parts(get_settings().broker_url.get_secret_value())
+    return f"http://{user or 'guest'}:{password or 'guest'}@{host or '127.0.0.1'}:{management_port}/api/"
+
+
+def flower_env(dev: bool = False) -> dict[str, str]:
+    """Credentials travel in the environment, never on the command line where `ps` shows them."""
+    settings = get_settings()
+    auth = settings.flower_basic_auth.get_secret_value() if settings.flower_basic_auth else ""
+    if not auth and not dev:
+        raise SystemExit(
+            "switchboard: Flower needs credentials: set SWITCHBOARD_FLOWER_BASIC_AUTH=user:password "
+            "(or pass --dev to run without them on a local machine)"
+        )
+    env = {"FLOWER_BROKER_API": broker_api_url(), "FLOWER_PORT": str(settings.flower_port)}
+    if auth:
+        env["FLOWER_BASIC_AUTH"] = auth
+    return env
+
+
+def flower_argv() -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "app.celery_app:celery", "flower", "--address=127.0.0.1"]
+
+
+def run_flower(dev: bool = False) -> int:
+    os.environ.update(flower_env(dev))
+    argv = flower_argv()
+    os.execv(argv[0], argv)
+    return 0  # not reached

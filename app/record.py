@@ -1,0 +1,150 @@
+"""Status transitions of a request and its event log, each in its own short transaction.
+
+Transitions are conditional UPDATEs, so a redelivered or duplicated message cannot move a request
+backwards or finish it twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import Session
+
+from app import conversations
+from app.db import Request, RequestEvent, Status, session_scope
+
+
+def add_event(session: Session, request_id: str, kind: str, **detail: Any) -> None:
+    session.add(RequestEvent(request_id=request_id, kind=kind, detail=detail))
+
+
+def mark_published(request_id: str) -> None:
+    with session_scope() as session:
+        session.execute(
+            update(Request)
+            .where(Request.id == request_id, Request.published_at.is_(None))
+            .values(published_at=func.now())
+        )
+
+
+def mark_routed(request_id: str, specialist: str, confidence: float, method: str) -> bool:
+    """Record the routing decision; False if the request was routed already (a redelivery)."""
+    with session_scope() as session:
+        routed = session.execute(
+            update(Request)
+            .where(Request.id == request_id, Request.status == Status.ACCEPTED)
+            .values(
+                status=Status.ROUTED,
+                specialist=specialist,
+                route_confidence=confidence,
+                route_method=method,
+                routed_at=func.now(),
+            )
+            .returning(Request.id)
+        ).first()
+        if routed:
+            add_event(session, request_id, "routed", specialist=specialist, confidence=confidence, method=method)
+        return routed is not None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    number: int
+    tenant: str
+    text: str
+    priority: str
+    specialist: str
+    conversation_id: str | None
+
+
+def start_attempt(request_id: str) -> Attempt | None:
+    """Claim the request for one more attempt; None if it is finished already."""
+    with session_scope() as session:
+        row = session.execute(
+            update(Request)
+            .where(
+                Request.id == request_id,
+                Request.status.in_([Status.ROUTED, Status.RUNNING, Status.FAILED]),
+            )
+            .values(
+                status=Status.RUNNING,
+                attempts=Request.attempts + 1,
+                started_at=func.coalesce(Request.started_at, func.now()),
+            )
+            .returning(
+                Request.attempts,
+                Request.tenant,
+                Request.text,
+                Request.priority,
+                Request.specialist,
+                Request.conversation_id,
+            )
+        ).first()
+        if row is None:
+            return None
+        add_event(session, request_id, "attempt_started", attempt=row.attempts)
+        return Attempt(row.attempts, row.tenant, row.text, row.priority, row.specialist, row.conversation_id)
+
+
+def mark_succeeded(request_id: str, result: dict[str, Any], attempt: Attempt) -> None:
+    with session_scope() as session:
+        done = session.execute(
+            update(Request)
+            .where(Request.id == request_id, Request.status == Status.RUNNING)
+            .values(status=Status.SUCCEEDED, result=result, error=None, finished_at=func.now())
+            .returning(Request.id)
+        ).first()
+        if not done:
+            return
+        add_event(session, request_id, "succeeded")
+        if attempt.conversation_id:
+            conversations.append_exchange(
+                session, attempt.conversation_id, request_id, attempt.text, result.get("reply", ""), attempt.specialist
+            )
+
+
+def mark_failed(request_id: str, error: str, *, attempt: int, retry_in_s: float) -> None:
+    """Record a failed attempt with a retry scheduled. Only a specialist attempt becomes `failed`;
+    a request that failed in the router keeps its status so the router routes it on retry."""
+    with session_scope() as session:
+        session.execute(
+            update(Request)
+            .where(Request.id == request_id)
+            .values(
+                status=case((Request.status == Status.RUNNING, Status.FAILED), else_=Request.status),
+                error=error,
+            )
+        )
+        add_event(session, request_id, "attempt_failed", attempt=attempt, error=error, retry_in_s=retry_in_s)
+
+
+def mark_dead_lettered(request_id: str, error: str, *, queue: str) -> None:
+    with session_scope() as session:
+        session.execute(
+            update(Request)
+            .where(Request.id == request_id, Request.status != Status.SUCCEEDED)
+            .values(status=Status.DEAD_LETTERED, error=error, dead_lettered_at=func.now(), finished_at=func.now())
+        )
+        add_event(session, request_id, "dead_lettered", queue=queue, error=error)
+
+
+def reset_for_replay(request_id: str) -> Request | None:
+    """Make a dead-lettered request runnable again; its finished steps stay checkpointed.
+
+    A request that never got a specialist goes back to the router, the rest straight to their
+    specialist. Returns the request as reset, or None if it was not dead-lettered.
+    """
+    with session_scope() as session:
+        request = session.scalar(
+            select(Request).where(Request.id == request_id, Request.status == Status.DEAD_LETTERED).with_for_update()
+        )
+        if request is None:
+            return None
+        request.status = Status.ROUTED if request.specialist else Status.ACCEPTED
+        request.attempts = 0
+        request.error = None
+        request.finished_at = None
+        add_event(session, request_id, "replayed", to=request.specialist or "router")
+        return request

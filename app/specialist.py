@@ -1,0 +1,95 @@
+"""What a specialist is: the contract every module under specialists/ fills in.
+
+A specialist module defines one module-level `SPECIALIST = Specialist(...)`. Its queue, dead-letter
+queue, Celery task, worker pool line and routing all follow from that object (see app/registry.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+ArgsT = TypeVar("ArgsT", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """Who is calling a tool; side-effecting tools key their idempotency on request_id and step."""
+
+    request_id: str
+    tenant: str
+    step: str
+
+
+@dataclass(frozen=True)
+class Tool(Generic[ArgsT]):
+    name: str
+    description: str
+    args: type[ArgsT]
+    run: Callable[[ToolContext, ArgsT], dict[str, Any]]
+    # A side-effecting tool must be idempotent by (request, step): a redelivered task calls it again.
+    side_effect: bool = False
+
+    def schema(self) -> dict[str, Any]:
+        """The OpenAI `tools` entry for this tool."""
+        params = self.args.model_json_schema()
+        params.pop("title", None)
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": params},
+        }
+
+    def invoke(self, ctx: ToolContext, raw_arguments: str) -> dict[str, Any]:
+        """Validate the model's arguments and run; bad arguments go back to the model as an error."""
+        try:
+            args = self.args.model_validate(json.loads(raw_arguments or "{}"))
+        except (ValueError, ValidationError) as exc:
+            return {"error": f"invalid arguments for {self.name}: {exc}"}
+        return self.run(ctx, args)
+
+
+@dataclass(frozen=True)
+class Specialist:
+    name: str
+    # One line; the router's LLM fallback chooses between specialists by these.
+    description: str
+    system_prompt: str
+    routing_examples: tuple[str, ...]
+    tools: tuple[Tool[Any], ...] = ()
+    model_tier: str = "capable"
+    # Regular expressions (case-insensitive) that route here without the classifier.
+    rules: tuple[str, ...] = ()
+    # Reads context for the draft before the agent loop starts (the workflow's "retrieve" step).
+    retrieve: Callable[[ToolContext, str], dict[str, Any]] | None = None
+    workflow: str = "support_ticket"
+    max_tool_steps: int = 5
+    concurrency: int | None = None
+    compiled_rules: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not NAME_PATTERN.match(self.name):
+            raise ValueError(
+                f"specialist name {self.name!r} must be lowercase letters, digits or '_' (max 40), "
+                "starting with a letter: it becomes a queue and task name"
+            )
+        if len(self.routing_examples) < 5:
+            raise ValueError(f"specialist {self.name!r} needs at least 5 routing examples to be routable")
+        object.__setattr__(self, "compiled_rules", tuple(re.compile(r, re.IGNORECASE) for r in self.rules))
+
+    @property
+    def queue(self) -> str:
+        return self.name
+
+    @property
+    def task_name(self) -> str:
+        return f"switchboard.specialist.{self.name}"
+
+    def tool(self, name: str) -> Tool[Any] | None:
+        return next((t for t in self.tools if t.name == name), None)

@@ -1,0 +1,126 @@
+"""The Celery tasks: the router and one task per specialist. Only workers import this module."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from celery import Task
+from celery.exceptions import Reject
+from sqlalchemy import select
+
+from app import conversations, record
+from app.celery_app import RECONCILE_TASK, ROUTE_TASK, celery
+from app.config import get_settings
+from app.db import Request, Status, session_scope
+from app.registry import get_specialist, specialists
+from app.routing import decide
+from app.specialist import Specialist
+from app.topology import PRIORITIES, ROUTER_QUEUE
+from workflows import get_workflow
+from workflows.engine import RequestInfo, StepError, run
+
+log = logging.getLogger(__name__)
+
+
+class PermanentError(Exception):
+    """Retrying cannot help; dead-letter at once."""
+
+
+def backoff_s(attempt: int) -> float:
+    settings = get_settings()
+    base = min(settings.retry_backoff_s * 2 ** (attempt - 1), settings.retry_backoff_max_s)
+    # Full jitter keeps a burst of failures from retrying in lockstep against a recovering provider.
+    return random.uniform(base / 2, base)
+
+
+def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc: BaseException) -> None:
+    """The one place that decides between another attempt and the dead-letter queue."""
+    transient = not isinstance(exc, PermanentError) and not (isinstance(exc, StepError) and not exc.transient)
+    error = f"{type(exc).__name__}: {exc}"
+    if transient and attempt < get_settings().max_attempts:
+        delay = backoff_s(attempt)
+        record.mark_failed(request_id, error, attempt=attempt, retry_in_s=round(delay, 2))
+        priority = (task.request.delivery_info or {}).get("priority")
+        raise task.retry(countdown=delay, exc=exc, max_retries=None, queue=queue, priority=priority)
+    record.mark_dead_lettered(request_id, error, queue=queue)
+    log.error("request %s dead-lettered into %s.dlq after %d attempt(s): %s", request_id, queue, attempt, error)
+    # Rejected without requeue: RabbitMQ moves the message to <queue>.dlq through the DLX.
+    raise Reject(error, requeue=False)
+
+
+def dispatch(request_id: str, specialist: Specialist, priority: str) -> None:
+    celery.send_task(
+        specialist.task_name,
+        args=[request_id],
+        queue=specialist.queue,
+        routing_key=specialist.queue,
+        priority=PRIORITIES[priority],
+    )
+
+
+@celery.task(name=ROUTE_TASK, bind=True)
+def route(self: Task, request_id: str) -> None:
+    with session_scope() as session:
+        request = session.scalar(select(Request).where(Request.id == request_id))
+        if request is None:
+            # Clients write the row before publishing, so this is a message from another database.
+            raise Reject(f"no request {request_id} in the record", requeue=False)
+        status, text, priority, conversation_id = request.status, request.text, request.priority, request.conversation_id
+        specialist_name = request.specialist
+    try:
+        if status == Status.ACCEPTED:
+            current = conversations.specialist_of(conversation_id) if conversation_id else None
+            decision = decide(text, current_specialist=current, request_id=request_id)
+            record.mark_routed(request_id, decision.specialist, decision.confidence, decision.method)
+            specialist_name = decision.specialist
+        elif status != Status.ROUTED:
+            return  # a redelivery of a request already past routing
+        assert specialist_name is not None
+        # Routed but maybe never dispatched (a crash after recording): dispatching again is safe,
+        # because the specialist task claims the request with a conditional update.
+        dispatch(request_id, get_specialist(specialist_name), priority)
+    except Reject:
+        raise
+    except Exception as exc:
+        give_up_or_retry(self, request_id, ROUTER_QUEUE, self.request.retries + 1, exc)
+
+
+def _specialist_task(spec: Specialist) -> Callable[..., Any]:
+    @celery.task(name=spec.task_name, bind=True)
+    def run_specialist(self: Task, request_id: str) -> None:
+        attempt = record.start_attempt(request_id)
+        if attempt is None:
+            return  # finished already: a duplicate delivery
+        try:
+            if attempt.number > get_settings().max_attempts:
+                # The message keeps coming back (its worker died each time): stop the loop.
+                raise PermanentError(f"gave up after {attempt.number - 1} attempts without finishing")
+            history = (
+                conversations.history(attempt.conversation_id, before_request=request_id)
+                if attempt.conversation_id
+                else []
+            )
+            info = RequestInfo(request_id, attempt.tenant, attempt.text, attempt.priority, history)
+            outputs = run(get_workflow(spec.workflow), info, spec)
+            draft = outputs.get("draft", {})
+            result = {"reply": draft.get("reply", ""), "tool_calls": draft.get("tool_calls", [])}
+            record.mark_succeeded(request_id, result, attempt)
+        except Reject:
+            raise
+        except Exception as exc:
+            give_up_or_retry(self, request_id, spec.queue, attempt.number, exc)
+
+    return run_specialist
+
+
+SPECIALIST_TASKS = {name: _specialist_task(spec) for name, spec in specialists().items()}
+
+
+@celery.task(name=RECONCILE_TASK)
+def reconcile() -> int:
+    from app.reconciler import republish_unpublished
+
+    return republish_unpublished()

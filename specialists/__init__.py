@@ -1,0 +1,1 @@
+"""One module per specialist. Add a file here that defines `SPECIALIST = Specialist(...)`."""

@@ -1,0 +1,204 @@
+"""A small engine for multi-step workflows with durable steps.
+
+A workflow is named steps with dependencies. Steps whose dependencies are done run side by side;
+each step's output is checkpointed in `step_runs`, so a redelivered task resumes at its first
+unfinished step and never pays again for LLM calls a finished step made. Steps do I/O only through
+`app.inference` and `app.db`, never by talking to queues.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+
+from app.db import StepRun, session_scope
+from app.inference import ChatResponse, ProviderError, complete
+from app.specialist import Specialist, ToolContext
+
+log = logging.getLogger(__name__)
+
+StepFn = Callable[["StepContext"], dict[str, Any]]
+
+
+class StepError(Exception):
+    """A step failed. `transient` says whether running the task again may succeed."""
+
+    def __init__(self, step: str, message: str, *, transient: bool) -> None:
+        super().__init__(f"step {step!r} failed: {message}")
+        self.step = step
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    fn: StepFn
+    tier: str = "cheap"
+    retries: int = 1
+    timeout_s: float = 120.0
+    after: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    id: str
+    tenant: str
+    text: str
+    priority: str
+    history: list[dict[str, str]]
+
+
+@dataclass
+class StepContext:
+    request: RequestInfo
+    specialist: Specialist
+    step: Step
+    outputs: dict[str, dict[str, Any]]
+
+    def llm(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        tier: str | None = None,
+        max_tokens: int = 512,
+    ) -> ChatResponse:
+        return complete(
+            messages,
+            tier=tier or self.step.tier,
+            purpose=self.step.name,
+            request_id=self.request.id,
+            step=self.step.name,
+            tools=tools,
+            max_tokens=max_tokens,
+        )
+
+    def tool_context(self) -> ToolContext:
+        return ToolContext(request_id=self.request.id, tenant=self.request.tenant, step=self.step.name)
+
+
+@dataclass
+class Workflow:
+    name: str
+    steps: dict[str, Step] = field(default_factory=dict)
+
+    def step(
+        self,
+        name: str | None = None,
+        *,
+        tier: str = "cheap",
+        retries: int = 1,
+        timeout_s: float = 120.0,
+        after: tuple[str, ...] = (),
+    ) -> Callable[[StepFn], StepFn]:
+        def register(fn: StepFn) -> StepFn:
+            step_name = name or fn.__name__
+            missing = [dep for dep in after if dep not in self.steps]
+            if missing:
+                raise ValueError(f"workflow {self.name!r}: step {step_name!r} runs after unknown steps {missing}")
+            if step_name in self.steps:
+                raise ValueError(f"workflow {self.name!r} already has a step named {step_name!r}")
+            self.steps[step_name] = Step(step_name, fn, tier, retries, timeout_s, after)
+            return fn
+
+        return register
+
+
+def _checkpoints(request_id: str) -> dict[str, dict[str, Any]]:
+    with session_scope() as session:
+        rows = session.execute(
+            select(StepRun.step, StepRun.output).where(StepRun.request_id == request_id, StepRun.status == "succeeded")
+        ).all()
+    return {row.step: row.output or {} for row in rows}
+
+
+def _record_step(request_id: str, step: str, status: str, *, output: dict[str, Any] | None = None,
+                 error: str | None = None, duration_ms: float | None = None) -> None:
+    finished = status in ("succeeded", "failed")
+    values: dict[str, Any] = {
+        "status": status,
+        "output": output,
+        "error": error,
+        "duration_ms": duration_ms,
+        "finished_at": func.now() if finished else None,
+    }
+    with session_scope() as session:
+        statement = insert(StepRun).values(request_id=request_id, step=step, attempts=1, **values)
+        if status == "running":
+            values["attempts"] = StepRun.attempts + 1
+            values["started_at"] = func.now()
+        session.execute(
+            statement.on_conflict_do_update(
+                constraint="uq_step_runs_request_step",
+                set_=values,
+                # A succeeded checkpoint is final; a late duplicate attempt must not overwrite it.
+                where=StepRun.status != "succeeded",
+            )
+        )
+
+
+_TRANSIENT = (ProviderError, TimeoutError, ConnectionError)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, ProviderError):
+        return exc.retryable
+    from sqlalchemy.exc import OperationalError
+
+    return isinstance(exc, (TimeoutError, ConnectionError, OperationalError))
+
+
+def _run_step(step: Step, ctx: StepContext, pool: ThreadPoolExecutor) -> dict[str, Any]:
+    last: BaseException | None = None
+    for attempt in range(step.retries + 1):
+        if attempt:
+            time.sleep(min(0.5 * 2 ** (attempt - 1), 5.0))
+        _record_step(ctx.request.id, step.name, "running")
+        started = time.perf_counter()
+        future = pool.submit(step.fn, ctx)
+        try:
+            output = future.result(timeout=step.timeout_s)
+        except TimeoutError:
+            last = TimeoutError(f"took longer than {step.timeout_s:g}s")
+        except Exception as exc:  # recorded, then classified below
+            last = exc
+        else:
+            duration = (time.perf_counter() - started) * 1000
+            _record_step(ctx.request.id, step.name, "succeeded", output=output, duration_ms=duration)
+            return output
+        duration = (time.perf_counter() - started) * 1000
+        _record_step(ctx.request.id, step.name, "failed", error=str(last), duration_ms=duration)
+        if not _is_transient(last):
+            raise StepError(step.name, str(last), transient=False) from last
+        log.warning("step %s of %s failed (attempt %d): %s", step.name, ctx.request.id, attempt + 1, last)
+    assert last is not None
+    raise StepError(step.name, str(last), transient=True) from last
+
+
+def run(workflow: Workflow, request: RequestInfo, specialist: Specialist) -> dict[str, dict[str, Any]]:
+    """Run every unfinished step, side by side where dependencies allow; returns all outputs."""
+    outputs = _checkpoints(request.id)
+    pending = {name: step for name, step in workflow.steps.items() if name not in outputs}
+    running: dict[Future[dict[str, Any]], str] = {}
+    # Twice the steps: each step's body runs in a thread of its own so its timeout can be enforced.
+    with ThreadPoolExecutor(max_workers=2 * len(workflow.steps), thread_name_prefix=f"wf-{workflow.name}") as pool:
+        while pending or running:
+            for name, step in list(pending.items()):
+                if all(dep in outputs for dep in step.after):
+                    ctx = StepContext(request, specialist, step, dict(outputs))
+                    running[pool.submit(_run_step, step, ctx, pool)] = name
+                    del pending[name]
+            if not running:
+                raise StepError(next(iter(pending)), "its dependencies can never finish", transient=False)
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                name = running.pop(future)
+                outputs[name] = future.result()  # a StepError propagates; siblings finish first
+    return outputs

@@ -1,0 +1,83 @@
+"""The support-ticket flow: understand and retrieve side by side, draft with tools, deliver."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert
+
+from app.db import Delivery, session_scope
+from workflows.engine import StepContext, Workflow
+
+WORKFLOW = Workflow("support_ticket")
+
+
+@WORKFLOW.step(tier="cheap", retries=2, timeout_s=60)
+def understand(ctx: StepContext) -> dict[str, Any]:
+    response = ctx.llm(
+        [
+            {
+                "role": "system",
+                "content": "Summarise the customer's request in one sentence, naming any account e-mail, "
+                "invoice id, product area and error message it mentions.",
+            },
+            {"role": "user", "content": ctx.request.text},
+        ],
+        max_tokens=120,
+    )
+    return {"summary": response.content or ""}
+
+
+@WORKFLOW.step(retries=2, timeout_s=30)
+def retrieve(ctx: StepContext) -> dict[str, Any]:
+    if ctx.specialist.retrieve is None:
+        return {"context": {}}
+    return {"context": ctx.specialist.retrieve(ctx.tool_context(), ctx.request.text)}
+
+
+@WORKFLOW.step(tier="capable", retries=1, timeout_s=300, after=("understand", "retrieve"))
+def draft(ctx: StepContext) -> dict[str, Any]:
+    """The agent loop: the model calls the specialist's tools until it answers, up to a step cap."""
+    spec = ctx.specialist
+    context = json.dumps(ctx.outputs["retrieve"]["context"], default=str)[:6000]
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": spec.system_prompt},
+        {
+            "role": "system",
+            "content": f"Ticket summary: {ctx.outputs['understand']['summary']}\nContext from our systems: {context}",
+        },
+        *ctx.request.history,
+        {"role": "user", "content": ctx.request.text},
+    ]
+    tools = [tool.schema() for tool in spec.tools] or None
+    used: list[dict[str, Any]] = []
+    for _ in range(spec.max_tool_steps):
+        response = ctx.llm(messages, tools=tools, tier=spec.model_tier)
+        if not response.tool_calls:
+            return {"reply": response.content or "", "tool_calls": used}
+        messages.append(response.assistant_message())
+        for call in response.tool_calls:
+            tool = spec.tool(call.name)
+            result = (
+                tool.invoke(ctx.tool_context(), call.arguments)
+                if tool is not None
+                else {"error": f"no tool named {call.name!r}"}
+            )
+            used.append({"tool": call.name, "ok": "error" not in result})
+            messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(result, default=str)})
+    # Step cap reached: ask for an answer with what the tools returned so far.
+    response = ctx.llm(messages, tier=spec.model_tier)
+    return {"reply": response.content or "", "tool_calls": used, "step_cap_reached": True}
+
+
+@WORKFLOW.step(retries=2, timeout_s=30, after=("draft",))
+def deliver(ctx: StepContext) -> dict[str, Any]:
+    # One delivery per request: a redelivered task finds the row and does not send again.
+    with session_scope() as session:
+        session.execute(
+            insert(Delivery)
+            .values(request_id=ctx.request.id, channel="record", body=ctx.outputs["draft"]["reply"])
+            .on_conflict_do_nothing(index_elements=[Delivery.request_id])
+        )
+    return {"delivered": True, "channel": "record"}
