@@ -496,6 +496,13 @@ def _choose_tools(
         for i, f in enumerate(functions)
     ]
     ranked = [f for score, _, f in sorted(scored, key=lambda s: s[:2], reverse=True) if score > 0]
+    if not ranked:
+        # Like a real model that is unsure, reach for a search tool (one taking free text).
+        ranked = [
+            f
+            for f in functions
+            if any(_QUERY_PARAM_NAMES & set(p.lower().split("_")) for p in (f.parameters.get("properties") or {}))
+        ][:1]
     if tool_choice == "required":
         # The API promises at least one call, so fall back to the remaining tools.
         ranked += [f for f in functions if f not in ranked]
