@@ -1,0 +1,1 @@
+"""Examples of web apps that hand work to Switchboard through `app.client`."""

@@ -1,0 +1,1 @@
+"""A Django project that submits support tickets to Switchboard; see README.md."""

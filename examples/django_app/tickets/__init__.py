@@ -1,0 +1,1 @@
+"""Ticket endpoints backed by Switchboard (`app.client`); no models, no database of Django's own."""

@@ -1,0 +1,1 @@
+"""A Flask app that submits support tickets to Switchboard; see README.md."""
