@@ -48,7 +48,8 @@ def scratch_vhost(base_broker: str, name: str) -> Iterator[str]:
     _rabbitmqctl("add_vhost", name)
     try:
         _rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-        yield base_broker.rstrip("/").rsplit("/", 1)[0] + "/" + name
+        # "amqp://host:5672//" names the default vhost "/"; the scratch one replaces it.
+        yield base_broker.rstrip("/") + "/" + name
     finally:
         _rabbitmqctl("delete_vhost", name)
 

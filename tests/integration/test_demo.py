@@ -1,0 +1,21 @@
+"""The README's main job: the demo accounts for every ticket and stops what it started."""
+
+from __future__ import annotations
+
+import json
+
+from tests.integration.conftest import run_cli
+
+
+def test_demo_accounts_for_every_ticket(services: object) -> None:
+    result = run_cli("demo", "--tickets", "30", "--json")
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["submitted"] == 31  # 30 tickets and the poison one
+    assert summary["succeeded"] + summary["dead_lettered"] == summary["submitted"]
+    assert summary["unaccounted"] == 0
+    assert summary["poison_status"] == "dead_lettered"
+    assert summary["dead_lettered"] == 1
+    assert summary["routing_accuracy"] >= 0.9
+    assert summary["tokens"] > 0 and summary["cost_usd"] > 0
