@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     specialist_pool: str = "threads"
 
     flower_port: int = 5555
+    # Loopback by default: Flower can retry and revoke tasks, so exposing it is a deliberate choice.
+    flower_address: str = "127.0.0.1"
     flower_basic_auth: SecretStr | None = None
     simulator_port: int = 8765
 

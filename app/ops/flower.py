@@ -24,14 +24,18 @@ def flower_env(dev: bool = False) -> dict[str, str]:
             "switchboard: Flower needs credentials: set SWITCHBOARD_FLOWER_BASIC_AUTH=user:password "
             "(or pass --dev to run without them on a local machine)"
         )
-    env = {"FLOWER_BROKER_API": broker_api_url(), "FLOWER_PORT": str(settings.flower_port)}
+    env = {
+        "FLOWER_BROKER_API": broker_api_url(),
+        "FLOWER_PORT": str(settings.flower_port),
+        "FLOWER_ADDRESS": settings.flower_address,
+    }
     if auth:
         env["FLOWER_BASIC_AUTH"] = auth
     return env
 
 
 def flower_argv() -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "app.celery_app:celery", "flower", "--address=127.0.0.1"]
+    return [sys.executable, "-m", "celery", "-A", "app.celery_app:celery", "flower"]
 
 
 def run_flower(dev: bool = False) -> int:
