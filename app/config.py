@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -30,6 +30,39 @@ class Settings(BaseSettings):
     provider_tpm: int = 0
     provider_timeout_s: float = 30.0
     provider_max_connections: int = 256
+
+    # Stay this far below each provider limit: bursts and clock differences eat into the rest.
+    provider_headroom: float = 0.1
+    # Retries of one call (429, 5xx, timeouts); one budget per call, never stacked with others.
+    provider_max_retries: int = 3
+    # A call that would wait longer than this for its rate-limit slot defers its task instead of
+    # holding a worker thread.
+    limiter_max_wait_s: float = 30.0
+
+    # An optional second OpenAI-compatible provider for fallback chains ("secondary/<model>").
+    secondary_provider_base_url: str | None = None
+    secondary_provider_api_keys: Annotated[list[SecretStr], NoDecode] = []
+    secondary_provider_rpm: int = 0
+    secondary_provider_tpm: int = 0
+    # "model=next|next2,...": where a call goes when its model's breaker is open.
+    fallback_models: Annotated[dict[str, list[str]], NoDecode] = {}
+
+    breaker_consecutive_failures: int = 5
+    breaker_failure_rate: float = 0.5
+    breaker_window_s: float = 30.0
+    breaker_min_calls: int = 10
+    breaker_cooldown_s: float = 15.0
+
+    cache_ttl_s: float = 3600.0
+
+    # Conversation history beyond this many tokens is condensed before a call.
+    history_token_budget: int = 2000
+    history_policy: Literal["truncate", "summarize"] = "summarize"
+
+    # Rules that move a cheap-tier step to the capable tier for one request.
+    upgrade_high_priority: bool = True
+    upgrade_text_chars: int = 4000
+    upgrade_below_confidence: float = 0.5
 
     cheap_model: str = "sim-small"
     capable_model: str = "sim-large"
@@ -63,7 +96,7 @@ class Settings(BaseSettings):
     flower_basic_auth: SecretStr | None = None
     simulator_port: int = 8765
 
-    @field_validator("provider_api_keys", mode="before")
+    @field_validator("provider_api_keys", "secondary_provider_api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
@@ -84,6 +117,19 @@ class Settings(BaseSettings):
                     )
                 table[model.strip()] = (Decimal(inp), Decimal(out))
             return table
+        return value
+
+    @field_validator("fallback_models", mode="before")
+    @classmethod
+    def _parse_fallbacks(cls, value: object) -> object:
+        if isinstance(value, str):
+            chains: dict[str, list[str]] = {}
+            for item in filter(None, (p.strip() for p in value.split(","))):
+                model, _, rest = item.partition("=")
+                if not (model and rest):
+                    raise ValueError(f"fallback entry {item!r} must look like model=next|next2")
+                chains[model.strip()] = [m.strip() for m in rest.split("|") if m.strip()]
+            return chains
         return value
 
     @field_validator("max_attempts")

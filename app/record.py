@@ -57,6 +57,7 @@ class Attempt:
     priority: str
     specialist: str
     conversation_id: str | None
+    route_confidence: float | None
 
 
 def start_attempt(request_id: str) -> Attempt | None:
@@ -80,12 +81,15 @@ def start_attempt(request_id: str) -> Attempt | None:
                 Request.priority,
                 Request.specialist,
                 Request.conversation_id,
+                Request.route_confidence,
             )
         ).first()
         if row is None:
             return None
         add_event(session, request_id, "attempt_started", attempt=row.attempts)
-        return Attempt(row.attempts, row.tenant, row.text, row.priority, row.specialist, row.conversation_id)
+        return Attempt(
+            row.attempts, row.tenant, row.text, row.priority, row.specialist, row.conversation_id, row.route_confidence
+        )
 
 
 def mark_succeeded(request_id: str, result: dict[str, Any], attempt: Attempt) -> None:
@@ -118,6 +122,18 @@ def mark_failed(request_id: str, error: str, *, attempt: int, retry_in_s: float)
             )
         )
         add_event(session, request_id, "attempt_failed", attempt=attempt, error=error, retry_in_s=retry_in_s)
+
+
+def mark_deferred(request_id: str, reason: str, *, retry_in_s: float) -> None:
+    """The attempt is handed back unspent: the provider cannot take it now (breaker open or rate
+    limit saturated), which is not the request's fault."""
+    with session_scope() as session:
+        session.execute(
+            update(Request)
+            .where(Request.id == request_id, Request.status == Status.RUNNING)
+            .values(status=Status.ROUTED, attempts=Request.attempts - 1)
+        )
+        add_event(session, request_id, "deferred", reason=reason, retry_in_s=round(retry_in_s, 2))
 
 
 def mark_dead_lettered(request_id: str, error: str, *, queue: str) -> None:

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from app.classifier import classifier
 from app.config import get_settings
-from app.inference import ProviderError, complete
+from app.inference import Deferred, ProviderError, complete
 from app.registry import specialists
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,8 @@ def _routing_prompt() -> str:
 def _ask_llm(text: str, request_id: str | None) -> str | None:
     messages = [{"role": "system", "content": _routing_prompt()}, {"role": "user", "content": text}]
     try:
-        response = complete(messages, tier="cheap", purpose="route", request_id=request_id, max_tokens=5)
-    except ProviderError as exc:
+        response = complete(messages, tier="cheap", purpose="route", request_id=request_id, max_tokens=5, cache=True)
+    except (ProviderError, Deferred) as exc:
         log.warning("routing LLM unavailable, using the fallback specialist: %s", exc)
         return None
     answer = re.sub(r"[^a-z0-9_]", "", (response.content or "").strip().lower())

@@ -15,6 +15,7 @@ from app import conversations, record
 from app.celery_app import RECONCILE_TASK, ROUTE_TASK, celery
 from app.config import get_settings
 from app.db import Request, Status, session_scope
+from app.inference import Deferred
 from app.registry import get_specialist, specialists
 from app.routing import decide
 from app.specialist import Specialist
@@ -61,7 +62,8 @@ def dispatch(request_id: str, specialist: Specialist, priority: str) -> None:
     )
 
 
-@celery.task(name=ROUTE_TASK, bind=True)
+# max_retries=None: the attempt counter in the record decides when to give up, not Celery.
+@celery.task(name=ROUTE_TASK, bind=True, max_retries=None)
 def route(self: Task, request_id: str) -> None:
     with session_scope() as session:
         request = session.scalar(select(Request).where(Request.id == request_id))
@@ -89,7 +91,7 @@ def route(self: Task, request_id: str) -> None:
 
 
 def _specialist_task(spec: Specialist) -> Callable[..., Any]:
-    @celery.task(name=spec.task_name, bind=True)
+    @celery.task(name=spec.task_name, bind=True, max_retries=None)
     def run_specialist(self: Task, request_id: str) -> None:
         attempt = record.start_attempt(request_id)
         if attempt is None:
@@ -103,13 +105,20 @@ def _specialist_task(spec: Specialist) -> Callable[..., Any]:
                 if attempt.conversation_id
                 else []
             )
-            info = RequestInfo(request_id, attempt.tenant, attempt.text, attempt.priority, history)
+            info = RequestInfo(
+                request_id, attempt.tenant, attempt.text, attempt.priority, history, attempt.route_confidence
+            )
             outputs = run(get_workflow(spec.workflow), info, spec)
             draft = outputs.get("draft", {})
             result = {"reply": draft.get("reply", ""), "tool_calls": draft.get("tool_calls", [])}
             record.mark_succeeded(request_id, result, attempt)
         except Reject:
             raise
+        except Deferred as deferred:
+            record.mark_deferred(request_id, str(deferred), retry_in_s=deferred.retry_in_s)
+            priority = (self.request.delivery_info or {}).get("priority")
+            raise self.retry(countdown=deferred.retry_in_s, max_retries=None, queue=spec.queue,
+                             priority=priority) from None
         except Exception as exc:
             give_up_or_retry(self, request_id, spec.queue, attempt.number, exc)
 

@@ -49,6 +49,8 @@ def pytest_configure(config: pytest.Config) -> None:
             "SWITCHBOARD_RETRY_BACKOFF_S": "0.2",
             "SWITCHBOARD_RETRY_BACKOFF_MAX_S": "1",
             "SWITCHBOARD_SPECIALIST_CONCURRENCY": "8",
+            # Fault tests open the breaker; a short cooldown lets the next test's calls through.
+            "SWITCHBOARD_BREAKER_COOLDOWN_S": "1",
         }
     )
 

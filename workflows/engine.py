@@ -17,9 +17,11 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import OperationalError
 
 from app.db import StepRun, session_scope
-from app.inference import ChatResponse, ProviderError, complete
+from app.inference import ChatResponse, Deferred, ProviderError, complete
+from app.inference.tiers import effective_tier
 from app.specialist import Specialist, ToolContext
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,8 @@ class Step:
     retries: int = 1
     timeout_s: float = 120.0
     after: tuple[str, ...] = ()
+    # A single-shot step's LLM answers depend only on their messages, so they may be cached.
+    single_shot: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class RequestInfo:
     text: str
     priority: str
     history: list[dict[str, str]]
+    route_confidence: float | None = None
 
 
 @dataclass
@@ -72,12 +77,13 @@ class StepContext:
     ) -> ChatResponse:
         return complete(
             messages,
-            tier=tier or self.step.tier,
+            tier=effective_tier(tier or self.step.tier, self.request),
             purpose=self.step.name,
             request_id=self.request.id,
             step=self.step.name,
             tools=tools,
             max_tokens=max_tokens,
+            cache=self.step.single_shot and not tools,
         )
 
     def tool_context(self) -> ToolContext:
@@ -97,6 +103,7 @@ class Workflow:
         retries: int = 1,
         timeout_s: float = 120.0,
         after: tuple[str, ...] = (),
+        single_shot: bool = False,
     ) -> Callable[[StepFn], StepFn]:
         def register(fn: StepFn) -> StepFn:
             step_name = name or fn.__name__
@@ -105,7 +112,7 @@ class Workflow:
                 raise ValueError(f"workflow {self.name!r}: step {step_name!r} runs after unknown steps {missing}")
             if step_name in self.steps:
                 raise ValueError(f"workflow {self.name!r} already has a step named {step_name!r}")
-            self.steps[step_name] = Step(step_name, fn, tier, retries, timeout_s, after)
+            self.steps[step_name] = Step(step_name, fn, tier, retries, timeout_s, after, single_shot)
             return fn
 
         return register
@@ -144,15 +151,17 @@ def _record_step(request_id: str, step: str, status: str, *, output: dict[str, A
         )
 
 
-_TRANSIENT = (ProviderError, TimeoutError, ConnectionError)
+def _retry_here(exc: BaseException) -> bool:
+    """Whether the step itself should try again. Provider errors are not retried here: the
+    gateway already spent the call's one retry budget, and stacking retries multiplies load on a
+    provider that is struggling."""
+    return isinstance(exc, (TimeoutError, ConnectionError, OperationalError))
 
 
-def _is_transient(exc: BaseException) -> bool:
+def _transient(exc: BaseException) -> bool:
     if isinstance(exc, ProviderError):
         return exc.retryable
-    from sqlalchemy.exc import OperationalError
-
-    return isinstance(exc, (TimeoutError, ConnectionError, OperationalError))
+    return _retry_here(exc)
 
 
 def _run_step(step: Step, ctx: StepContext, pool: ThreadPoolExecutor) -> dict[str, Any]:
@@ -165,6 +174,9 @@ def _run_step(step: Step, ctx: StepContext, pool: ThreadPoolExecutor) -> dict[st
         future = pool.submit(step.fn, ctx)
         try:
             output = future.result(timeout=step.timeout_s)
+        except Deferred:
+            _record_step(ctx.request.id, step.name, "deferred")
+            raise
         except TimeoutError:
             last = TimeoutError(f"took longer than {step.timeout_s:g}s")
         except Exception as exc:  # recorded, then classified below
@@ -175,8 +187,8 @@ def _run_step(step: Step, ctx: StepContext, pool: ThreadPoolExecutor) -> dict[st
             return output
         duration = (time.perf_counter() - started) * 1000
         _record_step(ctx.request.id, step.name, "failed", error=str(last), duration_ms=duration)
-        if not _is_transient(last):
-            raise StepError(step.name, str(last), transient=False) from last
+        if not _retry_here(last):
+            raise StepError(step.name, str(last), transient=_transient(last)) from last
         log.warning("step %s of %s failed (attempt %d): %s", step.name, ctx.request.id, attempt + 1, last)
     assert last is not None
     raise StepError(step.name, str(last), transient=True) from last

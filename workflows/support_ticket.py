@@ -7,13 +7,15 @@ from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert
 
+from app.config import get_settings
 from app.db import Delivery, session_scope
+from app.inference.history import compress
 from workflows.engine import StepContext, Workflow
 
 WORKFLOW = Workflow("support_ticket")
 
 
-@WORKFLOW.step(tier="cheap", retries=2, timeout_s=60)
+@WORKFLOW.step(tier="cheap", retries=2, timeout_s=60, single_shot=True)
 def understand(ctx: StepContext) -> dict[str, Any]:
     response = ctx.llm(
         [
@@ -47,7 +49,7 @@ def draft(ctx: StepContext) -> dict[str, Any]:
             "role": "system",
             "content": f"Ticket summary: {ctx.outputs['understand']['summary']}\nContext from our systems: {context}",
         },
-        *ctx.request.history,
+        *_history(ctx),
         {"role": "user", "content": ctx.request.text},
     ]
     tools = [tool.schema() for tool in spec.tools] or None
@@ -69,6 +71,30 @@ def draft(ctx: StepContext) -> dict[str, Any]:
     # Step cap reached: ask for an answer with what the tools returned so far.
     response = ctx.llm(messages, tier=spec.model_tier)
     return {"reply": response.content or "", "tool_calls": used, "step_cap_reached": True}
+
+
+def _history(ctx: StepContext) -> list[dict[str, str]]:
+    settings = get_settings()
+
+    def summarize(older: list[dict[str, str]]) -> str:
+        transcript = "\n".join(f"{m['role']}: {m['content']}" for m in older)
+        response = ctx.llm(
+            [
+                {"role": "system", "content": "Condense this support conversation into a few sentences, keeping "
+                 "every account e-mail, invoice id, error message and promise made."},
+                {"role": "user", "content": transcript},
+            ],
+            tier="cheap",
+            max_tokens=200,
+        )
+        return response.content or ""
+
+    return compress(
+        ctx.request.history,
+        budget_tokens=settings.history_token_budget,
+        policy=settings.history_policy,
+        summarize=summarize,
+    )
 
 
 @WORKFLOW.step(retries=2, timeout_s=30, after=("draft",))

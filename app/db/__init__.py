@@ -1,5 +1,10 @@
 from app.db.models import (
     Account,
+    BreakerEvent,
+    CachedResponse,
+    CircuitBreaker,
+    ProviderKey,
+    RateBucket,
     Base,
     Conversation,
     Delivery,
@@ -18,6 +23,11 @@ from app.db.session import dispose_engine, get_engine, session_scope
 
 __all__ = [
     "Account",
+    "BreakerEvent",
+    "CachedResponse",
+    "CircuitBreaker",
+    "ProviderKey",
+    "RateBucket",
     "Base",
     "Conversation",
     "Delivery",

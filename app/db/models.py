@@ -135,7 +135,10 @@ class StepRun(Base):
 
 class LlmCall(Base):
     __tablename__ = "llm_calls"
-    __table_args__ = (Index("ix_llm_calls_request", "request_id"),)
+    __table_args__ = (
+        Index("ix_llm_calls_request", "request_id"),
+        Index("ix_llm_calls_target_created", "provider", "model", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     request_id: Mapped[str | None] = mapped_column(ForeignKey("requests.id"))
@@ -150,6 +153,10 @@ class LlmCall(Base):
     latency_ms: Mapped[float] = mapped_column(default=0.0)
     outcome: Mapped[str] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
+    provider: Mapped[str | None] = mapped_column(String(200))
+    limiter_wait_ms: Mapped[float] = mapped_column(default=0.0, server_default="0")
+    retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    cache_hit: Mapped[bool] = mapped_column(default=False, server_default="false")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
 
 
@@ -238,3 +245,73 @@ class ServiceStatus(Base):
     status: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(Text, default="")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+
+
+# --- Inference layer state shared by every process ---------------------------------------------
+
+
+class RateBucket(Base):
+    """One GCRA bucket (requests or tokens per minute) for a provider, model and API key.
+
+    `tat` is the theoretical arrival time in epoch seconds: the moment the bucket is empty again if
+    nothing more is admitted. Every process reserves its slot by moving it forward in one locked
+    UPDATE, so the whole fleet shares one budget.
+    """
+
+    __tablename__ = "rate_buckets"
+
+    bucket: Mapped[str] = mapped_column(String(300), primary_key=True)
+    tat: Mapped[float] = mapped_column(default=0.0)
+    # A 429 pauses the key and model for everyone until then (epoch seconds).
+    paused_until: Mapped[float] = mapped_column(default=0.0, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+
+
+class ProviderKey(Base):
+    """A provider API key known by its id; a key answered 401 is taken out of rotation here."""
+
+    __tablename__ = "provider_keys"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(200))
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class CircuitBreaker(Base):
+    __tablename__ = "circuit_breakers"
+    __table_args__ = (CheckConstraint("state IN ('closed','open','half_open')", name="ck_circuit_breakers_state"),)
+
+    target: Mapped[str] = mapped_column(String(300), primary_key=True)  # provider/model
+    state: Mapped[str] = mapped_column(String(16), default="closed", server_default="closed")
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    window_started: Mapped[float] = mapped_column(default=0.0, server_default="0")
+    window_calls: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    window_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    opened_at: Mapped[float] = mapped_column(default=0.0, server_default="0")
+    probe_started: Mapped[float] = mapped_column(default=0.0, server_default="0")
+
+
+class BreakerEvent(Base):
+    __tablename__ = "breaker_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    target: Mapped[str] = mapped_column(String(300))
+    from_state: Mapped[str] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+
+
+class CachedResponse(Base):
+    """Exact response cache for single-shot calls, keyed by model + normalized messages + tools."""
+
+    __tablename__ = "llm_cache"
+    __table_args__ = (Index("ix_llm_cache_expires_at", "expires_at"),)
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128))
+    response: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    hits: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -1,7 +1,7 @@
 """Every LLM call goes through this package: see gateway.complete()."""
 
 from app.inference.errors import FailureClass, ProviderError
-from app.inference.gateway import complete
+from app.inference.gateway import Deferred, complete
 from app.inference.provider import ChatResponse, ToolCall
 
-__all__ = ["ChatResponse", "FailureClass", "ProviderError", "ToolCall", "complete"]
+__all__ = ["ChatResponse", "Deferred", "FailureClass", "ProviderError", "ToolCall", "complete"]

@@ -1,32 +1,116 @@
 """The one door to the LLM: every call from every process goes through `complete()`.
 
-It picks the model for the tier and a key, calls the provider, and records the call (tokens, cost,
-latency, outcome) in its own short transaction; no database connection is held during the call.
+For each call: the exact cache (single-shot calls only), then the chain of targets (the tier's
+model, then its fallbacks) skipping any whose circuit is open, the shared rate limiter (slot
+reserved before the call, reconciled with real usage after), one retry budget by failure class,
+and a record of every attempt (tokens, cost, latency, limiter wait, retries, cache hit, outcome).
+No database connection is held while waiting or while the provider answers.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import random
+import threading
 import time
+from dataclasses import dataclass
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import update
 
 from app.config import get_settings
 from app.db import LlmCall, Request, session_scope
+from app.inference import keys as key_state
 from app.inference import provider
+from app.inference.breaker import UNHEALTHY, Breaker, BreakerOpen, BreakerPolicy, Permit, PostgresBreaker
+from app.inference.cache import PostgresCache, ResponseCache, cache_key
 from app.inference.cost import call_cost
-from app.inference.errors import ProviderError
+from app.inference.errors import FailureClass, ProviderError
+from app.inference.headers import exhausted_for
+from app.inference.history import estimate_tokens
 from app.inference.keys import KeyRing
+from app.inference.limiter import KeyLimits, Limiter, PostgresLimiter, Rate, Reservation, WaitTooLong
+from app.inference.targets import Target, chain
 
 log = logging.getLogger(__name__)
 
 
-@lru_cache(maxsize=1)
-def key_ring() -> KeyRing:
-    return KeyRing(list(get_settings().provider_api_keys))
+class Deferred(Exception):
+    """Come back later: every target's circuit is open, or the rate-limit slot is too far away.
+    Not a failure: the task is re-queued without spending an attempt."""
+
+    def __init__(self, reason: str, retry_in_s: float) -> None:
+        super().__init__(f"{reason}; retry in {retry_in_s:.1f}s")
+        self.retry_in_s = retry_in_s
+
+
+@dataclass
+class _Backends:
+    limiter: Limiter
+    breaker: Breaker
+    cache: ResponseCache
+
+
+_lock = threading.Lock()
+_backends: _Backends | None = None
+_rings: dict[str, KeyRing] = {}
+
+
+def backends() -> _Backends:
+    global _backends
+    with _lock:
+        if _backends is None:
+            s = get_settings()
+            policy = BreakerPolicy(s.breaker_consecutive_failures, s.breaker_failure_rate, s.breaker_window_s,
+                                   s.breaker_min_calls, s.breaker_cooldown_s)
+            _backends = _Backends(PostgresLimiter(), PostgresBreaker(policy), PostgresCache())
+        return _backends
+
+
+def configure(*, limiter: Limiter | None = None, breaker: Breaker | None = None,
+              cache: ResponseCache | None = None) -> None:
+    """Swap backends (tests use the in-memory ones); None keeps the current one."""
+    global _backends
+    current = backends()
+    with _lock:
+        _backends = _Backends(limiter or current.limiter, breaker or current.breaker, cache or current.cache)
+
+
+def reset() -> None:
+    global _backends
+    with _lock:
+        _backends = None
+        _rings.clear()
+
+
+def _ring(target: Target) -> KeyRing:
+    with _lock:
+        return _rings.setdefault(target.provider.name, KeyRing(list(target.provider.keys)))
+
+
+def estimate_prompt_tokens(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> int:
+    return sum(estimate_tokens(json.dumps(m, default=str)) for m in messages) + (
+        estimate_tokens(json.dumps(tools)) if tools else 0
+    )
+
+
+def _trim_to_last_turn(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """System messages plus everything from the last user message: still a valid conversation."""
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=0)
+    return [m for m in messages[:last_user] if m.get("role") == "system"] + messages[last_user:]
+
+
+@dataclass
+class _Call:
+    messages: list[dict[str, Any]]
+    tier: str
+    purpose: str
+    request_id: str | None
+    step: str | None
+    tools: list[dict[str, Any]] | None
+    max_tokens: int
 
 
 def complete(
@@ -38,78 +122,155 @@ def complete(
     step: str | None = None,
     tools: list[dict[str, Any]] | None = None,
     max_tokens: int = 512,
+    cache: bool = False,
 ) -> provider.ChatResponse:
+    """Call the model of `tier`. `cache=True` only for single-shot calls whose answer depends on
+    nothing but the messages (never for a multi-turn agent step)."""
     settings = get_settings()
-    model = settings.model_for_tier(tier)
-    kid, secret = key_ring().next()
-    started = time.perf_counter()
-    try:
-        response = provider.chat(
-            model=model,
-            messages=messages,
-            api_key=secret.get_secret_value(),
-            key_id=kid,
-            tools=tools,
-            max_tokens=max_tokens,
-        )
-    except ProviderError as exc:
-        _record(request_id, step, purpose, model, tier, kid, 0, 0, started, outcome=exc.kind, error=str(exc))
-        raise
-    _record(
-        request_id,
-        step,
-        purpose,
-        response.model,
-        tier,
-        kid,
-        response.usage.prompt_tokens,
-        response.usage.completion_tokens,
-        started,
-        outcome="ok",
-    )
-    return response
+    call = _Call(messages, tier, purpose, request_id, step, tools, max_tokens)
+    targets = chain(settings.model_for_tier(tier))
+    b = backends()
+    key = cache_key(targets[0].model, messages, tools, max_tokens) if cache else None
+    if key is not None:
+        hit = b.cache.get(key)
+        if hit is not None:
+            _record(call, targets[0], None, outcome="ok", response=hit, cache_hit=True)
+            return hit
+    waits: list[float] = []
+    last_error: ProviderError | None = None
+    for target in targets:
+        try:
+            permit = b.breaker.before_call(target.label)
+        except BreakerOpen as exc:
+            waits.append(exc.retry_in_s)
+            continue
+        try:
+            response = _call_target(call, target, permit, b)
+        except _TargetDown as down:
+            last_error = down.error
+            log.warning("%s is down (%s); trying the next target in the chain", target.label, down.error)
+            continue
+        if key is not None:
+            b.cache.put(key, response, settings.cache_ttl_s)
+        return response
+    if last_error is not None:
+        # Calls were made and failed: that is a failed attempt, so a poison request cannot defer
+        # itself forever by tripping the breaker.
+        raise last_error
+    raise Deferred("every model in the chain has its circuit open", min(waits))
+
+
+class _TargetDown(Exception):
+    def __init__(self, error: ProviderError) -> None:
+        self.error = error
+
+
+def _backoff(attempt: int) -> float:
+    return random.uniform(0, min(8.0, 0.5 * 2**attempt))
+
+
+def _call_target(call: _Call, target: Target, permit: Permit, b: _Backends) -> provider.ChatResponse:
+    settings = get_settings()
+    p = target.provider
+    rpm = Rate.from_limit(p.rpm, settings.provider_headroom)
+    tpm = Rate.from_limit(p.tpm, settings.provider_headroom)
+    messages, trimmed, retries = call.messages, False, 0
+    while True:
+        usable = [k for k in p.key_ids() if k not in key_state.disabled_key_ids()]
+        if not usable:
+            raise ProviderError(FailureClass.AUTH, f"every API key of {p.host} is out of rotation")
+        estimate = estimate_prompt_tokens(messages, call.tools) + call.max_tokens
+        reservation: Reservation | None = None
+        if rpm or tpm:
+            try:
+                reservation = b.limiter.acquire(
+                    p.host, target.model, [KeyLimits(k, rpm, tpm) for k in usable], estimate,
+                    settings.limiter_max_wait_s,
+                )
+            except WaitTooLong as exc:
+                raise Deferred(f"rate limit of {target.label} is saturated", exc.wait_s) from None
+            kid = reservation.key_id
+        else:
+            kid, _ = _ring(target).next(exclude=set(key_state.disabled_key_ids()))
+        started = time.perf_counter()
+        try:
+            response = provider.chat(
+                base_url=p.base_url, model=target.model, messages=messages,
+                api_key=p.secret(kid).get_secret_value(), key_id=kid, tools=call.tools, max_tokens=call.max_tokens,
+            )
+        except ProviderError as exc:
+            _record(call, target, kid, outcome=exc.kind, error=str(exc), started=started,
+                    wait_s=reservation.wait_s if reservation else 0.0, retries=retries)
+            if exc.kind is FailureClass.RATE_LIMITED:
+                if permit.probe:
+                    b.breaker.on_success(permit)  # it answered: the target is up
+                # The provider knows best: everyone pauses this key and model as long as it says.
+                if reservation:
+                    b.limiter.pause(p.host, target.model, kid, exc.retry_after_s or 1.0)
+                else:
+                    time.sleep(min(exc.retry_after_s or 1.0, settings.limiter_max_wait_s))
+            elif exc.kind is FailureClass.AUTH:
+                key_state.disable(p.host, kid, f"HTTP {exc.status} from the provider")
+                continue  # another key may work; this does not spend the retry budget
+            elif exc.kind in UNHEALTHY:
+                if b.breaker.on_failure(permit, exc.kind):
+                    raise _TargetDown(exc) from None
+                time.sleep(_backoff(retries))
+            elif exc.kind is FailureClass.CONTEXT_LENGTH and not trimmed:
+                messages, trimmed = _trim_to_last_turn(messages), True
+                continue
+            else:
+                if permit.probe:
+                    b.breaker.on_success(permit)  # it answered: the target is up
+                raise
+            retries += 1
+            if retries > settings.provider_max_retries:
+                raise
+            continue
+        usage = response.usage
+        if reservation:
+            b.limiter.reconcile(reservation, usage.prompt_tokens + usage.completion_tokens)
+            pause = exhausted_for(response.rate_headers)
+            if pause:
+                b.limiter.pause(p.host, target.model, kid, pause)
+        b.breaker.on_success(permit)
+        _record(call, target, kid, outcome="ok", response=response, started=started,
+                wait_s=reservation.wait_s if reservation else 0.0, retries=retries)
+        return response
 
 
 def _record(
-    request_id: str | None,
-    step: str | None,
-    purpose: str,
-    model: str,
-    tier: str,
-    kid: str,
-    prompt_tokens: int,
-    completion_tokens: int,
-    started: float,
+    call: _Call,
+    target: Target,
+    kid: str | None,
     *,
     outcome: str,
+    response: provider.ChatResponse | None = None,
     error: str | None = None,
+    started: float | None = None,
+    wait_s: float = 0.0,
+    retries: int = 0,
+    cache_hit: bool = False,
 ) -> None:
-    latency_ms = (time.perf_counter() - started) * 1000
-    cost = call_cost(model, prompt_tokens, completion_tokens) if outcome == "ok" else Decimal(0)
+    prompt = response.usage.prompt_tokens if response and not cache_hit else 0
+    completion = response.usage.completion_tokens if response and not cache_hit else 0
+    cost = call_cost(target.model, prompt, completion) if outcome == "ok" else Decimal(0)
     with session_scope() as session:
         session.add(
             LlmCall(
-                request_id=request_id,
-                step=step,
-                purpose=purpose,
-                model=model,
-                tier=tier,
-                key_id=kid,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                cost_usd=cost,
-                latency_ms=latency_ms,
-                outcome=outcome,
-                error=error,
+                request_id=call.request_id, step=call.step, purpose=call.purpose, provider=target.provider.host,
+                model=target.model, tier=call.tier, key_id=kid, prompt_tokens=prompt, completion_tokens=completion,
+                cost_usd=cost, latency_ms=(time.perf_counter() - started) * 1000 if started is not None else 0.0,
+                limiter_wait_ms=wait_s * 1000, retries=retries, cache_hit=cache_hit, outcome=outcome, error=error,
             )
         )
-        if request_id is not None and outcome == "ok":
+        if call.request_id is not None and (prompt or completion):
             session.execute(
                 update(Request)
-                .where(Request.id == request_id)
+                .where(Request.id == call.request_id)
                 .values(
-                    prompt_tokens=Request.prompt_tokens + prompt_tokens,
-                    completion_tokens=Request.completion_tokens + completion_tokens,
+                    prompt_tokens=Request.prompt_tokens + prompt,
+                    completion_tokens=Request.completion_tokens + completion,
                     cost_usd=Request.cost_usd + cost,
                 )
             )

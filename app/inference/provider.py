@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from app.config import get_settings
 from app.inference.errors import FailureClass, ProviderError, classify_status
+from app.inference.headers import retry_after
 
 
 class ToolCall(BaseModel):
@@ -49,47 +50,41 @@ class ChatResponse(BaseModel):
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 _lock = threading.Lock()
-_client: httpx.Client | None = None
-_client_pid: int | None = None
+_clients: dict[str, httpx.Client] = {}
+_clients_pid: int | None = None
 
 
-def http_client() -> httpx.Client:
-    global _client, _client_pid
-    if _client is None or _client_pid != os.getpid():
-        with _lock:
-            if _client is None or _client_pid != os.getpid():
-                settings = get_settings()
-                limit = settings.provider_max_connections
-                _client = httpx.Client(
-                    base_url=settings.provider_base_url.rstrip("/") + "/",
-                    timeout=httpx.Timeout(settings.provider_timeout_s, connect=5.0),
-                    limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
-                )
-                _client_pid = os.getpid()
-    return _client
-
-
-def close_client() -> None:
-    global _client
+def http_client(base_url: str) -> httpx.Client:
+    """One pooled client per provider per process (a forked child builds its own)."""
+    global _clients_pid
+    client = _clients.get(base_url) if _clients_pid == os.getpid() else None
+    if client is not None:
+        return client
     with _lock:
-        if _client is not None:
-            _client.close()
-        _client = None
+        if _clients_pid != os.getpid():
+            _clients.clear()
+            _clients_pid = os.getpid()
+        if base_url not in _clients:
+            settings = get_settings()
+            limit = settings.provider_max_connections
+            _clients[base_url] = httpx.Client(
+                base_url=base_url.rstrip("/") + "/",
+                timeout=httpx.Timeout(settings.provider_timeout_s, connect=5.0),
+                limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
+            )
+        return _clients[base_url]
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    for header, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = response.headers.get(header)
-        if value:
-            try:
-                return float(value) * scale
-            except ValueError:
-                continue
-    return None
+def close_clients() -> None:
+    with _lock:
+        for client in _clients.values():
+            client.close()
+        _clients.clear()
 
 
 def chat(
     *,
+    base_url: str,
     model: str,
     messages: list[dict[str, Any]],
     api_key: str,
@@ -101,7 +96,7 @@ def chat(
     if tools:
         body["tools"] = tools
     try:
-        response = http_client().post(
+        response = http_client(base_url).post(
             "chat/completions", json=body, headers={"Authorization": f"Bearer {api_key}"}
         )
     except httpx.TimeoutException:
@@ -122,7 +117,7 @@ def chat(
             # Providers echo part of a rejected key back; the record and logs must never see it.
             str(detail).replace(api_key, "[redacted]")[:300],
             status=response.status_code,
-            retry_after_s=_retry_after(response),
+            retry_after_s=retry_after(response.headers),
             key_id=key_id,
         )
     payload = response.json()

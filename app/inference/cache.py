@@ -1,0 +1,108 @@
+"""Exact response cache for single-shot calls (classification, FAQ-style answers).
+
+Keyed by model + normalized messages + tools. Never used for multi-turn agent steps: the caller
+opts in per call, and the workflow engine only does so for steps declared single-shot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from abc import ABC, abstractmethod
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from app.db import CachedResponse, session_scope
+from app.inference.provider import ChatResponse
+
+_SPACES = re.compile(r"\s+")
+
+
+def _normalize(value: Any) -> Any:
+    # Whitespace differences do not change what a model is asked; anything else does.
+    if isinstance(value, str):
+        return _SPACES.sub(" ", value).strip()
+    if isinstance(value, dict):
+        return {k: _normalize(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_normalize(v) for v in value]
+    return value
+
+
+def cache_key(model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+              max_tokens: int) -> str:
+    canonical = json.dumps(
+        {"model": model, "messages": _normalize(messages), "tools": _normalize(tools or []), "max_tokens": max_tokens},
+        sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class ResponseCache(ABC):
+    @abstractmethod
+    def get(self, key: str) -> ChatResponse | None: ...
+
+    @abstractmethod
+    def put(self, key: str, response: ChatResponse, ttl_s: float) -> None: ...
+
+
+class MemoryCache(ResponseCache):
+    def __init__(self, clock: callable = time.monotonic) -> None:  # type: ignore[valid-type]
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._items: dict[str, tuple[float, ChatResponse]] = {}
+
+    def get(self, key: str) -> ChatResponse | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None or item[0] <= self._clock():
+                self._items.pop(key, None)
+                return None
+            return item[1]
+
+    def put(self, key: str, response: ChatResponse, ttl_s: float) -> None:
+        with self._lock:
+            self._items[key] = (self._clock() + ttl_s, response)
+
+
+class PostgresCache(ResponseCache):
+    def get(self, key: str) -> ChatResponse | None:
+        with session_scope() as session:
+            hit = session.execute(
+                update(CachedResponse)
+                .where(CachedResponse.key == key, CachedResponse.expires_at > func.now())
+                .values(hits=CachedResponse.hits + 1)
+                .returning(CachedResponse.response)
+            ).first()
+        return None if hit is None else ChatResponse.model_validate(hit.response)
+
+    def put(self, key: str, response: ChatResponse, ttl_s: float) -> None:
+        expires = func.now() + timedelta(seconds=ttl_s)
+        payload = response.model_dump(mode="json", exclude={"rate_headers"})
+        with session_scope() as session:
+            session.execute(
+                insert(CachedResponse)
+                .values(key=key, model=response.model, response=payload, expires_at=expires)
+                .on_conflict_do_update(
+                    index_elements=[CachedResponse.key],
+                    set_={"response": payload, "expires_at": expires, "created_at": func.now()},
+                )
+            )
+
+    @staticmethod
+    def purge_expired() -> int:
+        from sqlalchemy import delete
+
+        with session_scope() as session:
+            return session.execute(delete(CachedResponse).where(CachedResponse.expires_at <= func.now())).rowcount
+
+
+def count() -> int:
+    with session_scope() as session:
+        return session.scalar(select(func.count()).select_from(CachedResponse)) or 0

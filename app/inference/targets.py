@@ -1,0 +1,77 @@
+"""Providers, and the chain of provider/model targets a call may use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr
+
+from app.config import get_settings
+from app.inference.keys import key_id
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str
+    base_url: str
+    keys: tuple[SecretStr, ...]
+    rpm: int
+    tpm: int
+
+    @property
+    def host(self) -> str:
+        # Buckets and breakers are named by host, so two deployments sharing a database and an
+        # account share one budget, and no credential ends up in a name.
+        return urlsplit(self.base_url).netloc.rsplit("@", 1)[-1] or self.base_url
+
+    def key_ids(self) -> list[str]:
+        return [key_id(k) for k in self.keys]
+
+    def secret(self, kid: str) -> SecretStr:
+        return next(k for k in self.keys if key_id(k) == kid)
+
+
+@dataclass(frozen=True)
+class Target:
+    provider: Provider
+    model: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider.host}/{self.model}"
+
+
+@lru_cache(maxsize=1)
+def providers() -> dict[str, Provider]:
+    s = get_settings()
+    found = {"primary": Provider("primary", s.provider_base_url, tuple(s.provider_api_keys), s.provider_rpm, s.provider_tpm)}
+    if s.secondary_provider_base_url:
+        found["secondary"] = Provider(
+            "secondary",
+            s.secondary_provider_base_url,
+            tuple(s.secondary_provider_api_keys),
+            s.secondary_provider_rpm,
+            s.secondary_provider_tpm,
+        )
+    for provider in found.values():
+        if not provider.keys:
+            raise ValueError(f"provider {provider.name!r} has no API keys configured")
+    return found
+
+
+def parse_target(spec: str) -> Target:
+    """`model` (on the primary provider) or `provider/model`."""
+    name, sep, model = spec.partition("/")
+    known = providers()
+    if sep and name in known:
+        return Target(known[name], model)
+    if sep and name not in known and name in ("primary", "secondary"):
+        raise ValueError(f"fallback {spec!r} names provider {name!r}, which is not configured")
+    return Target(known["primary"], spec)
+
+
+def chain(model: str) -> list[Target]:
+    """The model on the primary provider, then its configured fallbacks in order."""
+    return [parse_target(model), *(parse_target(m) for m in get_settings().fallback_models.get(model, []))]

@@ -1,0 +1,31 @@
+"""Model tiers per request: a cheap-tier step moves to the capable tier when a rule says the
+request deserves it (high priority, a long text, or a router that was unsure)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from app.config import get_settings
+
+
+class RequestTraits(Protocol):
+    priority: str
+    text: str
+    route_confidence: float | None
+
+
+def upgrade_reason(request: RequestTraits) -> str | None:
+    s = get_settings()
+    if s.upgrade_high_priority and request.priority == "high":
+        return "high priority"
+    if len(request.text) > s.upgrade_text_chars:
+        return f"text longer than {s.upgrade_text_chars} characters"
+    if request.route_confidence is not None and request.route_confidence < s.upgrade_below_confidence:
+        return f"router confidence below {s.upgrade_below_confidence}"
+    return None
+
+
+def effective_tier(tier: str, request: RequestTraits) -> str:
+    if tier == "cheap" and upgrade_reason(request) is not None:
+        return "capable"
+    return tier
