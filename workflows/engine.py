@@ -9,6 +9,8 @@ unfinished step and never pays again for LLM calls a finished step made. Steps d
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -194,23 +196,50 @@ def _run_step(step: Step, ctx: StepContext, pool: ThreadPoolExecutor) -> dict[st
     raise StepError(step.name, str(last), transient=True) from last
 
 
+_pools_lock = threading.Lock()
+_pools: tuple[int, ThreadPoolExecutor, ThreadPoolExecutor] | None = None
+
+
+def _shared_pools() -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+    """Process-wide pools (runners, bodies), created lazily and reused across tasks: a pool per
+    task would start threads for every request. Bodies run apart from their runners so a step's
+    timeout can be enforced; two pools, so runners waiting on bodies can never starve them."""
+    global _pools
+    with _pools_lock:
+        if _pools is None or _pools[0] != os.getpid():
+            _pools = (
+                os.getpid(),
+                ThreadPoolExecutor(max_workers=1024, thread_name_prefix="step-runner"),
+                ThreadPoolExecutor(max_workers=1024, thread_name_prefix="step-body"),
+            )
+        return _pools[1], _pools[2]
+
+
 def run(workflow: Workflow, request: RequestInfo, specialist: Specialist) -> dict[str, dict[str, Any]]:
     """Run every unfinished step, side by side where dependencies allow; returns all outputs."""
+    runners, bodies = _shared_pools()
     outputs = _checkpoints(request.id)
     pending = {name: step for name, step in workflow.steps.items() if name not in outputs}
     running: dict[Future[dict[str, Any]], str] = {}
-    # Twice the steps: each step's body runs in a thread of its own so its timeout can be enforced.
-    with ThreadPoolExecutor(max_workers=2 * len(workflow.steps), thread_name_prefix=f"wf-{workflow.name}") as pool:
+    try:
         while pending or running:
-            for name, step in list(pending.items()):
-                if all(dep in outputs for dep in step.after):
-                    ctx = StepContext(request, specialist, step, dict(outputs))
-                    running[pool.submit(_run_step, step, ctx, pool)] = name
-                    del pending[name]
+            ready = [s for s in pending.values() if all(dep in outputs for dep in s.after)]
+            if len(ready) == 1 and not running:
+                # Nothing to overlap with: run it in this thread.
+                step = pending.pop(ready[0].name)
+                outputs[step.name] = _run_step(step, StepContext(request, specialist, step, dict(outputs)), bodies)
+                continue
+            for step in ready:
+                ctx = StepContext(request, specialist, step, dict(outputs))
+                running[runners.submit(_run_step, step, ctx, bodies)] = step.name
+                del pending[step.name]
             if not running:
                 raise StepError(next(iter(pending)), "its dependencies can never finish", transient=False)
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 name = running.pop(future)
-                outputs[name] = future.result()  # a StepError propagates; siblings finish first
+                outputs[name] = future.result()
+    finally:
+        # A failed step's siblings finish (and checkpoint) before the error propagates.
+        wait(running)
     return outputs
