@@ -139,10 +139,14 @@ def cmd_topology(args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    from app.reconciler import republish_unpublished
+    from app.reconciler import redispatch_stale, republish_unpublished
 
-    count = republish_unpublished(min_age_s=args.min_age)
-    _emit(args, {"republished": count}, lambda: print(f"republished {count} request(s)"))
+    result = {
+        "republished": republish_unpublished(min_age_s=args.min_age),
+        "redispatched": redispatch_stale(lease_s=args.lease),
+    }
+    _emit(args, result, lambda: print(f"republished {result['republished']}, "
+                                      f"re-dispatched {result['redispatched']} request(s)"))
     return 0
 
 
@@ -235,8 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--all", action="store_true")
     d.add_argument("--json", action="store_true")
     command("topology", cmd_topology, "declare exchanges, queues and dead-letter queues")
-    p = command("reconcile", cmd_reconcile, "publish accepted requests that never reached the broker")
+    p = command("reconcile", cmd_reconcile, "publish requests that never reached the broker; re-dispatch lost ones")
     p.add_argument("--min-age", type=float, default=30.0, help="only requests older than this (seconds)")
+    p.add_argument("--lease", type=float, default=None,
+                   help="re-dispatch requests silent this long (default: task time limit + 60 s)")
     p = command("procfile", cmd_procfile, "print the Procfile for the current specialists", json_flag=False)
     p.add_argument("--write", action="store_true", help="write ./Procfile")
     p = command("workers", cmd_workers, "run worker pools under a supervisor", json_flag=False)

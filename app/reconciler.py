@@ -1,15 +1,27 @@
-"""Publishes requests that were written but never reached the broker.
+"""Finds requests the broker no longer carries and puts them back.
 
-Safe on several machines at once: rows are claimed with FOR UPDATE SKIP LOCKED.
+- accepted but never published (a crash or a broker outage between the record and the publish);
+- routed, running or failed with no sign of life for longer than the lease (a message lost
+  outside Switchboard's control, e.g. a queue deleted by hand): dispatched to its specialist again.
+
+Safe on several machines at once: rows are claimed with FOR UPDATE SKIP LOCKED, and re-running a
+request is safe (checkpointed steps, idempotent side effects, conditional status updates).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import and_, exists, func, select, text, update
 
 from app.celery_app import ROUTE_TASK, celery
-from app.db import Request, Status, session_scope
+from app.config import get_settings
+from app.db import Request, RequestEvent, Status, session_scope
+from app.record import add_event
+from app.registry import get_specialist
 from app.topology import PRIORITIES, ROUTER_QUEUE
+
+
+def _older_than(seconds: float):  # type: ignore[no-untyped-def]
+    return func.now() - text("make_interval(secs => :age)").bindparams(age=seconds)
 
 
 def republish_unpublished(min_age_s: float = 30.0, batch: int = 500) -> int:
@@ -20,7 +32,7 @@ def republish_unpublished(min_age_s: float = 30.0, batch: int = 500) -> int:
             .where(
                 Request.published_at.is_(None),
                 Request.status == Status.ACCEPTED,
-                Request.accepted_at < func.now() - text("make_interval(secs => :age)").bindparams(age=min_age_s),
+                Request.accepted_at < _older_than(min_age_s),
             )
             .order_by(Request.accepted_at)
             .limit(batch)
@@ -32,4 +44,31 @@ def republish_unpublished(min_age_s: float = 30.0, batch: int = 500) -> int:
                 priority=PRIORITIES[row.priority],
             )
             session.execute(update(Request).where(Request.id == row.id).values(published_at=func.now()))
+    return len(rows)
+
+
+def redispatch_stale(lease_s: float | None = None, batch: int = 500) -> int:
+    """Dispatch again requests with no event for longer than the lease; returns how many.
+
+    The lease defaults to the task time limit plus a margin: by then Celery has ended any attempt
+    that was still running, so a request is never taken from a live worker."""
+    settings = get_settings()
+    lease = lease_s if lease_s is not None else settings.task_time_limit_s + 60
+    alive = exists().where(and_(RequestEvent.request_id == Request.id, RequestEvent.at > _older_than(lease)))
+    with session_scope() as session:
+        rows = session.execute(
+            select(Request.id, Request.priority, Request.specialist)
+            .where(
+                Request.status.in_([Status.ROUTED, Status.RUNNING, Status.FAILED]),
+                Request.specialist.isnot(None),
+                ~alive,
+            )
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for row in rows:
+            spec = get_specialist(row.specialist)
+            celery.send_task(spec.task_name, args=[row.id], queue=spec.queue, routing_key=spec.queue,
+                             priority=PRIORITIES[row.priority])
+            add_event(session, row.id, "redispatched", lease_s=lease)
     return len(rows)

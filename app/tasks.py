@@ -129,7 +129,7 @@ SPECIALIST_TASKS = {name: _specialist_task(spec) for name, spec in specialists()
 
 
 @celery.task(name=RECONCILE_TASK)
-def reconcile() -> int:
-    from app.reconciler import republish_unpublished
+def reconcile() -> dict[str, int]:
+    from app.reconciler import redispatch_stale, republish_unpublished
 
-    return republish_unpublished()
+    return {"republished": republish_unpublished(), "redispatched": redispatch_stale()}
