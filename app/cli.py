@@ -111,6 +111,18 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         except LookupError as exc:
             raise CommandError(str(exc), code=1) from None
         _emit(args, detail, lambda: print(json.dumps(detail.model_dump(mode="json"), indent=2)))
+    elif args.dlq_command == "purge":
+        target = args.queue or "every dead-letter queue"
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise CommandError(f"purging {target} cannot be undone: pass --yes to confirm")
+            if input(f"Purge {target}? Messages are deleted for good. Type 'purge' to confirm: ") != "purge":
+                raise CommandError("not purged", code=1)
+        try:
+            purged = dlq.purge(args.queue)
+        except LookupError as exc:
+            raise CommandError(str(exc)) from None
+        _emit(args, {"purged": purged}, lambda: print(f"purged {sum(purged.values())} message(s)"))
     else:
         if not args.all and not args.id:
             raise CommandError("name a request id to replay, or --all")
@@ -237,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = dsub.add_parser("replay", help="re-run from the last good step")
     d.add_argument("id", nargs="?")
     d.add_argument("--all", action="store_true")
+    d.add_argument("--json", action="store_true")
+    d = dsub.add_parser("purge", help="delete dead-letter messages for good (asks first)")
+    d.add_argument("queue", nargs="?", help="the work queue whose DLQ to purge, e.g. billing (default: all)")
+    d.add_argument("--yes", action="store_true", help="do not ask")
     d.add_argument("--json", action="store_true")
     command("topology", cmd_topology, "declare exchanges, queues and dead-letter queues")
     p = command("reconcile", cmd_reconcile, "publish requests that never reached the broker; re-dispatch lost ones")

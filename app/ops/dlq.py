@@ -138,5 +138,18 @@ def replay_all() -> dict[str, str]:
     return replay_many([dl.id for dl in list_dead_letters(limit=100_000)])
 
 
+def purge(queue: str | None = None) -> dict[str, int]:
+    """Drop dead letters for good: their messages leave the DLQs; their records stay, as history."""
+    names = [dlq_name(queue)] if queue else dlq_names()
+    unknown = set(names) - set(dlq_names())
+    if unknown:
+        raise LookupError(f"no dead-letter queue {sorted(unknown)[0]!r}; known: {', '.join(dlq_names())}")
+    purged: dict[str, int] = {}
+    with Connection(get_settings().broker_url.get_secret_value()) as conn:
+        for name in names:
+            purged[name] = conn.default_channel.queue_purge(name) or 0
+    return purged
+
+
 def dlq_names() -> list[str]:
     return [dlq_name(q) for q in work_queue_names()]

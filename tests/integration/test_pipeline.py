@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import httpx
@@ -157,3 +158,20 @@ def test_event_log_is_append_only(services: object) -> None:
     submission = client.submit("Can I change my billing address?")
     with pytest.raises(DBAPIError, match="append-only"), session_scope() as session:
         session.execute(text("DELETE FROM request_events WHERE request_id = :id"), {"id": submission.id})
+
+
+def test_purge_refuses_without_confirmation_then_empties_the_dlq(workers: object) -> None:
+    from tests.integration.conftest import run_cli
+
+    client.wait(client.submit("Refund the double charge please [[sim:fail]]").id, timeout=90)
+    depth = _dlq_depth("billing.dlq")
+    assert depth >= 1
+
+    refused = run_cli("dlq", "purge", "billing", "--json")
+    assert refused.returncode == 2 and "--yes" in json.loads(refused.stdout)["error"]
+    assert _dlq_depth("billing.dlq") == depth
+
+    purged = run_cli("dlq", "purge", "billing", "--yes", "--json")
+    assert purged.returncode == 0, purged.stderr
+    assert json.loads(purged.stdout) == {"purged": {"billing.dlq": depth}}
+    assert _dlq_depth("billing.dlq") == 0
