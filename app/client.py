@@ -106,6 +106,7 @@ class RequestView(BaseModel):
     cost_usd: float
     timings: dict[str, float | None]
     accepted_at: datetime
+    started_at: datetime | None
     finished_at: datetime | None
 
 
@@ -236,6 +237,7 @@ def get(request_id: str, *, tenant: str | None = None) -> RequestView:
         cost_usd=float(request.cost_usd or Decimal(0)),
         timings=timings,
         accepted_at=request.accepted_at,
+        started_at=request.started_at,
         finished_at=request.finished_at,
     )
 
