@@ -208,8 +208,10 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from app.demo import run_demo
+    from app.demo import run_demo, stop_demo
 
+    if args.stop:
+        return stop_demo()
     return run_demo(tickets=args.tickets, keep_running=args.keep_running, as_json=args.json)
 
 
@@ -272,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("demo", cmd_demo, "the Monday-morning surge on this machine's services")
     p.add_argument("--tickets", type=int, default=200)
     p.add_argument("--keep-running", action="store_true", help="leave pools, provider and Flower up")
+    p.add_argument("--stop", action="store_true", help="stop what --keep-running left up")
     return parser
 
 

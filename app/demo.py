@@ -22,10 +22,14 @@ import httpx
 from sqlalchemy import func, select
 
 from app.config import get_settings, reset_settings
-from app.db import Request, session_scope
+from app.db import LlmCall, Request, session_scope
 from app.db.models import TERMINAL
 
 STATE_DIR = Path(".switchboard")
+RUNNING_FILE = STATE_DIR / "running.json"
+# The simulated provider's limit in the demo: tight enough that the shared limiter has work to do,
+# loose enough that the surge drains in well under a minute.
+DEMO_RPM = 1200
 
 
 def _free_port(preferred: int) -> int:
@@ -76,6 +80,14 @@ def summarize(run_id: str, expected: dict[str, str]) -> dict[str, Any]:
         methods[r.route_method or "none"] = methods.get(r.route_method or "none", 0) + 1
         if r.status == "succeeded" and r.finished_at:
             latencies.append((r.finished_at - r.accepted_at).total_seconds())
+    with session_scope() as session:
+        calls = session.execute(
+            select(LlmCall.cache_hit, func.count())
+            .join(Request, Request.id == LlmCall.request_id)
+            .where(Request.metadata_["demo_run"].astext == run_id, LlmCall.outcome == "ok")
+            .group_by(LlmCall.cache_hit)
+        ).all()
+    by_cache = {bool(hit): n for hit, n in calls}
     routed_right = sum(1 for r in rows if r.id in expected and r.specialist == expected[r.id])
     succeeded = sum(1 for r in rows if r.status == "succeeded")
     dead = sum(1 for r in rows if r.status == "dead_lettered")
@@ -89,6 +101,8 @@ def summarize(run_id: str, expected: dict[str, str]) -> dict[str, Any]:
         "routing_methods": methods,
         "routing_accuracy": round(routed_right / max(1, sum(1 for r in rows if r.id in expected)), 3),
         "latency_s": {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95)},
+        "llm_calls": by_cache.get(False, 0),
+        "cache_hits": by_cache.get(True, 0),
         "tokens": sum(r.prompt_tokens + r.completion_tokens for r in rows),
         "cost_usd": float(sum(r.cost_usd for r in rows)),
     }
@@ -104,7 +118,8 @@ def _print_summary(summary: dict[str, Any], poison_id: str, poison_status: str) 
           f"{summary['routing_accuracy']:.1%}")
     lat = summary["latency_s"]
     print(f"  end-to-end latency p50 {lat['p50']}s, p95 {lat['p95']}s")
-    print(f"  tokens {summary['tokens']:,}, cost ${summary['cost_usd']:.4f}")
+    print(f"  LLM calls {summary['llm_calls']:,} (+{summary['cache_hits']:,} answered from the cache), "
+          f"tokens {summary['tokens']:,}, cost ${summary['cost_usd']:.4f}")
     print(f"  poison ticket {poison_id}: {poison_status} (see `switchboard dlq show {poison_id}`)")
 
 
@@ -133,12 +148,16 @@ def run_demo(tickets: int = 200, *, keep_running: bool = False, as_json: bool = 
     port = _free_port(get_settings().simulator_port)
     os.environ["SWITCHBOARD_SIMULATOR_PORT"] = str(port)
     os.environ["SWITCHBOARD_PROVIDER_BASE_URL"] = f"http://127.0.0.1:{port}/v1"
+    # The simulated provider enforces a limit and the shared limiter keeps every pool under it:
+    # the summary shows how many 429s that cost (none, when it works).
+    os.environ.setdefault("SWITCHBOARD_PROVIDER_RPM", str(DEMO_RPM))
     reset_settings()
     log_dir = STATE_DIR / f"demo-{run_id}"
     supervisor = Supervisor(log_dir)
     try:
         print(f"starting the simulated provider on :{port} and the worker pools (logs: {log_dir})", file=out)
-        supervisor.start(simulator_spec(None, "--latency-ms", "150", "--latency-jitter-ms", "100"))
+        supervisor.start(simulator_spec(None, "--latency-ms", "150", "--latency-jitter-ms", "100",
+                                        "--rpm", str(DEMO_RPM)))
         _wait_http(f"http://127.0.0.1:{port}/healthz", 30)
         for spec in pool_specs():
             supervisor.start(spec)
@@ -176,12 +195,16 @@ def run_demo(tickets: int = 200, *, keep_running: bool = False, as_json: bool = 
         elapsed = time.monotonic() - started
         summary = summarize(run_id, {**expected, poison_id: "billing"})
         poison_status = client.get(poison_id).status
-        summary.update(run_id=run_id, drain_s=round(elapsed, 2), poison_id=poison_id, poison_status=poison_status)
+        stats = httpx.get(f"http://127.0.0.1:{port}/admin/stats", timeout=5).json()
+        summary.update(run_id=run_id, drain_s=round(elapsed, 2), poison_id=poison_id, poison_status=poison_status,
+                       provider_rpm_limit=DEMO_RPM, provider_429=stats.get("rate_limited", 0),
+                       provider_peak_rpm=stats.get("accepted_per_minute_max"))
         if as_json:
             print(json.dumps(summary))
         else:
             _print_summary(summary, poison_id, poison_status)
-            print(f"  drained in {elapsed:.1f}s")
+            print(f"  drained in {elapsed:.1f}s; provider limit {DEMO_RPM} requests/min, peak "
+                  f"{summary['provider_peak_rpm']} in a minute, {summary['provider_429']} rate-limit rejections")
         ok = summary["unaccounted"] == 0 and poison_status == "dead_lettered"
         if keep_running:
             _keep_running(supervisor, out)
@@ -210,6 +233,22 @@ def _keep_running(supervisor: Any, out: Any) -> None:
     print(f"\nleft running: pools, simulated provider, Flower at http://127.0.0.1:{settings.flower_port}/ "
           f"(credentials from {source}); logs in {supervisor.log_dir}", file=out)
     pids = {name: p.pid for name, p in supervisor.processes.items()}
-    (STATE_DIR / "running.json").write_text(json.dumps(pids))
-    print(f"stop them with: kill $(python -c \"import json;print(*json.load(open('{STATE_DIR}/running.json')).values())\")",
-          file=out)
+    RUNNING_FILE.write_text(json.dumps(pids))
+    print("stop them with: switchboard demo --stop", file=out)
+
+
+def stop_demo() -> int:
+    """Warm shutdown of what `demo --keep-running` left up."""
+    import signal
+
+    if not RUNNING_FILE.exists():
+        print("nothing to stop: no demo was left running from this directory")
+        return 0
+    for name, pid in json.loads(RUNNING_FILE.read_text()).items():
+        try:
+            os.killpg(pid, signal.SIGTERM)
+            print(f"stopping {name} (pid {pid})")
+        except ProcessLookupError:
+            pass
+    RUNNING_FILE.unlink()
+    return 0

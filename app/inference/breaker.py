@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -77,7 +78,7 @@ class _Memo:
 
 
 class MemoryBreaker(Breaker):
-    def __init__(self, policy: BreakerPolicy, clock: callable = time.monotonic) -> None:  # type: ignore[valid-type]
+    def __init__(self, policy: BreakerPolicy, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(policy)
         self._clock = clock
         self._lock = threading.Lock()

@@ -12,6 +12,7 @@ import re
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -53,7 +54,7 @@ class ResponseCache(ABC):
 
 
 class MemoryCache(ResponseCache):
-    def __init__(self, clock: callable = time.monotonic) -> None:  # type: ignore[valid-type]
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._items: dict[str, tuple[float, ChatResponse]] = {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Float, func, literal_column, select, update
@@ -145,7 +146,7 @@ def _plan(
 class MemoryLimiter(Limiter):
     """One process only: for unit tests and single-process tools."""
 
-    def __init__(self, clock: callable = time.monotonic) -> None:  # type: ignore[valid-type]
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._tat: dict[str, float] = {}
