@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     # across an LLM call, so a small pool serves a large thread pool.
     database_pool_size: int = 5
     database_max_overflow: int = 5
+    # The role of this process (router, billing, ...), set by the pool commands; shown in logs
+    # and in PostgreSQL's pg_stat_activity.
+    process_name: str = "client"
 
     provider_base_url: str = "http://127.0.0.1:8765/v1"
     provider_api_keys: Annotated[list[SecretStr], NoDecode] = [SecretStr("sk-switchboard-dev")]

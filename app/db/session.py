@@ -35,6 +35,9 @@ def get_engine() -> Engine:
                     max_overflow=settings.database_max_overflow,
                     pool_pre_ping=True,
                     pool_recycle=1800,
+                    # Names every connection by process role and pid in pg_stat_activity, so an
+                    # operator can see which pool holds how many connections.
+                    connect_args={"application_name": f"switchboard:{settings.process_name}:{os.getpid()}"},
                 )
                 _engine_pid = os.getpid()
                 _factory = sessionmaker(_engine, expire_on_commit=False)

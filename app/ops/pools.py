@@ -51,7 +51,11 @@ def pool_specs(settings: Settings | None = None, queues: list[str] | None = None
     settings = settings or get_settings()
     names = queues or [ROUTER_QUEUE, *specialists()]
     return [
-        ProcessSpec(name, worker_argv(name, concurrency_for(name, settings), settings.specialist_pool))
+        ProcessSpec(
+            name,
+            worker_argv(name, concurrency_for(name, settings), settings.specialist_pool),
+            {"SWITCHBOARD_PROCESS_NAME": name},
+        )
         for name in names
     ]
 
@@ -73,7 +77,7 @@ def procfile() -> str:
         var = f"SWITCHBOARD_{name.upper()}_CONCURRENCY"
         fallback = "4" if name == ROUTER_QUEUE else "${SWITCHBOARD_SPECIALIST_CONCURRENCY:-16}"
         lines.append(
-            f"{name}: celery -A app.celery_app:celery worker -Q {name} -n {name}@%h "
+            f"{name}: SWITCHBOARD_PROCESS_NAME={name} celery -A app.celery_app:celery worker -Q {name} -n {name}@%h "
             f"-P ${{SWITCHBOARD_SPECIALIST_POOL:-threads}} -c ${{{var}:-{fallback}}} "
             "-E --without-gossip --without-mingle -l INFO"
         )
