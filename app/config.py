@@ -32,7 +32,6 @@ class Settings(BaseSettings):
     provider_rpm: int = 0
     provider_tpm: int = 0
     provider_timeout_s: float = 30.0
-    provider_max_connections: int = 256
 
     # Stay this far below each provider limit: bursts and clock differences eat into the rest.
     provider_headroom: float = 0.1

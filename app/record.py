@@ -9,15 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app import conversations
-from app.db import Request, RequestEvent, Status, session_scope
+from app.db import Request, RequestEvent, Status, StepRun, session_scope
+
+
+_INSERT_EVENT = insert(RequestEvent.__table__)
 
 
 def add_event(session: Session, request_id: str, kind: str, **detail: Any) -> None:
-    session.add(RequestEvent(request_id=request_id, kind=kind, detail=detail))
+    # A Core insert, not session.add: events are written on every transition of every request.
+    session.execute(_INSERT_EVENT, {"request_id": request_id, "kind": kind, "detail": detail})
 
 
 def mark_published(request_id: str) -> None:
@@ -58,6 +62,8 @@ class Attempt:
     specialist: str
     conversation_id: str | None
     route_confidence: float | None
+    # Outputs of the workflow steps that already succeeded (a redelivered task resumes after them).
+    checkpoints: dict[str, dict[str, Any]]
 
 
 def start_attempt(request_id: str) -> Attempt | None:
@@ -87,8 +93,15 @@ def start_attempt(request_id: str) -> Attempt | None:
         if row is None:
             return None
         add_event(session, request_id, "attempt_started", attempt=row.attempts)
+        checkpoints = {
+            step: output or {}
+            for step, output in session.execute(
+                select(StepRun.step, StepRun.output).where(StepRun.request_id == request_id, StepRun.status == "succeeded")
+            ).all()
+        }
         return Attempt(
-            row.attempts, row.tenant, row.text, row.priority, row.specialist, row.conversation_id, row.route_confidence
+            row.attempts, row.tenant, row.text, row.priority, row.specialist, row.conversation_id,
+            row.route_confidence, checkpoints,
         )
 
 

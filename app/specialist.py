@@ -6,10 +6,12 @@ queue, Celery task, worker pool line and routing all follow from that object (se
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -17,6 +19,15 @@ from pydantic import BaseModel, ValidationError
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 ArgsT = TypeVar("ArgsT", bound=BaseModel)
+
+
+@lru_cache(maxsize=None)
+def _openai_schema(name: str, description: str, args: type[BaseModel]) -> dict[str, Any]:
+    # Generating a JSON schema costs milliseconds, and the agent loop sends every tool's schema
+    # with every call.
+    params = args.model_json_schema()
+    params.pop("title", None)
+    return {"type": "function", "function": {"name": name, "description": description, "parameters": params}}
 
 
 @dataclass(frozen=True)
@@ -38,13 +49,8 @@ class Tool(Generic[ArgsT]):
     side_effect: bool = False
 
     def schema(self) -> dict[str, Any]:
-        """The OpenAI `tools` entry for this tool."""
-        params = self.args.model_json_schema()
-        params.pop("title", None)
-        return {
-            "type": "function",
-            "function": {"name": self.name, "description": self.description, "parameters": params},
-        }
+        """The OpenAI `tools` entry for this tool (a fresh copy; the JSON schema is built once)."""
+        return copy.deepcopy(_openai_schema(self.name, self.description, self.args))
 
     def invoke(self, ctx: ToolContext, raw_arguments: str) -> dict[str, Any]:
         """Validate the model's arguments and run; bad arguments go back to the model as an error."""

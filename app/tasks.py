@@ -108,7 +108,7 @@ def _specialist_task(spec: Specialist) -> Callable[..., Any]:
             info = RequestInfo(
                 request_id, attempt.tenant, attempt.text, attempt.priority, history, attempt.route_confidence
             )
-            outputs = run(get_workflow(spec.workflow), info, spec)
+            outputs = run(get_workflow(spec.workflow), info, spec, attempt.checkpoints)
             draft = outputs.get("draft", {})
             result = {"reply": draft.get("reply", ""), "tool_calls": draft.get("tool_calls", [])}
             record.mark_succeeded(request_id, result, attempt)

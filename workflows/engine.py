@@ -15,14 +15,16 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import OperationalError
 
-from app.db import StepRun, session_scope
+from app.db import StepRun, connection_scope, session_scope
 from app.inference import ChatResponse, Deferred, ProviderError, complete
+from app.inference.gateway import write_calls
 from app.inference.tiers import effective_tier
 from app.specialist import Specialist, ToolContext
 
@@ -68,6 +70,8 @@ class StepContext:
     specialist: Specialist
     step: Step
     outputs: dict[str, dict[str, Any]]
+    # This step's successful LLM calls, written with its checkpoint in one transaction.
+    calls: list[dict[str, Any]] = field(default_factory=list)
 
     def llm(
         self,
@@ -86,6 +90,7 @@ class StepContext:
             tools=tools,
             max_tokens=max_tokens,
             cache=self.step.single_shot and not tools,
+            record_into=self.calls,
         )
 
     def tool_context(self) -> ToolContext:
@@ -120,7 +125,7 @@ class Workflow:
         return register
 
 
-def _checkpoints(request_id: str) -> dict[str, dict[str, Any]]:
+def load_checkpoints(request_id: str) -> dict[str, dict[str, Any]]:
     with session_scope() as session:
         rows = session.execute(
             select(StepRun.step, StepRun.output).where(StepRun.request_id == request_id, StepRun.status == "succeeded")
@@ -128,29 +133,42 @@ def _checkpoints(request_id: str) -> dict[str, dict[str, Any]]:
     return {row.step: row.output or {} for row in rows}
 
 
-def _record_step(request_id: str, step: str, status: str, *, output: dict[str, Any] | None = None,
-                 error: str | None = None, duration_ms: float | None = None) -> None:
-    finished = status in ("succeeded", "failed")
-    values: dict[str, Any] = {
+_STEPS = StepRun.__table__
+_new_step = insert(_STEPS)
+# Built once: this runs for every step of every request, and building the statement costs more
+# than executing it.
+_UPSERT_STEP = _new_step.on_conflict_do_update(
+    constraint="uq_step_runs_request_step",
+    set_={
+        **{name: _new_step.excluded[name] for name in
+           ("status", "output", "error", "duration_ms", "started_at", "finished_at")},
+        "attempts": _STEPS.c.attempts + 1,
+    },
+    # A succeeded checkpoint is final; a late duplicate attempt must not overwrite it.
+    where=_STEPS.c.status != "succeeded",
+)
+
+
+def _record_step(ctx: StepContext, status: str, *, started_at: datetime,
+                 output: dict[str, Any] | None = None, error: str | None = None,
+                 duration_ms: float | None = None) -> None:
+    """One write per step attempt, when it ends: a step's row is its checkpoint and its history,
+    written with the LLM calls the attempt made."""
+    row = {
+        "request_id": ctx.request.id,
+        "step": ctx.step.name,
+        "attempts": 1,
         "status": status,
         "output": output,
         "error": error,
         "duration_ms": duration_ms,
-        "finished_at": func.now() if finished else None,
+        "started_at": started_at,
+        "finished_at": datetime.now(UTC) if status in ("succeeded", "failed") else None,
     }
-    with session_scope() as session:
-        statement = insert(StepRun).values(request_id=request_id, step=step, attempts=1, **values)
-        if status == "running":
-            values["attempts"] = StepRun.attempts + 1
-            values["started_at"] = func.now()
-        session.execute(
-            statement.on_conflict_do_update(
-                constraint="uq_step_runs_request_step",
-                set_=values,
-                # A succeeded checkpoint is final; a late duplicate attempt must not overwrite it.
-                where=StepRun.status != "succeeded",
-            )
-        )
+    calls, ctx.calls[:] = list(ctx.calls), []
+    with connection_scope() as conn:
+        write_calls(conn, calls)
+        conn.execute(_UPSERT_STEP, row)
 
 
 def _retry_here(exc: BaseException) -> bool:
@@ -171,13 +189,13 @@ def _run_step(step: Step, ctx: StepContext, pool: ThreadPoolExecutor) -> dict[st
     for attempt in range(step.retries + 1):
         if attempt:
             time.sleep(min(0.5 * 2 ** (attempt - 1), 5.0))
-        _record_step(ctx.request.id, step.name, "running")
+        started_at = datetime.now(UTC)
         started = time.perf_counter()
         future = pool.submit(step.fn, ctx)
         try:
             output = future.result(timeout=step.timeout_s)
         except Deferred:
-            _record_step(ctx.request.id, step.name, "deferred")
+            _record_step(ctx, "deferred", started_at=started_at)
             raise
         except TimeoutError:
             last = TimeoutError(f"took longer than {step.timeout_s:g}s")
@@ -185,10 +203,10 @@ def _run_step(step: Step, ctx: StepContext, pool: ThreadPoolExecutor) -> dict[st
             last = exc
         else:
             duration = (time.perf_counter() - started) * 1000
-            _record_step(ctx.request.id, step.name, "succeeded", output=output, duration_ms=duration)
+            _record_step(ctx, "succeeded", started_at=started_at, output=output, duration_ms=duration)
             return output
         duration = (time.perf_counter() - started) * 1000
-        _record_step(ctx.request.id, step.name, "failed", error=str(last), duration_ms=duration)
+        _record_step(ctx, "failed", started_at=started_at, error=str(last), duration_ms=duration)
         if not _retry_here(last):
             raise StepError(step.name, str(last), transient=_transient(last)) from last
         log.warning("step %s of %s failed (attempt %d): %s", step.name, ctx.request.id, attempt + 1, last)
@@ -215,10 +233,12 @@ def _shared_pools() -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
         return _pools[1], _pools[2]
 
 
-def run(workflow: Workflow, request: RequestInfo, specialist: Specialist) -> dict[str, dict[str, Any]]:
-    """Run every unfinished step, side by side where dependencies allow; returns all outputs."""
+def run(workflow: Workflow, request: RequestInfo, specialist: Specialist,
+        checkpoints: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Run every unfinished step, side by side where dependencies allow; returns all outputs.
+    `checkpoints` are the finished steps' outputs if the caller read them already."""
     runners, bodies = _shared_pools()
-    outputs = _checkpoints(request.id)
+    outputs = dict(checkpoints) if checkpoints is not None else load_checkpoints(request.id)
     pending = {name: step for name, step in workflow.steps.items() if name not in outputs}
     running: dict[Future[dict[str, Any]], str] = {}
     try:

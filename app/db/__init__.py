@@ -19,7 +19,7 @@ from app.db.models import (
     StepRun,
     Turn,
 )
-from app.db.session import dispose_engine, get_engine, session_scope
+from app.db.session import connection_scope, dispose_engine, get_engine, session_scope
 
 __all__ = [
     "Account",
@@ -41,6 +41,7 @@ __all__ = [
     "Status",
     "StepRun",
     "Turn",
+    "connection_scope",
     "dispose_engine",
     "get_engine",
     "session_scope",

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import get_settings
@@ -33,7 +33,10 @@ def get_engine() -> Engine:
                     settings.database_url.get_secret_value(),
                     pool_size=settings.database_pool_size,
                     max_overflow=settings.database_max_overflow,
-                    pool_pre_ping=True,
+                    # No pre-ping: it costs a round trip per transaction. After a database restart the
+                    # first failed statement invalidates the whole pool, and the failure is transient
+                    # to the caller (step retry or task retry), so nothing is lost.
+                    pool_pre_ping=False,
                     pool_recycle=1800,
                     # Names every connection by process role and pid in pg_stat_activity, so an
                     # operator can see which pool holds how many connections.
@@ -67,3 +70,10 @@ def session_scope() -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def connection_scope() -> Iterator[Connection]:
+    """A transaction on a bare connection, for hot paths that need no ORM session."""
+    with get_engine().begin() as conn:
+        yield conn

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Connection, Integer, Numeric, bindparam, insert, update
 
 from app.config import get_settings
-from app.db import LlmCall, Request, session_scope
+from app.db import LlmCall, Request, connection_scope
 from app.inference import keys as key_state
 from app.inference import provider
 from app.inference.breaker import UNHEALTHY, Breaker, BreakerOpen, BreakerPolicy, Permit, PostgresBreaker
@@ -111,6 +111,7 @@ class _Call:
     step: str | None
     tools: list[dict[str, Any]] | None
     max_tokens: int
+    sink: list[dict[str, Any]] | None
 
 
 def complete(
@@ -123,11 +124,13 @@ def complete(
     tools: list[dict[str, Any]] | None = None,
     max_tokens: int = 512,
     cache: bool = False,
+    record_into: list[dict[str, Any]] | None = None,
 ) -> provider.ChatResponse:
     """Call the model of `tier`. `cache=True` only for single-shot calls whose answer depends on
-    nothing but the messages (never for a multi-turn agent step)."""
+    nothing but the messages (never for a multi-turn agent step). With `record_into`, successful
+    calls are appended there for the caller to write with its own checkpoint (see write_calls)."""
     settings = get_settings()
-    call = _Call(messages, tier, purpose, request_id, step, tools, max_tokens)
+    call = _Call(messages, tier, purpose, request_id, step, tools, max_tokens, record_into)
     targets = chain(settings.model_for_tier(tier))
     b = backends()
     key = cache_key(targets[0].model, messages, tools, max_tokens) if cache else None
@@ -255,22 +258,51 @@ def _record(
     prompt = response.usage.prompt_tokens if response and not cache_hit else 0
     completion = response.usage.completion_tokens if response and not cache_hit else 0
     cost = call_cost(target.model, prompt, completion) if outcome == "ok" else Decimal(0)
-    with session_scope() as session:
-        session.add(
-            LlmCall(
-                request_id=call.request_id, step=call.step, purpose=call.purpose, provider=target.provider.host,
-                model=target.model, tier=call.tier, key_id=kid, prompt_tokens=prompt, completion_tokens=completion,
-                cost_usd=cost, latency_ms=(time.perf_counter() - started) * 1000 if started is not None else 0.0,
-                limiter_wait_ms=wait_s * 1000, retries=retries, cache_hit=cache_hit, outcome=outcome, error=error,
-            )
+    row = {
+        "request_id": call.request_id, "step": call.step, "purpose": call.purpose, "provider": target.provider.host,
+        "model": target.model, "tier": call.tier, "key_id": kid, "prompt_tokens": prompt,
+        "completion_tokens": completion, "cost_usd": cost,
+        "latency_ms": (time.perf_counter() - started) * 1000 if started is not None else 0.0,
+        "limiter_wait_ms": wait_s * 1000, "retries": retries, "cache_hit": cache_hit, "outcome": outcome,
+        "error": error,
+    }
+    if call.sink is not None and outcome == "ok":
+        # Written with the caller's step checkpoint, in the same transaction. Failures are written
+        # at once: the circuit breaker counts them from the record.
+        call.sink.append(row)
+        return
+    with connection_scope() as conn:
+        write_calls(conn, [row])
+
+
+_CALLS = LlmCall.__table__
+_REQUESTS = Request.__table__
+_INSERT_CALL = insert(_CALLS)
+_ADD_TOTALS = (
+    update(_REQUESTS)
+    .where(_REQUESTS.c.id == bindparam("rid"))
+    .values(
+        prompt_tokens=_REQUESTS.c.prompt_tokens + bindparam("prompt", type_=Integer),
+        completion_tokens=_REQUESTS.c.completion_tokens + bindparam("completion", type_=Integer),
+        cost_usd=_REQUESTS.c.cost_usd + bindparam("cost", type_=Numeric(14, 6)),
+    )
+)
+
+
+def write_calls(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert LLM-call rows and add their tokens and cost to their requests' totals."""
+    if not rows:
+        return
+    conn.execute(_INSERT_CALL, rows)
+    totals: dict[str, list[Any]] = {}
+    for row in rows:
+        if row["request_id"] is not None and (row["prompt_tokens"] or row["completion_tokens"]):
+            t = totals.setdefault(row["request_id"], [0, 0, Decimal(0)])
+            t[0] += row["prompt_tokens"]
+            t[1] += row["completion_tokens"]
+            t[2] += row["cost_usd"]
+    if totals:
+        conn.execute(
+            _ADD_TOTALS,
+            [{"rid": rid, "prompt": p, "completion": c, "cost": cost} for rid, (p, c, cost) in totals.items()],
         )
-        if call.request_id is not None and (prompt or completion):
-            session.execute(
-                update(Request)
-                .where(Request.id == call.request_id)
-                .values(
-                    prompt_tokens=Request.prompt_tokens + prompt,
-                    completion_tokens=Request.completion_tokens + completion,
-                    cost_usd=Request.cost_usd + cost,
-                )
-            )

@@ -49,37 +49,37 @@ class ChatResponse(BaseModel):
 # httpx logs every request at INFO; at hundreds of calls a second that drowns the workers' logs.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
-_lock = threading.Lock()
-_clients: dict[str, httpx.Client] = {}
-_clients_pid: int | None = None
+_local = threading.local()
+_all_lock = threading.Lock()
+_all_clients: list[httpx.Client] = []
 
 
 def http_client(base_url: str) -> httpx.Client:
-    """One pooled client per provider per process (a forked child builds its own)."""
-    global _clients_pid
-    client = _clients.get(base_url) if _clients_pid == os.getpid() else None
-    if client is not None:
-        return client
-    with _lock:
-        if _clients_pid != os.getpid():
-            _clients.clear()
-            _clients_pid = os.getpid()
-        if base_url not in _clients:
-            settings = get_settings()
-            limit = settings.provider_max_connections
-            _clients[base_url] = httpx.Client(
-                base_url=base_url.rstrip("/") + "/",
-                timeout=httpx.Timeout(settings.provider_timeout_s, connect=5.0),
-                limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
-            )
-        return _clients[base_url]
+    """One client per provider per thread. A single pool shared by hundreds of worker threads
+    serialises them on its lock; per-thread clients keep their own kept-alive connection instead."""
+    clients: dict[str, httpx.Client] | None = getattr(_local, "clients", None)
+    if clients is None or getattr(_local, "pid", None) != os.getpid():
+        clients = _local.clients = {}
+        _local.pid = os.getpid()
+    client = clients.get(base_url)
+    if client is None:
+        settings = get_settings()
+        client = clients[base_url] = httpx.Client(
+            base_url=base_url.rstrip("/") + "/",
+            timeout=httpx.Timeout(settings.provider_timeout_s, connect=5.0),
+            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+        )
+        with _all_lock:
+            _all_clients.append(client)
+    return client
 
 
 def close_clients() -> None:
-    with _lock:
-        for client in _clients.values():
+    with _all_lock:
+        for client in _all_clients:
             client.close()
-        _clients.clear()
+        _all_clients.clear()
+    _local.__dict__.clear()
 
 
 def chat(
