@@ -58,6 +58,10 @@ UNLIMITED = 1_000_000_000
 FAIL_MARKER = "[[sim:fail]]"
 BAD_REQUEST_MARKER = "[[sim:bad_request]]"
 SLOW_MARKER = "[[sim:slow]]"
+# Test aid (tests/integration/test_gateway.py): a user message carrying this marker is answered
+# with OpenAI's context-length error (HTTP 400, code context_length_exceeded), so the gateway's
+# trim-and-retry path can be exercised on a real provider process.
+CONTEXT_LENGTH_MARKER = "[[sim:context_length]]"
 _MARKER_RE = re.compile(r"\[\[sim:[a-z_]+\]\]")
 
 _WORD_RE = re.compile(r"[a-z0-9]+")
@@ -125,6 +129,10 @@ class SimulatorConfig(BaseSettings):
     timeout_rate: float = Field(default=0.0, ge=0, le=1)
     timeout_sleep_s: float = Field(default=120.0, ge=0)
     slow_marker_s: float = Field(default=5.0, ge=0)
+    # Test aid (tests/integration/test_gateway.py): length of the RPM/TPM sliding window. Real
+    # providers count per minute; a short window gives short retry-after values, so "wait as
+    # told, then succeed" can be tested in seconds.
+    rate_window_s: float = Field(default=WINDOW_S, gt=0)
     seed: int = 7
 
     @field_validator("models", "api_keys", mode="before")
@@ -820,7 +828,7 @@ class Simulator:
         self.config = config
         self.clock = clock
         self.settings = RuntimeSettings(**config.model_dump(include=set(RuntimeSettings.model_fields)))
-        self.limiter = SlidingWindowLimiter()
+        self.limiter = SlidingWindowLimiter(config.rate_window_s)
         self.stats = Stats()
         self.rng = random.Random(config.seed)
         self.outage_until = 0.0
@@ -1012,6 +1020,13 @@ async def _complete(request: Request, sim: Simulator) -> Response:
         sim.stats.faults["bad_request_marker"] += 1
         message = "The simulator was told to reject this request."
         return _error(400, message, "invalid_request_error", headers=headers)
+    if CONTEXT_LENGTH_MARKER in user_text:  # test aid, see CONTEXT_LENGTH_MARKER
+        sim.stats.faults["context_length_marker"] += 1
+        message = (
+            "This model's maximum context length is 8192 tokens. However, your messages resulted in "
+            f"{prompt_tokens(body) + 8192} tokens. Please reduce the length of the messages."
+        )
+        return _error(400, message, "invalid_request_error", "context_length_exceeded", "messages", headers)
     if FAIL_MARKER in user_text:
         sim.stats.faults["fail_marker"] += 1
         return _server_error(500, headers)
@@ -1134,6 +1149,8 @@ def _arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency-jitter-ms", dest="latency_jitter_ms", type=float)
     parser.add_argument("--error-rate", dest="error_rate", type=float)
     parser.add_argument("--timeout-rate", dest="timeout_rate", type=float)
+    # Test aid: a short rate-limit window gives short retry-after values (see SimulatorConfig).
+    parser.add_argument("--rate-window-s", dest="rate_window_s", type=float)
     parser.add_argument("--seed", type=int)
     return parser
 

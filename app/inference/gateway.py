@@ -137,7 +137,9 @@ def complete(
     if key is not None:
         hit = b.cache.get(key)
         if hit is not None:
-            _record(call, targets[0], None, outcome="ok", response=hit, cache_hit=True)
+            # Recorded under the model that produced the answer (a fallback, perhaps).
+            source = next((t for t in targets if t.model == hit.model), targets[0])
+            _record(call, source, None, outcome="ok", response=hit, cache_hit=True)
             return hit
     waits: list[float] = []
     last_error: ProviderError | None = None
@@ -208,10 +210,14 @@ def _call_target(call: _Call, target: Target, permit: Permit, b: _Backends) -> p
                 if permit.probe:
                     b.breaker.on_success(permit)  # it answered: the target is up
                 # The provider knows best: everyone pauses this key and model as long as it says.
+                wait = exc.retry_after_s or 1.0
                 if reservation:
-                    b.limiter.pause(p.host, target.model, kid, exc.retry_after_s or 1.0)
+                    b.limiter.pause(p.host, target.model, kid, wait)
+                elif wait > settings.limiter_max_wait_s:
+                    # Retrying inside the window the provider named is sure to be refused again.
+                    raise Deferred(f"{target.label} asked to wait {wait:g}s", wait) from None
                 else:
-                    time.sleep(min(exc.retry_after_s or 1.0, settings.limiter_max_wait_s))
+                    time.sleep(wait)
             elif exc.kind is FailureClass.AUTH:
                 key_state.disable(p.host, kid, f"HTTP {exc.status} from the provider")
                 continue  # another key may work; this does not spend the retry budget
