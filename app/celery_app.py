@@ -75,8 +75,10 @@ def create_celery() -> Celery:
         # After a broker connection loss the unacked message is redelivered elsewhere; cancelling
         # the local copy avoids running it twice at once.
         worker_cancel_long_running_tasks_on_connection_loss=True,
-        worker_send_task_events=True,
-        task_send_sent_event=True,
+        # Task events cost three confirmed publishes per task; Flower switches them on while it
+        # runs (its --enable-events default), so workers do not send them to nobody.
+        worker_send_task_events=False,
+        task_send_sent_event=False,
         worker_hijack_root_logger=False,
         beat_schedule={
             # Publishes requests written but never published (a crash or broker outage between

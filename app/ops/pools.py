@@ -40,7 +40,6 @@ def worker_argv(queue: str, concurrency: int, pool: str, *, python: str = sys.ex
         "-n", f"{queue}@%h",
         "-P", pool,
         "-c", str(concurrency),
-        "-E",
         # Gossip and mingle add start-up latency and broker chatter that per-queue pools do not need.
         "--without-gossip", "--without-mingle",
         "-l", "INFO",
@@ -79,7 +78,7 @@ def procfile() -> str:
         lines.append(
             f"{name}: SWITCHBOARD_PROCESS_NAME={name} celery -A app.celery_app:celery worker -Q {name} -n {name}@%h "
             f"-P ${{SWITCHBOARD_SPECIALIST_POOL:-threads}} -c ${{{var}:-{fallback}}} "
-            "-E --without-gossip --without-mingle -l INFO"
+            "--without-gossip --without-mingle -l INFO"
         )
     lines += [
         "beat: celery -A app.celery_app:celery beat -l INFO --schedule /tmp/switchboard-beat-schedule",
