@@ -50,3 +50,28 @@ def test_finished_requests_are_never_redispatched(workers: object) -> None:
     with session_scope() as session:
         kinds = session.scalars(select(RequestEvent.kind).where(RequestEvent.request_id == view.id)).all()
     assert "redispatched" not in kinds
+
+
+def test_redelivered_request_resumes_after_its_finished_steps(workers: object) -> None:
+    """A request whose first steps were checkpointed before its worker died does not make (or pay
+    for) their LLM calls again when it runs once more."""
+    from app.db import LlmCall, StepRun
+
+    request_id = new_id()
+    with session_scope() as session:
+        session.execute(insert(Request).values(id=request_id, tenant="acme", text="Our webhooks return 401 since Monday",
+                                               status="running", specialist="technical", route_method="rule",
+                                               route_confidence=1.0, attempts=1))
+        session.execute(insert(RequestEvent).values(request_id=request_id, kind="attempt_started"))
+        # What the dead worker had finished: its checkpoints.
+        session.execute(insert(StepRun).values(request_id=request_id, step="understand", status="succeeded",
+                                               attempts=1, output={"summary": "Webhooks fail with 401."}))
+        session.execute(insert(StepRun).values(request_id=request_id, step="retrieve", status="succeeded",
+                                               attempts=1, output={"context": {}}))
+    assert redispatch_stale(lease_s=0) >= 1
+    view = client.wait(request_id, timeout=60)
+
+    assert view.status == "succeeded" and view.attempts == 2
+    with session_scope() as session:
+        steps = session.scalars(select(LlmCall.step).where(LlmCall.request_id == request_id)).all()
+    assert steps and "understand" not in steps and set(steps) == {"draft"}
