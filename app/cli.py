@@ -135,6 +135,22 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pools(args: argparse.Namespace) -> int:
+    from app.ops.inspect import pools
+
+    views = pools()
+
+    def table() -> None:
+        print(f"{'queue':<18}{'ready':>7}{'consumers':>11}{'workers':>9}{'concurrency':>13}{'in flight':>11}")
+        for v in views:
+            print(f"{v.queue:<18}{v.ready if v.ready is not None else '-':>7}"
+                  f"{v.consumers if v.consumers is not None else '-':>11}{len(v.workers):>9}"
+                  f"{v.concurrency:>13}{v.in_flight:>11}")
+
+    _emit(args, [v.model_dump(mode="json") for v in views], table)
+    return 0
+
+
 def cmd_topology(args: argparse.Namespace) -> int:
     from kombu import Connection
 
@@ -256,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("queue", nargs="?", help="the work queue whose DLQ to purge, e.g. billing (default: all)")
     d.add_argument("--yes", action="store_true", help="do not ask")
     d.add_argument("--json", action="store_true")
+    command("pools", cmd_pools, "per queue (and dead-letter queue): depth, consumers, workers, concurrency")
     command("topology", cmd_topology, "declare exchanges, queues and dead-letter queues")
     p = command("reconcile", cmd_reconcile, "publish requests that never reached the broker; re-dispatch lost ones")
     p.add_argument("--min-age", type=float, default=30.0, help="only requests older than this (seconds)")

@@ -46,3 +46,15 @@ def test_dlq_list_is_json(services: object) -> None:
     result = run_cli("dlq", "list", "--json")
     assert result.returncode == 0, result.stderr
     assert isinstance(json.loads(result.stdout), list)
+
+
+def test_pools_shows_every_queue_its_workers_and_dead_letter_depth(workers: object) -> None:
+    result = run_cli("pools", "--json")
+    assert result.returncode == 0, result.stderr
+    views = {v["queue"]: v for v in json.loads(result.stdout)}
+    assert {"router", "billing", "technical", "router.dlq", "billing.dlq", "technical.dlq"} <= set(views)
+    technical = views["technical"]
+    assert technical["consumers"] >= 1 and technical["concurrency"] == 8
+    assert [w["name"].split("@")[0] for w in technical["workers"]] == ["technical"]
+    assert views["billing.dlq"]["dead_letter"] and views["billing.dlq"]["workers"] == []
+    assert isinstance(views["billing.dlq"]["ready"], int)
