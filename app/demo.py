@@ -42,19 +42,6 @@ def _free_port(preferred: int) -> int:
             return int(probe.getsockname()[1])
 
 
-def _wait_http(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} did not answer within {timeout:g}s")
-        time.sleep(0.2)
-
-
 def _percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -130,7 +117,7 @@ def run_demo(tickets: int = 200, *, keep_running: bool = False, as_json: bool = 
     from app.db.migrate import upgrade
     from app.ops.pools import pool_specs, simulator_spec
     from app.ops.preflight import check_services
-    from app.ops.supervisor import Supervisor, wait_for_workers
+    from app.ops.supervisor import Supervisor, wait_for_workers, wait_http
     from app.ops.surge import POISON_TEXT, monday_morning
     from app.seed import account_emails, invoice_ids, seed
     from app.topology import work_queue_names
@@ -158,7 +145,7 @@ def run_demo(tickets: int = 200, *, keep_running: bool = False, as_json: bool = 
         print(f"starting the simulated provider on :{port} and the worker pools (logs: {log_dir})", file=out)
         supervisor.start(simulator_spec(None, "--latency-ms", "150", "--latency-jitter-ms", "100",
                                         "--rpm", str(DEMO_RPM)))
-        _wait_http(f"http://127.0.0.1:{port}/healthz", 30)
+        wait_http(f"http://127.0.0.1:{port}/healthz", 30)
         for spec in pool_specs():
             supervisor.start(spec)
         wait_for_workers(work_queue_names(), timeout=90)

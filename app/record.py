@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from app import conversations
 from app.db import Request, RequestEvent, Status, StepRun, session_scope
 
-
 _INSERT_EVENT = insert(RequestEvent.__table__)
 
 

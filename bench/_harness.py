@@ -103,18 +103,9 @@ def free_port() -> int:
 
 
 def wait_http(url: str, timeout: float = 30.0) -> None:
-    import httpx
+    from app.ops.supervisor import wait_http as _wait_http
 
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} did not answer within {timeout:g}s")
-        time.sleep(0.1)
+    _wait_http(url, timeout)
 
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:

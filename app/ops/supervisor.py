@@ -92,3 +92,19 @@ def wait_for_workers(queues: list[str], timeout: float = 60.0) -> None:
         missing -= answered
         if missing and time.monotonic() > deadline:
             raise TimeoutError(f"no worker answered for queue(s) {sorted(missing)} within {timeout:g}s")
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    """Block until `url` answers 200 (a started HTTP process is serving)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer within {timeout:g}s")
+        time.sleep(0.1)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from app.ops.supervisor import wait_http
 from tests import conftest as root
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,15 +45,8 @@ def simulator(supervisor: object) -> str:
 
     supervisor.start(simulator_spec())  # type: ignore[attr-defined]
     base = f"http://127.0.0.1:{os.environ['SWITCHBOARD_SIMULATOR_PORT']}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return base
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "simulated provider did not start"
-        time.sleep(0.2)
+    wait_http(f"{base}/healthz", 30)
+    return base
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import sys
 import uuid
 
 from tests.integration.conftest import ROOT
+from tests.support.windows import max_in_window
 
 HAMMER = """
 import json, sys
@@ -19,16 +20,6 @@ limiter = PostgresLimiter()
 starts = [limiter.reserve(host, model, keys, tokens, max_wait_s=1e9).start for _ in range(n)]
 print(json.dumps(starts))
 """
-
-
-def _max_in_window(starts: list[float], window: float) -> int:
-    starts = sorted(starts)
-    best, j = 0, 0
-    for i, s in enumerate(starts):
-        while starts[j] <= s - window:
-            j += 1
-        best = max(best, i - j + 1)
-    return best
 
 
 def test_four_processes_share_one_budget(services: object) -> None:
@@ -47,9 +38,9 @@ def test_four_processes_share_one_budget(services: object) -> None:
         starts += json.loads(out)
 
     assert len(starts) == 240 and len(set(starts)) == 240  # every reservation got its own slot
-    assert _max_in_window(starts, 60.0) <= 60  # requests per minute
+    assert max_in_window(starts, 60.0) <= 60  # requests per minute
     # tokens per minute: each reservation holds 150 tokens against 20,000 a minute
-    assert _max_in_window(starts, 60.0) * 150 <= 20_000
+    assert max_in_window(starts, 60.0) * 150 <= 20_000
     # No idling either: 240 calls at 54 a minute (60 less 10% headroom) take about 4.4 minutes.
     span = max(starts) - min(starts)
     assert 240 / 54 * 60 * 0.95 <= span <= 240 / 54 * 60 * 1.02

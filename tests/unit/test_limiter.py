@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.inference.limiter import KeyLimits, MemoryLimiter, Rate, WaitTooLong
+from tests.support.windows import max_in_window
 
 
 class Clock:
@@ -15,23 +16,13 @@ class Clock:
         return self.now
 
 
-def _max_in_window(starts: list[float], window: float) -> int:
-    starts = sorted(starts)
-    best, j = 0, 0
-    for i, s in enumerate(starts):
-        while starts[j] <= s - window:
-            j += 1
-        best = max(best, i - j + 1)
-    return best
-
-
 @pytest.mark.parametrize("limit", [10, 100, 1000])
 def test_no_60s_window_ever_exceeds_the_limit(limit: int) -> None:
     clock = Clock()
     limiter = MemoryLimiter(clock)
     key = KeyLimits("k1", Rate.from_limit(limit, 0.1), None)
     starts = [limiter.reserve("h", "m", [key], 0, max_wait_s=1e9).start for _ in range(limit * 5)]
-    assert _max_in_window(starts, 60.0) <= limit
+    assert max_in_window(starts, 60.0) <= limit
     # ...and the limiter does not leave the budget idle: 5 minutes' worth drains in about 5 / 0.9 min.
     assert starts[-1] - starts[0] == pytest.approx((limit * 5 - Rate.from_limit(limit, 0.1).burst) * 60 / (limit * 0.9),
                                                    rel=0.02)
