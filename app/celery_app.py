@@ -72,9 +72,14 @@ def create_celery() -> Celery:
         # task before the broker closes the channel and redelivers everything on it.
         task_soft_time_limit=settings.task_soft_time_limit_s,
         task_time_limit=settings.task_time_limit_s,
-        # After a broker connection loss the unacked message is redelivered elsewhere; cancelling
-        # the local copy avoids running it twice at once.
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # Not cancelling tasks on a broker connection loss: the threads pool cannot kill a running
+        # task anyway ("TaskPool does not implement kill_job"). The redelivered copy may run beside
+        # it; checkpoints and idempotent side effects make that safe.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        # After a broker restart Celery lowers the prefetch count while it waits for unacked
+        # tasks; with the threads pool this left pools consuming nothing (fault suite, 5 of 8
+        # runs). Keep the prefetch count as configured.
+        worker_enable_prefetch_count_reduction=False,
         # Task events cost three confirmed publishes per task; Flower switches them on while it
         # runs (its --enable-events default), so workers do not send them to nobody.
         worker_send_task_events=False,

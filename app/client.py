@@ -181,15 +181,17 @@ def submit(
         ).first()
         if inserted is None:
             existing = session.execute(
-                select(Request.id, Request.status, Request.published_at, Request.priority).where(
+                select(Request.id, Request.status, Request.published_at).where(
                     Request.tenant == req.tenant, Request.idempotency_key == req.idempotency_key
                 )
             ).one()
         else:
             record.add_event(session, inserted.id, "accepted", priority=req.priority)
     if inserted is None:
-        published = existing.published_at is not None or publish(existing.id, existing.priority)
-        return Submission(id=existing.id, status=existing.status, duplicate=True, published=published)
+        # The first submission publishes its own request (or the reconciler does, if the broker
+        # was down); publishing again here would race it and send the request twice.
+        return Submission(id=existing.id, status=existing.status, duplicate=True,
+                          published=existing.published_at is not None)
     published = publish(inserted.id, req.priority)
     return Submission(id=inserted.id, status="accepted", published=published)
 

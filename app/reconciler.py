@@ -10,7 +10,7 @@ request is safe (checkpointed steps, idempotent side effects, conditional status
 
 from __future__ import annotations
 
-from sqlalchemy import and_, exists, func, select, text, update
+from sqlalchemy import and_, exists, func, or_, select, text, update
 
 from app.celery_app import ROUTE_TASK, celery
 from app.config import get_settings
@@ -48,27 +48,36 @@ def republish_unpublished(min_age_s: float = 30.0, batch: int = 500) -> int:
 
 
 def redispatch_stale(lease_s: float | None = None, batch: int = 500) -> int:
-    """Dispatch again requests with no event for longer than the lease; returns how many.
+    """Send again requests with no event for longer than the lease; returns how many.
 
-    The lease defaults to the task time limit plus a margin: by then Celery has ended any attempt
-    that was still running, so a request is never taken from a live worker."""
+    Published but never routed goes back to the router; routed, running or failed goes to its
+    specialist as a take-over. The lease defaults to the task time limit plus a margin: by then
+    Celery has ended any attempt that was still running, so a request is never taken from a live
+    worker."""
     settings = get_settings()
     lease = lease_s if lease_s is not None else settings.task_time_limit_s + 60
     alive = exists().where(and_(RequestEvent.request_id == Request.id, RequestEvent.at > _older_than(lease)))
     with session_scope() as session:
         rows = session.execute(
-            select(Request.id, Request.priority, Request.specialist)
+            select(Request.id, Request.priority, Request.specialist, Request.status)
             .where(
-                Request.status.in_([Status.ROUTED, Status.RUNNING, Status.FAILED]),
-                Request.specialist.isnot(None),
+                or_(
+                    and_(Request.status.in_([Status.ROUTED, Status.RUNNING, Status.FAILED]),
+                         Request.specialist.isnot(None)),
+                    and_(Request.status == Status.ACCEPTED, Request.published_at.isnot(None)),
+                ),
                 ~alive,
             )
             .limit(batch)
             .with_for_update(skip_locked=True)
         ).all()
         for row in rows:
-            spec = get_specialist(row.specialist)
-            celery.send_task(spec.task_name, args=[row.id], queue=spec.queue, routing_key=spec.queue,
-                             priority=PRIORITIES[row.priority])
+            if row.status == Status.ACCEPTED:
+                celery.send_task(ROUTE_TASK, args=[row.id], queue=ROUTER_QUEUE, routing_key=ROUTER_QUEUE,
+                                 priority=PRIORITIES[row.priority])
+            else:
+                spec = get_specialist(row.specialist)
+                celery.send_task(spec.task_name, args=[row.id], kwargs={"reclaim": True}, queue=spec.queue,
+                                 routing_key=spec.queue, priority=PRIORITIES[row.priority])
             add_event(session, row.id, "redispatched", lease_s=lease)
     return len(rows)

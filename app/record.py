@@ -65,15 +65,14 @@ class Attempt:
     checkpoints: dict[str, dict[str, Any]]
 
 
-def start_attempt(request_id: str) -> Attempt | None:
-    """Claim the request for one more attempt; None if it is finished already."""
+def start_attempt(request_id: str, *, take_over: bool = False) -> Attempt | None:
+    """Claim the request for one more attempt; None if it is finished, or running and this is not
+    a take-over (`take_over`: the previous attempt's worker is gone)."""
+    claimable = [Status.ROUTED, Status.FAILED, *([Status.RUNNING] if take_over else [])]
     with session_scope() as session:
         row = session.execute(
             update(Request)
-            .where(
-                Request.id == request_id,
-                Request.status.in_([Status.ROUTED, Status.RUNNING, Status.FAILED]),
-            )
+            .where(Request.id == request_id, Request.status.in_(claimable))
             .values(
                 status=Status.RUNNING,
                 attempts=Request.attempts + 1,

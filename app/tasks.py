@@ -41,12 +41,21 @@ def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc:
     """The one place that decides between another attempt and the dead-letter queue."""
     transient = not isinstance(exc, PermanentError) and not (isinstance(exc, StepError) and not exc.transient)
     error = f"{type(exc).__name__}: {exc}"
+    priority = (task.request.delivery_info or {}).get("priority")
     if transient and attempt < get_settings().max_attempts:
         delay = backoff_s(attempt)
-        record.mark_failed(request_id, error, attempt=attempt, retry_in_s=round(delay, 2))
-        priority = (task.request.delivery_info or {}).get("priority")
+        try:
+            record.mark_failed(request_id, error, attempt=attempt, retry_in_s=round(delay, 2))
+        except Exception:  # the database is down: retry anyway, the attempt is recorded next time
+            log.warning("request %s: could not record the failed attempt; retrying in %.1fs", request_id, delay)
         raise task.retry(countdown=delay, exc=exc, max_retries=None, queue=queue, priority=priority)
-    record.mark_dead_lettered(request_id, error, queue=queue)
+    try:
+        record.mark_dead_lettered(request_id, error, queue=queue)
+    except Exception:
+        # Dead-lettering a message the record cannot mirror would split the two; come back later.
+        log.warning("request %s: could not record the dead letter; retrying", request_id)
+        raise task.retry(countdown=backoff_s(attempt), exc=exc, max_retries=None, queue=queue,
+                         priority=priority) from None
     log.error("request %s dead-lettered into %s.dlq after %d attempt(s): %s", request_id, queue, attempt, error)
     # Rejected without requeue: RabbitMQ moves the message to <queue>.dlq through the DLX.
     raise Reject(error, requeue=False)
@@ -65,25 +74,23 @@ def dispatch(request_id: str, specialist: Specialist, priority: str) -> None:
 # max_retries=None: the attempt counter in the record decides when to give up, not Celery.
 @celery.task(name=ROUTE_TASK, bind=True, max_retries=None)
 def route(self: Task, request_id: str) -> None:
-    with session_scope() as session:
-        request = session.scalar(select(Request).where(Request.id == request_id))
-        if request is None:
-            # Clients write the row before publishing, so this is a message from another database.
-            raise Reject(f"no request {request_id} in the record", requeue=False)
-        status, text, priority, conversation_id = request.status, request.text, request.priority, request.conversation_id
-        specialist_name = request.specialist
     try:
-        if status == Status.ACCEPTED:
-            current = conversations.specialist_of(conversation_id) if conversation_id else None
-            decision = decide(text, current_specialist=current, request_id=request_id)
-            record.mark_routed(request_id, decision.specialist, decision.confidence, decision.method)
-            specialist_name = decision.specialist
-        elif status != Status.ROUTED:
-            return  # a redelivery of a request already past routing
-        assert specialist_name is not None
-        # Routed but maybe never dispatched (a crash after recording): dispatching again is safe,
-        # because the specialist task claims the request with a conditional update.
-        dispatch(request_id, get_specialist(specialist_name), priority)
+        with session_scope() as session:
+            request = session.scalar(select(Request).where(Request.id == request_id))
+            if request is None:
+                # Clients write the row before publishing, so this is a message from another database.
+                raise Reject(f"no request {request_id} in the record", requeue=False)
+            status, text, priority, conversation_id = (
+                request.status, request.text, request.priority, request.conversation_id
+            )
+        if status != Status.ACCEPTED:
+            return  # routed already: a duplicate message (a lost dispatch is the reconciler's job)
+        current = conversations.specialist_of(conversation_id) if conversation_id else None
+        decision = decide(text, current_specialist=current, request_id=request_id)
+        # Only the copy that records the decision dispatches, so duplicate route messages (an
+        # impatient client, a republish) never start a request twice.
+        if record.mark_routed(request_id, decision.specialist, decision.confidence, decision.method):
+            dispatch(request_id, get_specialist(decision.specialist), priority)
     except Reject:
         raise
     except Exception as exc:
@@ -92,10 +99,17 @@ def route(self: Task, request_id: str) -> None:
 
 def _specialist_task(spec: Specialist) -> Callable[..., Any]:
     @celery.task(name=spec.task_name, bind=True, max_retries=None)
-    def run_specialist(self: Task, request_id: str) -> None:
-        attempt = record.start_attempt(request_id)
+    def run_specialist(self: Task, request_id: str, reclaim: bool = False) -> None:
+        # A request already running is taken over only by a redelivery (its worker died) or the
+        # reconciler; any other copy of the message is a duplicate.
+        take_over = reclaim or bool((self.request.delivery_info or {}).get("redelivered"))
+        try:
+            attempt = record.start_attempt(request_id, take_over=take_over)
+        except Exception as exc:
+            give_up_or_retry(self, request_id, spec.queue, 1, exc)
+            return
         if attempt is None:
-            return  # finished already: a duplicate delivery
+            return  # finished, or running elsewhere: a duplicate delivery
         try:
             if attempt.number > get_settings().max_attempts:
                 # The message keeps coming back (its worker died each time): stop the loop.
