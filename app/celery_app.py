@@ -97,6 +97,14 @@ def create_celery() -> Celery:
 celery = create_celery()
 
 
+def use_broker(url: str) -> None:
+    """Point this process's publishing at another broker (tools and tests that switch vhosts);
+    the cached connection and producer pools are dropped so the next publish reconnects."""
+    celery.conf.broker_url = url
+    celery._pool = None
+    celery.amqp._producer_pool = None
+
+
 @worker_init.connect
 def _declare_topology(sender: Any = None, **_: Any) -> None:
     # A queue with conflicting arguments would make Celery's consumer reconnect forever; stop once

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -106,6 +107,46 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
     from app.ops.supervisor import wait_http as _wait_http
 
     _wait_http(url, timeout)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScratchSwitchboard:
+    broker: str
+    database: str
+    simulator_port: int
+    env: dict[str, str]  # what the benchmark's child processes need on top of child_env()
+
+
+def scratch_switchboard(stack: contextlib.ExitStack, name: str, settings: dict[str, str]) -> ScratchSwitchboard:
+    """A vhost and a migrated, seeded database of their own, with this process's settings, engine
+    and publisher pointed at them (undone when `stack` closes). `settings`: more SWITCHBOARD_* values."""
+    broker = stack.enter_context(scratch_vhost(f"sb-{name}"))
+    database = stack.enter_context(scratch_database(f"sb_{name.replace('-', '_')}"))
+    port = free_port()
+    env = {
+        "SWITCHBOARD_BROKER_URL": broker,
+        "SWITCHBOARD_DATABASE_URL": database,
+        "SWITCHBOARD_PROVIDER_BASE_URL": f"http://127.0.0.1:{port}/v1",
+        "SWITCHBOARD_SIMULATOR_PORT": str(port),
+        **settings,
+    }
+    # Switchboard reads settings (and caches its engine) on first use: set the environment first.
+    os.environ.update(env)
+    from app.celery_app import celery, use_broker
+    from app.config import reset_settings
+    from app.db import dispose_engine, session_scope
+    from app.db.migrate import upgrade
+    from app.seed import seed
+
+    reset_settings()
+    dispose_engine()
+    use_broker(broker)
+    stack.callback(celery.close)
+    upgrade(database)
+    with session_scope() as session:
+        seed(session)
+    stack.callback(dispose_engine)
+    return ScratchSwitchboard(broker, database, port, env)
 
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:

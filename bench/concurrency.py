@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 import threading
 import time
@@ -47,36 +46,18 @@ def _poll_connections(dsn: str, stop: threading.Event, peak: dict[str, int]) -> 
 def run(args: argparse.Namespace) -> dict[str, object]:
     run_id = h.run_id()
     with contextlib.ExitStack() as stack:
-        broker = stack.enter_context(h.scratch_vhost(f"sb-conc-{run_id}"))
-        database = stack.enter_context(h.scratch_database(f"sb_conc_{run_id}"))
-        port = h.free_port()
-        env = {
-            "SWITCHBOARD_BROKER_URL": broker,
-            "SWITCHBOARD_DATABASE_URL": database,
-            "SWITCHBOARD_PROVIDER_BASE_URL": f"http://127.0.0.1:{port}/v1",
-            "SWITCHBOARD_SIMULATOR_PORT": str(port),
+        sb = h.scratch_switchboard(stack, f"conc-{run_id}", {
             "SWITCHBOARD_PROVIDER_RPM": "0",
             "SWITCHBOARD_TECHNICAL_CONCURRENCY": str(args.concurrency),
             "SWITCHBOARD_ROUTER_CONCURRENCY": "16",
             "SWITCHBOARD_SPECIALIST_POOL": args.pool,
-        }
-        os.environ.update(env)
-        from app.config import reset_settings
-
-        reset_settings()
+        })
+        env, port, database = sb.env, sb.simulator_port, sb.database
         from app import client
-        from app.celery_app import celery
-        from app.db import dispose_engine, session_scope
-        from app.db.migrate import upgrade
+        from app.db import session_scope
         from app.ops.pools import pool_specs, simulator_spec
         from app.ops.supervisor import Supervisor, wait_for_workers
-        from app.seed import seed
 
-        upgrade(database)
-        with session_scope() as session:
-            seed(session)
-        stack.callback(dispose_engine)
-        stack.callback(celery.close)
         log_dir = Path(".switchboard") / f"bench-concurrency-{run_id}"
         supervisor = stack.enter_context(Supervisor(log_dir, env=h.child_env(env), restart=False))
         latency_ms = str(int(args.latency * 1000))

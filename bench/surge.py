@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -37,45 +36,24 @@ from bench import _harness as h  # noqa: E402
 def _phase(args: argparse.Namespace, *, limiter: bool) -> dict[str, Any]:
     run_id = h.run_id()
     with contextlib.ExitStack() as stack:
-        broker = stack.enter_context(h.scratch_vhost(f"sb-surge-{run_id}"))
-        database = stack.enter_context(h.scratch_database(f"sb_surge_{run_id}"))
-        port = h.free_port()
-        env = {
-            "SWITCHBOARD_BROKER_URL": broker,
-            "SWITCHBOARD_DATABASE_URL": database,
-            "SWITCHBOARD_PROVIDER_BASE_URL": f"http://127.0.0.1:{port}/v1",
-            "SWITCHBOARD_SIMULATOR_PORT": str(port),
+        sb = h.scratch_switchboard(stack, f"surge-{run_id}", {
             "SWITCHBOARD_PROVIDER_RPM": str(args.rpm if limiter else 0),
             "SWITCHBOARD_PROVIDER_TPM": str(args.tpm if limiter else 0),
             "SWITCHBOARD_SPECIALIST_CONCURRENCY": str(args.concurrency),
             "SWITCHBOARD_ROUTER_CONCURRENCY": "8",
-        }
-        os.environ.update(env)
-        from app.config import get_settings, reset_settings
-
-        reset_settings()
-        from app.db import dispose_engine
-
-        dispose_engine()
+        })
+        env, port = sb.env, sb.simulator_port
         from app import client
-        from app.celery_app import celery
+        from app.config import get_settings
         from app.db import session_scope
-        from app.db.migrate import upgrade
         from app.ops.pools import ProcessSpec, pool_specs, simulator_spec
         from app.ops.supervisor import Supervisor, wait_for_workers
         from app.ops.surge import monday_morning
         from app.registry import specialists
-        from app.seed import account_emails, invoice_ids, seed
+        from app.seed import account_emails, invoice_ids
 
-        celery.conf.broker_url = broker
-        celery._pool = None
-        celery.amqp._producer_pool = None
-        stack.callback(celery.close)
-        upgrade(database)
         with session_scope() as session:
-            seed(session)
             emails, invoices = account_emails(session), invoice_ids(session)
-        stack.callback(dispose_engine)
 
         log_dir = Path(".switchboard") / f"bench-surge-{run_id}"
         supervisor = stack.enter_context(Supervisor(log_dir, env=h.child_env(env), restart=False))

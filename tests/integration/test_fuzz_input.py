@@ -15,7 +15,7 @@ from kombu import Connection
 from sqlalchemy import func, select
 
 from app import client
-from app.celery_app import celery
+from app.celery_app import celery, use_broker
 from app.db import Request, RequestEvent, session_scope
 from app.topology import declare
 from tests.support.services import scratch_vhost
@@ -59,15 +59,11 @@ def quiet_broker(services: object) -> Iterator[str]:
     with scratch_vhost("amqp://guest:guest@127.0.0.1:5672//", f"sb-fuzz-{uuid.uuid4().hex[:8]}") as url:
         with Connection(url) as conn:
             declare(conn)
-        celery.conf.broker_url = url
-        celery._pool = None
-        celery.amqp._producer_pool = None
+        use_broker(url)
         try:
             yield url
         finally:
-            celery.conf.broker_url = original
-            celery._pool = None
-            celery.amqp._producer_pool = None
+            use_broker(original)
 
 
 ACCEPTED: list[str] = []
