@@ -144,6 +144,11 @@ SPECIALIST_TASKS = {name: _specialist_task(spec) for name, spec in specialists()
 
 @celery.task(name=RECONCILE_TASK)
 def reconcile() -> dict[str, int]:
+    from app.inference.cache import purge_expired
     from app.reconciler import redispatch_stale, republish_unpublished
 
-    return {"republished": republish_unpublished(), "redispatched": redispatch_stale()}
+    return {
+        "republished": republish_unpublished(),
+        "redispatched": redispatch_stale(),
+        "cache_entries_expired": purge_expired(),
+    }

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, update
 from sqlalchemy.dialects.postgresql import insert
 
 from app.db import CachedResponse, session_scope
@@ -96,14 +96,9 @@ class PostgresCache(ResponseCache):
                 )
             )
 
-    @staticmethod
-    def purge_expired() -> int:
-        from sqlalchemy import delete
-
-        with session_scope() as session:
-            return session.execute(delete(CachedResponse).where(CachedResponse.expires_at <= func.now())).rowcount
 
 
-def count() -> int:
+def purge_expired() -> int:
+    """Delete expired entries (run periodically with the reconciler), so the table stays small."""
     with session_scope() as session:
-        return session.scalar(select(func.count()).select_from(CachedResponse)) or 0
+        return session.execute(delete(CachedResponse).where(CachedResponse.expires_at <= func.now())).rowcount

@@ -50,8 +50,6 @@ class ChatResponse(BaseModel):
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 _local = threading.local()
-_all_lock = threading.Lock()
-_all_clients: list[httpx.Client] = []
 
 
 def http_client(base_url: str) -> httpx.Client:
@@ -69,17 +67,7 @@ def http_client(base_url: str) -> httpx.Client:
             timeout=httpx.Timeout(settings.provider_timeout_s, connect=5.0),
             limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
         )
-        with _all_lock:
-            _all_clients.append(client)
     return client
-
-
-def close_clients() -> None:
-    with _all_lock:
-        for client in _all_clients:
-            client.close()
-        _all_clients.clear()
-    _local.__dict__.clear()
 
 
 def chat(

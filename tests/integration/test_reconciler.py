@@ -75,3 +75,23 @@ def test_redelivered_request_resumes_after_its_finished_steps(workers: object) -
     with session_scope() as session:
         steps = session.scalars(select(LlmCall.step).where(LlmCall.request_id == request_id)).all()
     assert steps and "understand" not in steps and set(steps) == {"draft"}
+
+
+def test_expired_cache_entries_are_purged(services: object) -> None:
+    import time
+
+    from app.db import CachedResponse
+    from app.inference.cache import PostgresCache, purge_expired
+    from app.inference.provider import ChatResponse, Usage
+
+    cache = PostgresCache()
+    answer = ChatResponse(model="sim-small", content="billing", usage=Usage(prompt_tokens=3, completion_tokens=1))
+    cache.put("expiring-entry", answer, ttl_s=0.2)
+    cache.put("fresh-entry", answer, ttl_s=3600)
+    time.sleep(0.5)
+
+    assert purge_expired() >= 1
+    with session_scope() as session:
+        keys = set(session.scalars(select(CachedResponse.key).where(
+            CachedResponse.key.in_(["expiring-entry", "fresh-entry"]))))
+    assert keys == {"fresh-entry"}
