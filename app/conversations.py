@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -39,18 +39,19 @@ def history(conversation_id: str, *, before_request: str) -> list[dict[str, str]
     return [{"role": row.role, "content": row.content} for row in rows]
 
 
-def append_exchange(session: Session, conversation_id: str, request_id: str, question: str, answer: str,
+def append_exchange(conn: Session | Connection, conversation_id: str, request_id: str, question: str, answer: str,
                     specialist: str) -> None:
-    already = session.scalar(select(func.count()).select_from(Turn).where(Turn.request_id == request_id))
+    already = conn.scalar(select(func.count()).select_from(Turn).where(Turn.request_id == request_id))
     if already:
         return
-    session.add_all(
+    conn.execute(
+        insert(Turn.__table__),
         [
-            Turn(conversation_id=conversation_id, request_id=request_id, role="user", content=question),
-            Turn(conversation_id=conversation_id, request_id=request_id, role="assistant", content=answer),
-        ]
+            {"conversation_id": conversation_id, "request_id": request_id, "role": "user", "content": question},
+            {"conversation_id": conversation_id, "request_id": request_id, "role": "assistant", "content": answer},
+        ],
     )
-    session.execute(
+    conn.execute(
         update(Conversation)
         .where(Conversation.id == conversation_id)
         .values(specialist=specialist, updated_at=func.now())

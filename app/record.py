@@ -9,46 +9,74 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import Connection, bindparam, case, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app import conversations
-from app.db import Request, RequestEvent, Status, StepRun, session_scope
+from app.db import Request, RequestEvent, Status, StepRun, connection_scope, session_scope
 
+# The transitions every request makes are Core statements built once, on bare connections: the
+# ORM session and statement building cost more CPU than the round trips, and a worker process
+# runs hundreds of these a second.
+_R = Request.__table__
+_S = StepRun.__table__
 _INSERT_EVENT = insert(RequestEvent.__table__)
+_RID = bindparam("rid")
+
+_MARK_PUBLISHED = update(_R).where(_R.c.id == _RID, _R.c.published_at.is_(None)).values(published_at=func.now())
+
+_MARK_ROUTED = (
+    update(_R)
+    .where(_R.c.id == _RID, _R.c.status == Status.ACCEPTED)
+    .values(status=Status.ROUTED, specialist=bindparam("specialist"), route_confidence=bindparam("confidence"),
+            route_method=bindparam("method"), routed_at=func.now())
+    .returning(_R.c.id)
+)
+
+_CLAIM_COLUMNS = (_R.c.attempts, _R.c.tenant, _R.c.text, _R.c.priority, _R.c.specialist, _R.c.conversation_id,
+                  _R.c.route_confidence)
 
 
-def add_event(session: Session, request_id: str, kind: str, **detail: Any) -> None:
+def _claim(statuses: tuple[Status, ...]) -> Any:
+    return (
+        update(_R)
+        .where(_R.c.id == _RID, _R.c.status.in_(statuses))
+        .values(status=Status.RUNNING, attempts=_R.c.attempts + 1,
+                started_at=func.coalesce(_R.c.started_at, func.now()))
+        .returning(*_CLAIM_COLUMNS)
+    )
+
+
+_CLAIM = _claim((Status.ROUTED, Status.FAILED))
+_TAKE_OVER = _claim((Status.ROUTED, Status.FAILED, Status.RUNNING))
+_CHECKPOINTS = select(_S.c.step, _S.c.output).where(_S.c.request_id == _RID, _S.c.status == "succeeded")
+
+_MARK_SUCCEEDED = (
+    update(_R)
+    .where(_R.c.id == _RID, _R.c.status == Status.RUNNING)
+    .values(status=Status.SUCCEEDED, result=bindparam("result"), error=None, finished_at=func.now())
+    .returning(_R.c.id)
+)
+
+
+def add_event(conn: Session | Connection, request_id: str, kind: str, **detail: Any) -> None:
     # A Core insert, not session.add: events are written on every transition of every request.
-    session.execute(_INSERT_EVENT, {"request_id": request_id, "kind": kind, "detail": detail})
+    conn.execute(_INSERT_EVENT, {"request_id": request_id, "kind": kind, "detail": detail})
 
 
 def mark_published(request_id: str) -> None:
-    with session_scope() as session:
-        session.execute(
-            update(Request)
-            .where(Request.id == request_id, Request.published_at.is_(None))
-            .values(published_at=func.now())
-        )
+    with connection_scope() as conn:
+        conn.execute(_MARK_PUBLISHED, {"rid": request_id})
 
 
 def mark_routed(request_id: str, specialist: str, confidence: float, method: str) -> bool:
     """Record the routing decision; False if the request was routed already (a redelivery)."""
-    with session_scope() as session:
-        routed = session.execute(
-            update(Request)
-            .where(Request.id == request_id, Request.status == Status.ACCEPTED)
-            .values(
-                status=Status.ROUTED,
-                specialist=specialist,
-                route_confidence=confidence,
-                route_method=method,
-                routed_at=func.now(),
-            )
-            .returning(Request.id)
+    with connection_scope() as conn:
+        routed = conn.execute(
+            _MARK_ROUTED, {"rid": request_id, "specialist": specialist, "confidence": confidence, "method": method}
         ).first()
         if routed:
-            add_event(session, request_id, "routed", specialist=specialist, confidence=confidence, method=method)
+            add_event(conn, request_id, "routed", specialist=specialist, confidence=confidence, method=method)
         return routed is not None
 
 
@@ -68,56 +96,28 @@ class Attempt:
 def start_attempt(request_id: str, *, take_over: bool = False) -> Attempt | None:
     """Claim the request for one more attempt; None if it is finished, or running and this is not
     a take-over (`take_over`: the previous attempt's worker is gone)."""
-    claimable = [Status.ROUTED, Status.FAILED, *([Status.RUNNING] if take_over else [])]
-    with session_scope() as session:
-        row = session.execute(
-            update(Request)
-            .where(Request.id == request_id, Request.status.in_(claimable))
-            .values(
-                status=Status.RUNNING,
-                attempts=Request.attempts + 1,
-                started_at=func.coalesce(Request.started_at, func.now()),
-            )
-            .returning(
-                Request.attempts,
-                Request.tenant,
-                Request.text,
-                Request.priority,
-                Request.specialist,
-                Request.conversation_id,
-                Request.route_confidence,
-            )
-        ).first()
+    with connection_scope() as conn:
+        row = conn.execute(_TAKE_OVER if take_over else _CLAIM, {"rid": request_id}).first()
         if row is None:
             return None
-        add_event(session, request_id, "attempt_started", attempt=row.attempts)
-        checkpoints = {
-            step: output or {}
-            for step, output in session.execute(
-                select(StepRun.step, StepRun.output).where(StepRun.request_id == request_id, StepRun.status == "succeeded")
-            ).all()
-        }
+        add_event(conn, request_id, "attempt_started", attempt=row.attempts)
+        checkpoints = {step: output or {} for step, output in conn.execute(_CHECKPOINTS, {"rid": request_id})}
         return Attempt(
             row.attempts, row.tenant, row.text, row.priority, row.specialist, row.conversation_id,
             row.route_confidence, checkpoints,
         )
 
 
-def mark_succeeded(request_id: str, result: dict[str, Any], attempt: Attempt) -> None:
-    with session_scope() as session:
-        done = session.execute(
-            update(Request)
-            .where(Request.id == request_id, Request.status == Status.RUNNING)
-            .values(status=Status.SUCCEEDED, result=result, error=None, finished_at=func.now())
-            .returning(Request.id)
-        ).first()
-        if not done:
-            return
-        add_event(session, request_id, "succeeded")
-        if attempt.conversation_id:
-            conversations.append_exchange(
-                session, attempt.conversation_id, request_id, attempt.text, result.get("reply", ""), attempt.specialist
-            )
+def mark_succeeded(conn: Connection, request_id: str, result: dict[str, Any], attempt: Attempt) -> None:
+    """Finish the request inside `conn`'s transaction (the workflow's last checkpoint)."""
+    done = conn.execute(_MARK_SUCCEEDED, {"rid": request_id, "result": result}).first()
+    if not done:
+        return  # taken over by another attempt, which finishes it
+    add_event(conn, request_id, "succeeded")
+    if attempt.conversation_id:
+        conversations.append_exchange(
+            conn, attempt.conversation_id, request_id, attempt.text, result.get("reply", ""), attempt.specialist
+        )
 
 
 def mark_failed(request_id: str, error: str, *, attempt: int, retry_in_s: float) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import Reject
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from app import conversations, record
 from app.celery_app import RECONCILE_TASK, ROUTE_TASK, celery
@@ -122,10 +122,12 @@ def _specialist_task(spec: Specialist) -> Callable[..., Any]:
             info = RequestInfo(
                 request_id, attempt.tenant, attempt.text, attempt.priority, history, attempt.route_confidence
             )
-            outputs = run(get_workflow(spec.workflow), info, spec, attempt.checkpoints)
-            draft = outputs.get("draft", {})
-            result = {"reply": draft.get("reply", ""), "tool_calls": draft.get("tool_calls", [])}
-            record.mark_succeeded(request_id, result, attempt)
+            def finish(conn: Connection, outputs: dict[str, dict[str, Any]]) -> None:
+                draft = outputs.get("draft", {})
+                result = {"reply": draft.get("reply", ""), "tool_calls": draft.get("tool_calls", [])}
+                record.mark_succeeded(conn, request_id, result, attempt)
+
+            run(get_workflow(spec.workflow), info, spec, attempt.checkpoints, finish=finish)
         except Reject:
             raise
         except Deferred as deferred:

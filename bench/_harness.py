@@ -176,7 +176,7 @@ def wait_for_celery(app: Any, names: list[str], timeout: float = 90.0) -> None:
 # --- CPU accounting --------------------------------------------------------------------------------
 
 
-def _proc_cpu(pid: int) -> float:
+def proc_cpu(pid: int) -> float:
     import psutil
 
     try:
@@ -196,7 +196,7 @@ def cpu_snapshot(pids: dict[str, list[int]], databases: tuple[str, ...] = ()) ->
     """
     import psutil
 
-    snap = {role: sum(_proc_cpu(pid) for pid in role_pids) for role, role_pids in pids.items()}
+    snap = {role: sum(proc_cpu(pid) for pid in role_pids) for role, role_pids in pids.items()}
     pg = pg_other = rabbit = 0.0
     for proc in psutil.process_iter(["name", "cmdline", "cpu_times"]):
         name = proc.info["name"] or ""

@@ -63,9 +63,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         latency_ms = str(int(args.latency * 1000))
         supervisor.start(simulator_spec(None, "--latency-ms", latency_ms, "--rpm", "0", "--tpm", "0"))
         h.wait_http(f"http://127.0.0.1:{port}/healthz")
-        for spec in pool_specs(queues=["router", "technical"]):
-            supervisor.start(spec)
+        procs = {spec.name: supervisor.start(spec) for spec in pool_specs(queues=["router", "technical"])}
         wait_for_workers(["router", "technical"], timeout=120)
+        worker_pid = procs["technical"].pid
+        cpu_before = h.proc_cpu(worker_pid)
         h.log(f"one technical worker, {args.pool} x {args.concurrency}, provider latency {args.latency:g}s")
 
         stop, peak = threading.Event(), {}
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             if done == n:
                 break
             time.sleep(0.5)
+        cpu_s = h.proc_cpu(worker_pid) - cpu_before
         stop.set()
         poller.join()
         with session_scope() as session:
@@ -110,6 +112,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             "efficiency": round(rps / bound, 3),
             "llm_calls_per_request": round(calls_per_request, 2),
             "max_db_connections": max(peak.values(), default=0),
+            # One process runs Python on one core at a time (the GIL): CPU per request caps its
+            # throughput whatever the concurrency, so this is what to cut when efficiency is low.
+            "worker_cpu_ms_per_request": round(cpu_s * 1000 / n, 2),
+            "cpu_bound_rps": round(n / cpu_s, 2) if cpu_s else None,
             "worker_processes": len(peak),
             "pool": args.pool,
         }

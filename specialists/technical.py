@@ -145,28 +145,19 @@ def check_service_status(ctx: ToolContext, args: ServiceStatusArgs) -> dict[str,
 # --- Retrieval ---------------------------------------------------------------------------------
 
 
-def _kb_context(text: str) -> list[dict[str, Any]]:
-    with session_scope() as session:
-        return _search(session, text, 3)
-
-
-def _incidents() -> list[dict[str, Any]]:
-    with session_scope() as session:
-        stmt = (
-            select(ServiceStatus)
-            .where(ServiceStatus.status != OPERATIONAL)
-            .order_by(ServiceStatus.component)
-        )
-        return [_status_row(r) for r in session.scalars(stmt)]
+def _incidents(session: Session) -> list[dict[str, Any]]:
+    stmt = select(ServiceStatus).where(ServiceStatus.status != OPERATIONAL).order_by(ServiceStatus.component)
+    return [_status_row(r) for r in session.scalars(stmt)]
 
 
 def retrieve(ctx: ToolContext, text: str) -> dict[str, Any]:
     """Knowledge-base articles that match the ticket and any component not fully operational."""
     found: dict[str, Any] = {}
-    articles = _kb_context(text)
+    with session_scope() as session:  # one transaction for both reads: this runs for every ticket
+        articles = _search(session, text, 3)
+        incidents = _incidents(session)
     if articles:
         found["kb_articles"] = articles
-    incidents = _incidents()
     if incidents:
         found["service_incidents"] = incidents
     return found

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Executable, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import OperationalError
 
@@ -72,6 +72,8 @@ class StepContext:
     outputs: dict[str, dict[str, Any]]
     # This step's successful LLM calls, written with its checkpoint in one transaction.
     calls: list[dict[str, Any]] = field(default_factory=list)
+    # Writes that must commit with the checkpoint or not at all (see `write`).
+    writes: list[Callable[[Connection], object]] = field(default_factory=list)
 
     def llm(
         self,
@@ -91,7 +93,14 @@ class StepContext:
             max_tokens=max_tokens,
             cache=self.step.single_shot and not tools,
             record_into=self.calls,
+            writes_into=self.writes,
         )
+
+    def write(self, statement: Executable) -> None:
+        """Execute `statement` in the transaction that checkpoints this step, if the step
+        succeeds: a record of what the step did commits together with its checkpoint, and costs
+        no transaction of its own."""
+        self.writes.append(lambda conn: conn.execute(statement))
 
     def tool_context(self) -> ToolContext:
         return ToolContext(request_id=self.request.id, tenant=self.request.tenant, step=self.step.name)
@@ -149,11 +158,15 @@ _UPSERT_STEP = _new_step.on_conflict_do_update(
 )
 
 
+Finish = Callable[[Connection, dict[str, dict[str, Any]]], None]
+
+
 def _record_step(ctx: StepContext, status: str, *, started_at: datetime,
                  output: dict[str, Any] | None = None, error: str | None = None,
-                 duration_ms: float | None = None) -> None:
+                 duration_ms: float | None = None, finish: Finish | None = None) -> None:
     """One write per step attempt, when it ends: a step's row is its checkpoint and its history,
-    written with the LLM calls the attempt made."""
+    written with the LLM calls the attempt made, the step's own writes if it succeeded, and for
+    the workflow's last step the caller's `finish`."""
     row = {
         "request_id": ctx.request.id,
         "step": ctx.step.name,
@@ -166,9 +179,16 @@ def _record_step(ctx: StepContext, status: str, *, started_at: datetime,
         "finished_at": datetime.now(UTC) if status in ("succeeded", "failed") else None,
     }
     calls, ctx.calls[:] = list(ctx.calls), []
+    writes, ctx.writes[:] = list(ctx.writes), []
     with connection_scope() as conn:
         write_calls(conn, calls)
         conn.execute(_UPSERT_STEP, row)
+        if status == "succeeded":
+            for write in writes:
+                write(conn)
+            if finish is not None:
+                assert output is not None
+                finish(conn, {**ctx.outputs, ctx.step.name: output})
 
 
 def _retry_here(exc: BaseException) -> bool:
@@ -184,7 +204,7 @@ def _transient(exc: BaseException) -> bool:
     return _retry_here(exc)
 
 
-def _run_step(step: Step, ctx: StepContext, pool: ThreadPoolExecutor) -> dict[str, Any]:
+def _run_step(step: Step, ctx: StepContext, pool: ThreadPoolExecutor, finish: Finish | None = None) -> dict[str, Any]:
     last: BaseException | None = None
     for attempt in range(step.retries + 1):
         if attempt:
@@ -203,7 +223,7 @@ def _run_step(step: Step, ctx: StepContext, pool: ThreadPoolExecutor) -> dict[st
             last = exc
         else:
             duration = (time.perf_counter() - started) * 1000
-            _record_step(ctx, "succeeded", started_at=started_at, output=output, duration_ms=duration)
+            _record_step(ctx, "succeeded", started_at=started_at, output=output, duration_ms=duration, finish=finish)
             return output
         duration = (time.perf_counter() - started) * 1000
         _record_step(ctx, "failed", started_at=started_at, error=str(last), duration_ms=duration)
@@ -234,20 +254,34 @@ def _shared_pools() -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
 
 
 def run(workflow: Workflow, request: RequestInfo, specialist: Specialist,
-        checkpoints: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+        checkpoints: dict[str, dict[str, Any]] | None = None,
+        finish: Finish | None = None) -> dict[str, dict[str, Any]]:
     """Run every unfinished step, side by side where dependencies allow; returns all outputs.
-    `checkpoints` are the finished steps' outputs if the caller read them already."""
+    `checkpoints` are the finished steps' outputs if the caller read them already. `finish(conn,
+    outputs)` is called once, after every step succeeded: in the last step's checkpoint
+    transaction when it can be (one transaction fewer per request), else in its own."""
     runners, bodies = _shared_pools()
     outputs = dict(checkpoints) if checkpoints is not None else load_checkpoints(request.id)
     pending = {name: step for name, step in workflow.steps.items() if name not in outputs}
     running: dict[Future[dict[str, Any]], str] = {}
+    finished = False
+
+    def finish_once(conn: Connection, final: dict[str, dict[str, Any]]) -> None:
+        nonlocal finished
+        assert finish is not None
+        finish(conn, final)
+        finished = True
+
     try:
         while pending or running:
             ready = [s for s in pending.values() if all(dep in outputs for dep in s.after)]
             if len(ready) == 1 and not running:
                 # Nothing to overlap with: run it in this thread.
                 step = pending.pop(ready[0].name)
-                outputs[step.name] = _run_step(step, StepContext(request, specialist, step, dict(outputs)), bodies)
+                last = finish_once if finish is not None and not pending else None
+                outputs[step.name] = _run_step(
+                    step, StepContext(request, specialist, step, dict(outputs)), bodies, finish=last
+                )
                 continue
             for step in ready:
                 ctx = StepContext(request, specialist, step, dict(outputs))
@@ -262,4 +296,7 @@ def run(workflow: Workflow, request: RequestInfo, specialist: Specialist,
     finally:
         # A failed step's siblings finish (and checkpoint) before the error propagates.
         wait(running)
+    if finish is not None and not finished:
+        with connection_scope() as conn:
+            finish_once(conn, outputs)
     return outputs

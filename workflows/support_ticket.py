@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.dialects.postgresql import insert
 
 from app.config import get_settings
-from app.db import Delivery, session_scope
+from app.db import Delivery
 from app.inference.history import compress
 from workflows.engine import StepContext, Workflow
 
@@ -99,11 +99,11 @@ def _history(ctx: StepContext) -> list[dict[str, str]]:
 
 @WORKFLOW.step(retries=2, timeout_s=30, after=("draft",))
 def deliver(ctx: StepContext) -> dict[str, Any]:
-    # One delivery per request: a redelivered task finds the row and does not send again.
-    with session_scope() as session:
-        session.execute(
-            insert(Delivery)
-            .values(request_id=ctx.request.id, channel="record", body=ctx.outputs["draft"]["reply"])
-            .on_conflict_do_nothing(index_elements=[Delivery.request_id])
-        )
+    # One delivery per request: a redelivered task finds the row and does not send again. It is
+    # written with the step's checkpoint, so "delivered" and the delivery row commit together.
+    ctx.write(
+        insert(Delivery)
+        .values(request_id=ctx.request.id, channel="record", body=ctx.outputs["draft"]["reply"])
+        .on_conflict_do_nothing(index_elements=[Delivery.request_id])
+    )
     return {"delivered": True, "channel": "record"}

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import Connection, delete, func, update
 from sqlalchemy.dialects.postgresql import insert
 
-from app.db import CachedResponse, session_scope
+from app.db import CachedResponse, connection_scope, session_scope
 from app.inference.provider import ChatResponse
 
 _SPACES = re.compile(r"\s+")
@@ -50,7 +50,8 @@ class ResponseCache(ABC):
     def get(self, key: str) -> ChatResponse | None: ...
 
     @abstractmethod
-    def put(self, key: str, response: ChatResponse, ttl_s: float) -> None: ...
+    def put(self, key: str, response: ChatResponse, ttl_s: float, conn: Connection | None = None) -> None:
+        """Store an answer; with `conn`, inside that transaction (a step writes it with its checkpoint)."""
 
 
 class MemoryCache(ResponseCache):
@@ -67,7 +68,7 @@ class MemoryCache(ResponseCache):
                 return None
             return item[1]
 
-    def put(self, key: str, response: ChatResponse, ttl_s: float) -> None:
+    def put(self, key: str, response: ChatResponse, ttl_s: float, conn: Connection | None = None) -> None:
         with self._lock:
             self._items[key] = (self._clock() + ttl_s, response)
 
@@ -83,18 +84,22 @@ class PostgresCache(ResponseCache):
             ).first()
         return None if hit is None else ChatResponse.model_validate(hit.response)
 
-    def put(self, key: str, response: ChatResponse, ttl_s: float) -> None:
+    def put(self, key: str, response: ChatResponse, ttl_s: float, conn: Connection | None = None) -> None:
         expires = func.now() + timedelta(seconds=ttl_s)
         payload = response.model_dump(mode="json", exclude={"rate_headers"})
-        with session_scope() as session:
-            session.execute(
-                insert(CachedResponse)
-                .values(key=key, model=response.model, response=payload, expires_at=expires)
-                .on_conflict_do_update(
-                    index_elements=[CachedResponse.key],
-                    set_={"response": payload, "expires_at": expires, "created_at": func.now()},
-                )
+        statement = (
+            insert(CachedResponse)
+            .values(key=key, model=response.model, response=payload, expires_at=expires)
+            .on_conflict_do_update(
+                index_elements=[CachedResponse.key],
+                set_={"response": payload, "expires_at": expires, "created_at": func.now()},
             )
+        )
+        if conn is not None:
+            conn.execute(statement)
+            return
+        with connection_scope() as own:
+            own.execute(statement)
 
 
 

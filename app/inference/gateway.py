@@ -14,8 +14,10 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, Integer, Numeric, bindparam, insert, update
@@ -125,10 +127,12 @@ def complete(
     max_tokens: int = 512,
     cache: bool = False,
     record_into: list[dict[str, Any]] | None = None,
+    writes_into: list[Callable[[Connection], object]] | None = None,
 ) -> provider.ChatResponse:
     """Call the model of `tier`. `cache=True` only for single-shot calls whose answer depends on
     nothing but the messages (never for a multi-turn agent step). With `record_into`, successful
-    calls are appended there for the caller to write with its own checkpoint (see write_calls)."""
+    calls are appended there for the caller to write with its own checkpoint (see write_calls);
+    with `writes_into`, so is the cache entry, as a write to run in that transaction."""
     settings = get_settings()
     call = _Call(messages, tier, purpose, request_id, step, tools, max_tokens, record_into)
     targets = chain(settings.model_for_tier(tier))
@@ -156,7 +160,10 @@ def complete(
             log.warning("%s is down (%s); trying the next target in the chain", target.label, down.error)
             continue
         if key is not None:
-            b.cache.put(key, response, settings.cache_ttl_s)
+            if writes_into is not None:
+                writes_into.append(partial(b.cache.put, key, response, settings.cache_ttl_s))
+            else:
+                b.cache.put(key, response, settings.cache_ttl_s)
         return response
     if last_error is not None:
         # Calls were made and failed: that is a failed attempt, so a poison request cannot defer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import threading
 from typing import Any
 
@@ -50,6 +51,18 @@ class ChatResponse(BaseModel):
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 _local = threading.local()
+_ssl_lock = threading.Lock()
+_ssl_context: ssl.SSLContext | None = None
+
+
+def _shared_ssl_context() -> ssl.SSLContext:
+    """Building an SSL context loads the CA bundle (milliseconds of CPU); with a client per
+    thread, hundreds of threads would each pay for it. One per process is shared by all."""
+    global _ssl_context
+    with _ssl_lock:
+        if _ssl_context is None:
+            _ssl_context = httpx.create_ssl_context()
+        return _ssl_context
 
 
 def http_client(base_url: str) -> httpx.Client:
@@ -66,6 +79,7 @@ def http_client(base_url: str) -> httpx.Client:
             base_url=base_url.rstrip("/") + "/",
             timeout=httpx.Timeout(settings.provider_timeout_s, connect=5.0),
             limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+            verify=_shared_ssl_context(),
         )
     return client
 
