@@ -285,6 +285,27 @@ def cmd_cost(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_manifests(args: argparse.Namespace) -> int:
+    from app.ops import compose
+    from app.ops.manifests import K8S_DIR, render, write
+
+    if not args.write:
+        for path, text in render().items():
+            sys.stdout.write(f"# Source: {K8S_DIR / path}\n{text}---\n")
+        return 0
+    written, removed = write(Path(args.dir))
+    if compose.COMPOSE_FILE.read_text() != compose.render():
+        compose.COMPOSE_FILE.write_text(compose.render())
+        print(f"wrote {compose.COMPOSE_FILE}")
+    for path in written:
+        print(f"wrote {Path(args.dir) / path}")
+    for path in removed:
+        print(f"removed {Path(args.dir) / path} (no such pool any more)")
+    if not written and not removed:
+        print(f"{args.dir} is up to date")
+    return 0
+
+
 def cmd_workers(args: argparse.Namespace) -> int:
     import signal
     import threading
@@ -427,6 +448,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cheap-share", type=_share, help="share of tokens on the cheap tier (default 50%%)")
     p.add_argument("--days-per-month", type=_decimal, help="default 30")
     _record_flags(p)
+    p = command("manifests", cmd_manifests, "Kubernetes manifests (and the compose file) for the current specialists",
+                json_flag=False)
+    p.add_argument("--write", action="store_true", help="write them under --dir, and docker/compose.yaml")
+    p.add_argument("--dir", default="docker/k8s")
     p = command("workers", cmd_workers, "run worker pools under a supervisor", json_flag=False)
     p.add_argument("action", choices=["up"])
     p.add_argument("--queues", nargs="*", help="only these pools (default: router and every specialist)")
