@@ -63,6 +63,14 @@ def test_committed_manifests_are_generated_from_the_specialists() -> None:
     assert (ROOT / compose.COMPOSE_FILE).read_text() == compose.render(), "run `switchboard manifests --write`"
 
 
+def test_manifests_command_prints_one_stream_for_kubectl(capsys: pytest.CaptureFixture[str]) -> None:
+    from app.cli import main
+
+    assert main(["manifests"]) == 0
+    printed = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d]
+    assert printed == [doc for found in committed().values() for doc in found]
+
+
 def test_every_manifest_validates_against_its_published_schema() -> None:
     docs = [(path, doc) for path, found in committed().items() for doc in found]
     assert len(docs) >= 3 * len(work_queue_names()) + 5
