@@ -272,8 +272,10 @@ def cmd_cost(args: argparse.Namespace) -> int:
             source="record",
         )
         # Measured shares stand unless the operator asks "what if" with a flag.
-        values["output_share"] = args.output_share or Decimal(str(round(sample.output_share, 4)))
-        values["cheap_share"] = args.cheap_share or Decimal(str(round(sample.cheap_tier_share, 4)))
+        if args.output_share is None:
+            values["output_share"] = Decimal(str(round(sample.output_share, 4)))
+        if args.cheap_share is None:
+            values["cheap_share"] = Decimal(str(round(sample.cheap_tier_share, 4)))
     inputs = _planning_inputs(CostInputs, **values)
     try:
         result = estimate(inputs, get_settings(), model=args.model, price_per_mtok=args.price_per_mtok,

@@ -160,7 +160,7 @@ def plan(inputs: CapacityInputs, settings: Settings, pool_concurrency: int | Non
     )
 
 
-def _fmt(value: Decimal | float | int) -> str:
+def _fmt(value: Decimal | float) -> str:
     return f"{Decimal(str(value)):,.2f}".rstrip("0").rstrip(".")
 
 
@@ -175,17 +175,17 @@ def explain(p: CapacityPlan) -> list[str]:
     lines = [
         f"inputs from {i.source}",
         f"concurrent users:   {_fmt(i.dau)} DAU x {pct}% = {_fmt(p.concurrent_users)}",
-        f"conversation:       {_fmt(i.turns)} turns x ({_fmt(i.llm_seconds)} s LLM + {_fmt(i.think_seconds)} s think)"
-        f" = {_fmt(p.conversation_seconds)} s ({_fmt(round(p.conversation_minutes, 1))} min)",
-        f"active per convo:   {_fmt(i.turns)} x {_fmt(i.llm_seconds)} s = {_fmt(p.active_seconds)} s"
-        f" ({_fmt(round(p.active_share * 100, 1))}% of it)",
-        f"per worker:         {_fmt(i.per_worker)} conversations"
-        f" (at most {p.max_conversations_per_worker} fit: {_fmt(p.conversation_seconds)} s / {_fmt(p.active_seconds)} s)",
+        (f"conversation:       {_fmt(i.turns)} turns x ({_fmt(i.llm_seconds)} s LLM + {_fmt(i.think_seconds)} s think)"
+        f" = {_fmt(p.conversation_seconds)} s ({_fmt(round(p.conversation_minutes, 1))} min)"),
+        (f"active per convo:   {_fmt(i.turns)} x {_fmt(i.llm_seconds)} s = {_fmt(p.active_seconds)} s"
+        f" ({_fmt(round(p.active_share * 100, 1))}% of it)"),
+        (f"per worker:         {_fmt(i.per_worker)} conversations"
+        f" (at most {p.max_conversations_per_worker} fit: {_fmt(p.conversation_seconds)} s / {_fmt(p.active_seconds)} s)"),
         f"workers:            {_fmt(p.concurrent_users)} / {_fmt(i.per_worker)} = {p.workers}",
-        f"with headroom:      {_span(i.headroom_low, i.headroom_high)}x = "
-        f"{_span(p.workers_with_headroom.low, p.workers_with_headroom.high)} workers",
-        f"pool processes:     at {p.pool_concurrency} threads each: "
-        f"{_span(p.processes_with_headroom.low, p.processes_with_headroom.high)}",
+        (f"with headroom:      {_span(i.headroom_low, i.headroom_high)}x = "
+        f"{_span(p.workers_with_headroom.low, p.workers_with_headroom.high)} workers"),
+        (f"pool processes:     at {p.pool_concurrency} threads each: "
+        f"{_span(p.processes_with_headroom.low, p.processes_with_headroom.high)}"),
         f"peak load:          {_fmt(p.peak_turns_per_minute)} turns/min, "
         f"{_fmt(p.peak_provider_requests_per_minute)} provider requests/min"
         + (f", {_fmt(p.peak_tokens_per_minute)} tokens/min" if p.peak_tokens_per_minute is not None else ""),

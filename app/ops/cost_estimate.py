@@ -149,8 +149,8 @@ def explain(e: CostEstimate) -> list[str]:
     i = e.inputs
     lines = [
         f"inputs from {i.source}",
-        f"tokens per day:   {_n(i.conversations)} conversations x {_n(i.turns)} turns x "
-        f"{_n(i.tokens_per_turn)} tokens = {_tokens(e.tokens_per_day)}",
+        (f"tokens per day:   {_n(i.conversations)} conversations x {_n(i.turns)} turns x "
+        f"{_n(i.tokens_per_turn)} tokens = {_tokens(e.tokens_per_day)}"),
     ]
     for s in e.scenarios:
         lines.append(f"{s.label + ':':<18}{_usd(s.usd_per_mtok)}/M tokens -> {_usd(s.usd_per_day)}/day, "

@@ -46,7 +46,7 @@ class EmptySample(LookupError):
     """The record holds no succeeded request in scope: nothing to measure."""
 
 
-def _scoped_requests(scope: SampleScope) -> Select[tuple[str, str | None]]:
+def _scoped_requests(scope: SampleScope) -> Select[str, str | None]:
     conditions = [Request.status == Status.SUCCEEDED]
     if scope.tenant is not None:
         conditions.append(Request.tenant == scope.tenant)

@@ -48,8 +48,8 @@ def test_capacity_warns_when_more_conversations_per_worker_than_fit(capsys: pyte
     _, out, _ = run(capsys, "capacity", *SEED_CAPACITY, "--per-worker", "12", "--json")
     plan = json.loads(out)
     assert plan["workers"] == 13
-    assert plan["warnings"] == ["12 conversations per worker is more than fit: a worker busy 18 s of every "
-                                "198 s carries at most 11"]
+    assert plan["warnings"] == [("12 conversations per worker is more than fit: a worker busy 18 s of every "
+                                "198 s carries at most 11")]
 
 
 def test_capacity_says_when_the_provider_limit_binds(capsys: pytest.CaptureFixture[str],
