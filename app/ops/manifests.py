@@ -120,6 +120,8 @@ def _deployment(component: str, pod: dict[str, Any], **spec: Any) -> dict[str, A
 
 
 def worker_deployment(queue: str, concurrency: int) -> dict[str, Any]:
+    # No exec liveness probe: `celery inspect ping` starts a whole Python process per probe (seconds of
+    # CPU on a busy node); Celery's own time limits end a stuck task, and KEDA watches the queue.
     argv = worker_argv(queue, concurrency, str(declared("specialist_pool")), python="python")
     grace = int(declared("task_time_limit_s")) + 30
     return _deployment(queue, _pod(queue, argv, env=_env(queue, WORKER_SECRETS), grace_s=grace))
