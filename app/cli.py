@@ -213,6 +213,9 @@ def _measured(args: argparse.Namespace, *measured_flags: str, optional: tuple[st
     from app.ops.traffic_sample import EmptySample, SampleScope, measure
 
     if not args.from_record:
+        scoping = [flag for flag, value in (("--tenant", args.tenant), ("--since-hours", args.since_hours)) if value]
+        if scoping:
+            raise CommandError(f"{', '.join(scoping)} only scope --from-record")
         missing = [_flag(f) for f in measured_flags if getattr(args, f) is None]
         if missing:
             raise CommandError(f"{', '.join(missing)} required (or --from-record to measure them)")
@@ -228,8 +231,6 @@ def _measured(args: argparse.Namespace, *measured_flags: str, optional: tuple[st
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
-    from decimal import Decimal
-
     from app.config import get_settings
     from app.ops.capacity import CapacityInputs, explain, plan
 
@@ -255,11 +256,11 @@ def cmd_capacity(args: argparse.Namespace) -> int:
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
-    from decimal import Decimal
-
     from app.config import get_settings
     from app.ops.cost_estimate import CostInputs, UnknownModel, estimate, explain
 
+    if args.price_per_mtok is not None and args.price_per_mtok <= 0:
+        raise CommandError("--price-per-mtok: must be greater than 0")
     sample = _measured(args, "turns", "tokens_per_turn")
     values: dict[str, Any] = {
         "conversations": args.conversations, "turns": args.turns, "tokens_per_turn": args.tokens_per_turn,
@@ -296,9 +297,10 @@ def cmd_manifests(args: argparse.Namespace) -> int:
             sys.stdout.write(f"# Source: {K8S_DIR / path}\n{text}---\n")
         return 0
     written, removed = write(Path(args.dir))
-    if compose.COMPOSE_FILE.read_text() != compose.render():
-        compose.COMPOSE_FILE.write_text(compose.render())
-        print(f"wrote {compose.COMPOSE_FILE}")
+    compose_file = Path(args.dir).parent / compose.COMPOSE_FILE.name
+    if not compose_file.exists() or compose_file.read_text() != compose.render():
+        compose_file.write_text(compose.render())
+        print(f"wrote {compose_file}")
     for path in written:
         print(f"wrote {Path(args.dir) / path}")
     for path in removed:
@@ -373,11 +375,18 @@ def _headroom(text: str) -> tuple[Decimal, Decimal]:
     return (_decimal(low), _decimal(high) if sep else _decimal(low))
 
 
+def _positive_hours(text: str) -> float:
+    value = float(_decimal(text))
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 hours, not {text!r}")
+    return value
+
+
 def _record_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from-record", action="store_true",
                    help="measure turns, LLM time and tokens from the record's succeeded requests")
     p.add_argument("--tenant", help="with --from-record: only this tenant's requests")
-    p.add_argument("--since-hours", type=float, help="with --from-record: only requests accepted this recently")
+    p.add_argument("--since-hours", type=_positive_hours, help="with --from-record: only requests accepted this recently")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -452,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     _record_flags(p)
     p = command("manifests", cmd_manifests, "Kubernetes manifests (and the compose file) for the current specialists",
                 json_flag=False)
-    p.add_argument("--write", action="store_true", help="write them under --dir, and docker/compose.yaml")
+    p.add_argument("--write", action="store_true", help="write them under --dir, and compose.yaml beside it")
     p.add_argument("--dir", default="docker/k8s")
     p = command("workers", cmd_workers, "run worker pools under a supervisor", json_flag=False)
     p.add_argument("action", choices=["up"])

@@ -117,6 +117,8 @@ def test_cost_prices_a_named_model_from_settings(capsys: pytest.CaptureFixture[s
         (["capacity", *SEED_CAPACITY, "--concurrency", "150%"], "--concurrency: Input should be less than or equal to 1"),
         (["capacity", *SEED_CAPACITY, "--headroom", "3-2"], "the high end must not be below the low end"),
         (["capacity", *SEED_CAPACITY, "--from-record"], "--turns, --llm-seconds and --from-record both given"),
+        (["capacity", *SEED_CAPACITY, "--tenant", "acme"], "--tenant only scope --from-record"),
+        (["cost", *SEED_COST, "--price-per-mtok", "-1"], "--price-per-mtok: must be greater than 0"),
     ],
 )
 def test_bad_planning_input_is_a_clear_error(capsys: pytest.CaptureFixture[str], argv: list[str],
