@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +190,126 @@ def cmd_procfile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _planning_inputs(model: type[BaseModel], **values: Any) -> Any:
+    """Validate planning flags, naming the flag that is wrong rather than a model field."""
+    from pydantic import ValidationError
+
+    try:
+        return model(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        problems = [(f"{_flag(str(e['loc'][0]))}: " if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
+                    for e in exc.errors()]
+        raise CommandError("; ".join(problems)) from None
+
+
+def _measured(args: argparse.Namespace, *measured_flags: str, optional: tuple[str, ...] = ()) -> Any:
+    """With --from-record: the record's traffic in scope; refuses flags the record would override."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.ops.traffic_sample import EmptySample, SampleScope, measure
+
+    if not args.from_record:
+        scoping = [flag for flag, value in (("--tenant", args.tenant), ("--since-hours", args.since_hours)) if value]
+        if scoping:
+            raise CommandError(f"{', '.join(scoping)} only scope --from-record")
+        missing = [_flag(f) for f in measured_flags if getattr(args, f) is None]
+        if missing:
+            raise CommandError(f"{', '.join(missing)} required (or --from-record to measure them)")
+        return None
+    given = [_flag(f) for f in (*measured_flags, *optional) if getattr(args, f) is not None]
+    if given:
+        raise CommandError(f"{', '.join(given)} and --from-record both given: the record measures them; pick one")
+    since = datetime.now(UTC) - timedelta(hours=args.since_hours) if args.since_hours else None
+    try:
+        return measure(SampleScope(tenant=args.tenant, since=since))
+    except EmptySample as exc:
+        raise CommandError(str(exc), code=1) from None
+
+
+def cmd_capacity(args: argparse.Namespace) -> int:
+    from app.config import get_settings
+    from app.ops.capacity import CapacityInputs, explain, plan
+
+    sample = _measured(args, "turns", "llm_seconds", optional=("tokens_per_turn",))
+    low, high = args.headroom
+    values: dict[str, Any] = {
+        "dau": args.dau, "concurrency": args.concurrency, "think_seconds": args.think_seconds,
+        "per_worker": args.per_worker, "headroom_low": low, "headroom_high": high,
+        "turns": args.turns, "llm_seconds": args.llm_seconds, "tokens_per_turn": args.tokens_per_turn,
+    }
+    if sample is not None:
+        values.update(
+            turns=Decimal(str(round(sample.turns_per_conversation, 2))),
+            llm_seconds=Decimal(str(round(sample.llm_seconds_per_turn, 3))),
+            tokens_per_turn=Decimal(str(round(sample.tokens_per_turn))),
+            provider_calls_per_turn=Decimal(str(round(sample.provider_calls_per_turn, 2))),
+            source="record",
+        )
+    result = plan(_planning_inputs(CapacityInputs, **values), get_settings())
+    payload = {**result.model_dump(mode="json"), "sample": sample.model_dump(mode="json") if sample else None}
+    _emit(args, payload, lambda: print("\n".join(explain(result))))
+    return 0
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    from app.config import get_settings
+    from app.ops.cost_estimate import CostInputs, UnknownModel, estimate, explain
+
+    if args.price_per_mtok is not None and args.price_per_mtok <= 0:
+        raise CommandError("--price-per-mtok: must be greater than 0")
+    sample = _measured(args, "turns", "tokens_per_turn")
+    values: dict[str, Any] = {
+        "conversations": args.conversations, "turns": args.turns, "tokens_per_turn": args.tokens_per_turn,
+        "output_share": args.output_share, "cheap_share": args.cheap_share, "days_per_month": args.days_per_month,
+    }
+    if sample is not None:
+        values.update(
+            turns=Decimal(str(round(sample.turns_per_conversation, 2))),
+            tokens_per_turn=Decimal(str(round(sample.tokens_per_turn))),
+            source="record",
+        )
+        # Measured shares stand unless the operator asks "what if" with a flag.
+        if args.output_share is None:
+            values["output_share"] = Decimal(str(round(sample.output_share, 4)))
+        if args.cheap_share is None:
+            values["cheap_share"] = Decimal(str(round(sample.cheap_tier_share, 4)))
+    inputs = _planning_inputs(CostInputs, **values)
+    try:
+        result = estimate(inputs, get_settings(), model=args.model, price_per_mtok=args.price_per_mtok,
+                          recorded_usd_per_mtok=sample.usd_per_mtok if sample else None)
+    except UnknownModel as exc:
+        raise CommandError(str(exc)) from None
+    payload = {**result.model_dump(mode="json"), "sample": sample.model_dump(mode="json") if sample else None}
+    _emit(args, payload, lambda: print("\n".join(explain(result))))
+    return 0
+
+
+def cmd_manifests(args: argparse.Namespace) -> int:
+    from app.ops import compose
+    from app.ops.manifests import K8S_DIR, render, write
+
+    if not args.write:
+        for path, text in render().items():
+            sys.stdout.write(f"# Source: {K8S_DIR / path}\n{text}---\n")
+        return 0
+    written, removed = write(Path(args.dir))
+    compose_file = Path(args.dir).parent / compose.COMPOSE_FILE.name
+    if not compose_file.exists() or compose_file.read_text() != compose.render():
+        compose_file.write_text(compose.render())
+        print(f"wrote {compose_file}")
+    for path in written:
+        print(f"wrote {Path(args.dir) / path}")
+    for path in removed:
+        print(f"removed {Path(args.dir) / path} (no such pool any more)")
+    if not written and not removed:
+        print(f"{args.dir} is up to date")
+    return 0
+
+
 def cmd_workers(args: argparse.Namespace) -> int:
     import signal
     import threading
@@ -229,6 +350,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.stop:
         return stop_demo()
     return run_demo(tickets=args.tickets, keep_running=args.keep_running, as_json=args.json)
+
+
+def _decimal(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except ArithmeticError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value.is_finite():
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+def _share(text: str) -> Decimal:
+    """0.03 or 3%."""
+    return _decimal(text[:-1]) / 100 if text.endswith("%") else _decimal(text)
+
+
+def _headroom(text: str) -> tuple[Decimal, Decimal]:
+    """2-3 (a range) or 2.5 (one multiplier)."""
+    low, sep, high = text.partition("-")
+    if not low:
+        raise argparse.ArgumentTypeError(f"headroom must be a multiplier or a range like 2-3, not {text!r}")
+    return (_decimal(low), _decimal(high) if sep else _decimal(low))
+
+
+def _positive_hours(text: str) -> float:
+    value = float(_decimal(text))
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 hours, not {text!r}")
+    return value
+
+
+def _record_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from-record", action="store_true",
+                   help="measure turns, LLM time and tokens from the record's succeeded requests")
+    p.add_argument("--tenant", help="with --from-record: only this tenant's requests")
+    p.add_argument("--since-hours", type=_positive_hours, help="with --from-record: only requests accepted this recently")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -280,6 +438,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-dispatch requests silent this long (default: task time limit + 60 s)")
     p = command("procfile", cmd_procfile, "print the Procfile for the current specialists", json_flag=False)
     p.add_argument("--write", action="store_true", help="write ./Procfile")
+    p = command("capacity", cmd_capacity, "worker slots for a daily audience, each step shown (see README)")
+    p.add_argument("--dau", type=_decimal, required=True, help="daily active users")
+    p.add_argument("--concurrency", type=_share, required=True, help="share active at the peak: 0.03 or 3%%")
+    p.add_argument("--turns", type=_decimal, help="turns per conversation")
+    p.add_argument("--llm-seconds", type=_decimal, help="LLM seconds per turn")
+    p.add_argument("--think-seconds", type=_decimal, required=True, help="user think time between turns")
+    p.add_argument("--per-worker", type=_decimal, required=True, help="conversations one worker slot carries")
+    p.add_argument("--headroom", type=_headroom, default=(Decimal(2), Decimal(3)), help="multiplier or range (default 2-3)")
+    p.add_argument("--tokens-per-turn", type=_decimal, help="tokens per turn, to check the provider's TPM")
+    _record_flags(p)
+    p = command("cost", cmd_cost, "tokens and dollars a day and a month, and the cheap tier's saving (see README)")
+    p.add_argument("--conversations", type=_decimal, required=True, help="conversations per day")
+    p.add_argument("--turns", type=_decimal, help="turns per conversation")
+    p.add_argument("--tokens-per-turn", type=_decimal, help="tokens per turn, prompt and completion")
+    price = p.add_mutually_exclusive_group()
+    price.add_argument("--model", help="a model priced in SWITCHBOARD_PRICES")
+    price.add_argument("--price-per-mtok", type=_decimal, help="USD per million tokens, input and output blended")
+    p.add_argument("--output-share", type=_share, help="share of tokens that are output (default 25%%)")
+    p.add_argument("--cheap-share", type=_share, help="share of tokens on the cheap tier (default 50%%)")
+    p.add_argument("--days-per-month", type=_decimal, help="default 30")
+    _record_flags(p)
+    p = command("manifests", cmd_manifests, "Kubernetes manifests (and the compose file) for the current specialists",
+                json_flag=False)
+    p.add_argument("--write", action="store_true", help="write them under --dir, and compose.yaml beside it")
+    p.add_argument("--dir", default="docker/k8s")
     p = command("workers", cmd_workers, "run worker pools under a supervisor", json_flag=False)
     p.add_argument("action", choices=["up"])
     p.add_argument("--queues", nargs="*", help="only these pools (default: router and every specialist)")
