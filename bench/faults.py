@@ -449,10 +449,17 @@ class Fault:
     def _provider_outage(self) -> None:
         import httpx
 
-        httpx.post(f"{self.sim_base}/admin/faults", json={"outage_seconds": self.opts.outage_s}, timeout=10)
-        self._now_in_effect()
-        log(f"provider_outage: {self.opts.outage_s:g}s outage at the simulator")
-        time.sleep(self.opts.outage_s)
+        # On a loaded machine the workers may make no call within a short outage; the scenario
+        # means "calls fail mid-burst", so the outage lasts until calls have hit it (at most 6x).
+        for rounds in range(1, 7):
+            httpx.post(f"{self.sim_base}/admin/faults", json={"outage_seconds": self.opts.outage_s}, timeout=10)
+            self._now_in_effect()
+            log(f"provider_outage: {self.opts.outage_s:g}s outage at the simulator (round {rounds})")
+            time.sleep(self.opts.outage_s)
+            hits = httpx_get_json(f"{self.sim_base}/admin/stats").get("faults_injected", {}).get("outage", 0)
+            if hits:
+                break
+        self.info["outage_rounds"] = rounds
 
     def _poison(self) -> None:
         from app.ops.surge import POISON_TEXT
