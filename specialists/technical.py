@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from app.db.models import KbArticle, ServiceStatus
@@ -67,17 +67,25 @@ def _any_word_query(text: str) -> str | None:
     return " | ".join(words) if words else None
 
 
-def _ranked(session: Session, tsquery: ColumnElement[Any], limit: int) -> list[tuple[float, dict[str, Any]]]:
+def _ranked_statement(tsquery: ColumnElement[Any]) -> Select[Any]:
     rank = func.ts_rank(KbArticle.search, tsquery).label("rank")
-    stmt = (
+    return (
         select(KbArticle.slug, KbArticle.title, KbArticle.body, rank)
         .where(KbArticle.search.bool_op("@@")(tsquery))
         .order_by(rank.desc(), KbArticle.slug)
-        .limit(limit)
+        .limit(bindparam("limit"))
     )
+
+
+# Built once: retrieval runs these for every ticket, and building them costs more CPU than running them.
+_ALL_WORDS = _ranked_statement(func.websearch_to_tsquery("english", bindparam("q")))
+_ANY_WORD = _ranked_statement(func.to_tsquery("english", bindparam("q")))
+
+
+def _ranked(session: Session, statement: Select[Any], query: str, limit: int) -> list[tuple[float, dict[str, Any]]]:
     return [
         (float(row.rank), {"slug": row.slug, "title": row.title, "excerpt": _excerpt(row.body)})
-        for row in session.execute(stmt)
+        for row in session.execute(statement, {"q": query, "limit": limit})
     ]
 
 
@@ -85,7 +93,7 @@ def _any_word_hits(session: Session, query: str, limit: int) -> list[dict[str, A
     any_word = _any_word_query(query)
     if any_word is None:
         return []
-    hits = _ranked(session, func.to_tsquery("english", any_word), limit)
+    hits = _ranked(session, _ANY_WORD, any_word, limit)
     if not hits:
         return []
     # Any-word matching also finds articles that share one common word ("app", "key"); those
@@ -95,8 +103,7 @@ def _any_word_hits(session: Session, query: str, limit: int) -> list[dict[str, A
 
 
 def _search(session: Session, query: str, limit: int) -> list[dict[str, Any]]:
-    all_words = func.websearch_to_tsquery("english", query)
-    articles = [article for _rank, article in _ranked(session, all_words, limit)]
+    articles = [article for _rank, article in _ranked(session, _ALL_WORDS, query, limit)]
     if len(articles) >= limit or (articles and _SEARCH_SYNTAX_RE.search(query)):
         # A query with quotes or -exclusions meant exactly what it matched; do not widen it.
         return articles
