@@ -10,7 +10,6 @@ import json
 import os
 import secrets
 import socket
-import statistics
 import sys
 import time
 import uuid
@@ -24,6 +23,7 @@ from sqlalchemy import func, select
 from app.config import get_settings, reset_settings
 from app.db import LlmCall, Request, session_scope
 from app.db.models import TERMINAL
+from app.ops.report import percentile
 
 STATE_DIR = Path(".switchboard")
 RUNNING_FILE = STATE_DIR / "running.json"
@@ -40,14 +40,6 @@ def _free_port(preferred: int) -> int:
         except OSError:
             probe.bind(("127.0.0.1", 0))
             return int(probe.getsockname()[1])
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    if len(values) == 1:
-        return round(values[0], 3)
-    return round(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1], 3)
 
 
 def summarize(run_id: str, expected: dict[str, str]) -> dict[str, Any]:
@@ -87,7 +79,7 @@ def summarize(run_id: str, expected: dict[str, str]) -> dict[str, Any]:
         "by_specialist": by,
         "routing_methods": methods,
         "routing_accuracy": round(routed_right / max(1, sum(1 for r in rows if r.id in expected)), 3),
-        "latency_s": {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95)},
+        "latency_s": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)},
         "llm_calls": by_cache.get(False, 0),
         "cache_hits": by_cache.get(True, 0),
         "tokens": sum(r.prompt_tokens + r.completion_tokens for r in rows),

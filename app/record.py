@@ -7,12 +7,14 @@ backwards or finish it twice.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app import conversations
+from app.context import current
 from app.db import Request, RequestEvent, Status, StepRun, session_scope
 
 _INSERT_EVENT = insert(RequestEvent.__table__)
@@ -32,8 +34,16 @@ def mark_published(request_id: str) -> None:
         )
 
 
-def mark_routed(request_id: str, specialist: str, confidence: float, method: str) -> bool:
-    """Record the routing decision; False if the request was routed already (a redelivery)."""
+def _db_ms() -> float:
+    """The bound request's database time so far, added to the record by the write that ends a task."""
+    scope = current()
+    return scope.db_ms if scope else 0.0
+
+
+def mark_routed(request_id: str, specialist: str, confidence: float, method: str,
+                route_started_at: datetime | None = None) -> bool:
+    """Record the routing decision; False if the request was routed already (a redelivery).
+    `route_started_at`: when the router took the request (the database's clock)."""
     with session_scope() as session:
         routed = session.execute(
             update(Request)
@@ -44,6 +54,8 @@ def mark_routed(request_id: str, specialist: str, confidence: float, method: str
                 route_confidence=confidence,
                 route_method=method,
                 routed_at=func.now(),
+                route_started_at=route_started_at,
+                db_ms=Request.db_ms + _db_ms(),
             )
             .returning(Request.id)
         ).first()
@@ -108,7 +120,8 @@ def mark_succeeded(request_id: str, result: dict[str, Any], attempt: Attempt) ->
         done = session.execute(
             update(Request)
             .where(Request.id == request_id, Request.status == Status.RUNNING)
-            .values(status=Status.SUCCEEDED, result=result, error=None, finished_at=func.now())
+            .values(status=Status.SUCCEEDED, result=result, error=None, finished_at=func.now(),
+                    db_ms=Request.db_ms + _db_ms())
             .returning(Request.id)
         ).first()
         if not done:
@@ -130,6 +143,7 @@ def mark_failed(request_id: str, error: str, *, attempt: int, retry_in_s: float)
             .values(
                 status=case((Request.status == Status.RUNNING, Status.FAILED), else_=Request.status),
                 error=error,
+                db_ms=Request.db_ms + _db_ms(),
             )
         )
         add_event(session, request_id, "attempt_failed", attempt=attempt, error=error, retry_in_s=retry_in_s)
@@ -152,7 +166,8 @@ def mark_dead_lettered(request_id: str, error: str, *, queue: str) -> None:
         session.execute(
             update(Request)
             .where(Request.id == request_id, Request.status != Status.SUCCEEDED)
-            .values(status=Status.DEAD_LETTERED, error=error, dead_lettered_at=func.now(), finished_at=func.now())
+            .values(status=Status.DEAD_LETTERED, error=error, dead_lettered_at=func.now(), finished_at=func.now(),
+                    db_ms=Request.db_ms + _db_ms())
         )
         add_event(session, request_id, "dead_lettered", queue=queue, error=error)
 

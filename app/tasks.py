@@ -9,11 +9,12 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import Reject
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from app import conversations, record
+from app import conversations, metrics, record
 from app.celery_app import RECONCILE_TASK, ROUTE_TASK, celery
 from app.config import get_settings
+from app.context import RequestScope, bound
 from app.db import Request, Status, session_scope
 from app.inference import Deferred
 from app.registry import get_specialist, specialists
@@ -42,8 +43,11 @@ def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc:
     transient = not isinstance(exc, PermanentError) and not (isinstance(exc, StepError) and not exc.transient)
     error = f"{type(exc).__name__}: {exc}"
     priority = (task.request.delivery_info or {}).get("priority")
+    specialist = queue if queue != ROUTER_QUEUE else "unrouted"
     if transient and attempt < get_settings().max_attempts:
         delay = backoff_s(attempt)
+        metrics.RETRIES.labels(queue, "failed").inc()
+        metrics.REQUESTS.labels(specialist, Status.FAILED).inc()
         try:
             record.mark_failed(request_id, error, attempt=attempt, retry_in_s=round(delay, 2))
         except Exception:  # the database is down: retry anyway, the attempt is recorded next time
@@ -56,6 +60,8 @@ def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc:
         log.warning("request %s: could not record the dead letter; retrying", request_id)
         raise task.retry(countdown=backoff_s(attempt), exc=exc, max_retries=None, queue=queue,
                          priority=priority) from None
+    metrics.DEAD_LETTERS.labels(queue).inc()
+    metrics.REQUESTS.labels(specialist, Status.DEAD_LETTERED).inc()
     log.error("request %s dead-lettered into %s.dlq after %d attempt(s): %s", request_id, queue, attempt, error)
     # Rejected without requeue: RabbitMQ moves the message to <queue>.dlq through the DLX.
     raise Reject(error, requeue=False)
@@ -74,12 +80,19 @@ def dispatch(request_id: str, specialist: Specialist, priority: str) -> None:
 # max_retries=None: the attempt counter in the record decides when to give up, not Celery.
 @celery.task(name=ROUTE_TASK, bind=True, max_retries=None)
 def route(self: Task, request_id: str) -> None:
+    with bound(request_id):
+        _route(self, request_id)
+
+
+def _route(task: Task, request_id: str) -> None:
     try:
         with session_scope() as session:
-            request = session.scalar(select(Request).where(Request.id == request_id))
-            if request is None:
+            # now(): when the router took the request, on the database's clock like every other stage.
+            found = session.execute(select(Request, func.now()).where(Request.id == request_id)).first()
+            if found is None:
                 # Clients write the row before publishing, so this is a message from another database.
                 raise Reject(f"no request {request_id} in the record", requeue=False)
+            request, started_at = found
             status, text, priority, conversation_id = (
                 request.status, request.text, request.priority, request.conversation_id
             )
@@ -89,54 +102,68 @@ def route(self: Task, request_id: str) -> None:
         decision = decide(text, current_specialist=current, request_id=request_id)
         # Only the copy that records the decision dispatches, so duplicate route messages (an
         # impatient client, a republish) never start a request twice.
-        if record.mark_routed(request_id, decision.specialist, decision.confidence, decision.method):
+        if record.mark_routed(request_id, decision.specialist, decision.confidence, decision.method, started_at):
+            metrics.ROUTING_DECISIONS.labels(decision.method, decision.specialist).inc()
+            log.info("routed to %s by %s (confidence %.2f)", decision.specialist, decision.method,
+                     decision.confidence)
             dispatch(request_id, get_specialist(decision.specialist), priority)
     except Reject:
         raise
     except Exception as exc:
-        give_up_or_retry(self, request_id, ROUTER_QUEUE, self.request.retries + 1, exc)
+        give_up_or_retry(task, request_id, ROUTER_QUEUE, task.request.retries + 1, exc)
 
 
 def _specialist_task(spec: Specialist) -> Callable[..., Any]:
     @celery.task(name=spec.task_name, bind=True, max_retries=None)
     def run_specialist(self: Task, request_id: str, reclaim: bool = False) -> None:
-        # A request already running is taken over only by a redelivery (its worker died) or the
-        # reconciler; any other copy of the message is a duplicate.
-        take_over = reclaim or bool((self.request.delivery_info or {}).get("redelivered"))
-        try:
-            attempt = record.start_attempt(request_id, take_over=take_over)
-        except Exception as exc:
-            give_up_or_retry(self, request_id, spec.queue, 1, exc)
-            return
-        if attempt is None:
-            return  # finished, or running elsewhere: a duplicate delivery
-        try:
-            if attempt.number > get_settings().max_attempts:
-                # The message keeps coming back (its worker died each time): stop the loop.
-                raise PermanentError(f"gave up after {attempt.number - 1} attempts without finishing")
-            history = (
-                conversations.history(attempt.conversation_id, before_request=request_id)
-                if attempt.conversation_id
-                else []
-            )
-            info = RequestInfo(
-                request_id, attempt.tenant, attempt.text, attempt.priority, history, attempt.route_confidence
-            )
-            outputs = run(get_workflow(spec.workflow), info, spec, attempt.checkpoints)
-            draft = outputs.get("draft", {})
-            result = {"reply": draft.get("reply", ""), "tool_calls": draft.get("tool_calls", [])}
-            record.mark_succeeded(request_id, result, attempt)
-        except Reject:
-            raise
-        except Deferred as deferred:
-            record.mark_deferred(request_id, str(deferred), retry_in_s=deferred.retry_in_s)
-            priority = (self.request.delivery_info or {}).get("priority")
-            raise self.retry(countdown=deferred.retry_in_s, max_retries=None, queue=spec.queue,
-                             priority=priority) from None
-        except Exception as exc:
-            give_up_or_retry(self, request_id, spec.queue, attempt.number, exc)
+        with bound(request_id) as scope:
+            _run_specialist(self, spec, request_id, reclaim, scope)
 
     return run_specialist
+
+
+def _run_specialist(task: Task, spec: Specialist, request_id: str, reclaim: bool, scope: RequestScope) -> None:
+    # A request already running is taken over only by a redelivery (its worker died) or the
+    # reconciler; any other copy of the message is a duplicate.
+    take_over = reclaim or bool((task.request.delivery_info or {}).get("redelivered"))
+    try:
+        attempt = record.start_attempt(request_id, take_over=take_over)
+    except Exception as exc:
+        give_up_or_retry(task, request_id, spec.queue, 1, exc)
+        return
+    if attempt is None:
+        return  # finished, or running elsewhere: a duplicate delivery
+    try:
+        if attempt.number > get_settings().max_attempts:
+            # The message keeps coming back (its worker died each time): stop the loop.
+            raise PermanentError(f"gave up after {attempt.number - 1} attempts without finishing")
+        history = (
+            conversations.history(attempt.conversation_id, before_request=request_id)
+            if attempt.conversation_id
+            else []
+        )
+        info = RequestInfo(
+            request_id, attempt.tenant, attempt.text, attempt.priority, history, attempt.route_confidence
+        )
+        outputs = run(get_workflow(spec.workflow), info, spec, attempt.checkpoints)
+        draft = outputs.get("draft", {})
+        result = {"reply": draft.get("reply", ""), "tool_calls": draft.get("tool_calls", [])}
+        record.mark_succeeded(request_id, result, attempt)
+        metrics.REQUESTS.labels(spec.name, Status.SUCCEEDED).inc()
+        metrics.observe_request_usage(spec.name, attempt.tenant, scope.usage)
+        if attempt.conversation_id:
+            metrics.CONVERSATION_TURNS.labels(spec.name).observe(len(history) // 2 + 1)
+        log.info("succeeded on attempt %d", attempt.number)
+    except Reject:
+        raise
+    except Deferred as deferred:
+        record.mark_deferred(request_id, str(deferred), retry_in_s=deferred.retry_in_s)
+        metrics.RETRIES.labels(spec.queue, "deferred").inc()
+        priority = (task.request.delivery_info or {}).get("priority")
+        raise task.retry(countdown=deferred.retry_in_s, max_retries=None, queue=spec.queue,
+                         priority=priority) from None
+    except Exception as exc:
+        give_up_or_retry(task, request_id, spec.queue, attempt.number, exc)
 
 
 SPECIALIST_TASKS = {name: _specialist_task(spec) for name, spec in specialists().items()}
