@@ -46,12 +46,12 @@ ADVICE = {
 }
 
 
-def percentile(values: list[float], q: float) -> float | None:
+def percentile(values: list[float], q: float, digits: int = 4) -> float | None:
     if not values:
         return None
     if len(values) == 1:
-        return round(values[0], 4)
-    return round(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1], 4)
+        return round(values[0], digits)
+    return round(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1], digits)
 
 
 class StageStats(BaseModel):
