@@ -7,6 +7,7 @@ app that embeds the client can install `JsonFormatter` and `RequestIdFilter` on 
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 from datetime import UTC, datetime
@@ -24,8 +25,24 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "request_id", None) is None:
-            record.request_id = current_request_id()
+            record.request_id = current_request_id() or _celery_request_id(record)
         return True
+
+
+def _celery_request_id(record: logging.LogRecord) -> str | None:
+    """Celery's own lines about a task ("received", "succeeded in") are logged outside the task;
+    their `data` names the task and its arguments, and every Switchboard task's first argument
+    is the request id."""
+    data = getattr(record, "data", None)
+    if not isinstance(data, dict) or not str(data.get("name", "")).startswith("switchboard."):
+        return None
+    args = data.get("args")
+    try:
+        parsed = ast.literal_eval(args) if isinstance(args, str) else args
+    except (ValueError, SyntaxError):
+        return None
+    first = parsed[0] if isinstance(parsed, (list, tuple)) and parsed else None
+    return first if isinstance(first, str) else None
 
 
 class JsonFormatter(logging.Formatter):

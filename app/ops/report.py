@@ -140,7 +140,7 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _bottleneck(items: list[tuple[Any, RequestTimings]]) -> Bottleneck | None:
+def bottleneck(items: list[tuple[Any, RequestTimings]]) -> Bottleneck | None:
     finished = [(row, t) for row, t in items if t.end_to_end is not None]
     if not finished:
         return None
@@ -255,7 +255,7 @@ def build(since: datetime, until: datetime | None = None) -> Report:
                 succeeded=sum(1 for r, _ in group if r.status == "succeeded"),
                 dead_lettered=sum(1 for r, _ in group if r.status == "dead_lettered"),
                 stages=_stages([t for _, t in group]),
-                bottleneck=_bottleneck(group),
+                bottleneck=bottleneck(group),
             )
             for name, group in sorted(by_spec.items())
         },
@@ -267,7 +267,7 @@ def build(since: datetime, until: datetime | None = None) -> Report:
         cache_hit_rate=round(hits / (hits + provider_ok), 4) if hits + provider_ok else None,
         routing_methods=dict(sorted(methods.items())),
         routed_without_llm=round(1 - methods.get("llm", 0) / routed, 4) if routed else None,
-        bottleneck=_bottleneck(items),
+        bottleneck=bottleneck(items),
         timeline=_timeline([r for r, _ in items], first, last) if items else [],
     )
 
