@@ -283,3 +283,17 @@ def test_json_logs_follow_one_request_across_processes(workers: Any) -> None:
     assert all(e["ts"] and e["level"] for e in mine["router"] + mine["billing"])
     # Lines from the task's own thread also name the Celery task.
     assert all(e.get("task_id") for e in mine["router"] if "routed to" in e["message"])
+
+
+def test_a_prefork_pool_serves_the_samples_of_all_its_children(services: object, tmp_path: Path) -> None:
+    port = root._free_port()
+    settings = {"SWITCHBOARD_SPECIALIST_POOL": "prefork", "SWITCHBOARD_BILLING_CONCURRENCY": "3",
+                "SWITCHBOARD_ROUTER_CONCURRENCY": "2", "SWITCHBOARD_BILLING_METRICS_PORT": str(port)}
+    with _isolated_pools(tmp_path, ["router", "billing"], settings):
+        views = _submit_and_wait(_billing_tickets(6), tenant="prefork-co", timeout=180)
+        samples = _scrape(port)
+    assert {v.status for v in views} == {"succeeded"}
+    # Each child counts in its own process; the parent's endpoint must add them all up (six
+    # requests and the warm-up), which only prometheus_client's multiprocess mode does.
+    assert _value(samples, "switchboard_requests_total", specialist="billing", status="succeeded") == 7
+    assert _value(samples, "switchboard_request_tokens_count", tenant="prefork-co") >= 6
