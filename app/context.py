@@ -42,7 +42,9 @@ class RequestScope:
         return round(self.db_s * 1000, 3)
 
 
-_current: contextvars.ContextVar[RequestScope | None] = contextvars.ContextVar("switchboard_request", default=None)
+_current: contextvars.ContextVar[RequestScope | None] = contextvars.ContextVar(
+    "switchboard_request", default=None
+)
 
 
 def current() -> RequestScope | None:

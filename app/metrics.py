@@ -24,41 +24,61 @@ from prometheus_client.registry import REGISTRY, Collector
 log = logging.getLogger(__name__)
 
 REQUESTS = Counter(
-    "switchboard_requests", "Requests by specialist and the status a task left them in "
-    "(succeeded, failed: a retry is scheduled, dead_lettered)", ["specialist", "status"],
+    "switchboard_requests",
+    "Requests by specialist and the status a task left them in "
+    "(succeeded, failed: a retry is scheduled, dead_lettered)",
+    ["specialist", "status"],
 )
 ROUTING_DECISIONS = Counter(
-    "switchboard_routing_decisions", "Routing decisions by method (rule, classifier, llm, fallback, "
-    "conversation) and specialist", ["method", "specialist"],
+    "switchboard_routing_decisions",
+    "Routing decisions by method (rule, classifier, llm, fallback, conversation) and specialist",
+    ["method", "specialist"],
 )
 REQUEST_TOKENS = Histogram(
-    "switchboard_request_tokens", "Tokens (prompt + completion) one specialist attempt spent on a request, per model",
-    ["specialist", "model", "tenant"], buckets=(100, 250, 500, 1000, 2000, 4000, 8000, 16000, 32000, 64000),
+    "switchboard_request_tokens",
+    "Tokens (prompt + completion) one specialist attempt spent on a request, per model",
+    ["specialist", "model", "tenant"],
+    buckets=(100, 250, 500, 1000, 2000, 4000, 8000, 16000, 32000, 64000),
 )
 REQUEST_COST = Histogram(
-    "switchboard_request_cost_usd", "Cost in USD one specialist attempt spent on a request, per model",
+    "switchboard_request_cost_usd",
+    "Cost in USD one specialist attempt spent on a request, per model",
     ["specialist", "model", "tenant"],
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
 )
 LLM_LATENCY = Histogram(
-    "switchboard_llm_latency_seconds", "Provider call latency (cache hits excluded) by model, purpose and outcome",
-    ["model", "purpose", "outcome"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60),
+    "switchboard_llm_latency_seconds",
+    "Provider call latency (cache hits excluded) by model, purpose and outcome",
+    ["model", "purpose", "outcome"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60),
 )
 LIMITER_WAIT = Histogram(
-    "switchboard_limiter_wait_seconds", "Time a call waited for its shared rate-limit slot, by model",
-    ["model"], buckets=(0, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+    "switchboard_limiter_wait_seconds",
+    "Time a call waited for its shared rate-limit slot, by model",
+    ["model"],
+    buckets=(0, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
-CACHE_HITS = Counter("switchboard_llm_cache_hits", "LLM calls answered from the exact cache, by model", ["model"])
-TOOL_CALLS = Counter("switchboard_tool_calls", "Tool calls by tool and outcome (ok, error)", ["tool", "outcome"])
+CACHE_HITS = Counter(
+    "switchboard_llm_cache_hits", "LLM calls answered from the exact cache, by model", ["model"]
+)
+TOOL_CALLS = Counter(
+    "switchboard_tool_calls", "Tool calls by tool and outcome (ok, error)", ["tool", "outcome"]
+)
 CONVERSATION_TURNS = Histogram(
-    "switchboard_conversation_turns", "Turn number of each answered request in a conversation, by specialist",
-    ["specialist"], buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32),
+    "switchboard_conversation_turns",
+    "Turn number of each answered request in a conversation, by specialist",
+    ["specialist"],
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32),
 )
 RETRIES = Counter(
-    "switchboard_retries", "Task retries by queue and reason (failed: an attempt failed; deferred: the "
-    "provider could not take it, no attempt spent)", ["queue", "reason"],
+    "switchboard_retries",
+    "Task retries by queue and reason (failed: an attempt failed; deferred: the "
+    "provider could not take it, no attempt spent)",
+    ["queue", "reason"],
 )
-DEAD_LETTERS = Counter("switchboard_dead_letters", "Requests dead-lettered, by the queue whose DLQ took them", ["queue"])
+DEAD_LETTERS = Counter(
+    "switchboard_dead_letters", "Requests dead-lettered, by the queue whose DLQ took them", ["queue"]
+)
 
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
@@ -88,10 +108,14 @@ class FleetCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from app.ops.inspect import queue_depths
 
-        depth = GaugeMetricFamily("switchboard_queue_depth", "Ready messages per queue (work queues and DLQs), "
-                                  "from the broker", labels=["queue", "kind"])
-        consumers = GaugeMetricFamily("switchboard_queue_consumers", "Consumers per queue, from the broker",
-                                      labels=["queue", "kind"])
+        depth = GaugeMetricFamily(
+            "switchboard_queue_depth",
+            "Ready messages per queue (work queues and DLQs), from the broker",
+            labels=["queue", "kind"],
+        )
+        consumers = GaugeMetricFamily(
+            "switchboard_queue_consumers", "Consumers per queue, from the broker", labels=["queue", "kind"]
+        )
         try:
             for queue, found in queue_depths().items():
                 if found is not None:
@@ -110,8 +134,11 @@ class FleetCollector(Collector):
 
         from app.db import CircuitBreaker, session_scope
 
-        family = GaugeMetricFamily("switchboard_breaker_state", "Circuit state per provider/model target "
-                                   "(0 closed, 1 half-open, 2 open), shared by the fleet", labels=["target"])
+        family = GaugeMetricFamily(
+            "switchboard_breaker_state",
+            "Circuit state per provider/model target (0 closed, 1 half-open, 2 open), shared by the fleet",
+            labels=["target"],
+        )
         try:
             with session_scope() as session:
                 for target, state in session.execute(select(CircuitBreaker.target, CircuitBreaker.state)):

@@ -91,16 +91,27 @@ def request_timings(row: Any, steps: dict[str, float], llm_s: float, limiter_s: 
     )
 
 
-def request_rows(where: Any) -> Select[Any]:
+def request_rows(where: Any) -> Select:  # type: ignore[type-arg]
     """Requests matching `where` with everything their timings and the report need."""
     return select(
-        Request.id, Request.tenant, Request.status, Request.specialist, Request.route_method,
-        Request.prompt_tokens, Request.completion_tokens, Request.cost_usd, Request.accepted_at,
-        Request.route_started_at, Request.routed_at, Request.started_at, Request.finished_at, Request.db_ms,
+        Request.id,
+        Request.tenant,
+        Request.status,
+        Request.specialist,
+        Request.route_method,
+        Request.prompt_tokens,
+        Request.completion_tokens,
+        Request.cost_usd,
+        Request.accepted_at,
+        Request.route_started_at,
+        Request.routed_at,
+        Request.started_at,
+        Request.finished_at,
+        Request.db_ms,
     ).where(where)
 
 
-def step_rows(where: Any) -> Select[Any]:
+def step_rows(where: Any) -> Select:  # type: ignore[type-arg]
     """Succeeded steps of the requests matching `where`: (request_id, step, duration_ms)."""
     return (
         select(StepRun.request_id, StepRun.step, StepRun.duration_ms)
@@ -110,14 +121,15 @@ def step_rows(where: Any) -> Select[Any]:
     )
 
 
-def call_rows(where: Any) -> Select[Any]:
+def call_rows(where: Any) -> Select:  # type: ignore[type-arg]
     """Per request matching `where`: LLM seconds (provider calls, not cache hits), limiter seconds,
     calls answered by the provider and calls answered from the cache."""
     return (
         select(
             LlmCall.request_id,
-            func.coalesce(func.sum(case((LlmCall.cache_hit.is_(False), LlmCall.latency_ms), else_=0.0)), 0.0)
-            .label("llm_ms"),
+            func.coalesce(
+                func.sum(case((LlmCall.cache_hit.is_(False), LlmCall.latency_ms), else_=0.0)), 0.0
+            ).label("llm_ms"),
             func.coalesce(func.sum(LlmCall.limiter_wait_ms), 0.0).label("limiter_ms"),
             func.count().filter(LlmCall.outcome == "ok", LlmCall.cache_hit.is_(False)).label("provider_ok"),
             func.count().filter(LlmCall.outcome == "ok", LlmCall.cache_hit.is_(True)).label("cache_hits"),

@@ -65,8 +65,12 @@ class StageStats(BaseModel):
 
 def stage_stats(values: list[float]) -> StageStats:
     return StageStats(
-        count=len(values), p50=percentile(values, 50), p95=percentile(values, 95), p99=percentile(values, 99),
-        mean=round(statistics.fmean(values), 4) if values else None, total_s=round(sum(values), 4),
+        count=len(values),
+        p50=percentile(values, 50),
+        p95=percentile(values, 95),
+        p99=percentile(values, 99),
+        mean=round(statistics.fmean(values), 4) if values else None,
+        total_s=round(sum(values), 4),
     )
 
 
@@ -160,8 +164,13 @@ def bottleneck(items: list[tuple[Any, RequestTimings]]) -> Bottleneck | None:
             waited[row.specialist or "unrouted"] += timing.queued_for_specialist or 0.0
         where = max(waited, key=lambda k: waited[k])
     return Bottleneck(
-        stage=stage, kind=kind, verdict=VERDICT[kind], share=round(totals[stage] / whole, 4), where=where,
-        shares={p: round(totals[p] / whole, 4) for p in PARTS}, advice=ADVICE[kind],
+        stage=stage,
+        kind=kind,
+        verdict=VERDICT[kind],
+        share=round(totals[stage] / whole, 4),
+        where=where,
+        shares={p: round(totals[p] / whole, 4) for p in PARTS},
+        advice=ADVICE[kind],
     )
 
 
@@ -191,12 +200,16 @@ def _timeline(rows: list[Any], start: datetime, end: datetime, buckets: int = 40
         for r in rows:
             if r.routed_at is not None and r.routed_at <= at < (r.started_at or never):
                 waiting[r.specialist or "unrouted"] += 1
-        points.append(Point(
-            at=at,
-            finished_per_s=round(finished / step, 3),
-            waiting_for_router=sum(1 for r in rows if r.accepted_at <= at < (r.route_started_at or never)),
-            waiting_for_specialist=dict(waiting),
-        ))
+        points.append(
+            Point(
+                at=at,
+                finished_per_s=round(finished / step, 3),
+                waiting_for_router=sum(
+                    1 for r in rows if r.accepted_at <= at < (r.route_started_at or never)
+                ),
+                waiting_for_specialist=dict(waiting),
+            )
+        )
     return points
 
 
@@ -212,8 +225,9 @@ def build(since: datetime, until: datetime | None = None) -> Report:
     items = []
     for row in rows:
         c = calls.get(row.id)
-        timing = request_timings(row, steps.get(row.id, {}), c.llm_ms / 1000 if c else 0.0,
-                                 c.limiter_ms / 1000 if c else 0.0)
+        timing = request_timings(
+            row, steps.get(row.id, {}), c.llm_ms / 1000 if c else 0.0, c.limiter_ms / 1000 if c else 0.0
+        )
         items.append((row, timing))
 
     by_spec: dict[str, list[tuple[Any, RequestTimings]]] = defaultdict(list)
@@ -278,20 +292,31 @@ def _fmt(seconds: float | None) -> str:
     return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.2f}s"
 
 
-MAIN_STAGES = ("queued_for_router", "routing", "queued_for_specialist", "running", "llm", "limiter_wait",
-               "database", "end_to_end")
+MAIN_STAGES = (
+    "queued_for_router",
+    "routing",
+    "queued_for_specialist",
+    "running",
+    "llm",
+    "limiter_wait",
+    "database",
+    "end_to_end",
+)
 
 
 def render_text(report: Report) -> str:
     lines = [
         f"Switchboard report {report.since:%Y-%m-%d %H:%M:%S} .. {report.until:%H:%M:%S} UTC",
         f"  requests {report.requests}, finished {report.finished} (succeeded {report.succeeded}, "
-        f"dead-lettered {report.dead_lettered}), throughput {report.throughput_per_s}/s over {report.window_s}s",
+        f"dead-lettered {report.dead_lettered}), throughput {report.throughput_per_s}/s "
+        f"over {report.window_s}s",
     ]
     b = report.bottleneck
     if b is not None:
         where = f" ({b.where})" if b.where else ""
-        lines.append(f"  bottleneck: {b.verdict}: {b.stage}{where} is {b.share:.0%} of end-to-end time; {b.advice}")
+        lines.append(
+            f"  bottleneck: {b.verdict}: {b.stage}{where} is {b.share:.0%} of end-to-end time; {b.advice}"
+        )
     lines.append(f"  {'stage':<24}{'p50':>9}{'p95':>9}{'p99':>9}")
     for name in [*MAIN_STAGES, *sorted(k for k in report.stages if k.startswith("step."))]:
         s = report.stages.get(name)
@@ -300,8 +325,10 @@ def render_text(report: Report) -> str:
     for name, spec in report.by_specialist.items():
         e2e = spec.stages.get("end_to_end")
         verdict = f", {spec.bottleneck.verdict} ({spec.bottleneck.stage})" if spec.bottleneck else ""
-        lines.append(f"  {name:<12} {spec.requests} requests, p95 {_fmt(e2e.p95 if e2e else None)}, "
-                     f"tokens {spec.tokens:,}, cost ${spec.cost_usd:.4f}{verdict}")
+        lines.append(
+            f"  {name:<12} {spec.requests} requests, p95 {_fmt(e2e.p95 if e2e else None)}, "
+            f"tokens {spec.tokens:,}, cost ${spec.cost_usd:.4f}{verdict}"
+        )
     rate = f"{report.cache_hit_rate:.1%}" if report.cache_hit_rate is not None else "-"
     without = f"{report.routed_without_llm:.1%}" if report.routed_without_llm is not None else "-"
     lines.append(f"  LLM calls {report.llm_calls:,}, cache hit rate {rate}, routed without an LLM {without}")

@@ -20,9 +20,16 @@ from tests.integration.conftest import ROOT
 ARTIFACTS = ROOT / "test-artifacts"
 AUTH = "ops:s3cret-pass"
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--hide-scrollbars", "--window-size=1400,900",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--window-size=1400,900",
 ]
 
 
@@ -65,7 +72,9 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     try:
         token = base64.b64encode(AUTH.encode()).decode()
         driver.execute_cdp_cmd("Network.enable", {})
-        driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {token}"}})
+        driver.execute_cdp_cmd(
+            "Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {token}"}}
+        )
         yield driver
     finally:
         driver.quit()

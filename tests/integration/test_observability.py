@@ -70,10 +70,15 @@ def test_metrics_appear_with_their_labels_after_a_real_run(workers: object) -> N
     assert _value(billing, "switchboard_requests_total", specialist="technical") == 0
     methods = {s.labels["method"] for s in router["switchboard_routing_decisions_total"]}
     assert methods <= {"rule", "classifier", "llm", "fallback", "conversation"} and methods
-    assert {s.labels["specialist"] for s in router["switchboard_routing_decisions_total"]} >= {"billing", "technical"}
+    assert {s.labels["specialist"] for s in router["switchboard_routing_decisions_total"]} >= {
+        "billing",
+        "technical",
+    }
 
     tokens = [s for s in billing["switchboard_request_tokens_count"] if s.labels["tenant"] == "metrics-co"]
-    assert tokens and all(s.labels["specialist"] == "billing" and s.labels["model"].startswith("sim-") for s in tokens)
+    assert tokens and all(
+        s.labels["specialist"] == "billing" and s.labels["model"].startswith("sim-") for s in tokens
+    )
     assert _value(billing, "switchboard_request_cost_usd_sum", tenant="metrics-co") > 0
     assert _value(billing, "switchboard_llm_latency_seconds_count", outcome="ok") >= 2
     assert "switchboard_limiter_wait_seconds_count" in billing
@@ -95,8 +100,10 @@ def test_dead_letters_and_retries_are_counted(workers: object) -> None:
     view = client.wait(client.submit(POISON_TEXT, tenant="acme").id, timeout=120)
     assert view.status == "dead_lettered" and view.specialist == "billing"
     after = _scrape(METRICS_PORTS["billing"])
-    assert _value(after, "switchboard_dead_letters_total", queue="billing") == \
-        _value(before, "switchboard_dead_letters_total", queue="billing") + 1
+    assert (
+        _value(after, "switchboard_dead_letters_total", queue="billing")
+        == _value(before, "switchboard_dead_letters_total", queue="billing") + 1
+    )
     assert _value(after, "switchboard_requests_total", specialist="billing", status="dead_lettered") >= 1
 
 
@@ -110,7 +117,8 @@ def test_report_agrees_with_the_record(workers: object, tmp_path: Path) -> None:
     since = _db_now()
     tag = uuid.uuid4().hex[:6]
     views = _submit_and_wait(
-        [BILLING_TEXT.format(f"{tag}-{i}") for i in range(3)] + [TECHNICAL_TEXT.format(f"{tag}-{i}") for i in range(3)],
+        [BILLING_TEXT.format(f"{tag}-{i}") for i in range(3)]
+        + [TECHNICAL_TEXT.format(f"{tag}-{i}") for i in range(3)],
         tenant="report-co",
     )
     html = tmp_path / "report.html"
@@ -122,11 +130,21 @@ def test_report_agrees_with_the_record(workers: object, tmp_path: Path) -> None:
     with session_scope() as session:
         rows = session.execute(select(Request).where(Request.accepted_at >= since)).scalars().all()
         by_spec = session.execute(
-            select(Request.specialist, func.count(), func.sum(Request.prompt_tokens + Request.completion_tokens),
-                   func.sum(Request.cost_usd)).where(Request.accepted_at >= since).group_by(Request.specialist)
+            select(
+                Request.specialist,
+                func.count(),
+                func.sum(Request.prompt_tokens + Request.completion_tokens),
+                func.sum(Request.cost_usd),
+            )
+            .where(Request.accepted_at >= since)
+            .group_by(Request.specialist)
         ).all()
-        cache_hits = session.scalar(select(func.count()).select_from(LlmCall).join(Request)
-                                    .where(Request.accepted_at >= since, LlmCall.cache_hit.is_(True)))
+        cache_hits = session.scalar(
+            select(func.count())
+            .select_from(LlmCall)
+            .join(Request)
+            .where(Request.accepted_at >= since, LlmCall.cache_hit.is_(True))
+        )
     assert {r.id for r in rows} >= set(ids)
     assert report["requests"] == len(rows)
     assert report["succeeded"] == sum(1 for r in rows if r.status == "succeeded")
@@ -139,8 +157,15 @@ def test_report_agrees_with_the_record(workers: object, tmp_path: Path) -> None:
 
     # Stage percentiles are those of the per-request timings `switchboard status` shows.
     statuses = [client.get(r.id).timings for r in rows if r.status == "succeeded"]
-    for stage in ("queued_for_router", "routing", "queued_for_specialist", "end_to_end", "llm", "database",
-                  "step.draft"):
+    for stage in (
+        "queued_for_router",
+        "routing",
+        "queued_for_specialist",
+        "end_to_end",
+        "llm",
+        "database",
+        "step.draft",
+    ):
         values = [t[stage] for t in statuses if t.get(stage) is not None]
         assert report["stages"][stage]["p50"] == percentile(values, 50), stage
         assert report["stages"][stage]["p95"] == percentile(values, 95), stage
@@ -162,8 +187,9 @@ def test_report_refuses_a_bad_since(services: object) -> None:
 
 
 @contextmanager
-def _isolated_pools(tmp_path: Path, queues: list[str], settings: dict[str, str],
-                    simulator_args: tuple[str, ...] = ()) -> Iterator[None]:
+def _isolated_pools(
+    tmp_path: Path, queues: list[str], settings: dict[str, str], simulator_args: tuple[str, ...] = ()
+) -> Iterator[None]:
     """Pools, a simulated provider and a publisher of their own on a fresh vhost (same database),
     so the session's pools cannot take this scenario's messages."""
     from app.celery_app import use_broker
@@ -176,15 +202,22 @@ def _isolated_pools(tmp_path: Path, queues: list[str], settings: dict[str, str],
     saved = dict(os.environ)
     old_broker = get_settings().broker_url.get_secret_value()
     port = root._free_port()
-    with scratch_vhost("amqp://guest:guest@127.0.0.1:5672//", f"{root.SERVICES.vhost}-{uuid.uuid4().hex[:6]}") as broker:
+    with scratch_vhost(
+        "amqp://guest:guest@127.0.0.1:5672//", f"{root.SERVICES.vhost}-{uuid.uuid4().hex[:6]}"
+    ) as broker:
         try:
-            os.environ.update({
-                "SWITCHBOARD_BROKER_URL": broker,
-                "SWITCHBOARD_SIMULATOR_PORT": str(port),
-                "SWITCHBOARD_PROVIDER_BASE_URL": f"http://127.0.0.1:{port}/v1",
-                **{f"SWITCHBOARD_{q.upper()}_METRICS_PORT": "0" for q in ("router", "billing", "technical")},
-                **settings,
-            })
+            os.environ.update(
+                {
+                    "SWITCHBOARD_BROKER_URL": broker,
+                    "SWITCHBOARD_SIMULATOR_PORT": str(port),
+                    "SWITCHBOARD_PROVIDER_BASE_URL": f"http://127.0.0.1:{port}/v1",
+                    **{
+                        f"SWITCHBOARD_{q.upper()}_METRICS_PORT": "0"
+                        for q in ("router", "billing", "technical")
+                    },
+                    **settings,
+                }
+            )
             reset_settings()
             use_broker(broker)
             with Supervisor(tmp_path / "logs", restart=False) as sup:
@@ -211,7 +244,9 @@ def _billing_tickets(n: int) -> list[str]:
 
     with session_scope() as session:
         emails, invoices = account_emails(session), invoice_ids(session)
-    tickets = [t.text for t in monday_morning(n * 4, emails=emails, invoice_ids=invoices) if t.expected == "billing"]
+    tickets = [
+        t.text for t in monday_morning(n * 4, emails=emails, invoice_ids=invoices) if t.expected == "billing"
+    ]
     assert len(tickets) >= n
     return tickets[:n]
 
@@ -223,8 +258,9 @@ def _report_since(since: datetime) -> dict[str, Any]:
 
 
 def test_a_slow_provider_is_named_llm_bound(services: object, tmp_path: Path) -> None:
-    with _isolated_pools(tmp_path, ["router", "billing"], {"SWITCHBOARD_BILLING_CONCURRENCY": "8"},
-                         ("--latency-ms", "700")):
+    with _isolated_pools(
+        tmp_path, ["router", "billing"], {"SWITCHBOARD_BILLING_CONCURRENCY": "8"}, ("--latency-ms", "700")
+    ):
         since = _db_now()
         views = _submit_and_wait(_billing_tickets(6), tenant="slow-llm", timeout=180)
     assert {v.status for v in views} == {"succeeded"}
@@ -287,8 +323,12 @@ def test_json_logs_follow_one_request_across_processes(workers: Any) -> None:
 
 def test_a_prefork_pool_serves_the_samples_of_all_its_children(services: object, tmp_path: Path) -> None:
     port = root._free_port()
-    settings = {"SWITCHBOARD_SPECIALIST_POOL": "prefork", "SWITCHBOARD_BILLING_CONCURRENCY": "3",
-                "SWITCHBOARD_ROUTER_CONCURRENCY": "2", "SWITCHBOARD_BILLING_METRICS_PORT": str(port)}
+    settings = {
+        "SWITCHBOARD_SPECIALIST_POOL": "prefork",
+        "SWITCHBOARD_BILLING_CONCURRENCY": "3",
+        "SWITCHBOARD_ROUTER_CONCURRENCY": "2",
+        "SWITCHBOARD_BILLING_METRICS_PORT": str(port),
+    }
     with _isolated_pools(tmp_path, ["router", "billing"], settings):
         views = _submit_and_wait(_billing_tickets(6), tenant="prefork-co", timeout=180)
         samples = _scrape(port)
