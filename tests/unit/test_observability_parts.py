@@ -155,6 +155,9 @@ def test_each_process_kind_gets_its_own_metrics_port(monkeypatch: pytest.MonkeyP
     from app.config import Settings
     from app.ops.pools import metrics_port_for, pool_env
 
+    for queue in ("router", "billing", "technical"):
+        # Integration fixtures may have given the session's pools ports of their own.
+        monkeypatch.delenv(f"SWITCHBOARD_{queue.upper()}_METRICS_PORT", raising=False)
     settings = Settings(metrics_base_port=9700)
     ports = [metrics_port_for(q, settings) for q in ("router", "billing", "technical")]
     assert ports == [9700, 9701, 9702]
