@@ -156,7 +156,7 @@ def mark_deferred(request_id: str, reason: str, *, retry_in_s: float) -> None:
         session.execute(
             update(Request)
             .where(Request.id == request_id, Request.status == Status.RUNNING)
-            .values(status=Status.ROUTED, attempts=Request.attempts - 1)
+            .values(status=Status.ROUTED, attempts=Request.attempts - 1, db_ms=Request.db_ms + _db_ms())
         )
         add_event(session, request_id, "deferred", reason=reason, retry_in_s=round(retry_in_s, 2))
 

@@ -337,3 +337,21 @@ def test_a_prefork_pool_serves_the_samples_of_all_its_children(services: object,
     # requests and the warm-up), which only prometheus_client's multiprocess mode does.
     assert _value(samples, "switchboard_requests_total", specialist="billing", status="succeeded") == 7
     assert _value(samples, "switchboard_request_tokens_count", tenant="prefork-co") >= 6
+
+
+def test_breaker_state_is_read_from_the_shared_record_at_scrape_time(workers: object) -> None:
+    from sqlalchemy import delete
+
+    from app.db import CircuitBreaker, session_scope
+
+    target = f"breaker-test-{uuid.uuid4().hex[:6]}/sim-none"
+    with session_scope() as session:
+        session.add(CircuitBreaker(target=target, state="open"))
+    try:
+        assert _value(_scrape(METRICS_PORTS["router"]), "switchboard_breaker_state", target=target) == 2
+        with session_scope() as session:
+            session.get(CircuitBreaker, target).state = "half_open"
+        assert _value(_scrape(METRICS_PORTS["router"]), "switchboard_breaker_state", target=target) == 1
+    finally:
+        with session_scope() as session:
+            session.execute(delete(CircuitBreaker).where(CircuitBreaker.target == target))
