@@ -56,14 +56,24 @@ def current_request_id() -> str | None:
     return scope.request_id if scope else None
 
 
+def enter(request_id: str) -> contextvars.Token[RequestScope | None]:
+    """Bind `request_id` to this thread until `leave(token)` (Celery's task_prerun/postrun)."""
+    return _current.set(RequestScope(request_id))
+
+
+def leave(token: contextvars.Token[RequestScope | None]) -> None:
+    _current.reset(token)
+
+
 @contextmanager
 def bound(request_id: str) -> Iterator[RequestScope]:
-    scope = RequestScope(request_id)
-    token = _current.set(scope)
+    token = enter(request_id)
+    scope = _current.get()
+    assert scope is not None
     try:
         yield scope
     finally:
-        _current.reset(token)
+        leave(token)
 
 
 def carry(fn: Callable[P, R]) -> Callable[P, R]:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from celery import Task
 from celery.exceptions import Reject
+from celery.signals import task_postrun, task_prerun
 from sqlalchemy import func, select
 
-from app import conversations, metrics, record
+from app import context, conversations, metrics, record
 from app.celery_app import RECONCILE_TASK, ROUTE_TASK, celery
 from app.config import get_settings
-from app.context import RequestScope, bound
 from app.db import Request, Status, session_scope
 from app.inference import Deferred
 from app.registry import get_specialist, specialists
@@ -25,6 +26,26 @@ from workflows import get_workflow
 from workflows.engine import RequestInfo, StepError, run
 
 log = logging.getLogger(__name__)
+
+
+# Tokens of the request each running task bound, by (task id, thread): a duplicate delivery of the
+# same task may run at the same time in another thread.
+_bound: dict[tuple[str, int], Any] = {}
+
+
+@task_prerun.connect
+def _bind_request(task_id: str = "", task: Task | None = None, args: Any = None, **_: Any) -> None:
+    # Every Switchboard task but the reconciler takes its request id first: bound for the task's
+    # length, so its log lines carry it and its database time is counted (app/context.py).
+    if task is not None and task.name != RECONCILE_TASK and args:
+        _bound[(task_id, threading.get_ident())] = context.enter(str(args[0]))
+
+
+@task_postrun.connect
+def _unbind_request(task_id: str = "", **_: Any) -> None:
+    token = _bound.pop((task_id, threading.get_ident()), None)
+    if token is not None:
+        context.leave(token)
 
 
 class PermanentError(Exception):
@@ -80,11 +101,6 @@ def dispatch(request_id: str, specialist: Specialist, priority: str) -> None:
 # max_retries=None: the attempt counter in the record decides when to give up, not Celery.
 @celery.task(name=ROUTE_TASK, bind=True, max_retries=None)
 def route(self: Task, request_id: str) -> None:
-    with bound(request_id):
-        _route(self, request_id)
-
-
-def _route(task: Task, request_id: str) -> None:
     try:
         with session_scope() as session:
             # now(): when the router took the request, on the database's clock like every other stage.
@@ -110,60 +126,61 @@ def _route(task: Task, request_id: str) -> None:
     except Reject:
         raise
     except Exception as exc:
-        give_up_or_retry(task, request_id, ROUTER_QUEUE, task.request.retries + 1, exc)
+        give_up_or_retry(self, request_id, ROUTER_QUEUE, self.request.retries + 1, exc)
 
 
 def _specialist_task(spec: Specialist) -> Callable[..., Any]:
     @celery.task(name=spec.task_name, bind=True, max_retries=None)
     def run_specialist(self: Task, request_id: str, reclaim: bool = False) -> None:
-        with bound(request_id) as scope:
-            _run_specialist(self, spec, request_id, reclaim, scope)
+        # A request already running is taken over only by a redelivery (its worker died) or the
+        # reconciler; any other copy of the message is a duplicate.
+        take_over = reclaim or bool((self.request.delivery_info or {}).get("redelivered"))
+        try:
+            attempt = record.start_attempt(request_id, take_over=take_over)
+        except Exception as exc:
+            give_up_or_retry(self, request_id, spec.queue, 1, exc)
+            return
+        if attempt is None:
+            return  # finished, or running elsewhere: a duplicate delivery
+        try:
+            if attempt.number > get_settings().max_attempts:
+                # The message keeps coming back (its worker died each time): stop the loop.
+                raise PermanentError(f"gave up after {attempt.number - 1} attempts without finishing")
+            history = (
+                conversations.history(attempt.conversation_id, before_request=request_id)
+                if attempt.conversation_id
+                else []
+            )
+            info = RequestInfo(
+                request_id, attempt.tenant, attempt.text, attempt.priority, history, attempt.route_confidence
+            )
+            outputs = run(get_workflow(spec.workflow), info, spec, attempt.checkpoints)
+            draft = outputs.get("draft", {})
+            result = {"reply": draft.get("reply", ""), "tool_calls": draft.get("tool_calls", [])}
+            record.mark_succeeded(request_id, result, attempt)
+            _observe_success(spec, attempt, len(history) // 2 + 1)
+        except Reject:
+            raise
+        except Deferred as deferred:
+            record.mark_deferred(request_id, str(deferred), retry_in_s=deferred.retry_in_s)
+            metrics.RETRIES.labels(spec.queue, "deferred").inc()
+            priority = (self.request.delivery_info or {}).get("priority")
+            raise self.retry(countdown=deferred.retry_in_s, max_retries=None, queue=spec.queue,
+                             priority=priority) from None
+        except Exception as exc:
+            give_up_or_retry(self, request_id, spec.queue, attempt.number, exc)
 
     return run_specialist
 
 
-def _run_specialist(task: Task, spec: Specialist, request_id: str, reclaim: bool, scope: RequestScope) -> None:
-    # A request already running is taken over only by a redelivery (its worker died) or the
-    # reconciler; any other copy of the message is a duplicate.
-    take_over = reclaim or bool((task.request.delivery_info or {}).get("redelivered"))
-    try:
-        attempt = record.start_attempt(request_id, take_over=take_over)
-    except Exception as exc:
-        give_up_or_retry(task, request_id, spec.queue, 1, exc)
-        return
-    if attempt is None:
-        return  # finished, or running elsewhere: a duplicate delivery
-    try:
-        if attempt.number > get_settings().max_attempts:
-            # The message keeps coming back (its worker died each time): stop the loop.
-            raise PermanentError(f"gave up after {attempt.number - 1} attempts without finishing")
-        history = (
-            conversations.history(attempt.conversation_id, before_request=request_id)
-            if attempt.conversation_id
-            else []
-        )
-        info = RequestInfo(
-            request_id, attempt.tenant, attempt.text, attempt.priority, history, attempt.route_confidence
-        )
-        outputs = run(get_workflow(spec.workflow), info, spec, attempt.checkpoints)
-        draft = outputs.get("draft", {})
-        result = {"reply": draft.get("reply", ""), "tool_calls": draft.get("tool_calls", [])}
-        record.mark_succeeded(request_id, result, attempt)
-        metrics.REQUESTS.labels(spec.name, Status.SUCCEEDED).inc()
+def _observe_success(spec: Specialist, attempt: record.Attempt, turn: int) -> None:
+    metrics.REQUESTS.labels(spec.name, Status.SUCCEEDED).inc()
+    scope = context.current()
+    if scope is not None:
         metrics.observe_request_usage(spec.name, attempt.tenant, scope.usage)
-        if attempt.conversation_id:
-            metrics.CONVERSATION_TURNS.labels(spec.name).observe(len(history) // 2 + 1)
-        log.info("succeeded on attempt %d", attempt.number)
-    except Reject:
-        raise
-    except Deferred as deferred:
-        record.mark_deferred(request_id, str(deferred), retry_in_s=deferred.retry_in_s)
-        metrics.RETRIES.labels(spec.queue, "deferred").inc()
-        priority = (task.request.delivery_info or {}).get("priority")
-        raise task.retry(countdown=deferred.retry_in_s, max_retries=None, queue=spec.queue,
-                         priority=priority) from None
-    except Exception as exc:
-        give_up_or_retry(task, request_id, spec.queue, attempt.number, exc)
+    if attempt.conversation_id:
+        metrics.CONVERSATION_TURNS.labels(spec.name).observe(turn)
+    log.info("succeeded on attempt %d", attempt.number)
 
 
 SPECIALIST_TASKS = {name: _specialist_task(spec) for name, spec in specialists().items()}
