@@ -94,7 +94,9 @@ def _open_until(driver: Any, url: str, must_show: list[str], timeout: float = 90
         time.sleep(2)
 
 
-def test_flower_shows_every_pool_and_queue_in_a_browser(flower: str, browser: Any) -> None:
+def test_flower_shows_every_pool_and_queue_in_a_browser(
+    flower: str, browser: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     refused = httpx.get(f"http://{flower}/", timeout=10)
     assert refused.status_code == 401  # basic auth is on
     ARTIFACTS.mkdir(exist_ok=True)
@@ -105,7 +107,8 @@ def test_flower_shows_every_pool_and_queue_in_a_browser(flower: str, browser: An
         assert pool in text, f"{pool} missing from Flower's workers page:\n{text[:2000]}"
     shot = ARTIFACTS / "flower-workers.png"
     assert browser.save_screenshot(str(shot))
-    print(f"screenshot: {shot}")
+    with capsys.disabled():  # shown even when the test passes quietly
+        print(f"\nscreenshot: {shot}")
 
     # Flower lists the queues workers consume, with their depth from the management API; the DLQs
     # (consumed by nobody) are in `switchboard pools` and the metrics instead.
@@ -118,4 +121,5 @@ def test_flower_shows_every_pool_and_queue_in_a_browser(flower: str, browser: An
         assert rows[queue] and all(cell.isdigit() for cell in rows[queue][:3]), (queue, rows[queue])
     shot = ARTIFACTS / "flower-broker.png"
     assert browser.save_screenshot(str(shot))
-    print(f"screenshot: {shot}")
+    with capsys.disabled():  # shown even when the test passes quietly
+        print(f"\nscreenshot: {shot}")
