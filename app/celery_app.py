@@ -12,7 +12,12 @@ import sys
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    worker_init,
+    worker_process_shutdown,
+)
 from kombu import Connection
 
 from app.config import get_settings
@@ -115,3 +120,29 @@ def _declare_topology(sender: Any = None, **_: Any) -> None:
     except TopologyError as exc:
         print(f"switchboard: {exc}", file=sys.stderr, flush=True)
         os._exit(78)
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _structured_logs(logger: logging.Logger | None = None, **_: Any) -> None:
+    settings = get_settings()
+    if settings.log_json and logger is not None:
+        from app.logs import install
+
+        install(logger, settings.process_name)
+
+
+@worker_init.connect
+def _serve_metrics(sender: Any = None, **_: Any) -> None:
+    from app import metrics
+
+    settings = get_settings()
+    metrics.serve(settings.metrics_port, fleet=settings.process_name == ROUTER_QUEUE,
+                  address=settings.metrics_address)
+
+
+@worker_process_shutdown.connect
+def _child_exited(pid: int | None = None, **_: Any) -> None:
+    from app import metrics
+
+    metrics.process_exited(pid or os.getpid())

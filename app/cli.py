@@ -152,6 +152,34 @@ def cmd_pools(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from app.ops.report import build, parse_since, render_text
+    from app.ops.report_html import render_html
+
+    try:
+        since = parse_since(args.since)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    report = build(since)
+    if args.html:
+        path = Path(args.html)
+        try:
+            path.write_text(render_html(report), encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"cannot write {path}: {exc.strerror}") from None
+    payload = report.model_dump(mode="json")
+    if args.html:
+        payload["html"] = str(Path(args.html).resolve())
+
+    def human() -> None:
+        print(render_text(report))
+        if args.html:
+            print(f"  HTML report: {payload['html']}")
+
+    _emit(args, payload, human)
+    return 0
+
+
 def cmd_topology(args: argparse.Namespace) -> int:
     from kombu import Connection
 
@@ -431,6 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--yes", action="store_true", help="do not ask")
     d.add_argument("--json", action="store_true")
     command("pools", cmd_pools, "per queue (and dead-letter queue): depth, consumers, workers, concurrency")
+    p = command("report", cmd_report, "per-stage latency, throughput, tokens, cost and the bottleneck")
+    p.add_argument("--since", default="24h", help="a duration (15m, 2h, 1d) or an ISO timestamp; default 24h")
+    p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page with charts")
     command("topology", cmd_topology, "declare exchanges, queues and dead-letter queues")
     p = command("reconcile", cmd_reconcile, "publish requests that never reached the broker; re-dispatch lost ones")
     p.add_argument("--min-age", type=float, default=30.0, help="only requests older than this (seconds)")

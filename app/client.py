@@ -21,8 +21,10 @@ from sqlalchemy.dialects.postgresql import insert
 from app import conversations, record
 from app.celery_app import ROUTE_TASK, celery
 from app.config import get_settings
-from app.db import Request, StepRun, session_scope
+from app.context import bound
+from app.db import Request, session_scope
 from app.db.models import TERMINAL, new_id
+from app.timings import call_rows, request_timings, seconds_between, step_rows
 from app.topology import PRIORITIES, ROUTER_QUEUE
 
 log = logging.getLogger(__name__)
@@ -192,12 +194,10 @@ def submit(
         # was down); publishing again here would race it and send the request twice.
         return Submission(id=existing.id, status=existing.status, duplicate=True,
                           published=existing.published_at is not None)
-    published = publish(inserted.id, req.priority)
+    with bound(inserted.id):
+        log.info("accepted", extra={"tenant": req.tenant, "priority": req.priority})
+        published = publish(inserted.id, req.priority)
     return Submission(id=inserted.id, status="accepted", published=published)
-
-
-def _seconds(start: datetime | None, end: datetime | None) -> float | None:
-    return None if start is None or end is None else round((end - start).total_seconds(), 4)
 
 
 def get(request_id: str, *, tenant: str | None = None) -> RequestView:
@@ -209,17 +209,13 @@ def get(request_id: str, *, tenant: str | None = None) -> RequestView:
         request = session.scalar(query)
         if request is None:
             raise RequestNotFound(f"no request {request_id!r}")
-        steps = session.execute(
-            select(StepRun.step, StepRun.duration_ms).where(StepRun.request_id == request_id).order_by(StepRun.id)
-        ).all()
-    timings: dict[str, float | None] = {
-        "queued_for_router": _seconds(request.published_at, request.routed_at),
-        "accepted_to_routed": _seconds(request.accepted_at, request.routed_at),
-        "queued_for_specialist": _seconds(request.routed_at, request.started_at),
-        "running": _seconds(request.started_at, request.finished_at),
-        "end_to_end": _seconds(request.accepted_at, request.finished_at),
-    }
-    timings.update({f"step.{s.step}": round(s.duration_ms / 1000, 4) for s in steps if s.duration_ms is not None})
+        this = Request.id == request_id
+        steps = {s.step: round(s.duration_ms / 1000, 4) for s in session.execute(step_rows(this))}
+        calls = session.execute(call_rows(this)).first()
+    timings = request_timings(
+        request, steps, calls.llm_ms / 1000 if calls else 0.0, calls.limiter_ms / 1000 if calls else 0.0
+    ).as_dict()
+    timings["accepted_to_routed"] = seconds_between(request.accepted_at, request.routed_at)
     return RequestView(
         id=request.id,
         tenant=request.tenant,

@@ -98,6 +98,16 @@ class Settings(BaseSettings):
     flower_basic_auth: SecretStr | None = None
     simulator_port: int = 8765
 
+    # Prometheus: the pool commands give each process kind its own port, the router base+0 and
+    # the specialists base+1, +2, ... in registry order (SWITCHBOARD_<QUEUE>_METRICS_PORT
+    # overrides one; 0 turns metrics off). `metrics_port` is this process's port.
+    metrics_base_port: int = 9560
+    metrics_port: int = 0
+    metrics_address: str = "0.0.0.0"
+    # Worker log lines as JSON objects carrying the request id, so one request can be followed
+    # across the router and specialist processes.
+    log_json: bool = True
+
     @field_validator("provider_api_keys", "secondary_provider_api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:

@@ -10,7 +10,6 @@ import json
 import os
 import secrets
 import socket
-import statistics
 import sys
 import time
 import uuid
@@ -24,6 +23,9 @@ from sqlalchemy import func, select
 from app.config import get_settings, reset_settings
 from app.db import LlmCall, Request, session_scope
 from app.db.models import TERMINAL
+from app.ops.report import build as build_report
+from app.ops.report import percentile, render_text
+from app.ops.report_html import render_html
 
 STATE_DIR = Path(".switchboard")
 RUNNING_FILE = STATE_DIR / "running.json"
@@ -40,14 +42,6 @@ def _free_port(preferred: int) -> int:
         except OSError:
             probe.bind(("127.0.0.1", 0))
             return int(probe.getsockname()[1])
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    if len(values) == 1:
-        return round(values[0], 3)
-    return round(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1], 3)
 
 
 def summarize(run_id: str, expected: dict[str, str]) -> dict[str, Any]:
@@ -87,7 +81,7 @@ def summarize(run_id: str, expected: dict[str, str]) -> dict[str, Any]:
         "by_specialist": by,
         "routing_methods": methods,
         "routing_accuracy": round(routed_right / max(1, sum(1 for r in rows if r.id in expected)), 3),
-        "latency_s": {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95)},
+        "latency_s": {"p50": percentile(latencies, 50, 3), "p95": percentile(latencies, 95, 3)},
         "llm_calls": by_cache.get(False, 0),
         "cache_hits": by_cache.get(True, 0),
         "tokens": sum(r.prompt_tokens + r.completion_tokens for r in rows),
@@ -148,7 +142,9 @@ def run_demo(tickets: int = 200, *, keep_running: bool = False, as_json: bool = 
         wait_http(f"http://127.0.0.1:{port}/healthz", 30)
         for spec in pool_specs():
             supervisor.start(spec)
+        flower_url, source = _start_flower(supervisor)
         wait_for_workers(work_queue_names(), timeout=90)
+        print(f"Flower at {flower_url} (credentials from {source})", file=out)
 
         surge = monday_morning(tickets, emails=emails, invoice_ids=invoices)
         expected: dict[str, str] = {}
@@ -162,6 +158,8 @@ def run_demo(tickets: int = 200, *, keep_running: bool = False, as_json: bool = 
             expected[sub.id] = t.expected
             return sub.id
 
+        with session_scope() as session:
+            since = session.scalar(select(func.now()))  # the report covers this run, on the record's clock
         started = time.monotonic()
         with ThreadPoolExecutor(8) as pool:
             ids = list(pool.map(send, range(len(surge) + 1)))
@@ -186,12 +184,19 @@ def run_demo(tickets: int = 200, *, keep_running: bool = False, as_json: bool = 
         summary.update(run_id=run_id, drain_s=round(elapsed, 2), poison_id=poison_id, poison_status=poison_status,
                        provider_rpm_limit=DEMO_RPM, provider_429=stats.get("rate_limited", 0),
                        provider_peak_rpm=stats.get("accepted_per_minute_max"))
+        report = build_report(since)
+        html = (log_dir / "report.html").resolve()
+        html.write_text(render_html(report), encoding="utf-8")
+        summary.update(report_html=str(html),
+                       bottleneck=report.bottleneck.model_dump(mode="json") if report.bottleneck else None)
         if as_json:
             print(json.dumps(summary))
         else:
             _print_summary(summary, poison_id, poison_status)
             print(f"  drained in {elapsed:.1f}s; provider limit {DEMO_RPM} requests/min, peak "
                   f"{summary['provider_peak_rpm']} in a minute, {summary['provider_429']} rate-limit rejections")
+            print("\n" + render_text(report))
+            print(f"\nreport with charts: {html}")
         ok = summary["unaccounted"] == 0 and poison_status == "dead_lettered"
         if keep_running:
             _keep_running(supervisor, out)
@@ -201,10 +206,14 @@ def run_demo(tickets: int = 200, *, keep_running: bool = False, as_json: bool = 
             supervisor.stop()
 
 
-def _keep_running(supervisor: Any, out: Any) -> None:
+def _start_flower(supervisor: Any) -> tuple[str, str]:
+    """Flower as operators run it (basic auth, broker API) beside the demo's pools; returns its
+    address and where its credentials come from."""
     from app.ops.flower import flower_argv, flower_env
     from app.ops.pools import ProcessSpec
 
+    os.environ["SWITCHBOARD_FLOWER_PORT"] = str(_free_port(get_settings().flower_port))
+    reset_settings()
     settings = get_settings()
     if settings.flower_basic_auth is None:
         creds_file = STATE_DIR / "flower-credentials"
@@ -217,8 +226,12 @@ def _keep_running(supervisor: Any, out: Any) -> None:
     else:
         source = "SWITCHBOARD_FLOWER_BASIC_AUTH"
     supervisor.start(ProcessSpec("flower", flower_argv(), flower_env()))
-    print(f"\nleft running: pools, simulated provider, Flower at http://127.0.0.1:{settings.flower_port}/ "
-          f"(credentials from {source}); logs in {supervisor.log_dir}", file=out)
+    return f"http://127.0.0.1:{settings.flower_port}/", source
+
+
+def _keep_running(supervisor: Any, out: Any) -> None:
+    print(f"\nleft running: pools, simulated provider, Flower at http://127.0.0.1:{get_settings().flower_port}/; "
+          f"logs in {supervisor.log_dir}", file=out)
     pids = {name: p.pid for name, p in supervisor.processes.items()}
     RUNNING_FILE.write_text(json.dumps(pids))
     print("stop them with: switchboard demo --stop", file=out)

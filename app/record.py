@@ -7,12 +7,14 @@ backwards or finish it twice.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app import conversations
+from app.context import current
 from app.db import Request, RequestEvent, Status, StepRun, connection_scope, session_scope
 
 # The transitions every request makes are Core statements built once, on bare connections: the
@@ -29,7 +31,8 @@ _MARK_ROUTED = (
     update(_R)
     .where(_R.c.id == _RID, _R.c.status == Status.ACCEPTED)
     .values(status=Status.ROUTED, specialist=bindparam("specialist"), route_confidence=bindparam("confidence"),
-            route_method=bindparam("method"), routed_at=func.now())
+            route_method=bindparam("method"), routed_at=func.now(), route_started_at=bindparam("route_started_at"),
+            db_ms=_R.c.db_ms + bindparam("db_ms"))
     .returning(_R.c.id)
 )
 
@@ -54,7 +57,8 @@ _CHECKPOINTS = select(_S.c.step, _S.c.output).where(_S.c.request_id == _RID, _S.
 _MARK_SUCCEEDED = (
     update(_R)
     .where(_R.c.id == _RID, _R.c.status == Status.RUNNING)
-    .values(status=Status.SUCCEEDED, result=bindparam("result"), error=None, finished_at=func.now())
+    .values(status=Status.SUCCEEDED, result=bindparam("result"), error=None, finished_at=func.now(),
+            db_ms=_R.c.db_ms + bindparam("db_ms"))
     .returning(_R.c.id)
 )
 
@@ -69,11 +73,21 @@ def mark_published(request_id: str) -> None:
         conn.execute(_MARK_PUBLISHED, {"rid": request_id})
 
 
-def mark_routed(request_id: str, specialist: str, confidence: float, method: str) -> bool:
-    """Record the routing decision; False if the request was routed already (a redelivery)."""
+def _db_ms() -> float:
+    """The bound request's database time so far, added to the record by the write that ends a task."""
+    scope = current()
+    return scope.db_ms if scope else 0.0
+
+
+def mark_routed(request_id: str, specialist: str, confidence: float, method: str,
+                route_started_at: datetime | None = None) -> bool:
+    """Record the routing decision; False if the request was routed already (a redelivery).
+    `route_started_at`: when the router took the request (the database's clock)."""
     with connection_scope() as conn:
         routed = conn.execute(
-            _MARK_ROUTED, {"rid": request_id, "specialist": specialist, "confidence": confidence, "method": method}
+            _MARK_ROUTED,
+            {"rid": request_id, "specialist": specialist, "confidence": confidence, "method": method,
+             "route_started_at": route_started_at, "db_ms": _db_ms()},
         ).first()
         if routed:
             add_event(conn, request_id, "routed", specialist=specialist, confidence=confidence, method=method)
@@ -110,7 +124,7 @@ def start_attempt(request_id: str, *, take_over: bool = False) -> Attempt | None
 
 def mark_succeeded(conn: Connection, request_id: str, result: dict[str, Any], attempt: Attempt) -> None:
     """Finish the request inside `conn`'s transaction (the workflow's last checkpoint)."""
-    done = conn.execute(_MARK_SUCCEEDED, {"rid": request_id, "result": result}).first()
+    done = conn.execute(_MARK_SUCCEEDED, {"rid": request_id, "result": result, "db_ms": _db_ms()}).first()
     if not done:
         return  # taken over by another attempt, which finishes it
     add_event(conn, request_id, "succeeded")
@@ -130,6 +144,7 @@ def mark_failed(request_id: str, error: str, *, attempt: int, retry_in_s: float)
             .values(
                 status=case((Request.status == Status.RUNNING, Status.FAILED), else_=Request.status),
                 error=error,
+                db_ms=Request.db_ms + _db_ms(),
             )
         )
         add_event(session, request_id, "attempt_failed", attempt=attempt, error=error, retry_in_s=retry_in_s)
@@ -142,7 +157,7 @@ def mark_deferred(request_id: str, reason: str, *, retry_in_s: float) -> None:
         session.execute(
             update(Request)
             .where(Request.id == request_id, Request.status == Status.RUNNING)
-            .values(status=Status.ROUTED, attempts=Request.attempts - 1)
+            .values(status=Status.ROUTED, attempts=Request.attempts - 1, db_ms=Request.db_ms + _db_ms())
         )
         add_event(session, request_id, "deferred", reason=reason, retry_in_s=round(retry_in_s, 2))
 
@@ -152,7 +167,8 @@ def mark_dead_lettered(request_id: str, error: str, *, queue: str) -> None:
         session.execute(
             update(Request)
             .where(Request.id == request_id, Request.status != Status.SUCCEEDED)
-            .values(status=Status.DEAD_LETTERED, error=error, dead_lettered_at=func.now(), finished_at=func.now())
+            .values(status=Status.DEAD_LETTERED, error=error, dead_lettered_at=func.now(), finished_at=func.now(),
+                    db_ms=Request.db_ms + _db_ms())
         )
         add_event(session, request_id, "dead_lettered", queue=queue, error=error)
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from celery import Task
 from celery.exceptions import Reject
-from sqlalchemy import Connection, select
+from celery.signals import task_postrun, task_prerun
+from sqlalchemy import Connection, func, select
 
-from app import conversations, record
+from app import context, conversations, metrics, record
 from app.celery_app import RECONCILE_TASK, ROUTE_TASK, celery
 from app.config import get_settings
 from app.db import Request, Status, session_scope
@@ -24,6 +26,26 @@ from workflows import get_workflow
 from workflows.engine import RequestInfo, StepError, run
 
 log = logging.getLogger(__name__)
+
+
+# Tokens of the request each running task bound, by (task id, thread): a duplicate delivery of the
+# same task may run at the same time in another thread.
+_bound: dict[tuple[str, int], Any] = {}
+
+
+@task_prerun.connect
+def _bind_request(task_id: str = "", task: Task | None = None, args: Any = None, **_: Any) -> None:
+    # Every Switchboard task but the reconciler takes its request id first: bound for the task's
+    # length, so its log lines carry it and its database time is counted (app/context.py).
+    if task is not None and task.name != RECONCILE_TASK and args:
+        _bound[(task_id, threading.get_ident())] = context.enter(str(args[0]))
+
+
+@task_postrun.connect
+def _unbind_request(task_id: str = "", **_: Any) -> None:
+    token = _bound.pop((task_id, threading.get_ident()), None)
+    if token is not None:
+        context.leave(token)
 
 
 class PermanentError(Exception):
@@ -42,8 +64,11 @@ def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc:
     transient = not isinstance(exc, PermanentError) and not (isinstance(exc, StepError) and not exc.transient)
     error = f"{type(exc).__name__}: {exc}"
     priority = (task.request.delivery_info or {}).get("priority")
+    specialist = queue if queue != ROUTER_QUEUE else "unrouted"
     if transient and attempt < get_settings().max_attempts:
         delay = backoff_s(attempt)
+        metrics.RETRIES.labels(queue, "failed").inc()
+        metrics.REQUESTS.labels(specialist, Status.FAILED).inc()
         try:
             record.mark_failed(request_id, error, attempt=attempt, retry_in_s=round(delay, 2))
         except Exception:  # the database is down: retry anyway, the attempt is recorded next time
@@ -56,6 +81,8 @@ def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc:
         log.warning("request %s: could not record the dead letter; retrying", request_id)
         raise task.retry(countdown=backoff_s(attempt), exc=exc, max_retries=None, queue=queue,
                          priority=priority) from None
+    metrics.DEAD_LETTERS.labels(queue).inc()
+    metrics.REQUESTS.labels(specialist, Status.DEAD_LETTERED).inc()
     log.error("request %s dead-lettered into %s.dlq after %d attempt(s): %s", request_id, queue, attempt, error)
     # Rejected without requeue: RabbitMQ moves the message to <queue>.dlq through the DLX.
     raise Reject(error, requeue=False)
@@ -76,10 +103,12 @@ def dispatch(request_id: str, specialist: Specialist, priority: str) -> None:
 def route(self: Task, request_id: str) -> None:
     try:
         with session_scope() as session:
-            request = session.scalar(select(Request).where(Request.id == request_id))
-            if request is None:
+            # now(): when the router took the request, on the database's clock like every other stage.
+            found = session.execute(select(Request, func.now()).where(Request.id == request_id)).first()
+            if found is None:
                 # Clients write the row before publishing, so this is a message from another database.
                 raise Reject(f"no request {request_id} in the record", requeue=False)
+            request, started_at = found
             status, text, priority, conversation_id = (
                 request.status, request.text, request.priority, request.conversation_id
             )
@@ -89,7 +118,10 @@ def route(self: Task, request_id: str) -> None:
         decision = decide(text, current_specialist=current, request_id=request_id)
         # Only the copy that records the decision dispatches, so duplicate route messages (an
         # impatient client, a republish) never start a request twice.
-        if record.mark_routed(request_id, decision.specialist, decision.confidence, decision.method):
+        if record.mark_routed(request_id, decision.specialist, decision.confidence, decision.method, started_at):
+            metrics.ROUTING_DECISIONS.labels(decision.method, decision.specialist).inc()
+            log.info("routed to %s by %s (confidence %.2f)", decision.specialist, decision.method,
+                     decision.confidence)
             dispatch(request_id, get_specialist(decision.specialist), priority)
     except Reject:
         raise
@@ -128,10 +160,12 @@ def _specialist_task(spec: Specialist) -> Callable[..., Any]:
                 record.mark_succeeded(conn, request_id, result, attempt)
 
             run(get_workflow(spec.workflow), info, spec, attempt.checkpoints, finish=finish)
+            _observe_success(spec, attempt, len(history) // 2 + 1)
         except Reject:
             raise
         except Deferred as deferred:
             record.mark_deferred(request_id, str(deferred), retry_in_s=deferred.retry_in_s)
+            metrics.RETRIES.labels(spec.queue, "deferred").inc()
             priority = (self.request.delivery_info or {}).get("priority")
             raise self.retry(countdown=deferred.retry_in_s, max_retries=None, queue=spec.queue,
                              priority=priority) from None
@@ -139,6 +173,16 @@ def _specialist_task(spec: Specialist) -> Callable[..., Any]:
             give_up_or_retry(self, request_id, spec.queue, attempt.number, exc)
 
     return run_specialist
+
+
+def _observe_success(spec: Specialist, attempt: record.Attempt, turn: int) -> None:
+    metrics.REQUESTS.labels(spec.name, Status.SUCCEEDED).inc()
+    scope = context.current()
+    if scope is not None:
+        metrics.observe_request_usage(spec.name, attempt.tenant, scope.usage)
+    if attempt.conversation_id:
+        metrics.CONVERSATION_TURNS.labels(spec.name).observe(turn)
+    log.info("succeeded on attempt %d", attempt.number)
 
 
 SPECIALIST_TASKS = {name: _specialist_task(spec) for name, spec in specialists().items()}

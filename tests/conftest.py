@@ -51,6 +51,9 @@ def pytest_configure(config: pytest.Config) -> None:
             "SWITCHBOARD_SPECIALIST_CONCURRENCY": "8",
             # Fault tests open the breaker; a short cooldown lets the next test's calls through.
             "SWITCHBOARD_BREAKER_COOLDOWN_S": "1",
+            # No fixed metrics ports: runs side by side would collide. The `workers` fixture gives
+            # its pools free ones (METRICS_PORTS).
+            "SWITCHBOARD_METRICS_BASE_PORT": "0",
         }
     )
 

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Executable, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import OperationalError
 
+from app.context import carry
 from app.db import StepRun, connection_scope, session_scope
 from app.inference import ChatResponse, Deferred, ProviderError, complete
 from app.inference.gateway import write_calls
@@ -211,7 +212,8 @@ def _run_step(step: Step, ctx: StepContext, pool: ThreadPoolExecutor, finish: Fi
             time.sleep(min(0.5 * 2 ** (attempt - 1), 5.0))
         started_at = datetime.now(UTC)
         started = time.perf_counter()
-        future = pool.submit(step.fn, ctx)
+        # carry: the step's log lines and database time belong to this thread's request.
+        future = pool.submit(carry(step.fn), ctx)
         try:
             output = future.result(timeout=step.timeout_s)
         except Deferred:
@@ -285,7 +287,7 @@ def run(workflow: Workflow, request: RequestInfo, specialist: Specialist,
                 continue
             for step in ready:
                 ctx = StepContext(request, specialist, step, dict(outputs))
-                running[runners.submit(_run_step, step, ctx, bodies)] = step.name
+                running[runners.submit(carry(_run_step), step, ctx, bodies)] = step.name
                 del pending[step.name]
             if not running:
                 raise StepError(next(iter(pending)), "its dependencies can never finish", transient=False)

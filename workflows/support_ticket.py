@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from app.config import get_settings
 from app.db import Delivery
 from app.inference.history import compress
+from app.metrics import TOOL_CALLS
 from workflows.engine import StepContext, Workflow
 
 WORKFLOW = Workflow("support_ticket")
@@ -66,7 +67,10 @@ def draft(ctx: StepContext) -> dict[str, Any]:
                 if tool is not None
                 else {"error": f"no tool named {call.name!r}"}
             )
-            used.append({"tool": call.name, "ok": "error" not in result})
+            ok = "error" not in result
+            used.append({"tool": call.name, "ok": ok})
+            # A tool name the model made up is one label value, not a new series per invention.
+            TOOL_CALLS.labels(call.name if tool is not None else "unknown", "ok" if ok else "error").inc()
             messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(result, default=str)})
     # Step cap reached: ask for an answer with what the tools returned so far.
     response = ctx.llm(messages, tier=spec.model_tier)

@@ -96,10 +96,14 @@ class Request(Base):
     cost_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=Decimal(0), server_default="0")
     accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When a router worker took the request off its queue (the database's clock, like the others).
+    route_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     routed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     dead_lettered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Time spent in database statements by the router and specialist tasks for this request.
+    db_ms: Mapped[float] = mapped_column(default=0.0, server_default="0")
 
 
 class RequestEvent(Base):

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import get_settings
+from app.db import timing
 
 _lock = threading.Lock()
 _engine: Engine | None = None
@@ -42,6 +43,7 @@ def get_engine() -> Engine:
                     # operator can see which pool holds how many connections.
                     connect_args={"application_name": f"switchboard:{settings.process_name}:{os.getpid()}"},
                 )
+                timing.install(_engine)
                 _engine_pid = os.getpid()
                 _factory = sessionmaker(_engine, expire_on_commit=False)
     return _engine

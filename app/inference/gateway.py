@@ -22,7 +22,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Integer, Numeric, bindparam, insert, update
 
+from app import metrics
 from app.config import get_settings
+from app.context import current
 from app.db import LlmCall, Request, connection_scope
 from app.inference import keys as key_state
 from app.inference import provider
@@ -279,6 +281,10 @@ def _record(
         "limiter_wait_ms": wait_s * 1000, "retries": retries, "cache_hit": cache_hit, "outcome": outcome,
         "error": error,
     }
+    metrics.observe_llm_call(row)
+    scope = current()
+    if scope is not None and outcome == "ok":
+        scope.add_usage(target.model, prompt + completion, cost)
     if call.sink is not None and outcome == "ok":
         # Written with the caller's step checkpoint, in the same transaction. Failures are written
         # at once: the circuit breaker counts them from the record.

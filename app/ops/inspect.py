@@ -77,3 +77,9 @@ def pools(timeout: float = 1.5) -> list[QueueView]:
             )
         )
     return views
+
+
+def queue_depths() -> dict[str, tuple[int, int] | None]:
+    """(ready messages, consumers) per work queue and DLQ from the broker; None: not declared yet.
+    The one place metrics read queue depth from."""
+    return _depths()

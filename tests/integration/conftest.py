@@ -16,6 +16,8 @@ from app.ops.supervisor import wait_http
 from tests import conftest as root
 
 ROOT = Path(__file__).resolve().parents[2]
+# Each pool's Prometheus port, by queue, once the `workers` fixture started them.
+METRICS_PORTS: dict[str, int] = {}
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +57,9 @@ def workers(supervisor: object, simulator: str) -> object:
     from app.ops.supervisor import wait_for_workers
     from app.topology import work_queue_names
 
+    for queue in work_queue_names():
+        METRICS_PORTS[queue] = root._free_port()
+        os.environ[f"SWITCHBOARD_{queue.upper()}_METRICS_PORT"] = str(METRICS_PORTS[queue])
     for spec in pool_specs():
         supervisor.start(spec)  # type: ignore[attr-defined]
     wait_for_workers(work_queue_names(), timeout=90)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from tests.integration.conftest import run_cli
 
@@ -19,3 +20,8 @@ def test_demo_accounts_for_every_ticket(services: object) -> None:
     assert summary["dead_lettered"] == 1
     assert summary["routing_accuracy"] >= 0.9
     assert summary["tokens"] > 0 and summary["cost_usd"] > 0
+    # It ends with the report: the bottleneck named, the HTML page written.
+    assert summary["bottleneck"]["verdict"] in {"queue-bound", "LLM-bound", "rate-limit-bound", "database-bound",
+                                                "compute-bound"}
+    page = Path(summary["report_html"])
+    assert page.is_file() and "<svg" in page.read_text()
