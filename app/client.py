@@ -18,10 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, f
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from app import conversations, record
+from app import callbacks, conversations, record
 from app.celery_app import ROUTE_TASK, celery
 from app.config import get_settings
-from app.db import Request, StepRun, session_scope
+from app.db import Callback, Request, RequestEvent, StepRun, session_scope
 from app.db.models import TERMINAL, new_id
 from app.topology import PRIORITIES, ROUTER_QUEUE
 
@@ -52,6 +52,12 @@ class SubmitRequest(BaseModel):
     idempotency_key: StrictStr | None = Field(None, min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")
     conversation_id: StrictStr | None = Field(None, pattern=r"^[A-Za-z0-9._:-]{1,64}$")
     metadata: dict[StrictStr, StrictStr | int | float | bool | None] = Field(default_factory=dict, max_length=32)
+    callback_url: StrictStr | None = Field(None, max_length=2000)
+
+    @field_validator("callback_url")
+    @classmethod
+    def _callback(cls, value: str | None) -> str | None:
+        return None if value is None else callbacks.check_url(value)
 
     @field_validator("text")
     @classmethod
@@ -89,6 +95,12 @@ class Submission(BaseModel):
     status: str
     duplicate: bool = False
     published: bool = True
+
+
+class EventView(BaseModel):
+    at: datetime
+    kind: str
+    detail: dict[str, Any]
 
 
 class RequestView(BaseModel):
@@ -146,6 +158,7 @@ def submit(
     idempotency_key: str | None = None,
     conversation_id: str | None = None,
     metadata: dict[str, Any] | None = None,
+    callback_url: str | None = None,
 ) -> Submission:
     """Accept a request. Raises InvalidRequest (nothing written) for bad input.
 
@@ -158,6 +171,7 @@ def submit(
         idempotency_key=idempotency_key,
         conversation_id=conversation_id,
         metadata=metadata or {},
+        callback_url=callback_url,
     )
     with session_scope() as session:
         if req.conversation_id:
@@ -187,6 +201,8 @@ def submit(
             ).one()
         else:
             record.add_event(session, inserted.id, "accepted", priority=req.priority)
+            if req.callback_url:
+                session.add(Callback(request_id=inserted.id, url=req.callback_url))
     if inserted is None:
         # The first submission publishes its own request (or the reconciler does, if the broker
         # was down); publishing again here would race it and send the request twice.
@@ -242,6 +258,21 @@ def get(request_id: str, *, tenant: str | None = None) -> RequestView:
         started_at=request.started_at,
         finished_at=request.finished_at,
     )
+
+
+def events(request_id: str, *, tenant: str | None = None) -> list[EventView]:
+    """The request's event log, oldest first. With `tenant`, another tenant's request is not found."""
+    with session_scope() as session:
+        query = select(Request.id).where(Request.id == request_id)
+        if tenant is not None:
+            query = query.where(Request.tenant == tenant)
+        if session.scalar(query) is None:
+            raise RequestNotFound(f"no request {request_id!r}")
+        rows = session.execute(
+            select(RequestEvent.at, RequestEvent.kind, RequestEvent.detail)
+            .where(RequestEvent.request_id == request_id).order_by(RequestEvent.id)
+        ).all()
+    return [EventView(at=r.at, kind=r.kind, detail=r.detail) for r in rows]
 
 
 def wait(request_id: str, timeout: float = 60.0, *, poll_s: float = 0.2, tenant: str | None = None) -> RequestView:

@@ -51,6 +51,9 @@ def pytest_configure(config: pytest.Config) -> None:
             "SWITCHBOARD_SPECIALIST_CONCURRENCY": "8",
             # Fault tests open the breaker; a short cooldown lets the next test's calls through.
             "SWITCHBOARD_BREAKER_COOLDOWN_S": "1",
+            # Callback tests deliver to a receiver on this machine: allow-listed here, for tests only.
+            "SWITCHBOARD_CALLBACK_ALLOWED_HOSTS": "127.0.0.1",
+            "SWITCHBOARD_CALLBACK_ALLOW_PRIVATE": "true",
         }
     )
 

@@ -66,6 +66,23 @@ def simulator_spec(settings: Settings | None = None, *extra: str) -> ProcessSpec
     )
 
 
+def api_argv(settings: Settings | None = None, *, python: str = sys.executable) -> list[str]:
+    """gunicorn serving the HTTP API; threads because a request mostly waits on PostgreSQL and RabbitMQ."""
+    settings = settings or get_settings()
+    return [
+        python, "-m", "gunicorn", "app.ingress:create_app()",
+        "--bind", f"{settings.api_address}:{settings.api_port}",
+        "--workers", str(settings.api_workers), "--worker-class", "gthread", "--threads", str(settings.api_threads),
+        # The access log shows method, path and status; never headers, so no API key reaches it.
+        "--access-logfile", "-", "--access-logformat", '%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
+        "--error-logfile", "-",
+    ]
+
+
+def api_spec(settings: Settings | None = None) -> ProcessSpec:
+    return ProcessSpec("api", api_argv(settings), {"SWITCHBOARD_PROCESS_NAME": "api"})
+
+
 def procfile() -> str:
     """The Procfile, one line per pool; `switchboard procfile --write` keeps it in step with specialists/."""
     lines = [
@@ -82,6 +99,7 @@ def procfile() -> str:
         )
     lines += [
         "beat: celery -A app.celery_app:celery beat -l INFO --schedule /tmp/switchboard-beat-schedule",
+        "api: SWITCHBOARD_PROCESS_NAME=api switchboard api",
         "flower: switchboard flower",
         "simulator: python -m app.simulator",
     ]
