@@ -11,7 +11,7 @@ from celery import Task
 from celery.exceptions import Reject
 from sqlalchemy import select
 
-from app import conversations, record
+from app import conversations, fairness, record
 from app.celery_app import RECONCILE_TASK, ROUTE_TASK, celery
 from app.config import get_settings
 from app.db import Request, Status, session_scope
@@ -19,7 +19,7 @@ from app.inference import Deferred
 from app.registry import get_specialist, specialists
 from app.routing import decide
 from app.specialist import Specialist
-from app.topology import PRIORITIES, ROUTER_QUEUE
+from app.topology import ROUTER_QUEUE
 from workflows import get_workflow
 from workflows.engine import RequestInfo, StepError, run
 
@@ -61,13 +61,13 @@ def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc:
     raise Reject(error, requeue=False)
 
 
-def dispatch(request_id: str, specialist: Specialist, priority: str) -> None:
+def dispatch(request_id: str, specialist: Specialist, priority: str, tenant: str) -> None:
     celery.send_task(
         specialist.task_name,
         args=[request_id],
         queue=specialist.queue,
         routing_key=specialist.queue,
-        priority=PRIORITIES[priority],
+        priority=fairness.dispatch_priority(tenant, specialist.name, priority),
     )
 
 
@@ -80,8 +80,8 @@ def route(self: Task, request_id: str) -> None:
             if request is None:
                 # Clients write the row before publishing, so this is a message from another database.
                 raise Reject(f"no request {request_id} in the record", requeue=False)
-            status, text, priority, conversation_id = (
-                request.status, request.text, request.priority, request.conversation_id
+            status, text, priority, conversation_id, tenant = (
+                request.status, request.text, request.priority, request.conversation_id, request.tenant
             )
         if status != Status.ACCEPTED:
             return  # routed already: a duplicate message (a lost dispatch is the reconciler's job)
@@ -90,7 +90,7 @@ def route(self: Task, request_id: str) -> None:
         # Only the copy that records the decision dispatches, so duplicate route messages (an
         # impatient client, a republish) never start a request twice.
         if record.mark_routed(request_id, decision.specialist, decision.confidence, decision.method):
-            dispatch(request_id, get_specialist(decision.specialist), priority)
+            dispatch(request_id, get_specialist(decision.specialist), priority, tenant)
     except Reject:
         raise
     except Exception as exc:
