@@ -120,6 +120,7 @@ class Settings(BaseSettings):
     callback_allowed_hosts: Annotated[list[str], NoDecode] = []
     callback_allow_private: bool = False
     callback_max_attempts: int = 8
+    callbacks_concurrency: int = 4
     callback_timeout_s: float = 10.0
 
     @field_validator("provider_api_keys", "secondary_provider_api_keys", mode="before")

@@ -11,8 +11,8 @@ from celery import Task
 from celery.exceptions import Reject
 from sqlalchemy import select
 
-from app import conversations, fairness, record
-from app.celery_app import RECONCILE_TASK, ROUTE_TASK, celery
+from app import callbacks, conversations, fairness, record
+from app.celery_app import CALLBACK_TASK, RECONCILE_TASK, ROUTE_TASK, celery
 from app.config import get_settings
 from app.db import Request, Status, session_scope
 from app.inference import Deferred
@@ -126,6 +126,8 @@ def _specialist_task(spec: Specialist) -> Callable[..., Any]:
             draft = outputs.get("draft", {})
             result = {"reply": draft.get("reply", ""), "tool_calls": draft.get("tool_calls", [])}
             record.mark_succeeded(request_id, result, attempt)
+            if callbacks.has_pending(request_id):
+                callbacks.enqueue(request_id)
         except Reject:
             raise
         except Deferred as deferred:
@@ -142,6 +144,15 @@ def _specialist_task(spec: Specialist) -> Callable[..., Any]:
 SPECIALIST_TASKS = {name: _specialist_task(spec) for name, spec in specialists().items()}
 
 
+@celery.task(name=CALLBACK_TASK, bind=True, max_retries=None)
+def deliver_callback(self: Task, request_id: str) -> str:
+    # The callbacks table counts attempts and decides when to give up; Celery only schedules.
+    delivery = callbacks.deliver(request_id)
+    if delivery.outcome == "retry":
+        raise self.retry(countdown=callbacks.backoff_s(delivery.attempts), max_retries=None)
+    return delivery.outcome
+
+
 @celery.task(name=RECONCILE_TASK)
 def reconcile() -> dict[str, int]:
     from app.inference.cache import purge_expired
@@ -151,4 +162,5 @@ def reconcile() -> dict[str, int]:
         "republished": republish_unpublished(),
         "redispatched": redispatch_stale(),
         "cache_entries_expired": purge_expired(),
+        "callbacks_resent": callbacks.resend_pending(),
     }
