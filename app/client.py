@@ -164,6 +164,27 @@ def submit(
 
     With an idempotency key, a repeated submit returns the first request and runs nothing again.
     """
+    submission = accept(text, tenant=tenant, priority=priority, idempotency_key=idempotency_key,
+                        conversation_id=conversation_id, metadata=metadata, callback_url=callback_url)
+    if submission.duplicate:
+        return submission
+    return submission.model_copy(update={"published": publish(submission.id, priority)})
+
+
+def accept(
+    text: str,
+    *,
+    tenant: str = "default",
+    priority: str = "normal",
+    idempotency_key: str | None = None,
+    conversation_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    callback_url: str | None = None,
+) -> Submission:
+    """Validate and record a request without publishing it; `submit` publishes right after (the
+    HTTP ingress does so outside its per-tenant lock). A recorded request that is never published
+    is published by the reconciler, as after a broker outage.
+    """
     req = validate(
         text=text,
         tenant=tenant,
@@ -208,8 +229,7 @@ def submit(
         # was down); publishing again here would race it and send the request twice.
         return Submission(id=existing.id, status=existing.status, duplicate=True,
                           published=existing.published_at is not None)
-    published = publish(inserted.id, req.priority)
-    return Submission(id=inserted.id, status="accepted", published=published)
+    return Submission(id=inserted.id, status="accepted", published=False)
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:

@@ -1,7 +1,8 @@
 """The Flask app: routes on top of `app.client`, one error handler, JSON everywhere.
 
 Order of checks on a submit: the key (401/403), the body (400/413/422), the tenant's limits (429),
-then `client.submit`, which writes the row and publishes it; a rejected request writes nothing.
+then `client.accept` records the row under the tenant's lock and `client.publish` sends it after;
+a rejected request writes nothing.
 """
 
 from __future__ import annotations
@@ -71,7 +72,9 @@ def submit() -> Response:
     fields.update(tenant=principal.tenant, idempotency_key=request.headers.get("Idempotency-Key"))
     client.validate(**fields)  # refuse bad input before it costs the tenant a slot
     with admission(principal):
-        submission = client.submit(**fields)
+        submission = client.accept(**fields)  # counted against the cap from its commit on
+    if not submission.duplicate:
+        client.publish(submission.id, body.priority)  # outside the tenant's lock
     if submission.duplicate and not _same_request(submission.id, body):
         raise ApiError(409, "this Idempotency-Key was used for a different request; use a new key "
                             "for a new request")

@@ -2,8 +2,9 @@
 
 Requests per minute reuse the inference layer's GCRA limiter (one `rate_buckets` row per tenant).
 The concurrent-request cap counts the tenant's unfinished requests in the record under a
-transaction-level advisory lock held across the submit, so two ingress processes cannot both admit
-the last free slot; the lock serialises one tenant's submits only, never two tenants'.
+transaction-level advisory lock held until the new row is committed, so two ingress processes
+cannot both admit the last free slot; the lock serialises one tenant's inserts only (the publish
+happens after it), never two tenants'.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def take_rpm_slot(principal: Principal) -> None:
 
 @contextmanager
 def admission(principal: Principal) -> Iterator[None]:
-    """Admit one submit within the tenant's concurrency cap and rate; the submit runs inside."""
+    """Admit one request within the tenant's concurrency cap and rate; its row is written inside."""
     with connection_scope() as conn:
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('switchboard.tenant:' || :t))"),
                      {"t": principal.tenant})
