@@ -101,8 +101,11 @@ def backoff_s(attempts: int) -> float:
     return random.uniform(base / 2, base)
 
 
+Outcome = Literal["delivered", "retry", "failed", "skipped"]
+
+
 class Delivery(BaseModel):
-    outcome: Literal["delivered", "retry", "failed", "skipped"]
+    outcome: Outcome
     attempts: int = 0
 
 
@@ -140,6 +143,7 @@ def deliver(request_id: str) -> Delivery:
         callback.attempts += 1
         status_code: int | None = None
         error: str | None = None
+        outcome: Outcome
         started = time.perf_counter()
         try:
             if request is None or request.status != Status.SUCCEEDED:

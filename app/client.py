@@ -164,27 +164,6 @@ def submit(
 
     With an idempotency key, a repeated submit returns the first request and runs nothing again.
     """
-    submission = accept(text, tenant=tenant, priority=priority, idempotency_key=idempotency_key,
-                        conversation_id=conversation_id, metadata=metadata, callback_url=callback_url)
-    if submission.duplicate:
-        return submission
-    return submission.model_copy(update={"published": publish(submission.id, priority)})
-
-
-def accept(
-    text: str,
-    *,
-    tenant: str = "default",
-    priority: str = "normal",
-    idempotency_key: str | None = None,
-    conversation_id: str | None = None,
-    metadata: dict[str, Any] | None = None,
-    callback_url: str | None = None,
-) -> Submission:
-    """Validate and record a request without publishing it; `submit` publishes right after (the
-    HTTP ingress does so outside its per-tenant lock). A recorded request that is never published
-    is published by the reconciler, as after a broker outage.
-    """
     req = validate(
         text=text,
         tenant=tenant,
@@ -194,6 +173,17 @@ def accept(
         metadata=metadata or {},
         callback_url=callback_url,
     )
+    submission = accept(req)
+    if submission.duplicate:
+        return submission
+    return submission.model_copy(update={"published": publish(submission.id, req.priority)})
+
+
+def accept(req: SubmitRequest) -> Submission:
+    """Record a validated request without publishing it; `submit` publishes right after (the HTTP
+    ingress does so outside its per-tenant lock). A recorded request that is never published is
+    published by the reconciler, as after a broker outage.
+    """
     with session_scope() as session:
         if req.conversation_id:
             try:

@@ -70,9 +70,9 @@ def submit() -> Response:
     body = _body()
     fields = body.model_dump()
     fields.update(tenant=principal.tenant, idempotency_key=request.headers.get("Idempotency-Key"))
-    client.validate(**fields)  # refuse bad input before it costs the tenant a slot
+    valid = client.validate(**fields)  # refused before it costs the tenant a slot
     with admission(principal):
-        submission = client.accept(**fields)  # counted against the cap from its commit on
+        submission = client.accept(valid)  # counted against the cap from its commit on
     if not submission.duplicate:
         client.publish(submission.id, body.priority)  # outside the tenant's lock
     if submission.duplicate and not _same_request(submission.id, body):

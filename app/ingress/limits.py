@@ -56,7 +56,7 @@ def admission(principal: Principal) -> Iterator[None]:
         unfinished = conn.scalar(
             select(func.count()).select_from(Request)
             .where(Request.tenant == principal.tenant, Request.status.in_(UNFINISHED))
-        )
+        ) or 0
         if unfinished >= principal.max_concurrent:
             raise LimitExceeded(
                 f"tenant {principal.tenant!r} has {unfinished} unfinished requests, its limit is "
