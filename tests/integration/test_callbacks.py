@@ -36,7 +36,7 @@ def receiver() -> Iterator[tuple[str, Receiver]]:
     state = Receiver(fail_first=1)
 
     class Handler(BaseHTTPRequestHandler):
-X
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             with state.lock:
                 state.calls.append((dict(self.headers), body))
