@@ -70,14 +70,15 @@ def api(supervisor: object) -> str:
     from app.ops.pools import api_spec
 
     port = root._free_port()
-    spec = api_spec(get_settings().model_copy(update={"api_port": port}))
+    # One gunicorn process: the database server is shared with other test runs on this machine.
+    spec = api_spec(get_settings().model_copy(update={"api_port": port, "api_workers": 1}))
     supervisor.start(replace(spec, env={**spec.env, "SWITCHBOARD_API_PORT": str(port)}))  # type: ignore[attr-defined]
     base = f"http://127.0.0.1:{port}"
     wait_http(f"{base}/healthz", 60)
     return base
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def quiet_api(supervisor: object) -> Iterator[tuple[str, str]]:
     """A second API server publishing into a vhost with no consumers: accepted requests stay
     unfinished and every published message can be counted. Yields (base URL, broker URL)."""
@@ -95,7 +96,7 @@ def quiet_api(supervisor: object) -> Iterator[tuple[str, str]]:
         with Connection(broker) as conn:
             declare(conn)
         port = root._free_port()
-        spec = api_spec(get_settings().model_copy(update={"api_port": port}))
+        spec = api_spec(get_settings().model_copy(update={"api_port": port, "api_workers": 1}))
         env = {**spec.env, "SWITCHBOARD_API_PORT": str(port), "SWITCHBOARD_BROKER_URL": broker}
         supervisor.start(replace(spec, name="api-quiet", env=env))  # type: ignore[attr-defined]
         base = f"http://127.0.0.1:{port}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.callbacks import CallbackRefused, check_url
+from app.callbacks import CallbackRefused, check_url, resolve_checked, sign
 from app.client import InvalidRequest, RequestNotFound
 from app.config import get_settings, reset_settings
 from app.fairness import demoted
@@ -43,6 +43,24 @@ def test_allowed_callback_urls(allow: object, url: str) -> None:
 def test_refused_callback_urls(allow: object, url: str, reason: str) -> None:
     with pytest.raises(CallbackRefused, match=reason):
         check_url(url)
+
+
+def test_a_name_that_resolves_inside_is_refused_before_the_post(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWITCHBOARD_CALLBACK_ALLOWED_HOSTS", "localhost")
+    monkeypatch.delenv("SWITCHBOARD_CALLBACK_ALLOW_PRIVATE", raising=False)
+    reset_settings()
+    try:
+        assert check_url("http://localhost:9/hook")  # a name: allowed at submit
+        with pytest.raises(CallbackRefused, match="resolves to an internal address"):
+            resolve_checked("http://localhost:9/hook")  # but it points inside: refused at delivery
+    finally:
+        reset_settings()
+
+
+def test_signature_covers_timestamp_and_body() -> None:
+    signed = sign("whsec_x", 1700000000, b'{"a":1}')
+    assert signed.startswith("t=1700000000,v1=") and len(signed.split("v1=")[1]) == 64
+    assert signed != sign("whsec_x", 1700000001, b'{"a":1}') != sign("whsec_x", 1700000000, b'{"a":2}')
 
 
 def test_private_addresses_need_the_explicit_setting(allow: object, monkeypatch: pytest.MonkeyPatch) -> None:
