@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -44,10 +45,15 @@ def _rows(tenant: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def fuzz_tenant(quiet_api: tuple[str, str]) -> tuple[str, str]:
+def fuzz_tenant(quiet_api: tuple[str, str]) -> tuple[str, str, str]:
+    """(tenant, token, the id of one of its requests, so reads also reach their 200 answers)."""
     tenant, token = new_tenant(rpm_limit=1_000_000, max_concurrent=1_000_000)
     BASELINE["messages"] = _messages(quiet_api[1])
-    return tenant, token
+    known = httpx.post(f"{quiet_api[0]}/v1/requests", headers={"Authorization": f"Bearer {token}"},
+                       json={"text": "a request the fuzz can read"}, timeout=30)
+    assert known.status_code == 202
+    STATUSES[("setup", 202)] += 1
+    return tenant, token, str(known.json()["id"])
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +63,13 @@ def api_schema(quiet_api: tuple[str, str]) -> Any:
 
 @pytest.mark.parametrize("label", OPERATIONS)
 def test_every_generated_request_gets_a_documented_answer(label: str, api_schema: Any, quiet_api: tuple[str, str],
-                                                          fuzz_tenant: tuple[str, str]) -> None:
+                                                          fuzz_tenant: tuple[str, str, str]) -> None:
     operation = api_schema.find_operation_by_label(label)
-    # Valid inputs and inputs that break the schema on purpose, half and half.
-    cases = st.one_of(operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE))
+    # Valid inputs, inputs that break the schema on purpose and, for reads, the tenant's own request.
+    strategies = [operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE)]
+    if "{id}" in label:
+        strategies.append(operation.as_strategy(GenerationMode.POSITIVE, path_parameters={"id": fuzz_tenant[2]}))
+    cases = st.one_of(strategies)
 
     @given(case=cases)
     @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck),
@@ -73,12 +82,13 @@ def test_every_generated_request_gets_a_documented_answer(label: str, api_schema
     call()
 
 
-def test_nothing_half_written(quiet_api: tuple[str, str], fuzz_tenant: tuple[str, str]) -> None:
+def test_nothing_half_written(quiet_api: tuple[str, str], fuzz_tenant: tuple[str, str, str]) -> None:
     """Runs after the fuzz: rows and messages match the 202s exactly."""
-    total = sum(STATUSES.values())
+    total = sum(n for (label, _), n in STATUSES.items() if label != "setup")
     print("schemathesis answers:", dict(STATUSES))
     assert total >= 1000, f"only {total} generated requests"
-    accepted = STATUSES[("POST /v1/requests", 202)]
-    assert accepted > 0 and STATUSES[("POST /v1/requests", 422)] > 0
+    accepted = STATUSES[("POST /v1/requests", 202)] + STATUSES[("setup", 202)]
+    assert accepted > 1 and STATUSES[("POST /v1/requests", 422)] > 0
+    assert STATUSES[("GET /v1/requests/{id}", 200)] > 0 and STATUSES[("GET /v1/requests/{id}/events", 200)] > 0
     assert _rows(fuzz_tenant[0]) == accepted
     assert _messages(quiet_api[1]) - BASELINE["messages"] == accepted

@@ -97,3 +97,27 @@ def test_result_is_posted_signed_retried_and_delivered_once(api: str, workers: o
         celery.send_task(CALLBACK_TASK, args=[request_id], queue=CALLBACK_QUEUE, routing_key=CALLBACK_QUEUE)
     time.sleep(3)
     assert len(state.calls) == 2 and len(_attempts(request_id)) == 2
+
+
+def test_reconciler_sends_a_callback_whose_task_was_lost(workers: object, receiver: tuple[str, Receiver]) -> None:
+    """A worker that died between finishing the request and sending the callback task leaves a
+    pending callback with no attempt; the reconciler's sweep sends it."""
+    from app import client
+    from app.callbacks import resend_pending
+
+    url, state = receiver
+    state.fail_first = 0
+    created = tenants.create_tenant(f"cb-{time.monotonic_ns() % 10**9}")
+    view = client.wait(client.submit("I was charged twice for invoice INV-1042", tenant=created.name).id, timeout=120)
+    assert view.status == "succeeded"
+    with session_scope() as session:  # the state that lost task leaves behind
+        session.add(Callback(request_id=view.id, url=url))
+    assert resend_pending(min_age_s=0) >= 1
+    deadline = time.monotonic() + 60
+    while not state.calls:
+        assert time.monotonic() < deadline, "the swept callback was not delivered"
+        time.sleep(0.2)
+    assert json.loads(state.calls[0][1])["id"] == view.id
+    while [a.status_code for a in _attempts(view.id)] != [204]:  # recorded once the answer is committed
+        assert time.monotonic() < deadline, [(a.status_code, a.error) for a in _attempts(view.id)]
+        time.sleep(0.2)
