@@ -86,6 +86,8 @@ def _broker(exc: BrokerError) -> ApiError:
     return ApiError(503, "the broker (RabbitMQ) is unavailable; retry later", retry_after_s=5)
 
 
+# A new client exception maps here, e.g. a refusal of low-priority work under overload:
+#   (client.Overloaded, lambda exc: ApiError(503, str(exc), retry_after_s=exc.retry_after_s)),
 _MAPPING: list[tuple[type[BaseException], Callable[..., ApiError]]] = [
     (InvalidRequest, _invalid),
     (RequestNotFound, _not_found),
