@@ -22,18 +22,21 @@ from kombu import Connection
 
 from app.config import get_settings
 from app.registry import get_specialist
-from app.topology import EXCHANGE, MAX_PRIORITY, ROUTER_QUEUE, TopologyError, declare, work_queues
+from app.topology import CALLBACK_QUEUE, EXCHANGE, MAX_PRIORITY, ROUTER_QUEUE, TopologyError, declare, work_queues
 
 log = logging.getLogger(__name__)
 
 ROUTE_TASK = "switchboard.route"
 SPECIALIST_TASK_PREFIX = "switchboard.specialist."
 RECONCILE_TASK = "switchboard.reconcile"
+CALLBACK_TASK = "switchboard.callback"
 
 
 def route_for_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any) -> dict | None:
     if name == ROUTE_TASK:
         return {"queue": ROUTER_QUEUE, "routing_key": ROUTER_QUEUE}
+    if name == CALLBACK_TASK:
+        return {"queue": CALLBACK_QUEUE, "routing_key": CALLBACK_QUEUE}
     if name.startswith(SPECIALIST_TASK_PREFIX):
         queue = get_specialist(name.removeprefix(SPECIALIST_TASK_PREFIX)).queue
         return {"queue": queue, "routing_key": queue}

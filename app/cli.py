@@ -360,6 +360,51 @@ def cmd_workers(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tenants(args: argparse.Namespace) -> int:
+    from app import tenants
+
+    try:
+        if args.tenants_command == "create":
+            created = tenants.create_tenant(args.name, rpm_limit=args.rpm, max_concurrent=args.max_concurrent)
+            _emit(args, created, lambda: print(
+                f"tenant {created.name}: {created.rpm_limit} requests/min, {created.max_concurrent} concurrent\n"
+                f"callback signing secret (shown once): {created.signing_secret}"))
+        else:
+            views = tenants.list_tenants()
+            _emit(args, [v.model_dump(mode="json") for v in views], lambda: [
+                print(f"{v.name}\trpm={v.rpm_limit}\tconcurrent={v.max_concurrent}\tkeys={v.keys}") for v in views])
+    except tenants.TenantError as exc:
+        raise CommandError(str(exc)) from None
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from app import tenants
+
+    try:
+        if args.keys_command == "create":
+            key = tenants.create_key(args.tenant, scope="read" if args.read_only else "submit")
+            _emit(args, key, lambda: print(f"key {key.id} for {key.tenant} ({key.scope}); shown once, store it now:\n"
+                                           f"{key.token}"))
+        else:
+            revoked = tenants.revoke_key(args.key_id)
+            _emit(args, {"id": args.key_id, "revoked": True, "was_active": revoked},
+                  lambda: print(f"key {args.key_id} revoked" + ("" if revoked else " (it was revoked already)")))
+    except tenants.TenantError as exc:
+        raise CommandError(str(exc)) from None
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import os
+
+    from app.ops.pools import api_argv
+
+    argv = api_argv()
+    os.execv(argv[0], argv)
+    return 0  # not reached
+
+
 def cmd_flower(args: argparse.Namespace) -> int:
     from app.ops.flower import run_flower
 
@@ -498,6 +543,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["up"])
     p.add_argument("--queues", nargs="*", help="only these pools (default: router and every specialist)")
     p.add_argument("--log-dir", default=".switchboard/logs")
+    p = command("tenants", cmd_tenants, "tenants of the HTTP API: create, list", json_flag=False)
+    tsub = p.add_subparsers(dest="tenants_command", required=True)
+    t = tsub.add_parser("create", help="a new tenant; prints its callback signing secret once")
+    t.add_argument("name")
+    t.add_argument("--rpm", type=int, help="requests per minute (default SWITCHBOARD_TENANT_DEFAULT_RPM)")
+    t.add_argument("--max-concurrent", type=int,
+                   help="unfinished requests at once (default SWITCHBOARD_TENANT_DEFAULT_MAX_CONCURRENT)")
+    t.add_argument("--json", action="store_true")
+    t = tsub.add_parser("list", help="every tenant with its limits and active keys")
+    t.add_argument("--json", action="store_true")
+    p = command("keys", cmd_keys, "API keys: create (shown once), revoke", json_flag=False)
+    ksub = p.add_subparsers(dest="keys_command", required=True)
+    k = ksub.add_parser("create", help="a new API key for a tenant; the token is shown once")
+    k.add_argument("tenant")
+    k.add_argument("--read-only", action="store_true", help="may read requests but not submit")
+    k.add_argument("--json", action="store_true")
+    k = ksub.add_parser("revoke", help="revoke a key by its id (sbk_...)")
+    k.add_argument("key_id")
+    k.add_argument("--json", action="store_true")
+    command("api", cmd_api, "serve the HTTP API with gunicorn", json_flag=False)
     p = command("flower", cmd_flower, "run Flower with basic auth and the broker API", json_flag=False)
     p.add_argument("--dev", action="store_true", help="allow running without credentials (local only)")
     p = command("simulator", cmd_simulator, "run the simulated OpenAI-compatible provider", json_flag=False)

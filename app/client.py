@@ -18,11 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, f
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from app import conversations, record
+from app import callbacks, conversations, record
 from app.celery_app import ROUTE_TASK, celery
 from app.config import get_settings
 from app.context import bound
-from app.db import Request, session_scope
+from app.db import Callback, Request, RequestEvent, session_scope
 from app.db.models import TERMINAL, new_id
 from app.timings import call_rows, request_timings, seconds_between, step_rows
 from app.topology import PRIORITIES, ROUTER_QUEUE
@@ -54,6 +54,12 @@ class SubmitRequest(BaseModel):
     idempotency_key: StrictStr | None = Field(None, min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")
     conversation_id: StrictStr | None = Field(None, pattern=r"^[A-Za-z0-9._:-]{1,64}$")
     metadata: dict[StrictStr, StrictStr | int | float | bool | None] = Field(default_factory=dict, max_length=32)
+    callback_url: StrictStr | None = Field(None, max_length=2000)
+
+    @field_validator("callback_url")
+    @classmethod
+    def _callback(cls, value: str | None) -> str | None:
+        return None if value is None else callbacks.check_url(value)
 
     @field_validator("text")
     @classmethod
@@ -91,6 +97,12 @@ class Submission(BaseModel):
     status: str
     duplicate: bool = False
     published: bool = True
+
+
+class EventView(BaseModel):
+    at: datetime
+    kind: str
+    detail: dict[str, Any]
 
 
 class RequestView(BaseModel):
@@ -148,6 +160,7 @@ def submit(
     idempotency_key: str | None = None,
     conversation_id: str | None = None,
     metadata: dict[str, Any] | None = None,
+    callback_url: str | None = None,
 ) -> Submission:
     """Accept a request. Raises InvalidRequest (nothing written) for bad input.
 
@@ -160,7 +173,19 @@ def submit(
         idempotency_key=idempotency_key,
         conversation_id=conversation_id,
         metadata=metadata or {},
+        callback_url=callback_url,
     )
+    submission = accept(req)
+    if submission.duplicate:
+        return submission
+    return submission.model_copy(update={"published": publish(submission.id, req.priority)})
+
+
+def accept(req: SubmitRequest) -> Submission:
+    """Record a validated request without publishing it; `submit` publishes right after (the HTTP
+    ingress does so outside its per-tenant lock). A recorded request that is never published is
+    published by the reconciler, as after a broker outage.
+    """
     with session_scope() as session:
         if req.conversation_id:
             try:
@@ -189,6 +214,8 @@ def submit(
             ).one()
         else:
             record.add_event(session, inserted.id, "accepted", priority=req.priority)
+            if req.callback_url:
+                session.add(Callback(request_id=inserted.id, url=req.callback_url))
     if inserted is None:
         # The first submission publishes its own request (or the reconciler does, if the broker
         # was down); publishing again here would race it and send the request twice.
@@ -196,8 +223,7 @@ def submit(
                           published=existing.published_at is not None)
     with bound(inserted.id):
         log.info("accepted", extra={"tenant": req.tenant, "priority": req.priority})
-        published = publish(inserted.id, req.priority)
-    return Submission(id=inserted.id, status="accepted", published=published)
+    return Submission(id=inserted.id, status="accepted", published=False)
 
 
 def get(request_id: str, *, tenant: str | None = None) -> RequestView:
@@ -238,6 +264,21 @@ def get(request_id: str, *, tenant: str | None = None) -> RequestView:
         started_at=request.started_at,
         finished_at=request.finished_at,
     )
+
+
+def events(request_id: str, *, tenant: str | None = None) -> list[EventView]:
+    """The request's event log, oldest first. With `tenant`, another tenant's request is not found."""
+    with session_scope() as session:
+        query = select(Request.id).where(Request.id == request_id)
+        if tenant is not None:
+            query = query.where(Request.tenant == tenant)
+        if session.scalar(query) is None:
+            raise RequestNotFound(f"no request {request_id!r}")
+        rows = session.execute(
+            select(RequestEvent.at, RequestEvent.kind, RequestEvent.detail)
+            .where(RequestEvent.request_id == request_id).order_by(RequestEvent.id)
+        ).all()
+    return [EventView(at=r.at, kind=r.kind, detail=r.detail) for r in rows]
 
 
 def wait(request_id: str, timeout: float = 60.0, *, poll_s: float = 0.2, tenant: str | None = None) -> RequestView:

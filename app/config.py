@@ -108,11 +108,43 @@ class Settings(BaseSettings):
     # across the router and specialist processes.
     log_json: bool = True
 
+    # The HTTP ingress (gunicorn): where it listens, its processes and threads per process.
+    api_address: str = "127.0.0.1"
+    api_port: int = 8080
+    api_workers: int = 2
+    # Threads per process; each holds at most two database connections during a submit.
+    api_threads: int = 4
+    api_max_body_bytes: int = 64 * 1024
+    # Limits a new tenant gets unless `tenants create` says otherwise.
+    tenant_default_rpm: int = 600
+    tenant_default_max_concurrent: int = 100
+    # A tenant's first N unfinished requests per specialist keep their priority; the rest are
+    # dispatched FAIR_SHARE_DEMOTION levels lower, so another tenant's requests overtake a burst.
+    # 0 turns fair share off.
+    fair_share: int = 8
+    fair_share_demotion: int = 4
+    # Derives each tenant's callback signing secret (HMAC) from its salt; set it in production.
+    signing_key: SecretStr = SecretStr("switchboard-dev-signing-key")
+    # Callbacks go only to these hosts (exact names), and never to loopback, private or link-local
+    # addresses unless CALLBACK_ALLOW_PRIVATE is set.
+    callback_allowed_hosts: Annotated[list[str], NoDecode] = []
+    callback_allow_private: bool = False
+    callback_max_attempts: int = 8
+    callbacks_concurrency: int = 4
+    callback_timeout_s: float = 10.0
+
     @field_validator("provider_api_keys", "secondary_provider_api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return [SecretStr(k.strip()) for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("callback_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [h.strip().lower() for h in value.split(",") if h.strip()]
         return value
 
     @field_validator("prices", mode="before")

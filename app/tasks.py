@@ -13,15 +13,15 @@ from celery.exceptions import Reject
 from celery.signals import task_postrun, task_prerun
 from sqlalchemy import Connection, func, select
 
-from app import context, conversations, metrics, record
-from app.celery_app import RECONCILE_TASK, ROUTE_TASK, celery
+from app import callbacks, context, conversations, fairness, metrics, record
+from app.celery_app import CALLBACK_TASK, RECONCILE_TASK, ROUTE_TASK, celery
 from app.config import get_settings
 from app.db import Request, Status, session_scope
 from app.inference import Deferred
 from app.registry import get_specialist, specialists
 from app.routing import decide
 from app.specialist import Specialist
-from app.topology import PRIORITIES, ROUTER_QUEUE
+from app.topology import ROUTER_QUEUE
 from workflows import get_workflow
 from workflows.engine import RequestInfo, StepError, run
 
@@ -88,13 +88,13 @@ def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc:
     raise Reject(error, requeue=False)
 
 
-def dispatch(request_id: str, specialist: Specialist, priority: str) -> None:
+def dispatch(request_id: str, specialist: Specialist, priority: str, tenant: str) -> None:
     celery.send_task(
         specialist.task_name,
         args=[request_id],
         queue=specialist.queue,
         routing_key=specialist.queue,
-        priority=PRIORITIES[priority],
+        priority=fairness.dispatch_priority(tenant, specialist.name, priority),
     )
 
 
@@ -109,8 +109,8 @@ def route(self: Task, request_id: str) -> None:
                 # Clients write the row before publishing, so this is a message from another database.
                 raise Reject(f"no request {request_id} in the record", requeue=False)
             request, started_at = found
-            status, text, priority, conversation_id = (
-                request.status, request.text, request.priority, request.conversation_id
+            status, text, priority, conversation_id, tenant = (
+                request.status, request.text, request.priority, request.conversation_id, request.tenant
             )
         if status != Status.ACCEPTED:
             return  # routed already: a duplicate message (a lost dispatch is the reconciler's job)
@@ -122,7 +122,7 @@ def route(self: Task, request_id: str) -> None:
             metrics.ROUTING_DECISIONS.labels(decision.method, decision.specialist).inc()
             log.info("routed to %s by %s (confidence %.2f)", decision.specialist, decision.method,
                      decision.confidence)
-            dispatch(request_id, get_specialist(decision.specialist), priority)
+            dispatch(request_id, get_specialist(decision.specialist), priority, tenant)
     except Reject:
         raise
     except Exception as exc:
@@ -154,13 +154,19 @@ def _specialist_task(spec: Specialist) -> Callable[..., Any]:
             info = RequestInfo(
                 request_id, attempt.tenant, attempt.text, attempt.priority, history, attempt.route_confidence
             )
+            callback_pending = False
+
             def finish(conn: Connection, outputs: dict[str, dict[str, Any]]) -> None:
+                nonlocal callback_pending
                 draft = outputs.get("draft", {})
                 result = {"reply": draft.get("reply", ""), "tool_calls": draft.get("tool_calls", [])}
                 record.mark_succeeded(conn, request_id, result, attempt)
+                callback_pending = callbacks.has_pending(request_id, conn)
 
             run(get_workflow(spec.workflow), info, spec, attempt.checkpoints, finish=finish)
             _observe_success(spec, attempt, len(history) // 2 + 1)
+            if callback_pending:
+                callbacks.enqueue(request_id)
         except Reject:
             raise
         except Deferred as deferred:
@@ -188,6 +194,15 @@ def _observe_success(spec: Specialist, attempt: record.Attempt, turn: int) -> No
 SPECIALIST_TASKS = {name: _specialist_task(spec) for name, spec in specialists().items()}
 
 
+@celery.task(name=CALLBACK_TASK, bind=True, max_retries=None)
+def deliver_callback(self: Task, request_id: str) -> str:
+    # The callbacks table counts attempts and decides when to give up; Celery only schedules.
+    delivery = callbacks.deliver(request_id)
+    if delivery.outcome == "retry":
+        raise self.retry(countdown=callbacks.backoff_s(delivery.attempts), max_retries=None)
+    return delivery.outcome
+
+
 @celery.task(name=RECONCILE_TASK)
 def reconcile() -> dict[str, int]:
     from app.inference.cache import purge_expired
@@ -197,4 +212,5 @@ def reconcile() -> dict[str, int]:
         "republished": republish_unpublished(),
         "redispatched": redispatch_stale(),
         "cache_entries_expired": purge_expired(),
+        "callbacks_resent": callbacks.resend_pending(),
     }

@@ -15,6 +15,8 @@ from app.registry import specialists
 EXCHANGE = Exchange("switchboard", type="direct", durable=True)
 DEAD_LETTER_EXCHANGE = Exchange("switchboard.dlx", type="direct", durable=True)
 ROUTER_QUEUE = "router"
+# Delivery callbacks have a queue and a pool of their own: a slow receiver never holds a specialist.
+CALLBACK_QUEUE = "callbacks"
 MAX_PRIORITY = 9
 PRIORITIES: dict[str, int] = {"high": 9, "normal": 5, "low": 1}
 
@@ -46,7 +48,7 @@ def dead_letter_queue(name: str) -> Queue:
 
 
 def work_queue_names() -> list[str]:
-    return [ROUTER_QUEUE, *(spec.queue for spec in specialists().values())]
+    return [ROUTER_QUEUE, *(spec.queue for spec in specialists().values()), CALLBACK_QUEUE]
 
 
 def work_queues() -> list[Queue]:

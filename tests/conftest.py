@@ -54,6 +54,9 @@ def pytest_configure(config: pytest.Config) -> None:
             # No fixed metrics ports: runs side by side would collide. The `workers` fixture gives
             # its pools free ones (METRICS_PORTS).
             "SWITCHBOARD_METRICS_BASE_PORT": "0",
+            # Callback tests deliver to a receiver on this machine: allow-listed here, for tests only.
+            "SWITCHBOARD_CALLBACK_ALLOWED_HOSTS": "127.0.0.1",
+            "SWITCHBOARD_CALLBACK_ALLOW_PRIVATE": "true",
         }
     )
 

@@ -1,8 +1,11 @@
 from app.db.models import (
     Account,
+    ApiKey,
     Base,
     BreakerEvent,
     CachedResponse,
+    Callback,
+    CallbackAttempt,
     CircuitBreaker,
     Conversation,
     Delivery,
@@ -17,12 +20,16 @@ from app.db.models import (
     ServiceStatus,
     Status,
     StepRun,
+    Tenant,
     Turn,
 )
 from app.db.session import connection_scope, dispose_engine, get_engine, session_scope
 
 __all__ = [
     "Account",
+    "ApiKey",
+    "Callback",
+    "CallbackAttempt",
     "BreakerEvent",
     "CachedResponse",
     "CircuitBreaker",
@@ -40,6 +47,7 @@ __all__ = [
     "ServiceStatus",
     "Status",
     "StepRun",
+    "Tenant",
     "Turn",
     "connection_scope",
     "dispose_engine",

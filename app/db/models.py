@@ -75,6 +75,8 @@ class Request(Base):
         Index("ix_requests_status_accepted_at", "status", "accepted_at"),
         Index("ix_requests_conversation", "conversation_id"),
         Index("ix_requests_unpublished", "accepted_at", postgresql_where=text("published_at IS NULL")),
+        # Per-tenant in-flight counts: the ingress concurrency cap and the router's fair share.
+        Index("ix_requests_tenant_status", "tenant", "status"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -319,3 +321,67 @@ class CachedResponse(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     hits: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+# --- Tenants of the HTTP ingress ----------------------------------------------------------------
+
+
+class Tenant(Base):
+    """Who owns requests. `requests.tenant` names one; limits apply to all its keys together."""
+
+    __tablename__ = "tenants"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    rpm_limit: Mapped[int] = mapped_column(Integer)
+    max_concurrent: Mapped[int] = mapped_column(Integer)
+    # The callback signing secret is derived from SWITCHBOARD_SIGNING_KEY and this salt, so the
+    # record never holds a usable secret; a new salt rotates it.
+    signing_salt: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+
+
+class ApiKey(Base):
+    """An API key, known by its id (safe to log); only the SHA-256 of the token is kept."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint("scope IN ('submit','read')", name="ck_api_keys_scope"),
+        Index("ix_api_keys_tenant", "tenant"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenants.name"))
+    token_sha256: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(8), default="submit", server_default="submit")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Callback(Base):
+    """Where a request's result is POSTed once it succeeds; written with the request."""
+
+    __tablename__ = "callbacks"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending','sending','delivered','failed')", name="ck_callbacks_status"),
+    )
+
+    request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CallbackAttempt(Base):
+    """One POST of a callback: its answer or its error."""
+
+    __tablename__ = "callback_attempts"
+    __table_args__ = (Index("ix_callback_attempts_request", "request_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("callbacks.request_id"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[float] = mapped_column(default=0.0)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())

@@ -1,7 +1,8 @@
 """docker/compose.yaml, derived from the specialist registry like the Kubernetes manifests.
 
 The whole stack on one machine with Docker: RabbitMQ (management plugin), PostgreSQL, a one-shot
-migrate+seed, the simulated provider, the router pool, one pool per specialist, beat and Flower.
+migrate+seed, the simulated provider, the router pool, one pool per specialist, the callbacks pool,
+beat, Flower and the HTTP API.
 Credentials come from the environment (or a .env file beside it); the defaults are the images'
 local-development ones and every port is bound to loopback. Flower has no default credential: it
 refuses to start until SWITCHBOARD_FLOWER_BASIC_AUTH is set.
@@ -16,6 +17,7 @@ import yaml
 
 from app.ops.manifests import IMAGE, PlainDumper, declared, pools
 from app.ops.pools import worker_argv
+from app.topology import CALLBACK_QUEUE
 
 COMPOSE_FILE = Path("docker/compose.yaml")
 HEADER = (
@@ -90,6 +92,13 @@ def services() -> dict[str, Any]:
         "SWITCHBOARD_FLOWER_ADDRESS": "0.0.0.0",
     })
     found["flower"] = flower
+    api_port = int(declared("api_port"))
+    found["api"] = _app("api", ["switchboard", "api"], ports=[f"127.0.0.1:{api_port}:{api_port}"])
+    found["api"]["environment"]["SWITCHBOARD_API_ADDRESS"] = "0.0.0.0"
+    for name in ("api", CALLBACK_QUEUE):
+        # Passed through when set; unset, the stack signs callbacks with the development key (a `:?`
+        # guard here would stop `compose up rabbitmq postgres` too).
+        found[name]["environment"]["SWITCHBOARD_SIGNING_KEY"] = "${SWITCHBOARD_SIGNING_KEY:-switchboard-dev-signing-key}"
     return found
 
 

@@ -20,7 +20,7 @@ import yaml
 from app.config import Settings
 from app.ops.pools import worker_argv
 from app.registry import specialists
-from app.topology import ROUTER_QUEUE
+from app.topology import CALLBACK_QUEUE, ROUTER_QUEUE
 
 K8S_DIR = Path("docker/k8s")
 IMAGE = "switchboard:0.1.0"
@@ -45,8 +45,11 @@ SECRET_KEYS = {
     "SWITCHBOARD_DATABASE_URL": "database-url",
     "SWITCHBOARD_PROVIDER_API_KEYS": "provider-api-keys",
     "SWITCHBOARD_FLOWER_BASIC_AUTH": "flower-basic-auth",
+    "SWITCHBOARD_SIGNING_KEY": "signing-key",
 }
 WORKER_SECRETS = ("SWITCHBOARD_BROKER_URL", "SWITCHBOARD_DATABASE_URL", "SWITCHBOARD_PROVIDER_API_KEYS")
+# The ingress and the callbacks pool sign with the tenants' secrets and call no LLM.
+SIGNING_SECRETS = ("SWITCHBOARD_BROKER_URL", "SWITCHBOARD_DATABASE_URL", "SWITCHBOARD_SIGNING_KEY")
 
 
 class PlainDumper(yaml.SafeDumper):
@@ -64,6 +67,7 @@ def pools() -> dict[str, int]:
     found = {ROUTER_QUEUE: int(declared("router_concurrency"))}
     for spec in specialists().values():
         found[spec.queue] = spec.concurrency or int(declared("specialist_concurrency"))
+    found[CALLBACK_QUEUE] = int(declared("callbacks_concurrency"))
     return found
 
 
@@ -124,7 +128,8 @@ def worker_deployment(queue: str, concurrency: int) -> dict[str, Any]:
     # CPU on a busy node); Celery's own time limits end a stuck task, and KEDA watches the queue.
     argv = worker_argv(queue, concurrency, str(declared("specialist_pool")), python="python")
     grace = int(declared("task_time_limit_s")) + 30
-    return _deployment(queue, _pod(queue, argv, env=_env(queue, WORKER_SECRETS), grace_s=grace))
+    secrets = SIGNING_SECRETS if queue == CALLBACK_QUEUE else WORKER_SECRETS
+    return _deployment(queue, _pod(queue, argv, env=_env(queue, secrets), grace_s=grace))
 
 
 def scaled_object(queue: str, concurrency: int) -> dict[str, Any]:
@@ -238,6 +243,19 @@ def flower() -> list[dict[str, Any]]:
     return [_deployment("flower", pod, replicas=1), service]
 
 
+def api() -> list[dict[str, Any]]:
+    port = int(declared("api_port"))
+    probe = {"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 15, "timeoutSeconds": 5}
+    pod = _pod("api", ["switchboard", "api"],
+               env=_env("api", SIGNING_SECRETS, {"SWITCHBOARD_API_ADDRESS": "0.0.0.0"}),
+               grace_s=30,
+               container={"ports": [{"name": "http", "containerPort": port}], "readinessProbe": probe})
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": _metadata("api"),
+               "spec": {"selector": _labels("api"),
+                        "ports": [{"name": "http", "port": port, "targetPort": "http"}]}}
+    return [_deployment("api", pod, replicas=2), service]
+
+
 def documents() -> dict[Path, list[dict[str, Any]]]:
     """Every file under docker/k8s and the documents it holds."""
     files: dict[Path, list[dict[str, Any]]] = {
@@ -245,6 +263,7 @@ def documents() -> dict[Path, list[dict[str, Any]]]:
         Path("base/migrate-job.yaml"): [migrate_job()],
         Path("base/beat.yaml"): [beat_deployment()],
         Path("base/flower.yaml"): flower(),
+        Path("base/api.yaml"): api(),
         Path("keda/trigger-authentication.yaml"): [trigger_authentication()],
     }
     for queue, concurrency in pools().items():

@@ -5,7 +5,7 @@ router's routed UPDATE, the specialist's final UPDATE), so they add no transacti
 Every other stage is derived from timestamps, step_runs and llm_calls the record already keeps.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-25 12:15:00
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0004'
-down_revision = '0002'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 

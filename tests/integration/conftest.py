@@ -66,6 +66,61 @@ def workers(supervisor: object, simulator: str) -> object:
     return supervisor
 
 
+@pytest.fixture(scope="session")
+def api(supervisor: object) -> str:
+    """The HTTP API under gunicorn on a free port, as the Procfile runs it; its base URL."""
+    from dataclasses import replace
+
+    from app.config import get_settings
+    from app.ops.pools import api_spec
+
+    port = root._free_port()
+    # One gunicorn process: the database server is shared with other test runs on this machine.
+    spec = api_spec(get_settings().model_copy(update={"api_port": port, "api_workers": 1}))
+    supervisor.start(replace(spec, env={**spec.env, "SWITCHBOARD_API_PORT": str(port)}))  # type: ignore[attr-defined]
+    base = f"http://127.0.0.1:{port}"
+    wait_http(f"{base}/healthz", 60)
+    return base
+
+
+@pytest.fixture(scope="module")
+def quiet_api(supervisor: object) -> Iterator[tuple[str, str]]:
+    """A second API server publishing into a vhost with no consumers: accepted requests stay
+    unfinished and every published message can be counted. Yields (base URL, broker URL)."""
+    import uuid
+    from dataclasses import replace
+
+    from kombu import Connection
+
+    from app.config import get_settings
+    from app.ops.pools import api_spec
+    from app.topology import declare
+    from tests.support.services import scratch_vhost
+
+    with scratch_vhost("amqp://guest:guest@127.0.0.1:5672//", f"sb-quiet-{uuid.uuid4().hex[:8]}") as broker:
+        with Connection(broker) as conn:
+            declare(conn)
+        port = root._free_port()
+        spec = api_spec(get_settings().model_copy(update={"api_port": port, "api_workers": 1}))
+        env = {**spec.env, "SWITCHBOARD_API_PORT": str(port), "SWITCHBOARD_BROKER_URL": broker}
+        supervisor.start(replace(spec, name="api-quiet", env=env))  # type: ignore[attr-defined]
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/healthz", 60)
+        yield base, broker
+        supervisor.stop("api-quiet")  # type: ignore[attr-defined]
+
+
+def new_tenant(name: str | None = None, **limits: int) -> tuple[str, str]:
+    """A tenant of its own for one test and a submit key: (tenant, token)."""
+    import uuid
+
+    from app import tenants
+
+    name = name or f"t-{uuid.uuid4().hex[:10]}"
+    tenants.create_tenant(name, **limits)
+    return name, tenants.create_key(name).token
+
+
 @pytest.fixture
 def faults(simulator: str) -> Iterator[httpx.Client]:
     """The simulated provider's admin API; faults are cleared after each test."""

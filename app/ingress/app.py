@@ -1,0 +1,164 @@
+"""The Flask app: routes on top of `app.client`, one error handler, JSON everywhere.
+
+Order of checks on a submit: the key (401/403), the body (400/413/422), the tenant's limits (429),
+then `client.accept` records the row under the tenant's lock and `client.publish` sends it after;
+a rejected request writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from pydantic import ValidationError
+from sqlalchemy import select, text
+from werkzeug.exceptions import HTTPException
+
+from app import client
+from app.celery_app import celery
+from app.config import get_settings
+from app.db import Callback, Request, connection_scope, session_scope
+from app.ingress.auth import require_key
+from app.ingress.errors import ApiError, api_error
+from app.ingress.limits import admission
+from app.ingress.models import Accepted, EventList, Health, NewRequest
+from app.ingress.openapi import REQUEST_ID, document
+
+log = logging.getLogger("switchboard.api")
+_REQUEST_ID = re.compile(REQUEST_ID)
+
+
+def _json(model: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    response = jsonify(model.model_dump(mode="json"))
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+def _body() -> NewRequest:
+    data = request.get_json(force=True, silent=True)
+    if not isinstance(data, dict):
+        raise ApiError(400, "send a JSON object as the body (Content-Type: application/json)")
+    try:
+        return NewRequest.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()]
+        raise client.InvalidRequest(problems) from None
+
+
+def _same_request(request_id: str, body: NewRequest) -> bool:
+    """Whether an idempotent repeat asks for what the first request asked."""
+    with session_scope() as session:
+        row = session.execute(
+            select(Request.text, Request.priority, Request.metadata_, Request.conversation_id, Callback.url)
+            .outerjoin(Callback, Callback.request_id == Request.id).where(Request.id == request_id)
+        ).one()
+    return (row.text, row.priority, row.metadata_, row.conversation_id, row.url) == (
+        body.text, body.priority, body.metadata, body.conversation_id, body.callback_url)
+
+
+def _request_id(value: str) -> str:
+    if not _REQUEST_ID.match(value):
+        raise client.RequestNotFound(value)
+    return value
+
+
+def submit() -> Response:
+    principal = require_key(write=True)
+    body = _body()
+    fields = body.model_dump()
+    fields.update(tenant=principal.tenant, idempotency_key=request.headers.get("Idempotency-Key"))
+    valid = client.validate(**fields)  # refused before it costs the tenant a slot
+    with admission(principal):
+        submission = client.accept(valid)  # counted against the cap from its commit on
+    if not submission.duplicate:
+        client.publish(submission.id, body.priority)  # outside the tenant's lock
+    if submission.duplicate and not _same_request(submission.id, body):
+        raise ApiError(409, "this Idempotency-Key was used for a different request; use a new key "
+                            "for a new request")
+    log.info("submit %s tenant=%s key=%s duplicate=%s", submission.id, principal.tenant, principal.key_id,
+             submission.duplicate)
+    status = 200 if submission.duplicate else 202
+    return _json(Accepted(id=submission.id, status=submission.status, duplicate=submission.duplicate), status,
+                 {"Location": f"/v1/requests/{submission.id}"})
+
+
+def get_request(request_id: str) -> Response:
+    principal = require_key()
+    return _json(client.get(_request_id(request_id), tenant=principal.tenant))
+
+
+def get_events(request_id: str) -> Response:
+    principal = require_key()
+    return _json(EventList(events=client.events(_request_id(request_id), tenant=principal.tenant)))
+
+
+def _check(probe: Any) -> str:
+    try:
+        probe()
+        return "ok"
+    except Exception as exc:  # a health check reports, it does not raise
+        log.warning("health check failed: %s", type(exc).__name__)
+        return "unavailable"
+
+
+def _database() -> None:
+    with connection_scope() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def _broker() -> None:
+    with celery.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+
+
+def healthz() -> Response:
+    checks = {"database": _check(_database), "broker": _check(_broker)}
+    ok = all(v == "ok" for v in checks.values())
+    health = Health(status="ok" if ok else "unavailable", checks=checks)  # type: ignore[arg-type]
+    return _json(health, 200 if ok else 503, None if ok else {"Retry-After": "5"})
+
+
+def openapi() -> Response:
+    return jsonify(document())
+
+
+def _handle(exc: Exception) -> Response:
+    error = api_error(exc)
+    if error is None and isinstance(exc, HTTPException):
+        status = exc.code or 500
+        messages = {404: "no such endpoint; see /openapi.json",
+                    405: "this endpoint does not take that method; see /openapi.json",
+                    413: f"the body is larger than {get_settings().api_max_body_bytes} bytes "
+                         "(SWITCHBOARD_API_MAX_BODY_BYTES); send less",
+                    400: "the request could not be read; send a JSON object"}
+        error = ApiError(status if status in messages else 400, messages.get(status, messages[400]))
+    if error is None:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        error = ApiError(500, "unexpected error; it has been logged; retry later")
+    elif error.status >= 500:
+        log.warning("%s %s answered %d: %s (%s)", request.method, request.path, error.status, error.message,
+                    type(exc).__name__)
+    response = jsonify(error.body())
+    response.status_code = error.status
+    response.headers.update(error.headers())
+    return response
+
+
+def create_app() -> Flask:
+    if not logging.getLogger().handlers:
+        # Under gunicorn nothing configures the root logger: submits and failures go to stderr,
+        # beside gunicorn's own lines. Keys appear only by id.
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = Flask("switchboard")
+    app.config["MAX_CONTENT_LENGTH"] = get_settings().api_max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.add_url_rule("/v1/requests", view_func=submit, methods=["POST"])
+    app.add_url_rule("/v1/requests/<request_id>", view_func=get_request, methods=["GET"])
+    app.add_url_rule("/v1/requests/<request_id>/events", view_func=get_events, methods=["GET"])
+    app.add_url_rule("/healthz", view_func=healthz, methods=["GET"])
+    app.add_url_rule("/openapi.json", view_func=openapi, methods=["GET"])
+    app.register_error_handler(Exception, _handle)
+    return app

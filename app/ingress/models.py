@@ -1,0 +1,41 @@
+"""What crosses the HTTP boundary, as pydantic models; the OpenAPI document is built from them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from app.client import EventView, RequestView
+
+__all__ = ["Accepted", "EventList", "Health", "NewRequest", "RequestView"]
+
+
+class NewRequest(BaseModel):
+    """The body of POST /v1/requests. The tenant comes from the API key, never from the body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: StrictStr = Field(description="the customer's message; at most SWITCHBOARD_MAX_TEXT_BYTES bytes")
+    priority: Literal["high", "normal", "low"] = "normal"
+    metadata: dict[StrictStr, StrictStr | int | float | bool | None] = Field(
+        default_factory=dict, max_length=32, description="flat JSON object, at most 4096 bytes")
+    conversation_id: StrictStr | None = Field(None, pattern=r"^[A-Za-z0-9._:-]{1,64}$")
+    callback_url: StrictStr | None = Field(
+        None, max_length=2000, description="http(s) URL on the allow-list; the result is POSTed there, signed")
+
+
+class Accepted(BaseModel):
+    id: str
+    status: str
+    duplicate: bool = Field(description="true when the Idempotency-Key named an earlier request")
+
+
+class EventList(BaseModel):
+    events: list[EventView]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, Literal["ok", "unavailable"]]
+
