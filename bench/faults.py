@@ -280,7 +280,8 @@ class Reconciler:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=30)
+        if self._thread.is_alive():  # never started when the scenario failed before it
+            self._thread.join(timeout=30)
 
 
 @dataclass
