@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from datetime import datetime
 from decimal import Decimal
@@ -18,11 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, f
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from app import conversations, record
+from app import backlog, conversations, record
 from app.celery_app import ROUTE_TASK, celery
 from app.config import get_settings
 from app.db import Request, StepRun, session_scope
 from app.db.models import TERMINAL, new_id
+from app.registry import match_rules
 from app.topology import PRIORITIES, ROUTER_QUEUE
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,25 @@ class InvalidRequest(ValueError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("invalid request: " + "; ".join(problems))
         self.problems = problems
+
+
+class Overloaded(InvalidRequest):
+    """A `low` priority request was refused because a queue it would wait in is past its second
+    degradation threshold; nothing was written or published. Try again after `retry_after_s`
+    (HTTP: 503 with Retry-After). Catch it before InvalidRequest, of which it is a kind."""
+
+    def __init__(self, queue: str, waiting: int, threshold: int, estimated_wait_s: float | None) -> None:
+        wait = f"about {estimated_wait_s:.0f}s" if estimated_wait_s is not None else "unknown"
+        message = (f"overloaded: {waiting} requests wait for the {queue} queue (limit {threshold} for low "
+                   f"priority); estimated wait {wait}. Retry later or submit with a higher priority")
+        ValueError.__init__(self, message)
+        self.problems = [message]
+        self.queue = queue
+        self.waiting = waiting
+        self.threshold = threshold
+        self.estimated_wait_s = estimated_wait_s
+        # Unknown when nothing has finished lately: a minute is a safe default to come back after.
+        self.retry_after_s = max(1, math.ceil(estimated_wait_s)) if estimated_wait_s is not None else 60
 
 
 class RequestNotFound(LookupError):
@@ -108,6 +129,11 @@ class RequestView(BaseModel):
     accepted_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # While waiting: requests ahead of it in its queue, and when it should start at the queue's
+    # recent drain rate (None when nothing says how fast the queue moves).
+    queue_position: int | None = None
+    estimated_wait_s: float | None = None
+    estimated_start: datetime | None = None
 
 
 def validate(**fields: Any) -> SubmitRequest:
@@ -116,6 +142,29 @@ def validate(**fields: Any) -> SubmitRequest:
     except ValidationError as exc:
         problems = [f"{'.'.join(str(p) for p in err['loc']) or 'request'}: {err['msg']}" for err in exc.errors()]
         raise InvalidRequest(problems) from None
+
+
+def refuse_if_overloaded(req: SubmitRequest) -> None:
+    """Raise Overloaded for a `low` request bound for a queue past its second threshold. Where it
+    will go: the router, then its conversation's specialist or the one whose rules match (the
+    classifier is the router's job; a request no rule places is checked at the router only)."""
+    if req.priority != "low":
+        return
+    from app.degradation import Level, level, thresholds, waiting_counts
+
+    bound = [ROUTER_QUEUE]
+    specialist = conversations.specialist_of(req.conversation_id) if req.conversation_id else None
+    specialist = specialist or match_rules(req.text)
+    if specialist:
+        bound.append(specialist)
+    counts = waiting_counts()
+    for queue in bound:
+        if level(queue, counts.get(queue, 0)) >= Level.REFUSE_LOW:
+            limits = thresholds(queue)
+            assert limits is not None
+            with session_scope() as session:
+                load = backlog.backlog(session, [queue])[queue]
+            raise Overloaded(queue, load.waiting, limits[1], load.wait_s(load.waiting))
 
 
 def publish(request_id: str, priority: str) -> bool:
@@ -147,7 +196,8 @@ def submit(
     conversation_id: str | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Submission:
-    """Accept a request. Raises InvalidRequest (nothing written) for bad input.
+    """Accept a request. Raises InvalidRequest (nothing written) for bad input, and its kind
+    Overloaded for a `low` request while its queue is past the refusal threshold.
 
     With an idempotency key, a repeated submit returns the first request and runs nothing again.
     """
@@ -159,6 +209,7 @@ def submit(
         conversation_id=conversation_id,
         metadata=metadata or {},
     )
+    refuse_if_overloaded(req)
     with session_scope() as session:
         if req.conversation_id:
             try:
@@ -200,8 +251,9 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     return None if start is None or end is None else round((end - start).total_seconds(), 4)
 
 
-def get(request_id: str, *, tenant: str | None = None) -> RequestView:
-    """The request as the record has it. With `tenant`, another tenant's request is not found."""
+def get(request_id: str, *, tenant: str | None = None, estimate: bool = True) -> RequestView:
+    """The request as the record has it. With `tenant`, another tenant's request is not found.
+    A waiting request carries its queue position and estimated start (`estimate=False` skips that)."""
     with session_scope() as session:
         query = select(Request).where(Request.id == request_id)
         if tenant is not None:
@@ -212,6 +264,7 @@ def get(request_id: str, *, tenant: str | None = None) -> RequestView:
         steps = session.execute(
             select(StepRun.step, StepRun.duration_ms).where(StepRun.request_id == request_id).order_by(StepRun.id)
         ).all()
+        where = backlog.estimate(session, request) if estimate else None
     timings: dict[str, float | None] = {
         "queued_for_router": _seconds(request.published_at, request.routed_at),
         "accepted_to_routed": _seconds(request.accepted_at, request.routed_at),
@@ -241,6 +294,9 @@ def get(request_id: str, *, tenant: str | None = None) -> RequestView:
         accepted_at=request.accepted_at,
         started_at=request.started_at,
         finished_at=request.finished_at,
+        queue_position=where.ahead if where else None,
+        estimated_wait_s=where.wait_s if where else None,
+        estimated_start=where.start_at if where else None,
     )
 
 
@@ -251,7 +307,7 @@ def wait(request_id: str, timeout: float = 60.0, *, poll_s: float = 0.2, tenant:
     """
     deadline = time.monotonic() + timeout
     while True:
-        view = get(request_id, tenant=tenant)
+        view = get(request_id, tenant=tenant, estimate=False)
         if view.status in TERMINAL:
             return view
         if time.monotonic() >= deadline:

@@ -61,17 +61,31 @@ class Supervisor:
             self._stopping.set()
         self._retired.update(names)
         for n in names:
-            process = self.processes[n]
-            if process.poll() is None:
+            process = self.processes.get(n)
+            if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for n in names:
-            process = self.processes.pop(n)
+            process = self.processes.get(n)
+            if process is None:  # stopped by another caller meanwhile
+                continue
             try:
                 process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+            self.processes.pop(n, None)
+
+    def kill(self) -> None:
+        """SIGKILL whatever still runs (a second Ctrl-C): acks_late messages of running tasks go back
+        to their queues and run again elsewhere."""
+        self._stopping.set()
+        self._retired.update(self.processes)
+        for n, process in list(self.processes.items()):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            self.processes.pop(n, None)
 
     def __enter__(self) -> Supervisor:
         return self

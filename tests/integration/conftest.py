@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -74,3 +74,60 @@ def run_cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = N
         [sys.executable, "-m", "app", *args], input=stdin, capture_output=True, text=True, timeout=180,
         cwd=ROOT, env={**os.environ, **(env or {})},
     )
+
+
+@pytest.fixture
+def private_broker(services: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A RabbitMQ vhost of this test's own, for tests that run their own worker processes: the
+    session's workers never see its messages. This process publishes and inspects there too."""
+    from app.celery_app import use_broker
+    from app.config import reset_settings
+    from tests.support.services import scratch_vhost
+
+    assert root.SERVICES is not None
+    if root.SERVICES.origin != "local":
+        pytest.skip("needs rabbitmqctl on the local broker to make a vhost")
+    previous = os.environ["SWITCHBOARD_BROKER_URL"]
+    with scratch_vhost("amqp://guest:guest@127.0.0.1:5672//", f"{root.SERVICES.vhost}-{os.urandom(3).hex()}") as url:
+        monkeypatch.setenv("SWITCHBOARD_BROKER_URL", url)
+        reset_settings()
+        use_broker(url)
+        try:
+            yield url
+        finally:
+            monkeypatch.setenv("SWITCHBOARD_BROKER_URL", previous)
+            reset_settings()
+            use_broker(previous)
+
+
+def peak_overlap(request_ids: list[str]) -> int:
+    """The most of these requests that were running at the same moment, from the record."""
+    from sqlalchemy import select
+
+    from app.db import Request, session_scope
+
+    with session_scope() as session:
+        spans = session.execute(
+            select(Request.started_at, Request.finished_at).where(Request.id.in_(request_ids))
+        ).all()
+    edges = sorted([(s, 1) for s, _ in spans] + [(f, -1) for _, f in spans])  # an end sorts before a start
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def wait_all(request_ids: list[str], timeout: float = 240.0) -> dict[str, str]:
+    from app import client
+
+    return {rid: client.wait(rid, timeout=timeout).status for rid in request_ids}
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
