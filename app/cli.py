@@ -180,14 +180,23 @@ def cmd_autoscale(args: argparse.Namespace) -> int:
     from app.ops import autoscaler
     from app.ops.scale import ScaleError
 
+    def line(d: autoscaler.Decision) -> str:
+        return f"{d.queue}: {d.action} {d.current} -> {d.applied} ({d.reason})"
+
     def show(d: autoscaler.Decision) -> None:
-        _emit(args, d, lambda: print(f"{d.queue}: {d.action} {d.current} -> {d.applied} ({d.reason})", flush=True))
+        _emit(args, d, lambda: print(line(d), flush=True))
 
     try:
         if args.once:
             decisions = autoscaler.run_once(args.queues or None)
-            _emit(args, [d.model_dump(mode="json") for d in decisions], lambda: [show(d) for d in decisions])
+
+            def table() -> None:
+                for d in decisions:
+                    print(line(d))
+
+            _emit(args, [d.model_dump(mode="json") for d in decisions], table)
         else:
+            # One JSON document per decision with --json, as the loop decides.
             autoscaler.run(args.queues or None, args.interval, report=show)
     except ScaleError as exc:
         raise CommandError(str(exc)) from None

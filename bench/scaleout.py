@@ -10,8 +10,10 @@ simulator with a fixed latency and no limits, so with enough threads a single pr
 its own CPU (one core under the GIL), and a second process can use the second core.
 
 What else shares the machine matters on 2 cores: PostgreSQL, RabbitMQ and the simulator serve both
-phases, and other jobs may run. Each phase reports CPU seconds per role and `other_busy_s` (CPU the
-machine spent on anything else), and the run reports the load average before and after.
+phases, and other jobs may run. Each phase reports CPU seconds per role, `worker_cores` (cores the
+technical processes got) and `other_cores` (cores the machine spent on anything else), and the run
+reports the load average before and after and `worker_cores_ratio`, the most the speedup can be
+when the workers are CPU-bound.
 Last line: {"rps_1", "rps_2", "speedup", ...}. Target: speedup >= 1.8 on 2 cores.
 """
 
@@ -127,6 +129,7 @@ class Bench:
         rps = (n - 2 * wave - 1) / window
         elapsed = (finished[-1] - start).total_seconds()
         ours = sum(v for k, v in cpu.items() if k not in ("machine_busy", "postgres_other"))
+        worker_cpu = sum(cpu[r] for r in roles)
         return {
             "processes": processes,
             "requests": n,
@@ -134,7 +137,10 @@ class Bench:
             "overall_rps": round(n / elapsed, 2),
             "seconds": round(elapsed, 2),
             "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
-            "worker_cpu_per_request_ms": round(sum(cpu[r] for r in roles) / n * 1000, 2),
+            "worker_cpu_per_request_ms": round(worker_cpu / n * 1000, 2),
+            # Cores the technical processes got, and cores the machine spent on work not this bench's.
+            "worker_cores": round(worker_cpu / elapsed, 2),
+            "other_cores": round((cpu["machine_busy"] - ours) / elapsed, 2),
             "other_busy_s": round(cpu["machine_busy"] - ours, 2),
         }
 
@@ -154,6 +160,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "cores": os.cpu_count(),
         "load_avg_before": load_before,
         "load_avg_after": _load_avg(),
+        # The second process can only help as far as it gets a core: how much more CPU the pool got.
+        "worker_cores_ratio": round(two["worker_cores"] / one["worker_cores"], 3),
         "phases": [one, two],
     }
 

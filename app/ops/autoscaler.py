@@ -94,6 +94,7 @@ def decide(queue: str, pending: int, current: int, policy: Policy, cap: Cap | No
             "workers would only wait on the limiter"
         )
     detail: dict[str, Any] = {"policy": policy.__dict__, "wanted": wanted}
+    action: Literal["up", "down", "hold"]
     if cap is not None:
         detail["cap"] = {**cap.__dict__}
     if desired == current:

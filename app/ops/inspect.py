@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.backlog import backlog
 from app.celery_app import celery
@@ -61,9 +62,12 @@ def pools(timeout: float = 1.5) -> list[QueueView]:
     names = [q.name for q in all_queues()]
     depth = depths(names)
     workers = worker_views(timeout)
-    with session_scope() as session:
-        now = session.scalar(select(func.now()))
-        waiting = backlog(session, work_queue_names())
+    try:
+        with session_scope() as session:
+            now = session.scalar(select(func.now()))
+            waiting = backlog(session, work_queue_names())
+    except SQLAlchemyError:  # the record is unreachable: the broker and workers still answer
+        now, waiting = None, {}
     views = []
     for name in names:
         d = depth.queues.get(name)

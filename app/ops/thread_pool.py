@@ -23,6 +23,8 @@ CELERY_POOL = "app.ops.thread_pool:TaskPool"
 
 
 class TaskPool(ThreadsPool):
+    executor: ThreadPoolExecutor
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._resize_lock = threading.Lock()

@@ -69,6 +69,17 @@ def faults(simulator: str) -> Iterator[httpx.Client]:
         admin.post("/admin/faults", json={"error_rate": 0, "timeout_rate": 0, "outage_seconds": 0})
 
 
+@pytest.fixture
+def provider_latency(faults: httpx.Client) -> Iterator[Callable[[int], None]]:
+    """Sets the simulated provider's latency (ms) for one test; none again afterwards."""
+
+    def set_latency(ms: int) -> None:
+        faults.post("/admin/faults", json={"latency_ms": ms}).raise_for_status()
+
+    yield set_latency
+    set_latency(0)
+
+
 def run_cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "app", *args], input=stdin, capture_output=True, text=True, timeout=180,

@@ -6,10 +6,9 @@ status shows when it should start."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -25,7 +24,7 @@ THRESHOLDS = "technical=3/6"
 
 
 @pytest.fixture
-def degrading_pools(private_broker: str, simulator: str, faults: httpx.Client, tmp_path: Path,
+def degrading_pools(private_broker: str, provider_latency: Callable[[int], None], tmp_path: Path,
                     monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     from app.ops.pools import pool_specs
     from app.ops.supervisor import Supervisor, wait_for_workers
@@ -34,13 +33,12 @@ def degrading_pools(private_broker: str, simulator: str, faults: httpx.Client, t
     monkeypatch.setenv("SWITCHBOARD_TECHNICAL_CONCURRENCY", "2")
     reset_settings()
     reset_degradation()
-    faults.post("/admin/faults", json={"latency_ms": 300}).raise_for_status()
+    provider_latency(300)
     with Supervisor(tmp_path, restart=False) as sup:
         for spec in pool_specs(queues=["router", "technical"]):
             sup.start(spec)
         wait_for_workers(["router", "technical"], timeout=120)
         yield private_broker
-    faults.post("/admin/faults", json={"latency_ms": 0}).raise_for_status()
     reset_settings()
     reset_degradation()
 

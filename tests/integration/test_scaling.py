@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -38,10 +37,8 @@ def _technical_nodes() -> list[str]:
 
 
 @pytest.fixture
-def slow_provider(faults: httpx.Client) -> Iterator[None]:
-    faults.post("/admin/faults", json={"latency_ms": 400}).raise_for_status()
-    yield
-    faults.post("/admin/faults", json={"latency_ms": 0}).raise_for_status()
+def slow_provider(provider_latency: Callable[[int], None]) -> None:
+    provider_latency(400)
 
 
 @pytest.fixture
@@ -125,10 +122,8 @@ def _drained() -> bool:
 
 
 @pytest.fixture
-def very_slow_provider(faults: httpx.Client) -> Iterator[None]:
-    faults.post("/admin/faults", json={"latency_ms": 2000}).raise_for_status()
-    yield
-    faults.post("/admin/faults", json={"latency_ms": 0}).raise_for_status()
+def very_slow_provider(provider_latency: Callable[[int], None]) -> None:
+    provider_latency(2000)
 
 
 def test_autoscaler_follows_the_backlog_and_holds_where_the_rate_limit_binds(

@@ -9,10 +9,9 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from app import client
@@ -56,8 +55,8 @@ def _scale(n: int) -> dict:
     return json.loads(result.stdout)
 
 
-def test_scale_restart_and_warm_shutdown_under_the_supervisor(workers_up: subprocess.Popen[str], faults: httpx.Client,
-                                                              tmp_path: Path) -> None:
+def test_scale_restart_and_warm_shutdown_under_the_supervisor(
+        workers_up: subprocess.Popen[str], provider_latency: Callable[[int], None], tmp_path: Path) -> None:
     report = _scale(10)
     assert (report["via"], report["before"], report["after"]) == ("supervisor", 2, 10)
     assert (report["processes_before"], report["processes_after"]) == (1, 3)
@@ -82,21 +81,19 @@ def test_scale_restart_and_warm_shutdown_under_the_supervisor(workers_up: subpro
         "technical": 2, "technical-2": None, "technical-3": None}
 
     # Ctrl-C while requests run: they finish; the rest wait in the queue, none lost.
-    faults.post("/admin/faults", json={"latency_ms": 1500}).raise_for_status()
-    try:
-        ids = [client.submit(TECHNICAL.format(i)).id for i in range(6)]
-        wait_until(lambda: sum(client.get(r).status == "running" for r in ids) == 2, 60, "two requests to run")
-        workers_up.send_signal(signal.SIGINT)
-        output, _ = workers_up.communicate(timeout=180)
-        assert workers_up.returncode == 0, output
-        assert "warm shutdown" in output
-        statuses = {r: client.get(r).status for r in ids}
-        waiting = sum(s == "routed" for s in statuses.values())
-        assert set(statuses.values()) <= {"routed", "succeeded"} and waiting <= 4, statuses
-        queued = from_amqp(["technical"]).queues["technical"]
-        assert queued is not None and (queued.ready, queued.consumers) == (waiting, 0)
-    finally:
-        faults.post("/admin/faults", json={"latency_ms": 0}).raise_for_status()
+    provider_latency(1500)
+    ids = [client.submit(TECHNICAL.format(i)).id for i in range(6)]
+    wait_until(lambda: sum(client.get(r).status == "running" for r in ids) == 2, 60, "two requests to run")
+    workers_up.send_signal(signal.SIGINT)
+    output, _ = workers_up.communicate(timeout=180)
+    assert workers_up.returncode == 0, output
+    assert "warm shutdown" in output
+    statuses = {r: client.get(r).status for r in ids}
+    waiting = sum(s == "routed" for s in statuses.values())
+    assert set(statuses.values()) <= {"routed", "succeeded"} and waiting <= 4, statuses
+    queued = from_amqp(["technical"]).queues["technical"]
+    assert queued is not None and (queued.ready, queued.consumers) == (waiting, 0)
+    provider_latency(0)
 
     # The waiting ones run once a pool consumes the queue again.
     from app.ops.pools import pool_specs
