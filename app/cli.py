@@ -258,10 +258,10 @@ def cmd_workers(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     supervisor = Supervisor(Path(args.log_dir))
     fleet = Fleet(supervisor, args.queues or work_queue_names())
-    fleet.start()
-    for queue in fleet.queues:
-        print(f"started {queue} pool (logs: {supervisor.log_path(queue)})", flush=True)
     try:
+        fleet.start()
+        for queue in fleet.queues:
+            print(f"started {queue} pool (logs: {supervisor.log_path(queue)})", flush=True)
         # Applies `switchboard scale` / autoscaler targets and heartbeats; crashed processes are
         # restarted by the supervisor's own watcher.
         while not stop.wait(1.0):
@@ -272,12 +272,14 @@ def cmd_workers(args: argparse.Namespace) -> int:
                 print(f"could not apply pool targets: {exc}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         pass
-    print("stopping pools (warm shutdown: running tasks finish; Ctrl-C again to kill them, "
-          "their messages go back to the queues)...", flush=True)
-    try:
-        fleet.stop()
-    except KeyboardInterrupt:
-        supervisor.kill()
+    finally:
+        # Also on an unexpected error: no pool outlives its supervisor.
+        print("stopping pools (warm shutdown: running tasks finish; Ctrl-C again to kill them, "
+              "their messages go back to the queues)...", flush=True)
+        try:
+            fleet.stop()
+        except KeyboardInterrupt:
+            supervisor.kill()
     return 0
 
 

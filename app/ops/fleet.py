@@ -16,6 +16,7 @@ import threading
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Settings, get_settings
 from app.db import PoolTarget, session_scope
@@ -35,6 +36,7 @@ class Fleet:
         # Per queue, the concurrency of each of its processes, in process order.
         self.sizes: dict[str, list[int]] = {}
         self._stoppers: list[threading.Thread] = []
+        self._claimed = False
 
     def node(self, queue: str, index: int) -> str:
         # Celery's `%h` in `-n` is this host's name.
@@ -45,15 +47,26 @@ class Fleet:
             size = concurrency_for(queue, self.settings)
             self.supervisor.start(worker_spec(queue, size, self.settings))
             self.sizes[queue] = [size]
-            with session_scope() as session:
-                # A new supervisor starts from the configured size: an old target does not carry over.
-                values = {"concurrency": size, "processes": 1, "set_by": "workers up",
+        try:
+            self._claim()
+        except SQLAlchemyError as exc:  # the pools run anyway; reconcile() claims once the record answers
+            log.warning("could not record the pools' targets yet: %s", exc)
+
+    def _claim(self) -> None:
+        """Record this supervisor as running these queues, at their configured sizes: an old target
+        does not carry over to a new supervisor."""
+        with session_scope() as session:
+            for queue, sizes in self.sizes.items():
+                values = {"concurrency": sum(sizes), "processes": len(sizes), "set_by": "workers up",
                           "supervisor": self.ident, "supervisor_seen_at": func.now(), "updated_at": func.now()}
                 session.execute(insert(PoolTarget).values(queue=queue, **values)
                                 .on_conflict_do_update(index_elements=[PoolTarget.queue], set_=values))
+        self._claimed = True
 
     def reconcile(self) -> list[str]:
         """Heartbeat, then apply any target that differs from what runs; returns what it did."""
+        if not self._claimed:
+            self._claim()
         with session_scope() as session:
             session.execute(
                 update(PoolTarget)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from app.ops.pools import ProcessSpec
+from app.ops.pools import ProcessSpec, queue_of_node
 
 
 class Supervisor:
@@ -102,7 +102,7 @@ def wait_for_workers(queues: list[str], timeout: float = 60.0) -> None:
     missing = set(queues)
     while missing:
         replies = celery.control.ping(timeout=1.0)
-        answered = {name.split("@", 1)[0] for reply in replies for name in reply}
+        answered = {queue_of_node(name) for reply in replies for name in reply}
         missing -= answered
         if missing and time.monotonic() > deadline:
             raise TimeoutError(f"no worker answered for queue(s) {sorted(missing)} within {timeout:g}s")

@@ -34,7 +34,11 @@ def workers_up(private_broker: str, simulator: str, tmp_path: Path) -> Iterator[
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        wait_for_workers(["router", "technical"], timeout=120)
+        try:
+            wait_for_workers(["router", "technical"], timeout=120)
+        except TimeoutError:
+            process.send_signal(signal.SIGINT)
+            raise AssertionError(f"workers up did not start its pools:\n{process.communicate(timeout=120)[0]}") from None
         yield process
     finally:
         if process.poll() is None:
