@@ -112,18 +112,26 @@ def private_broker(services: object, monkeypatch: pytest.MonkeyPatch) -> Iterato
 
 
 def peak_overlap(request_ids: list[str]) -> int:
-    """The most of these requests that were running at the same moment, from the record."""
+    """The most attempts of these requests that ran at the same moment, from the record's events:
+    an attempt runs from `attempt_started` to the event that ends it (a deferred or failed attempt
+    ends early, and its retry is another attempt)."""
     from sqlalchemy import select
 
-    from app.db import Request, session_scope
+    from app.db import RequestEvent, session_scope
 
     with session_scope() as session:
-        spans = session.execute(
-            select(Request.started_at, Request.finished_at).where(Request.id.in_(request_ids))
+        events = session.execute(
+            select(RequestEvent.request_id, RequestEvent.kind, RequestEvent.at)
+            .where(RequestEvent.request_id.in_(request_ids)).order_by(RequestEvent.id)
         ).all()
-    edges = sorted([(s, 1) for s, _ in spans] + [(f, -1) for _, f in spans])  # an end sorts before a start
+    edges, open_at = [], {}
+    for request_id, kind, at in events:
+        if kind == "attempt_started":
+            open_at[request_id] = at
+        elif kind in ("succeeded", "deferred", "attempt_failed", "dead_lettered") and request_id in open_at:
+            edges += [(open_at.pop(request_id), 1), (at, -1)]
     running = peak = 0
-    for _, step in edges:
+    for _, step in sorted(edges):  # at the same instant an end sorts before a start
         running += step
         peak = max(peak, running)
     return peak
