@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any
 
-from celery import Celery
+from celery import Celery, concurrency
 from celery.signals import (
     after_setup_logger,
     after_setup_task_logger,
@@ -25,6 +25,12 @@ from app.registry import get_specialist
 from app.topology import CALLBACK_QUEUE, EXCHANGE, MAX_PRIORITY, ROUTER_QUEUE, TopologyError, declare, work_queues
 
 log = logging.getLogger(__name__)
+
+# `-P threads` means the resizable threads pool (app/ops/thread_pool.py), so `switchboard scale`,
+# `celery control pool_grow`/`pool_shrink` and `--autoscale` work on every pool the Procfile,
+# `workers up` and the tests start. Set before the worker parses `-P`, which happens after the
+# `-A` app is imported.
+concurrency.ALIASES["threads"] = "app.ops.thread_pool:TaskPool"
 
 ROUTE_TASK = "switchboard.route"
 SPECIALIST_TASK_PREFIX = "switchboard.specialist."

@@ -141,12 +141,18 @@ def cmd_pools(args: argparse.Namespace) -> int:
 
     views = pools()
 
+    def dash(value: object) -> object:
+        return "-" if value is None else value
+
     def table() -> None:
-        print(f"{'queue':<18}{'ready':>7}{'consumers':>11}{'workers':>9}{'concurrency':>13}{'in flight':>11}")
+        print(f"depth from: {views[0].depth_source if views else '-'}")
+        print(f"{'queue':<18}{'ready':>7}{'unacked':>9}{'consumers':>11}{'workers':>9}{'concurrency':>13}"
+              f"{'in flight':>11}{'waiting':>9}{'oldest s':>10}")
         for v in views:
-            print(f"{v.queue:<18}{v.ready if v.ready is not None else '-':>7}"
-                  f"{v.consumers if v.consumers is not None else '-':>11}{len(v.workers):>9}"
-                  f"{v.concurrency:>13}{v.in_flight:>11}")
+            print(f"{v.queue:<18}{dash(v.ready):>7}{dash(v.unacked):>9}{dash(v.consumers):>11}{len(v.workers):>9}"
+                  f"{v.concurrency:>13}{v.in_flight:>11}{dash(v.waiting):>9}{dash(v.oldest_waiting_s):>10}")
+            for w in v.workers:
+                print(f"  {w.name:<40} concurrency {dash(w.concurrency)}, running {w.active}")
 
     _emit(args, [v.model_dump(mode="json") for v in views], table)
     return 0
@@ -177,6 +183,54 @@ def cmd_report(args: argparse.Namespace) -> int:
             print(f"  HTML report: {payload['html']}")
 
     _emit(args, payload, human)
+    return 0
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    from app.ops.scale import ScaleError, scale
+
+    try:
+        report = scale(args.queue, args.n)
+    except ScaleError as exc:
+        raise CommandError(str(exc)) from None
+
+    def human() -> None:
+        print(f"{report.queue}: concurrency {report.before} -> {report.after} over "
+              f"{report.processes_before} -> {report.processes_after} process(es) (via {report.via})")
+        for c in report.changes:
+            print(f"  {c.name}: {'not running' if c.before is None else c.before} -> "
+                  f"{'stopped' if c.after is None else c.after}")
+
+    _emit(args, report, human)
+    return 0
+
+
+def cmd_autoscale(args: argparse.Namespace) -> int:
+    from app.ops import autoscaler
+    from app.ops.scale import ScaleError
+
+    def line(d: autoscaler.Decision) -> str:
+        return f"{d.queue}: {d.action} {d.current} -> {d.applied} ({d.reason})"
+
+    def show(d: autoscaler.Decision) -> None:
+        _emit(args, d, lambda: print(line(d), flush=True))
+
+    try:
+        if args.once:
+            decisions = autoscaler.run_once(args.queues or None)
+
+            def table() -> None:
+                for d in decisions:
+                    print(line(d))
+
+            _emit(args, [d.model_dump(mode="json") for d in decisions], table)
+        else:
+            # One JSON document per decision with --json, as the loop decides.
+            autoscaler.run(args.queues or None, args.interval, report=show)
+    except ScaleError as exc:
+        raise CommandError(str(exc)) from None
+    except KeyboardInterrupt:
+        pass
     return 0
 
 
@@ -342,21 +396,39 @@ def cmd_workers(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from app.ops.pools import pool_specs
+    from app.ops.fleet import Fleet
     from app.ops.supervisor import Supervisor
+    from app.topology import work_queue_names
 
+    unknown = [q for q in args.queues or [] if q not in work_queue_names()]
+    if unknown:
+        raise CommandError(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(work_queue_names())}")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     supervisor = Supervisor(Path(args.log_dir))
-    for spec in pool_specs(queues=args.queues or None):
-        supervisor.start(spec)
-        print(f"started {spec.name} pool (logs: {supervisor.log_path(spec.name)})", flush=True)
+    fleet = Fleet(supervisor, args.queues or work_queue_names())
     try:
-        stop.wait()
+        fleet.start()
+        for queue in fleet.queues:
+            print(f"started {queue} pool (logs: {supervisor.log_path(queue)})", flush=True)
+        # Applies `switchboard scale` / autoscaler targets and heartbeats; crashed processes are
+        # restarted by the supervisor's own watcher.
+        while not stop.wait(1.0):
+            try:
+                for change in fleet.reconcile():
+                    print(f"scaled {change}", flush=True)
+            except Exception as exc:  # the database or broker blinked: try again next second
+                print(f"could not apply pool targets: {exc}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         pass
-    print("stopping pools (warm shutdown: running tasks finish)...", flush=True)
-    supervisor.stop()
+    finally:
+        # Also on an unexpected error: no pool outlives its supervisor.
+        print("stopping pools (warm shutdown: running tasks finish; Ctrl-C again to kill them, "
+              "their messages go back to the queues)...", flush=True)
+        try:
+            fleet.stop()
+        except KeyboardInterrupt:
+            supervisor.kill()
     return 0
 
 
@@ -507,6 +579,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("report", cmd_report, "per-stage latency, throughput, tokens, cost and the bottleneck")
     p.add_argument("--since", default="24h", help="a duration (15m, 2h, 1d) or an ISO timestamp; default 24h")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page with charts")
+    p = command("scale", cmd_scale, "set a queue's total concurrency (grows/shrinks pools, adds/stops processes "
+                "under `workers up`)")
+    p.add_argument("queue")
+    p.add_argument("n", type=int, metavar="N")
+    p = command("autoscale", cmd_autoscale, "scale each queue's pool from its depth, within the provider's rate limit")
+    p.add_argument("--once", action="store_true", help="decide once and exit (default: every --interval)")
+    p.add_argument("--queues", nargs="*", help="only these queues (default: router and every specialist)")
+    p.add_argument("--interval", type=float, default=None, help="seconds between decisions (SWITCHBOARD_AUTOSCALE_INTERVAL_S)")
     command("topology", cmd_topology, "declare exchanges, queues and dead-letter queues")
     p = command("reconcile", cmd_reconcile, "publish requests that never reached the broker; re-dispatch lost ones")
     p.add_argument("--min-age", type=float, default=30.0, help="only requests older than this (seconds)")
@@ -576,14 +656,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from app.client import InvalidRequest
+    from app.client import InvalidRequest, Overloaded
     from app.ops.preflight import ServiceUnavailable
 
     try:
         return int(args.fn(args))
     except (CommandError, InvalidRequest, ServiceUnavailable) as exc:
         code = exc.code if isinstance(exc, CommandError) else (3 if isinstance(exc, ServiceUnavailable) else 2)
+        payload: dict[str, Any] = {"error": str(exc)}
+        if isinstance(exc, Overloaded):
+            code = 75  # EX_TEMPFAIL: try again later
+            payload.update(overloaded=True, queue=exc.queue, estimated_wait_s=exc.estimated_wait_s,
+                           retry_after_s=exc.retry_after_s)
         if getattr(args, "json", False):
-            print(json.dumps({"error": str(exc)}))
+            print(json.dumps(payload))
         print(f"switchboard: error: {exc}", file=sys.stderr)
         return code

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from datetime import datetime
 from decimal import Decimal
@@ -18,12 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, f
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from app import callbacks, conversations, record
+from app import backlog, callbacks, conversations, record
 from app.celery_app import ROUTE_TASK, celery
 from app.config import get_settings
 from app.context import bound
 from app.db import Callback, Request, RequestEvent, session_scope
 from app.db.models import TERMINAL, new_id
+from app.registry import match_rules
 from app.timings import call_rows, request_timings, seconds_between, step_rows
 from app.topology import PRIORITIES, ROUTER_QUEUE
 
@@ -39,6 +41,25 @@ class InvalidRequest(ValueError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("invalid request: " + "; ".join(problems))
         self.problems = problems
+
+
+class Overloaded(InvalidRequest):
+    """A `low` priority request was refused because a queue it would wait in is past its second
+    degradation threshold; nothing was written or published. Try again after `retry_after_s`
+    (HTTP: 503 with Retry-After). Catch it before InvalidRequest, of which it is a kind."""
+
+    def __init__(self, queue: str, waiting: int, threshold: int, estimated_wait_s: float | None) -> None:
+        wait = f"about {estimated_wait_s:.0f}s" if estimated_wait_s is not None else "unknown"
+        message = (f"overloaded: {waiting} requests wait for the {queue} queue (limit {threshold} for low "
+                   f"priority); estimated wait {wait}. Retry later or submit with a higher priority")
+        ValueError.__init__(self, message)
+        self.problems = [message]
+        self.queue = queue
+        self.waiting = waiting
+        self.threshold = threshold
+        self.estimated_wait_s = estimated_wait_s
+        # Unknown when nothing has finished lately: a minute is a safe default to come back after.
+        self.retry_after_s = max(1, math.ceil(estimated_wait_s)) if estimated_wait_s is not None else 60
 
 
 class RequestNotFound(LookupError):
@@ -122,6 +143,11 @@ class RequestView(BaseModel):
     accepted_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # While waiting: requests ahead of it in its queue, and when it should start at the queue's
+    # recent drain rate (None when nothing says how fast the queue moves).
+    queue_position: int | None = None
+    estimated_wait_s: float | None = None
+    estimated_start: datetime | None = None
 
 
 def validate(**fields: Any) -> SubmitRequest:
@@ -130,6 +156,29 @@ def validate(**fields: Any) -> SubmitRequest:
     except ValidationError as exc:
         problems = [f"{'.'.join(str(p) for p in err['loc']) or 'request'}: {err['msg']}" for err in exc.errors()]
         raise InvalidRequest(problems) from None
+
+
+def refuse_if_overloaded(req: SubmitRequest) -> None:
+    """Raise Overloaded for a `low` request bound for a queue past its second threshold. Where it
+    will go: the router, then its conversation's specialist or the one whose rules match (the
+    classifier is the router's job; a request no rule places is checked at the router only)."""
+    if req.priority != "low":
+        return
+    from app.degradation import Level, level, thresholds, waiting_counts
+
+    bound = [ROUTER_QUEUE]
+    specialist = conversations.specialist_of(req.conversation_id) if req.conversation_id else None
+    specialist = specialist or match_rules(req.text)
+    if specialist:
+        bound.append(specialist)
+    counts = waiting_counts()
+    for queue in bound:
+        if level(queue, counts.get(queue, 0)) >= Level.REFUSE_LOW:
+            limits = thresholds(queue)
+            assert limits is not None
+            with session_scope() as session:
+                load = backlog.backlog(session, [queue])[queue]
+            raise Overloaded(queue, load.waiting, limits[1], load.wait_s(load.waiting))
 
 
 def publish(request_id: str, priority: str) -> bool:
@@ -162,7 +211,8 @@ def submit(
     metadata: dict[str, Any] | None = None,
     callback_url: str | None = None,
 ) -> Submission:
-    """Accept a request. Raises InvalidRequest (nothing written) for bad input.
+    """Accept a request. Raises InvalidRequest (nothing written) for bad input, and its kind
+    Overloaded for a `low` request while its queue is past the refusal threshold.
 
     With an idempotency key, a repeated submit returns the first request and runs nothing again.
     """
@@ -184,8 +234,10 @@ def submit(
 def accept(req: SubmitRequest) -> Submission:
     """Record a validated request without publishing it; `submit` publishes right after (the HTTP
     ingress does so outside its per-tenant lock). A recorded request that is never published is
-    published by the reconciler, as after a broker outage.
+    published by the reconciler, as after a broker outage. Raises Overloaded (nothing written)
+    for a `low` request while its queue is past the refusal threshold.
     """
+    refuse_if_overloaded(req)
     with session_scope() as session:
         if req.conversation_id:
             try:
@@ -226,8 +278,9 @@ def accept(req: SubmitRequest) -> Submission:
     return Submission(id=inserted.id, status="accepted", published=False)
 
 
-def get(request_id: str, *, tenant: str | None = None) -> RequestView:
-    """The request as the record has it. With `tenant`, another tenant's request is not found."""
+def get(request_id: str, *, tenant: str | None = None, estimate: bool = True) -> RequestView:
+    """The request as the record has it. With `tenant`, another tenant's request is not found.
+    A waiting request carries its queue position and estimated start (`estimate=False` skips that)."""
     with session_scope() as session:
         query = select(Request).where(Request.id == request_id)
         if tenant is not None:
@@ -238,6 +291,7 @@ def get(request_id: str, *, tenant: str | None = None) -> RequestView:
         this = Request.id == request_id
         steps = {s.step: round(s.duration_ms / 1000, 4) for s in session.execute(step_rows(this))}
         calls = session.execute(call_rows(this)).first()
+        where = backlog.estimate(session, request) if estimate else None
     timings = request_timings(
         request, steps, calls.llm_ms / 1000 if calls else 0.0, calls.limiter_ms / 1000 if calls else 0.0
     ).as_dict()
@@ -263,6 +317,9 @@ def get(request_id: str, *, tenant: str | None = None) -> RequestView:
         accepted_at=request.accepted_at,
         started_at=request.started_at,
         finished_at=request.finished_at,
+        queue_position=where.ahead if where else None,
+        estimated_wait_s=where.wait_s if where else None,
+        estimated_start=where.start_at if where else None,
     )
 
 
@@ -288,7 +345,7 @@ def wait(request_id: str, timeout: float = 60.0, *, poll_s: float = 0.2, tenant:
     """
     deadline = time.monotonic() + timeout
     while True:
-        view = get(request_id, tenant=tenant)
+        view = get(request_id, tenant=tenant, estimate=False)
         if view.status in TERMINAL:
             return view
         if time.monotonic() >= deadline:

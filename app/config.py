@@ -6,12 +6,20 @@ tests need no configuration; production overrides them through the environment.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Literal
 
 from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _entries(value: str) -> Iterator[tuple[str, str, list[str]]]:
+    """`name=a/b,other=c/d` -> (entry, name, [a, b]) for each entry."""
+    for item in filter(None, (p.strip() for p in value.split(","))):
+        name, _, rest = item.partition("=")
+        yield item, name.strip(), [p.strip() for p in rest.split("/")]
 
 
 class Settings(BaseSettings):
@@ -92,6 +100,24 @@ class Settings(BaseSettings):
     specialist_concurrency: int = 16
     specialist_pool: str = "threads"
 
+    # Scaling (app/ops/scale.py, app/ops/autoscaler.py). `switchboard scale` adds a worker process
+    # under the local supervisor once a queue's concurrency passes this many threads per process.
+    scale_max_per_process: int = 64
+    # RabbitMQ's management API for queue depths; default: the broker's host on port 15672.
+    rabbitmq_management_url: str | None = None
+    autoscale_min: int = 1
+    autoscale_max: int = 64
+    # More pending messages (ready + unacked) than this per unit of concurrency adds capacity.
+    autoscale_target_pending: float = 10.0
+    autoscale_cooldown_s: float = 30.0
+    autoscale_interval_s: float = 5.0
+    # "queue=MIN/MAX/TARGET/COOLDOWN,...": one queue's policy instead of the defaults above.
+    autoscale_policies: Annotated[dict[str, tuple[int, int, float, float]], NoDecode] = {}
+    # Graceful degradation (app/degradation.py), by requests waiting for a queue: past the first
+    # threshold its pending work runs on the cheap model tier, past the second new `low` priority
+    # submissions are refused. "queue=CHEAP/REFUSE,..."; `*` sets the default for every queue.
+    degrade_thresholds: Annotated[dict[str, tuple[int, int]], NoDecode] = {"*": (500, 2000)}
+
     flower_port: int = 5555
     # Loopback by default: Flower can retry and revoke tasks, so exposing it is a deliberate choice.
     flower_address: str = "127.0.0.1"
@@ -150,18 +176,14 @@ class Settings(BaseSettings):
     @field_validator("prices", mode="before")
     @classmethod
     def _parse_prices(cls, value: object) -> object:
-        if isinstance(value, str):
-            table: dict[str, tuple[Decimal, Decimal]] = {}
-            for item in filter(None, (p.strip() for p in value.split(","))):
-                model, _, pair = item.partition("=")
-                inp, _, out = pair.partition("/")
-                if not (model and inp and out):
-                    raise ValueError(
-                        f"price entry {item!r} must look like model=INPUT/OUTPUT (USD per million tokens)"
-                    )
-                table[model.strip()] = (Decimal(inp), Decimal(out))
-            return table
-        return value
+        if not isinstance(value, str):
+            return value
+        table: dict[str, tuple[Decimal, Decimal]] = {}
+        for item, model, parts in _entries(value):
+            if not (model and len(parts) == 2 and all(parts)):
+                raise ValueError(f"price entry {item!r} must look like model=INPUT/OUTPUT (USD per million tokens)")
+            table[model] = (Decimal(parts[0]), Decimal(parts[1]))
+        return table
 
     @field_validator("fallback_models", mode="before")
     @classmethod
@@ -175,6 +197,38 @@ class Settings(BaseSettings):
                 chains[model.strip()] = [m.strip() for m in rest.split("|") if m.strip()]
             return chains
         return value
+
+    @field_validator("autoscale_policies", mode="before")
+    @classmethod
+    def _parse_policies(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        table: dict[str, tuple[int, int, float, float]] = {}
+        for item, queue, parts in _entries(value):
+            try:
+                low, high, target, cooldown = int(parts[0]), int(parts[1]), float(parts[2]), float(parts[3])
+            except (IndexError, ValueError):
+                raise ValueError(f"autoscale policy {item!r} must look like queue=MIN/MAX/TARGET/COOLDOWN") from None
+            if len(parts) != 4 or not queue or not 0 <= low <= high or target <= 0 or cooldown < 0:
+                raise ValueError(f"autoscale policy {item!r}: need 0 <= MIN <= MAX, TARGET > 0, COOLDOWN >= 0")
+            table[queue] = (low, high, target, cooldown)
+        return table
+
+    @field_validator("degrade_thresholds", mode="before")
+    @classmethod
+    def _parse_thresholds(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        table: dict[str, tuple[int, int]] = {}
+        for item, queue, parts in _entries(value):
+            try:
+                cheap, refuse = (int(p) for p in parts)
+            except ValueError:
+                raise ValueError(f"threshold {item!r} must look like queue=CHEAP/REFUSE (request counts)") from None
+            if not queue or not 0 < cheap <= refuse:
+                raise ValueError(f"threshold {item!r}: need 0 < CHEAP <= REFUSE")
+            table[queue] = (cheap, refuse)
+        return table
 
     @field_validator("max_attempts")
     @classmethod

@@ -113,6 +113,11 @@ class FleetCollector(Collector):
             "Ready messages per queue (work queues and DLQs), from the broker",
             labels=["queue", "kind"],
         )
+        unacked = GaugeMetricFamily(
+            "switchboard_queue_unacked",
+            "Messages delivered to a worker and not yet acknowledged, per queue (management API only)",
+            labels=["queue", "kind"],
+        )
         consumers = GaugeMetricFamily(
             "switchboard_queue_consumers", "Consumers per queue, from the broker", labels=["queue", "kind"]
         )
@@ -120,11 +125,14 @@ class FleetCollector(Collector):
             for queue, found in queue_depths().items():
                 if found is not None:
                     kind = "dead_letter" if queue.endswith(".dlq") else "work"
-                    depth.add_metric([queue, kind], found[0])
-                    consumers.add_metric([queue, kind], found[1])
+                    depth.add_metric([queue, kind], found.ready)
+                    consumers.add_metric([queue, kind], found.consumers)
+                    if found.unacked is not None:
+                        unacked.add_metric([queue, kind], found.unacked)
         except Exception as exc:  # a scrape must answer even while the broker is away
             log.warning("queue depths unavailable for metrics: %s", type(exc).__name__)
         yield depth
+        yield unacked
         yield consumers
         yield self._breakers()
 

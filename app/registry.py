@@ -40,3 +40,11 @@ def get_specialist(name: str) -> Specialist:
         return specialists()[name]
     except KeyError:
         raise RegistryError(f"unknown specialist {name!r}; known: {', '.join(specialists())}") from None
+
+
+def match_rules(text: str) -> str | None:
+    """The one specialist whose rules match `text`, if exactly one does (no classifier: cheap
+    enough for the client, which uses it to know where a request will go)."""
+    matched = {name for name, spec in specialists().items() if any(r.search(text) for r in spec.compiled_rules)}
+    # Rules of two specialists matching means the rules cannot decide; the classifier does.
+    return matched.pop() if len(matched) == 1 else None

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from app.classifier import classifier
 from app.config import get_settings
 from app.inference import Deferred, ProviderError, complete
-from app.registry import specialists
+from app.registry import match_rules, specialists
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +25,6 @@ class RouteDecision(BaseModel):
     specialist: str
     confidence: float
     method: Method
-
-
-def _by_rules(text: str) -> str | None:
-    matched = {name for name, spec in specialists().items() if any(r.search(text) for r in spec.compiled_rules)}
-    # Rules of two specialists matching means the rules cannot decide; the classifier does.
-    return matched.pop() if len(matched) == 1 else None
 
 
 def _routing_prompt() -> str:
@@ -72,7 +66,7 @@ def decide(
             confidence=prediction.scores.get(current_specialist, 0.0),
             method="conversation",
         )
-    ruled = _by_rules(text)
+    ruled = match_rules(text)
     if ruled is not None:
         return RouteDecision(specialist=ruled, confidence=1.0, method="rule")
     if prediction.confidence >= settings.router_confidence_threshold:

@@ -86,7 +86,7 @@ class StepContext:
     ) -> ChatResponse:
         return complete(
             messages,
-            tier=effective_tier(tier or self.step.tier, self.request),
+            tier=effective_tier(tier or self.step.tier, self.request, self.specialist.queue),
             purpose=self.step.name,
             request_id=self.request.id,
             step=self.step.name,

@@ -77,6 +77,9 @@ class Request(Base):
         Index("ix_requests_unpublished", "accepted_at", postgresql_where=text("published_at IS NULL")),
         # Per-tenant in-flight counts: the ingress concurrency cap and the router's fair share.
         Index("ix_requests_tenant_status", "tenant", "status"),
+        # Drain rates per queue (app/backlog.py) count recent completions and routings.
+        Index("ix_requests_finished_at", "finished_at"),
+        Index("ix_requests_routed_at", "routed_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -385,3 +388,43 @@ class CallbackAttempt(Base):
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[float] = mapped_column(default=0.0)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+# --- Scaling ---------------------------------------------------------------------------------------
+
+
+class PoolTarget(Base):
+    """The concurrency an operator (`switchboard scale`) or the autoscaler set for a queue, and
+    the local supervisor that applies it by starting, stopping and resizing worker processes."""
+
+    __tablename__ = "pool_targets"
+
+    queue: Mapped[str] = mapped_column(String(64), primary_key=True)
+    concurrency: Mapped[int] = mapped_column(Integer)
+    processes: Mapped[int] = mapped_column(Integer)
+    set_by: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+    # "host:pid" of the `switchboard workers up` that runs this queue's pool, and its last heartbeat.
+    supervisor: Mapped[str | None] = mapped_column(String(200))
+    supervisor_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ScalingDecision(Base):
+    """One autoscaler decision per queue and tick: what it saw, what the policy wanted, what it set."""
+
+    __tablename__ = "scaling_decisions"
+    __table_args__ = (
+        CheckConstraint("action IN ('up','down','hold')", name="ck_scaling_decisions_action"),
+        Index("ix_scaling_decisions_queue_at", "queue", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+    queue: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(8))
+    pending: Mapped[int] = mapped_column(Integer)
+    current: Mapped[int] = mapped_column(Integer)
+    desired: Mapped[int] = mapped_column(Integer)
+    applied: Mapped[int] = mapped_column(Integer)
+    # Most concurrency the provider's rate limit can feed for this queue; None when unlimited.
+    limit_cap: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")

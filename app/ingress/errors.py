@@ -13,7 +13,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 
-from app.client import InvalidRequest, RequestNotFound
+from app.client import InvalidRequest, Overloaded, RequestNotFound
 from app.ingress.limits import LimitExceeded
 
 # status -> the stable code clients switch on
@@ -86,9 +86,13 @@ def _broker(exc: BrokerError) -> ApiError:
     return ApiError(503, "the broker (RabbitMQ) is unavailable; retry later", retry_after_s=5)
 
 
-# A new client exception maps here, e.g. a refusal of low-priority work under overload:
-#   (client.Overloaded, lambda exc: ApiError(503, str(exc), retry_after_s=exc.retry_after_s)),
+def _overloaded(exc: Overloaded) -> ApiError:
+    return ApiError(503, str(exc), retry_after_s=exc.retry_after_s, code="overloaded")
+
+
+# A new client exception maps here; the first match wins, so a subclass comes before its base.
 _MAPPING: list[tuple[type[BaseException], Callable[..., ApiError]]] = [
+    (Overloaded, _overloaded),
     (InvalidRequest, _invalid),
     (RequestNotFound, _not_found),
     (LimitExceeded, _limited),

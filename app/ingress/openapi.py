@@ -43,7 +43,7 @@ def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
 
 _AUTH_ERRORS = {
     "401": _error(401, "no API key, or an unknown or revoked one"),
-    "503": _error(503, "the record or the broker is unavailable"),
+    "503": _error(503, "the record or the broker is unavailable, or (code overloaded) a low-priority request was refused under overload"),
 }
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": REQUEST_ID}}
 

@@ -58,12 +58,23 @@ def pool_env(queue: str, settings: Settings) -> dict[str, str]:
     return env
 
 
-def worker_argv(queue: str, concurrency: int, pool: str, *, python: str = sys.executable) -> list[str]:
+def process_name(queue: str, index: int = 0) -> str:
+    """A pool's first process is named by its queue, more processes `<queue>-2`, `<queue>-3`, ...
+    (queue names never contain '-')."""
+    return queue if index == 0 else f"{queue}-{index + 1}"
+
+
+def queue_of_node(node: str) -> str:
+    """`technical-2@host` -> `technical`."""
+    return node.split("@", 1)[0].split("-", 1)[0]
+
+
+def worker_argv(queue: str, concurrency: int, pool: str, *, python: str = sys.executable, index: int = 0) -> list[str]:
     return [
         python, "-m", "celery", "-A", "app.celery_app:celery", "worker",
         "-Q", queue,
         # Named by pool, so Flower and `celery inspect` show which pool a worker belongs to.
-        "-n", f"{queue}@%h",
+        "-n", f"{process_name(queue, index)}@%h",
         "-P", pool,
         "-c", str(concurrency),
         # Gossip and mingle add start-up latency and broker chatter that per-queue pools do not need.
@@ -72,17 +83,27 @@ def worker_argv(queue: str, concurrency: int, pool: str, *, python: str = sys.ex
     ]
 
 
+# A pool's extra processes (`scale` under `workers up`) serve metrics this far above its first.
+EXTRA_PROCESS_PORT_STEP = 100
+
+
+def worker_spec(queue: str, concurrency: int, settings: Settings | None = None, index: int = 0) -> ProcessSpec:
+    settings = settings or get_settings()
+    env = pool_env(queue, settings)
+    port = int(env["SWITCHBOARD_METRICS_PORT"])
+    if port and index:
+        env["SWITCHBOARD_METRICS_PORT"] = str(port + EXTRA_PROCESS_PORT_STEP * index)
+    return ProcessSpec(
+        process_name(queue, index),
+        worker_argv(queue, concurrency, settings.specialist_pool, index=index),
+        env,
+    )
+
+
 def pool_specs(settings: Settings | None = None, queues: list[str] | None = None) -> list[ProcessSpec]:
     settings = settings or get_settings()
     names = queues or work_queue_names()
-    return [
-        ProcessSpec(
-            name,
-            worker_argv(name, concurrency_for(name, settings), settings.specialist_pool),
-            pool_env(name, settings),
-        )
-        for name in names
-    ]
+    return [worker_spec(name, concurrency_for(name, settings), settings) for name in names]
 
 
 def simulator_spec(settings: Settings | None = None, *extra: str) -> ProcessSpec:

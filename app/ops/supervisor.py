@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from app.ops.pools import ProcessSpec
+from app.ops.pools import ProcessSpec, queue_of_node
 
 
 class Supervisor:
@@ -61,17 +61,31 @@ class Supervisor:
             self._stopping.set()
         self._retired.update(names)
         for n in names:
-            process = self.processes[n]
-            if process.poll() is None:
+            process = self.processes.get(n)
+            if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for n in names:
-            process = self.processes.pop(n)
+            process = self.processes.get(n)
+            if process is None:  # stopped by another caller meanwhile
+                continue
             try:
                 process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+            self.processes.pop(n, None)
+
+    def kill(self) -> None:
+        """SIGKILL whatever still runs (a second Ctrl-C): acks_late messages of running tasks go back
+        to their queues and run again elsewhere."""
+        self._stopping.set()
+        self._retired.update(self.processes)
+        for n, process in list(self.processes.items()):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            self.processes.pop(n, None)
 
     def __enter__(self) -> Supervisor:
         return self
@@ -88,7 +102,7 @@ def wait_for_workers(queues: list[str], timeout: float = 60.0) -> None:
     missing = set(queues)
     while missing:
         replies = celery.control.ping(timeout=1.0)
-        answered = {name.split("@", 1)[0] for reply in replies for name in reply}
+        answered = {queue_of_node(name) for reply in replies for name in reply}
         missing -= answered
         if missing and time.monotonic() > deadline:
             raise TimeoutError(f"no worker answered for queue(s) {sorted(missing)} within {timeout:g}s")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -129,8 +129,84 @@ def faults(simulator: str) -> Iterator[httpx.Client]:
         admin.post("/admin/faults", json={"error_rate": 0, "timeout_rate": 0, "outage_seconds": 0})
 
 
+@pytest.fixture
+def provider_latency(faults: httpx.Client) -> Iterator[Callable[[int], None]]:
+    """Sets the simulated provider's latency (ms) for one test; none again afterwards."""
+
+    def set_latency(ms: int) -> None:
+        faults.post("/admin/faults", json={"latency_ms": ms}).raise_for_status()
+
+    yield set_latency
+    set_latency(0)
+
+
 def run_cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "app", *args], input=stdin, capture_output=True, text=True, timeout=180,
         cwd=ROOT, env={**os.environ, **(env or {})},
     )
+
+
+@pytest.fixture
+def private_broker(services: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A RabbitMQ vhost of this test's own, for tests that run their own worker processes: the
+    session's workers never see its messages. This process publishes and inspects there too."""
+    from app.celery_app import use_broker
+    from app.config import reset_settings
+    from tests.support.services import scratch_vhost
+
+    assert root.SERVICES is not None
+    if root.SERVICES.origin != "local":
+        pytest.skip("needs rabbitmqctl on the local broker to make a vhost")
+    previous = os.environ["SWITCHBOARD_BROKER_URL"]
+    with scratch_vhost("amqp://guest:guest@127.0.0.1:5672//", f"{root.SERVICES.vhost}-{os.urandom(3).hex()}") as url:
+        monkeypatch.setenv("SWITCHBOARD_BROKER_URL", url)
+        reset_settings()
+        use_broker(url)
+        try:
+            yield url
+        finally:
+            monkeypatch.setenv("SWITCHBOARD_BROKER_URL", previous)
+            reset_settings()
+            use_broker(previous)
+
+
+def peak_overlap(request_ids: list[str]) -> int:
+    """The most attempts of these requests that ran at the same moment, from the record's events:
+    an attempt runs from `attempt_started` to the event that ends it (a deferred or failed attempt
+    ends early, and its retry is another attempt)."""
+    from sqlalchemy import select
+
+    from app.db import RequestEvent, session_scope
+
+    with session_scope() as session:
+        events = session.execute(
+            select(RequestEvent.request_id, RequestEvent.kind, RequestEvent.at)
+            .where(RequestEvent.request_id.in_(request_ids)).order_by(RequestEvent.id)
+        ).all()
+    edges, open_at = [], {}
+    for request_id, kind, at in events:
+        if kind == "attempt_started":
+            open_at[request_id] = at
+        elif kind in ("succeeded", "deferred", "attempt_failed", "dead_lettered") and request_id in open_at:
+            edges += [(open_at.pop(request_id), 1), (at, -1)]
+    running = peak = 0
+    for _, step in sorted(edges):  # at the same instant an end sorts before a start
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def wait_all(request_ids: list[str], timeout: float = 240.0) -> dict[str, str]:
+    from app import client
+
+    return {rid: client.wait(rid, timeout=timeout).status for rid in request_ids}
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-import httpx
 import pytest
 
 from app import client
@@ -13,10 +12,8 @@ from app.celery_app import celery
 
 
 @pytest.fixture
-def slow_provider(faults: httpx.Client) -> Iterator[None]:
-    faults.post("/admin/faults", json={"latency_ms": 200}).raise_for_status()
-    yield
-    faults.post("/admin/faults", json={"latency_ms": 0}).raise_for_status()
+def slow_provider(provider_latency: Callable[[int], None]) -> None:
+    provider_latency(200)
 
 
 @pytest.fixture

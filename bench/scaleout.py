@@ -1,0 +1,187 @@
+"""Throughput of one specialist pool with 1 and then 2 worker processes, the rate limit not binding.
+
+`python bench/scaleout.py --json [--requests N] [--concurrency C] [--latency S]`
+
+Each phase loads the `technical` queue with N requests while no technical worker runs (the router
+routes them all first), then starts the phase's worker processes (threads pool, C threads each, as
+`switchboard scale` lays them out) and measures how fast they drain the queue, from the record:
+steady-state requests per second between the first and last wave of finishes. The provider is the
+simulator with a fixed latency and no limits, so with enough threads a single process is bound by
+its own CPU (one core under the GIL), and a second process can use the second core.
+
+What else shares the machine matters on 2 cores: PostgreSQL, RabbitMQ and the simulator serve both
+phases, and other jobs may run. Each phase reports CPU seconds per role, `worker_cores` (cores the
+technical processes got) and `other_cores` (cores the machine spent on anything else), and the run
+reports the load average before and after and `worker_cores_ratio`, the most the speedup can be
+when the workers are CPU-bound.
+Last line: {"rps_1", "rps_2", "speedup", ...}. Target: speedup >= 1.8 on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import _harness as h  # noqa: E402
+
+TEXT = "Our export job fails with a 502 error on the orders endpoint (run {run}, job {n})"
+
+
+def _load_avg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, stack: contextlib.ExitStack) -> None:
+        self.args = args
+        self.run = h.run_id()
+        self.sb = h.scratch_switchboard(stack, f"scale-{self.run}", {
+            "SWITCHBOARD_PROVIDER_RPM": "0",
+            "SWITCHBOARD_PROVIDER_TPM": "0",
+            "SWITCHBOARD_ROUTER_CONCURRENCY": "16",
+            "SWITCHBOARD_TECHNICAL_CONCURRENCY": str(args.concurrency),
+            # The bench's backlog must not be refused or degraded.
+            "SWITCHBOARD_DEGRADE_THRESHOLDS": "*=1000000/1000000",
+        })
+        from app.ops.pools import pool_specs, simulator_spec
+        from app.ops.supervisor import Supervisor, wait_for_workers
+
+        self.log_dir = Path(".switchboard") / f"bench-scaleout-{self.run}"
+        self.supervisor = stack.enter_context(Supervisor(self.log_dir, env=h.child_env(self.sb.env), restart=False))
+        sim = simulator_spec(None, "--latency-ms", str(int(args.latency * 1000)), "--latency-jitter-ms", "0",
+                             "--rpm", "0", "--tpm", "0", "--error-rate", "0", "--timeout-rate", "0")
+        self.pids: dict[str, list[int]] = {"simulator": [self.supervisor.start(sim).pid], "bench": [os.getpid()]}
+        h.wait_http(f"http://127.0.0.1:{self.sb.simulator_port}/healthz")
+        router = pool_specs(queues=["router"])[0]
+        self.pids["router"] = [self.supervisor.start(router).pid]
+        wait_for_workers(["router"], timeout=120)
+
+    def _load_queue(self, n: int, phase: str) -> list[str]:
+        from app import client
+
+        with ThreadPoolExecutor(8) as pool:
+            ids = list(pool.map(lambda i: client.submit(TEXT.format(run=phase, n=i)).id, range(n)))
+        self._wait(ids, "routed", 60 + n * 0.2)
+        return ids
+
+    def _wait(self, ids: list[str], status: str, timeout: float) -> None:
+        from sqlalchemy import func, select
+
+        from app.db import Request, session_scope
+
+        deadline = time.monotonic() + timeout
+        while True:
+            with session_scope() as session:
+                reached = session.scalar(select(func.count()).where(Request.id.in_(ids), Request.status == status)) or 0
+                dead = session.scalar(select(func.count()).where(Request.id.in_(ids),
+                                                                 Request.status == "dead_lettered")) or 0
+            if dead:
+                raise SystemExit(f"{dead} request(s) dead-lettered; see {self.log_dir}")
+            if reached == len(ids):
+                return
+            if time.monotonic() > deadline:
+                raise SystemExit(f"only {reached} of {len(ids)} requests {status} in time; see {self.log_dir}")
+            time.sleep(0.5)
+
+    def phase(self, processes: int) -> dict[str, Any]:
+        from sqlalchemy import select
+
+        from app.celery_app import celery
+        from app.db import Request, session_scope
+        from app.ops.pools import worker_spec
+
+        n, c = self.args.requests, self.args.concurrency
+        names = [worker_spec("technical", c, index=i).name for i in range(processes)]
+        roles = {f"technical{i}": [self.supervisor.start(worker_spec("technical", c, index=i)).pid]
+                 for i in range(processes)}
+        pids = {**self.pids, **roles}
+        databases = (f"sb_scale_{self.run}",)
+        h.wait_for_celery(celery, names, timeout=120)
+        # Paused while the queue fills, so every process starts on the backlog at the same moment.
+        nodes = [node for reply in celery.control.ping(timeout=2.0) for node in reply
+                 if node.split("@")[0] in names]
+        celery.control.cancel_consumer("technical", destination=nodes, reply=True)
+        h.log(f"phase {processes}: loading {n} requests into the technical queue")
+        ids = self._load_queue(n, f"{self.run}-p{processes}")
+        celery.control.add_consumer("technical", destination=nodes, reply=True)
+        cpu0 = h.cpu_snapshot(pids, databases)
+        h.log(f"phase {processes}: {processes} technical process(es) x {c} threads draining")
+        self._wait(ids, "succeeded", 120 + n * 2.0)
+        cpu = h.delta(h.cpu_snapshot(pids, databases), cpu0)
+        for name in names:
+            self.supervisor.stop(name)
+        with session_scope() as session:
+            spans = session.execute(select(Request.started_at, Request.finished_at).where(Request.id.in_(ids))).all()
+        finished = sorted(f for _, f in spans)
+        start = min(s for s, _ in spans)
+        # Steady state: leave out the first and last wave of finishes (ramp-up and drain).
+        wave = min(processes * c, n // 4)
+        window = (finished[n - wave - 1] - finished[wave]).total_seconds()
+        rps = (n - 2 * wave - 1) / window
+        elapsed = (finished[-1] - start).total_seconds()
+        ours = sum(v for k, v in cpu.items() if k not in ("machine_busy", "postgres_other"))
+        worker_cpu = sum(cpu[r] for r in roles)
+        return {
+            "processes": processes,
+            "requests": n,
+            "rps": round(rps, 2),
+            "overall_rps": round(n / elapsed, 2),
+            "seconds": round(elapsed, 2),
+            "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
+            "worker_cpu_per_request_ms": round(worker_cpu / n * 1000, 2),
+            # Cores the technical processes got, and cores the machine spent on work not this bench's.
+            "worker_cores": round(worker_cpu / elapsed, 2),
+            "other_cores": round((cpu["machine_busy"] - ours) / elapsed, 2),
+            "other_busy_s": round(cpu["machine_busy"] - ours, 2),
+        }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    load_before = _load_avg()
+    with contextlib.ExitStack() as stack:
+        bench = Bench(args, stack)
+        one = bench.phase(1)
+        two = bench.phase(2)
+    return {
+        "rps_1": one["rps"],
+        "rps_2": two["rps"],
+        "speedup": round(two["rps"] / one["rps"], 3),
+        "concurrency_per_process": args.concurrency,
+        "latency_s": args.latency,
+        "cores": os.cpu_count(),
+        "load_avg_before": load_before,
+        "load_avg_after": _load_avg(),
+        # The second process can only help as far as it gets a core: how much more CPU the pool got.
+        "worker_cores_ratio": round(two["worker_cores"] / one["worker_cores"], 3),
+        "phases": [one, two],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=600)
+    parser.add_argument("--concurrency", type=int, default=48, help="threads per worker process")
+    parser.add_argument("--latency", type=float, default=0.1, help="provider latency in seconds")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    h.install_signal_handlers()
+    result = run(args)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>24}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
