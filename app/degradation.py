@@ -6,7 +6,9 @@ it are refused with `client.Overloaded`, which carries an estimated wait. Thresh
 SWITCHBOARD_DEGRADE_THRESHOLDS (`queue=CHEAP/REFUSE`, `*` for every queue).
 
 Workers ask for every LLM call, so the counts are cached for a second per process: one grouped
-query a second, not one per call.
+query a second, not one per call. When the cache goes stale one thread refreshes it while the
+others keep the second-old counts; a whole thread pool querying at once cost a specialist pool a
+third of its throughput.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Level(IntEnum):
 
 _lock = threading.Lock()
 _cached: tuple[float, dict[str, int]] | None = None
+_refreshing = False
 
 
 def thresholds(queue: str) -> tuple[int, int] | None:
@@ -38,17 +41,22 @@ def thresholds(queue: str) -> tuple[int, int] | None:
 
 def waiting_counts() -> dict[str, int]:
     """Requests waiting per queue, at most CACHE_S old."""
-    global _cached
+    global _cached, _refreshing
     with _lock:
-        if _cached is not None and time.monotonic() - _cached[0] < CACHE_S:
+        if _cached is not None and (_refreshing or time.monotonic() - _cached[0] < CACHE_S):
             return _cached[1]
-    from app.backlog import waiting
+        _refreshing = True
+    try:
+        from app.backlog import waiting
 
-    with session_scope() as session:
-        counts = waiting(session)
-    with _lock:
-        _cached = (time.monotonic(), counts)
-    return counts
+        with session_scope() as session:
+            counts = waiting(session)
+        with _lock:
+            _cached = (time.monotonic(), counts)
+        return counts
+    finally:
+        with _lock:
+            _refreshing = False
 
 
 def level(queue: str, waiting: int | None = None) -> Level:
@@ -64,6 +72,7 @@ def level(queue: str, waiting: int | None = None) -> Level:
 
 
 def reset() -> None:
-    global _cached
+    global _cached, _refreshing
     with _lock:
         _cached = None
+        _refreshing = False
