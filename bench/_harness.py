@@ -39,6 +39,16 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def print_result(result: dict[str, Any], as_json: bool) -> None:
+    """A bench's last line: one JSON object with --json, else one aligned line per figure."""
+    if as_json:
+        print(json.dumps(result))
+        return
+    width = max((len(key) for key in result), default=0) + 2
+    for key, value in result.items():
+        print(f"{key:>{width}}: {value}")
+
+
 def run_id() -> str:
     return uuid.uuid4().hex[:8]
 

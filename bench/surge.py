@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -152,11 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     result = _phase(args, limiter=True)
     if not args.skip_limiter_off:
         result["limiter_off"] = _phase(args, limiter=False)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key:>20}: {value}")
+    h.print_result(result, args.json)
     return 0
 
 
