@@ -43,10 +43,11 @@ def _phase(args: argparse.Namespace, *, limiter: bool) -> dict[str, Any]:
         })
         env, port = sb.env, sb.simulator_port
         from app import client
+        from app.celery_app import celery
         from app.config import get_settings
         from app.db import session_scope
-        from app.ops.pools import ProcessSpec, pool_specs, simulator_spec
-        from app.ops.supervisor import Supervisor, wait_for_workers
+        from app.ops.pools import concurrency_for, pool_specs, simulator_spec, worker_spec
+        from app.ops.supervisor import Supervisor
         from app.ops.surge import monday_morning
         from app.registry import specialists
         from app.seed import account_emails, invoice_ids
@@ -62,12 +63,14 @@ def _phase(args: argparse.Namespace, *, limiter: bool) -> dict[str, Any]:
         names = list(specialists())
         supervisor.start(pool_specs(queues=["router"])[0])
         workers = []
+        settings = get_settings()
         for i in range(args.workers):
-            spec = pool_specs(queues=[names[i % len(names)]])[0]
-            workers.append(f"{spec.name}-{i}")
-            argv = [a.replace(f"{spec.name}@%h", f"{workers[-1]}@%h") for a in spec.argv]
-            supervisor.start(ProcessSpec(workers[-1], argv, spec.env))
-        wait_for_workers(["router", *workers], timeout=120)
+            # Processes of one pool are named as `scale` names them: billing, billing-2, ...
+            queue = names[i % len(names)]
+            spec = worker_spec(queue, concurrency_for(queue, settings), settings, index=i // len(names))
+            supervisor.start(spec)
+            workers.append(spec.name)
+        h.wait_for_celery(celery, ["router", *workers], timeout=120)
 
         tickets = monday_morning(args.tickets, emails=emails, invoice_ids=invoices)
         h.log(f"limiter {'on' if limiter else 'off'}: {len(tickets)} tickets over {args.submit_s:g}s, provider "
