@@ -15,11 +15,11 @@ from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
-def _entries(value: str) -> Iterator[tuple[str, str, list[str]]]:
-    """`name=a/b,other=c/d` -> (entry, name, [a, b]) for each entry."""
+def _entries(value: str, sep: str = "/") -> Iterator[tuple[str, str, list[str]]]:
+    """`name=a/b,other=c/d` -> (entry, name, [a, b]) for each entry (`sep` splits the values)."""
     for item in filter(None, (p.strip() for p in value.split(","))):
         name, _, rest = item.partition("=")
-        yield item, name.strip(), [p.strip() for p in rest.split("/")]
+        yield item, name.strip(), [p.strip() for p in rest.split(sep)]
 
 
 class Settings(BaseSettings):
@@ -188,15 +188,14 @@ class Settings(BaseSettings):
     @field_validator("fallback_models", mode="before")
     @classmethod
     def _parse_fallbacks(cls, value: object) -> object:
-        if isinstance(value, str):
-            chains: dict[str, list[str]] = {}
-            for item in filter(None, (p.strip() for p in value.split(","))):
-                model, _, rest = item.partition("=")
-                if not (model and rest):
-                    raise ValueError(f"fallback entry {item!r} must look like model=next|next2")
-                chains[model.strip()] = [m.strip() for m in rest.split("|") if m.strip()]
-            return chains
-        return value
+        if not isinstance(value, str):
+            return value
+        chains: dict[str, list[str]] = {}
+        for item, model, nexts in _entries(value, sep="|"):
+            if not (model and nexts != [""]):
+                raise ValueError(f"fallback entry {item!r} must look like model=next|next2")
+            chains[model] = [m for m in nexts if m]
+        return chains
 
     @field_validator("autoscale_policies", mode="before")
     @classmethod

@@ -716,7 +716,9 @@ class SlidingWindowLimiter:
 # --------------------------------------------------------------------------
 
 
-def _max_in_window(sorted_times: Sequence[float], window_s: float) -> int:
+def max_in_window(sorted_times: Sequence[float], window_s: float) -> int:
+    """The most timestamps any window of `window_s` seconds contains (`sorted_times` ascending);
+    the rate-limit tests count the limiter's admissions with it too."""
     best, start = 0, 0
     for end, t in enumerate(sorted_times):
         while sorted_times[start] <= t - window_s:
@@ -751,14 +753,14 @@ class AcceptedWindow:
 
     def _compact(self) -> None:
         self._times.sort()
-        self._folded_max = max(self._folded_max, _max_in_window(self._times, self._window_s))
+        self._folded_max = max(self._folded_max, max_in_window(self._times, self._window_s))
         cutoff = self._times[-1] - self._window_s - self._SLACK_S
         self._times = self._times[bisect.bisect_right(self._times, cutoff) :]
         # Grow the threshold so a sustained high rate does not sort every call.
         self._compact_at = max(self._COMPACT_AT, 2 * len(self._times))
 
     def max_count(self) -> int:
-        return max(self._folded_max, _max_in_window(sorted(self._times), self._window_s))
+        return max(self._folded_max, max_in_window(sorted(self._times), self._window_s))
 
 
 class Stats:
