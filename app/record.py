@@ -10,56 +10,105 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, func, insert, select, update
+from sqlalchemy import Connection, bindparam, case, exists, func, insert, literal_column, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import CTE
 
 from app import conversations
 from app.context import current
-from app.db import Request, RequestEvent, Status, StepRun, connection_scope, session_scope
+from app.db import (
+    Callback,
+    Request,
+    RequestEvent,
+    Status,
+    StepRun,
+    autocommit_scope,
+    connection_scope,
+    session_scope,
+)
 
 # The transitions every request makes are Core statements built once, on bare connections: the
 # ORM session and statement building cost more CPU than the round trips, and a worker process
-# runs hundreds of these a second.
+# runs hundreds of these a second. A transition and its event are one statement (a data-modifying
+# CTE), so the transitions outside a step's checkpoint commit on their own in one round trip.
 _R = Request.__table__
 _S = StepRun.__table__
-_INSERT_EVENT = insert(RequestEvent.__table__)
+_E = RequestEvent.__table__
+_INSERT_EVENT = insert(_E)
 _RID = bindparam("rid")
+
+
+def _with_event(transition: CTE, kind: str, detail: Any) -> CTE:
+    """The event `kind` for each row `transition` changed (none if it changed none)."""
+    return (
+        insert(_E)
+        .from_select(["request_id", "kind", "detail"],
+                     select(transition.c.id, literal_column(f"'{kind}'"), detail))
+        .cte(f"{kind}_event")
+    )
 
 _MARK_PUBLISHED = update(_R).where(_R.c.id == _RID, _R.c.published_at.is_(None)).values(published_at=func.now())
 
-_MARK_ROUTED = (
+_ROUTED = (
     update(_R)
     .where(_R.c.id == _RID, _R.c.status == Status.ACCEPTED)
     .values(status=Status.ROUTED, specialist=bindparam("specialist"), route_confidence=bindparam("confidence"),
             route_method=bindparam("method"), routed_at=func.now(), route_started_at=bindparam("route_started_at"),
             db_ms=_R.c.db_ms + bindparam("db_ms"))
     .returning(_R.c.id)
+    .cte("routed")
 )
+_MARK_ROUTED = select(_ROUTED.c.id).add_cte(_with_event(_ROUTED, "routed", bindparam("detail", type_=JSONB)))
 
 _CLAIM_COLUMNS = (_R.c.attempts, _R.c.tenant, _R.c.text, _R.c.priority, _R.c.specialist, _R.c.conversation_id,
                   _R.c.route_confidence)
 
 
+# The finished steps' outputs, {step: output}, for a claimed attempt to resume after.
+_CHECKPOINTS = (
+    select(func.coalesce(
+        func.jsonb_object_agg(_S.c.step, func.coalesce(_S.c.output, literal_column("'{}'::jsonb"))),
+        literal_column("'{}'::jsonb"),
+        type_=JSONB,
+    ))
+    .where(_S.c.request_id == _RID, _S.c.status == "succeeded")
+    .scalar_subquery()
+)
+
+
 def _claim(statuses: tuple[Status, ...]) -> Any:
-    return (
+    claimed = (
         update(_R)
         .where(_R.c.id == _RID, _R.c.status.in_(statuses))
         .values(status=Status.RUNNING, attempts=_R.c.attempts + 1,
                 started_at=func.coalesce(_R.c.started_at, func.now()))
-        .returning(*_CLAIM_COLUMNS)
+        .returning(_R.c.id, *_CLAIM_COLUMNS)
+        .cte("claimed")
+    )
+    event = _with_event(claimed, "attempt_started",
+                        func.jsonb_build_object(literal_column("'attempt'"), claimed.c.attempts))
+    return (
+        select(*(claimed.c[c.name] for c in _CLAIM_COLUMNS), _CHECKPOINTS.label("checkpoints"))
+        .add_cte(event)
     )
 
 
 _CLAIM = _claim((Status.ROUTED, Status.FAILED))
 _TAKE_OVER = _claim((Status.ROUTED, Status.FAILED, Status.RUNNING))
-_CHECKPOINTS = select(_S.c.step, _S.c.output).where(_S.c.request_id == _RID, _S.c.status == "succeeded")
 
-_MARK_SUCCEEDED = (
+_SUCCEEDED = (
     update(_R)
     .where(_R.c.id == _RID, _R.c.status == Status.RUNNING)
     .values(status=Status.SUCCEEDED, result=bindparam("result"), error=None, finished_at=func.now(),
             db_ms=_R.c.db_ms + bindparam("db_ms"))
     .returning(_R.c.id)
+    .cte("succeeded")
+)
+_CALLBACK_PENDING = exists().where(Callback.request_id == _RID, Callback.status == "pending")
+_MARK_SUCCEEDED = (
+    select(_SUCCEEDED.c.id, _CALLBACK_PENDING.label("callback_pending"))
+    .add_cte(_with_event(_SUCCEEDED, "succeeded", literal_column("'{}'::jsonb")))
 )
 
 
@@ -69,7 +118,7 @@ def add_event(conn: Session | Connection, request_id: str, kind: str, **detail: 
 
 
 def mark_published(request_id: str) -> None:
-    with connection_scope() as conn:
+    with autocommit_scope() as conn:
         conn.execute(_MARK_PUBLISHED, {"rid": request_id})
 
 
@@ -83,15 +132,14 @@ def mark_routed(request_id: str, specialist: str, confidence: float, method: str
                 route_started_at: datetime | None = None) -> bool:
     """Record the routing decision; False if the request was routed already (a redelivery).
     `route_started_at`: when the router took the request (the database's clock)."""
-    with connection_scope() as conn:
+    with autocommit_scope() as conn:
         routed = conn.execute(
             _MARK_ROUTED,
             {"rid": request_id, "specialist": specialist, "confidence": confidence, "method": method,
-             "route_started_at": route_started_at, "db_ms": _db_ms()},
+             "route_started_at": route_started_at, "db_ms": _db_ms(),
+             "detail": {"specialist": specialist, "confidence": confidence, "method": method}},
         ).first()
-        if routed:
-            add_event(conn, request_id, "routed", specialist=specialist, confidence=confidence, method=method)
-        return routed is not None
+    return routed is not None
 
 
 @dataclass(frozen=True)
@@ -110,28 +158,27 @@ class Attempt:
 def start_attempt(request_id: str, *, take_over: bool = False) -> Attempt | None:
     """Claim the request for one more attempt; None if it is finished, or running and this is not
     a take-over (`take_over`: the previous attempt's worker is gone)."""
-    with connection_scope() as conn:
+    with autocommit_scope() as conn:
         row = conn.execute(_TAKE_OVER if take_over else _CLAIM, {"rid": request_id}).first()
-        if row is None:
-            return None
-        add_event(conn, request_id, "attempt_started", attempt=row.attempts)
-        checkpoints = {step: output or {} for step, output in conn.execute(_CHECKPOINTS, {"rid": request_id})}
-        return Attempt(
-            row.attempts, row.tenant, row.text, row.priority, row.specialist, row.conversation_id,
-            row.route_confidence, checkpoints,
-        )
+    if row is None:
+        return None
+    return Attempt(
+        row.attempts, row.tenant, row.text, row.priority, row.specialist, row.conversation_id,
+        row.route_confidence, row.checkpoints,
+    )
 
 
-def mark_succeeded(conn: Connection, request_id: str, result: dict[str, Any], attempt: Attempt) -> None:
-    """Finish the request inside `conn`'s transaction (the workflow's last checkpoint)."""
+def mark_succeeded(conn: Connection, request_id: str, result: dict[str, Any], attempt: Attempt) -> bool:
+    """Finish the request inside `conn`'s transaction (the workflow's last checkpoint). True if
+    this attempt finished it and a callback waits to be delivered."""
     done = conn.execute(_MARK_SUCCEEDED, {"rid": request_id, "result": result, "db_ms": _db_ms()}).first()
     if not done:
-        return  # taken over by another attempt, which finishes it
-    add_event(conn, request_id, "succeeded")
+        return False  # taken over by another attempt, which finishes it
     if attempt.conversation_id:
         conversations.append_exchange(
             conn, attempt.conversation_id, request_id, attempt.text, result.get("reply", ""), attempt.specialist
         )
+    return bool(done.callback_pending)
 
 
 def mark_failed(request_id: str, error: str, *, attempt: int, retry_in_s: float) -> None:

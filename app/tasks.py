@@ -160,8 +160,7 @@ def _specialist_task(spec: Specialist) -> Callable[..., Any]:
                 nonlocal callback_pending
                 draft = outputs.get("draft", {})
                 result = {"reply": draft.get("reply", ""), "tool_calls": draft.get("tool_calls", [])}
-                record.mark_succeeded(conn, request_id, result, attempt)
-                callback_pending = callbacks.has_pending(request_id, conn)
+                callback_pending = record.mark_succeeded(conn, request_id, result, attempt)
 
             run(get_workflow(spec.workflow), info, spec, attempt.checkpoints, finish=finish)
             _observe_success(spec, attempt, len(history) // 2 + 1)

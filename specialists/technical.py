@@ -7,14 +7,14 @@ status page (`service_status`). Both are read-only.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, Select, bindparam, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Connection, Row, Select, bindparam, func, select
 
 from app.db.models import KbArticle, ServiceStatus
-from app.db.session import session_scope
+from app.db.session import autocommit_scope, session_scope
 from app.specialist import Specialist, Tool, ToolContext
 
 EXCERPT_CHARS = 200
@@ -82,18 +82,18 @@ _ALL_WORDS = _ranked_statement(func.websearch_to_tsquery("english", bindparam("q
 _ANY_WORD = _ranked_statement(func.to_tsquery("english", bindparam("q")))
 
 
-def _ranked(session: Session, statement: Select[Any], query: str, limit: int) -> list[tuple[float, dict[str, Any]]]:
+def _ranked(conn: Connection, statement: Select[Any], query: str, limit: int) -> list[tuple[float, dict[str, Any]]]:
     return [
         (float(row.rank), {"slug": row.slug, "title": row.title, "excerpt": _excerpt(row.body)})
-        for row in session.execute(statement, {"q": query, "limit": limit})
+        for row in conn.execute(statement, {"q": query, "limit": limit})
     ]
 
 
-def _any_word_hits(session: Session, query: str, limit: int) -> list[dict[str, Any]]:
+def _any_word_hits(conn: Connection, query: str, limit: int) -> list[dict[str, Any]]:
     any_word = _any_word_query(query)
     if any_word is None:
         return []
-    hits = _ranked(session, _ANY_WORD, any_word, limit)
+    hits = _ranked(conn, _ANY_WORD, any_word, limit)
     if not hits:
         return []
     # Any-word matching also finds articles that share one common word ("app", "key"); those
@@ -102,8 +102,8 @@ def _any_word_hits(session: Session, query: str, limit: int) -> list[dict[str, A
     return [article for rank, article in hits if rank >= floor]
 
 
-def _search(session: Session, query: str, limit: int) -> list[dict[str, Any]]:
-    articles = [article for _rank, article in _ranked(session, _ALL_WORDS, query, limit)]
+def _search(conn: Connection, query: str, limit: int) -> list[dict[str, Any]]:
+    articles = [article for _rank, article in _ranked(conn, _ALL_WORDS, query, limit)]
     if len(articles) >= limit or (articles and _SEARCH_SYNTAX_RE.search(query)):
         # A query with quotes or -exclusions meant exactly what it matched; do not widen it.
         return articles
@@ -111,13 +111,14 @@ def _search(session: Session, query: str, limit: int) -> list[dict[str, Any]]:
     # by any word still puts the article sharing the most words first. It also tops up a short
     # all-words result with the next most relevant articles.
     seen = {a["slug"] for a in articles}
-    extra = [a for a in _any_word_hits(session, query, limit + len(articles)) if a["slug"] not in seen]
+    extra = [a for a in _any_word_hits(conn, query, limit + len(articles)) if a["slug"] not in seen]
     return (articles + extra)[:limit]
 
 
 def search_kb(ctx: ToolContext, args: SearchKbArgs) -> dict[str, Any]:
-    with session_scope() as session:
-        articles = _search(session, args.query, args.limit)
+    # Reads only: no transaction around them, which saves its BEGIN and COMMIT round trips.
+    with autocommit_scope() as conn:
+        articles = _search(conn, args.query, args.limit)
     if not articles:
         return {"articles": [], "note": "no knowledge-base article matches; do not cite one"}
     return {"articles": articles}
@@ -126,7 +127,7 @@ def search_kb(ctx: ToolContext, args: SearchKbArgs) -> dict[str, Any]:
 # --- Status page -------------------------------------------------------------------------------
 
 
-def _status_row(row: ServiceStatus) -> dict[str, Any]:
+def _status_row(row: ServiceStatus | Row[str, str, str, datetime]) -> dict[str, Any]:
     return {
         "component": row.component,
         "status": row.status,
@@ -152,17 +153,24 @@ def check_service_status(ctx: ToolContext, args: ServiceStatusArgs) -> dict[str,
 # --- Retrieval ---------------------------------------------------------------------------------
 
 
-def _incidents(session: Session) -> list[dict[str, Any]]:
-    stmt = select(ServiceStatus).where(ServiceStatus.status != OPERATIONAL).order_by(ServiceStatus.component)
-    return [_status_row(r) for r in session.scalars(stmt)]
+_INCIDENTS = (
+    select(ServiceStatus.component, ServiceStatus.status, ServiceStatus.message, ServiceStatus.updated_at)
+    .where(ServiceStatus.status != OPERATIONAL)
+    .order_by(ServiceStatus.component)
+)
+
+
+def _incidents(conn: Connection) -> list[dict[str, Any]]:
+    return [_status_row(r) for r in conn.execute(_INCIDENTS)]
 
 
 def retrieve(ctx: ToolContext, text: str) -> dict[str, Any]:
     """Knowledge-base articles that match the ticket and any component not fully operational."""
     found: dict[str, Any] = {}
-    with session_scope() as session:  # one transaction for both reads: this runs for every ticket
-        articles = _search(session, text, 3)
-        incidents = _incidents(session)
+    # Reads only, on one connection and outside a transaction: this runs for every ticket.
+    with autocommit_scope() as conn:
+        articles = _search(conn, text, 3)
+        incidents = _incidents(conn)
     if articles:
         found["kb_articles"] = articles
     if incidents:

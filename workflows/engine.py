@@ -4,6 +4,12 @@ A workflow is named steps with dependencies. Steps whose dependencies are done r
 each step's output is checkpointed in `step_runs`, so a redelivered task resumes at its first
 unfinished step and never pays again for LLM calls a finished step made. Steps do I/O only through
 `app.inference` and `app.db`, never by talking to queues.
+
+A step runs in the task's own thread (steps running side by side: all but one in a shared pool).
+Its `timeout_s` is a deadline checked before each LLM call: a step past it makes no further call
+and fails as timed out (retryable), so it is bounded by its timeout plus one call's HTTP timeout.
+Python cannot stop a thread, so abandoning a step still running would leave it calling the
+provider, unrecorded, next to its own retry; a deadline the step obeys cannot.
 """
 
 from __future__ import annotations
@@ -75,6 +81,8 @@ class StepContext:
     calls: list[dict[str, Any]] = field(default_factory=list)
     # Writes that must commit with the checkpoint or not at all (see `write`).
     writes: list[Callable[[Connection], object]] = field(default_factory=list)
+    # time.monotonic() past which the step makes no further LLM call (see the module docstring).
+    deadline: float = float("inf")
 
     def llm(
         self,
@@ -84,6 +92,8 @@ class StepContext:
         tier: str | None = None,
         max_tokens: int = 512,
     ) -> ChatResponse:
+        if time.monotonic() > self.deadline:
+            raise TimeoutError(f"took longer than {self.step.timeout_s:g}s")
         return complete(
             messages,
             tier=effective_tier(tier or self.step.tier, self.request, self.specialist.queue),
@@ -205,22 +215,19 @@ def _transient(exc: BaseException) -> bool:
     return _retry_here(exc)
 
 
-def _run_step(step: Step, ctx: StepContext, pool: ThreadPoolExecutor, finish: Finish | None = None) -> dict[str, Any]:
+def _run_step(step: Step, ctx: StepContext, finish: Finish | None = None) -> dict[str, Any]:
     last: BaseException | None = None
     for attempt in range(step.retries + 1):
         if attempt:
             time.sleep(min(0.5 * 2 ** (attempt - 1), 5.0))
         started_at = datetime.now(UTC)
         started = time.perf_counter()
-        # carry: the step's log lines and database time belong to this thread's request.
-        future = pool.submit(carry(step.fn), ctx)
+        ctx.deadline = time.monotonic() + step.timeout_s
         try:
-            output = future.result(timeout=step.timeout_s)
+            output = step.fn(ctx)
         except Deferred:
             _record_step(ctx, "deferred", started_at=started_at)
             raise
-        except TimeoutError:
-            last = TimeoutError(f"took longer than {step.timeout_s:g}s")
         except Exception as exc:  # recorded, then classified below
             last = exc
         else:
@@ -236,23 +243,18 @@ def _run_step(step: Step, ctx: StepContext, pool: ThreadPoolExecutor, finish: Fi
     raise StepError(step.name, str(last), transient=True) from last
 
 
-_pools_lock = threading.Lock()
-_pools: tuple[int, ThreadPoolExecutor, ThreadPoolExecutor] | None = None
+_pool_lock = threading.Lock()
+_pool: tuple[int, ThreadPoolExecutor] | None = None
 
 
-def _shared_pools() -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
-    """Process-wide pools (runners, bodies), created lazily and reused across tasks: a pool per
-    task would start threads for every request. Bodies run apart from their runners so a step's
-    timeout can be enforced; two pools, so runners waiting on bodies can never starve them."""
-    global _pools
-    with _pools_lock:
-        if _pools is None or _pools[0] != os.getpid():
-            _pools = (
-                os.getpid(),
-                ThreadPoolExecutor(max_workers=1024, thread_name_prefix="step-runner"),
-                ThreadPoolExecutor(max_workers=1024, thread_name_prefix="step-body"),
-            )
-        return _pools[1], _pools[2]
+def _side_pool() -> ThreadPoolExecutor:
+    """The process-wide pool for steps that run beside the task thread's own, created lazily and
+    reused across tasks: a pool per task would start threads for every request."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid():
+            _pool = (os.getpid(), ThreadPoolExecutor(max_workers=1024, thread_name_prefix="step"))
+        return _pool[1]
 
 
 def run(workflow: Workflow, request: RequestInfo, specialist: Specialist,
@@ -262,7 +264,6 @@ def run(workflow: Workflow, request: RequestInfo, specialist: Specialist,
     `checkpoints` are the finished steps' outputs if the caller read them already. `finish(conn,
     outputs)` is called once, after every step succeeded: in the last step's checkpoint
     transaction when it can be (one transaction fewer per request), else in its own."""
-    runners, bodies = _shared_pools()
     outputs = dict(checkpoints) if checkpoints is not None else load_checkpoints(request.id)
     pending = {name: step for name, step in workflow.steps.items() if name not in outputs}
     running: dict[Future[dict[str, Any]], str] = {}
@@ -276,19 +277,21 @@ def run(workflow: Workflow, request: RequestInfo, specialist: Specialist,
 
     try:
         while pending or running:
+            for future in [f for f in running if f.done()]:
+                outputs[running.pop(future)] = future.result()
             ready = [s for s in pending.values() if all(dep in outputs for dep in s.after)]
-            if len(ready) == 1 and not running:
-                # Nothing to overlap with: run it in this thread.
-                step = pending.pop(ready[0].name)
-                last = finish_once if finish is not None and not pending else None
-                outputs[step.name] = _run_step(
-                    step, StepContext(request, specialist, step, dict(outputs)), bodies, finish=last
-                )
-                continue
-            for step in ready:
+            # All ready steps but the first run beside this thread, which runs the first itself: a
+            # hand-off to another thread costs more CPU than most steps' own Python.
+            for step in ready[1:]:
                 ctx = StepContext(request, specialist, step, dict(outputs))
-                running[runners.submit(carry(_run_step), step, ctx, bodies)] = step.name
+                running[_side_pool().submit(carry(_run_step), step, ctx)] = step.name
                 del pending[step.name]
+            if ready:
+                step = pending.pop(ready[0].name)
+                last = finish_once if finish is not None and not pending and not running else None
+                ctx = StepContext(request, specialist, step, dict(outputs))
+                outputs[step.name] = _run_step(step, ctx, finish=last)
+                continue
             if not running:
                 raise StepError(next(iter(pending)), "its dependencies can never finish", transient=False)
             done, _ = wait(running, return_when=FIRST_COMPLETED)

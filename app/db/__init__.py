@@ -25,7 +25,7 @@ from app.db.models import (
     Tenant,
     Turn,
 )
-from app.db.session import connection_scope, dispose_engine, get_engine, session_scope
+from app.db.session import autocommit_scope, connection_scope, dispose_engine, get_engine, session_scope
 
 __all__ = [
     "Account",
@@ -53,6 +53,7 @@ __all__ = [
     "StepRun",
     "Tenant",
     "Turn",
+    "autocommit_scope",
     "connection_scope",
     "dispose_engine",
     "get_engine",

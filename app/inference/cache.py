@@ -16,10 +16,10 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, update
+from sqlalchemy import Connection, bindparam, delete, func, update
 from sqlalchemy.dialects.postgresql import insert
 
-from app.db import CachedResponse, connection_scope, session_scope
+from app.db import CachedResponse, autocommit_scope, connection_scope, session_scope
 from app.inference.provider import ChatResponse
 
 _SPACES = re.compile(r"\s+")
@@ -73,15 +73,20 @@ class MemoryCache(ResponseCache):
             self._items[key] = (self._clock() + ttl_s, response)
 
 
+_CACHE = CachedResponse.__table__
+# Built once, and one statement on its own: a lookup precedes every cacheable call.
+_TAKE_HIT = (
+    update(_CACHE)
+    .where(_CACHE.c.key == bindparam("cache_key"), _CACHE.c.expires_at > func.now())
+    .values(hits=_CACHE.c.hits + 1)
+    .returning(_CACHE.c.response)
+)
+
+
 class PostgresCache(ResponseCache):
     def get(self, key: str) -> ChatResponse | None:
-        with session_scope() as session:
-            hit = session.execute(
-                update(CachedResponse)
-                .where(CachedResponse.key == key, CachedResponse.expires_at > func.now())
-                .values(hits=CachedResponse.hits + 1)
-                .returning(CachedResponse.response)
-            ).first()
+        with autocommit_scope() as conn:
+            hit = conn.execute(_TAKE_HIT, {"cache_key": key}).first()
         return None if hit is None else ChatResponse.model_validate(hit.response)
 
     def put(self, key: str, response: ChatResponse, ttl_s: float, conn: Connection | None = None) -> None:
