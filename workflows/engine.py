@@ -29,9 +29,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import OperationalError
 
 from app.context import carry
-from app.db import StepRun, connection_scope, session_scope
+from app.db import StepRun, autocommit_scope, connection_scope, session_scope
 from app.inference import ChatResponse, Deferred, ProviderError, complete
-from app.inference.gateway import write_calls
+from app.inference.call_log import write_calls
 from app.inference.tiers import effective_tier
 from app.specialist import Specialist, ToolContext
 
@@ -191,7 +191,9 @@ def _record_step(ctx: StepContext, status: str, *, started_at: datetime,
     }
     calls, ctx.calls[:] = list(ctx.calls), []
     writes, ctx.writes[:] = list(ctx.writes), []
-    with connection_scope() as conn:
+    more = bool(calls) or (status == "succeeded" and bool(writes or finish))
+    # A checkpoint that is the only write commits by itself, without BEGIN and COMMIT round trips.
+    with connection_scope() if more else autocommit_scope() as conn:
         write_calls(conn, calls)
         conn.execute(_UPSERT_STEP, row)
         if status == "succeeded":

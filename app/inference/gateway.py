@@ -20,16 +20,17 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection, Integer, Numeric, bindparam, insert, update
+from sqlalchemy import Connection
 
 from app import metrics
 from app.config import get_settings
 from app.context import current
-from app.db import LlmCall, Request, connection_scope
+from app.db import autocommit_scope
 from app.inference import keys as key_state
 from app.inference import provider
 from app.inference.breaker import UNHEALTHY, Breaker, BreakerOpen, BreakerPolicy, Permit, PostgresBreaker
 from app.inference.cache import PostgresCache, ResponseCache, cache_key
+from app.inference.call_log import write_calls
 from app.inference.cost import call_cost
 from app.inference.errors import FailureClass, ProviderError
 from app.inference.headers import exhausted_for
@@ -290,38 +291,5 @@ def _record(
         # at once: the circuit breaker counts them from the record.
         call.sink.append(row)
         return
-    with connection_scope() as conn:
+    with autocommit_scope() as conn:  # one statement: it commits by itself
         write_calls(conn, [row])
-
-
-_CALLS = LlmCall.__table__
-_REQUESTS = Request.__table__
-_INSERT_CALL = insert(_CALLS)
-_ADD_TOTALS = (
-    update(_REQUESTS)
-    .where(_REQUESTS.c.id == bindparam("rid"))
-    .values(
-        prompt_tokens=_REQUESTS.c.prompt_tokens + bindparam("prompt", type_=Integer),
-        completion_tokens=_REQUESTS.c.completion_tokens + bindparam("completion", type_=Integer),
-        cost_usd=_REQUESTS.c.cost_usd + bindparam("cost", type_=Numeric(14, 6)),
-    )
-)
-
-
-def write_calls(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert LLM-call rows and add their tokens and cost to their requests' totals."""
-    if not rows:
-        return
-    conn.execute(_INSERT_CALL, rows)
-    totals: dict[str, list[Any]] = {}
-    for row in rows:
-        if row["request_id"] is not None and (row["prompt_tokens"] or row["completion_tokens"]):
-            t = totals.setdefault(row["request_id"], [0, 0, Decimal(0)])
-            t[0] += row["prompt_tokens"]
-            t[1] += row["completion_tokens"]
-            t[2] += row["cost_usd"]
-    if totals:
-        conn.execute(
-            _ADD_TOTALS,
-            [{"rid": rid, "prompt": p, "completion": c, "cost": cost} for rid, (p, c, cost) in totals.items()],
-        )
