@@ -30,6 +30,8 @@ from app.record import add_event
 from app.topology import CALLBACK_QUEUE
 
 log = logging.getLogger(__name__)
+# httpx logs every request at INFO, with its URL; a receiver's URL may carry a token of its own.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class CallbackRefused(ValueError):

@@ -1,13 +1,16 @@
-"""The OpenAI-compatible chat-completions client: one pooled httpx client per process."""
+"""The OpenAI-compatible chat-completions client: kept-alive connections per thread, one SSL
+context per process."""
 
 from __future__ import annotations
 
-import logging
+import functools
+import json
 import os
 import ssl
 import threading
 from typing import Any
 
+import httpcore
 import httpx
 from pydantic import BaseModel, Field
 
@@ -47,17 +50,18 @@ class ChatResponse(BaseModel):
         return message
 
 
-# httpx logs every request at INFO; at hundreds of calls a second that drowns the workers' logs.
-logging.getLogger("httpx").setLevel(logging.WARNING)
-
 _local = threading.local()
 _ssl_lock = threading.Lock()
 _ssl_context: ssl.SSLContext | None = None
 
+# What cannot reach the provider or broke the exchange, as opposed to an answer we did not like.
+_TRANSPORT_ERRORS = (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol,
+                     httpcore.ConnectionNotAvailable, OSError)
+
 
 def _shared_ssl_context() -> ssl.SSLContext:
-    """Building an SSL context loads the CA bundle (milliseconds of CPU); with a client per
-    thread, hundreds of threads would each pay for it. One per process is shared by all."""
+    """Building an SSL context loads the CA bundle (milliseconds of CPU); with a pool per thread,
+    hundreds of threads would each pay for it. One per process is shared by all."""
     global _ssl_context
     with _ssl_lock:
         if _ssl_context is None:
@@ -65,23 +69,51 @@ def _shared_ssl_context() -> ssl.SSLContext:
         return _ssl_context
 
 
-def http_client(base_url: str) -> httpx.Client:
-    """One client per provider per thread. A single pool shared by hundreds of worker threads
-    serialises them on its lock; per-thread clients keep their own kept-alive connection instead."""
-    clients: dict[str, httpx.Client] | None = getattr(_local, "clients", None)
-    if clients is None or getattr(_local, "pid", None) != os.getpid():
-        clients = _local.clients = {}
+def _connections(base_url: str) -> httpcore.ConnectionPool:
+    """One connection pool per provider per thread. A single pool shared by hundreds of worker
+    threads serialises them on its lock; per-thread pools keep their own kept-alive connection."""
+    pools: dict[str, httpcore.ConnectionPool] | None = getattr(_local, "pools", None)
+    if pools is None or getattr(_local, "pid", None) != os.getpid():
+        pools = _local.pools = {}
         _local.pid = os.getpid()
-    client = clients.get(base_url)
-    if client is None:
-        settings = get_settings()
-        client = clients[base_url] = httpx.Client(
-            base_url=base_url.rstrip("/") + "/",
-            timeout=httpx.Timeout(settings.provider_timeout_s, connect=5.0),
-            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
-            verify=_shared_ssl_context(),
+    pool = pools.get(base_url)
+    if pool is None:
+        pool = pools[base_url] = httpcore.ConnectionPool(
+            ssl_context=_shared_ssl_context(), max_connections=4, max_keepalive_connections=2
         )
-    return client
+    return pool
+
+
+@functools.lru_cache(maxsize=64)
+def _endpoint(base_url: str, path: str) -> tuple[httpcore.URL, bytes]:
+    """The request URL and Host header, parsed once per endpoint rather than once per call."""
+    url = httpx.URL(base_url.rstrip("/") + "/" + path)
+    return httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path), url.netloc
+
+
+def _post_json(base_url: str, path: str, body: dict[str, Any], api_key: str
+               ) -> tuple[int, dict[str, str], bytes]:
+    """POST `body` as JSON; (status, headers with lower-case names, body). httpcore, the transport
+    under httpx, without httpx's request and response models: at hundreds of calls a second per
+    worker process, building those cost a third of each call's CPU."""
+    url, host = _endpoint(base_url, path)
+    content = json.dumps(body).encode()
+    timeout = get_settings().provider_timeout_s
+    response = _connections(base_url).request(
+        "POST",
+        url,
+        headers=[
+            (b"Host", host),
+            (b"Authorization", f"Bearer {api_key}".encode()),
+            (b"Content-Type", b"application/json"),
+            (b"Accept", b"application/json"),
+            (b"Content-Length", str(len(content)).encode()),
+        ],
+        content=content,
+        extensions={"timeout": {"connect": 5.0, "read": timeout, "write": timeout, "pool": timeout}},
+    )
+    headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in response.headers}
+    return response.status, headers, response.content
 
 
 def chat(
@@ -98,31 +130,29 @@ def chat(
     if tools:
         body["tools"] = tools
     try:
-        response = http_client(base_url).post(
-            "chat/completions", json=body, headers={"Authorization": f"Bearer {api_key}"}
-        )
-    except httpx.TimeoutException:
+        status, headers, content = _post_json(base_url, "chat/completions", body, api_key)
+    except httpcore.TimeoutException:
         raise ProviderError(FailureClass.TIMEOUT, f"no answer from the provider for {model}", key_id=key_id) from None
-    except httpx.TransportError as exc:
+    except _TRANSPORT_ERRORS as exc:
         raise ProviderError(
             FailureClass.CONNECTION, f"cannot reach the provider: {type(exc).__name__}", key_id=key_id
         ) from None
-    rate_headers = {k: v for k, v in response.headers.items() if "ratelimit" in k or k.startswith("retry-after")}
-    if response.status_code != 200:
-        text = response.text[:500]
+    rate_headers = {k: v for k, v in headers.items() if "ratelimit" in k or k.startswith("retry-after")}
+    if status != 200:
+        text = content.decode("utf-8", errors="replace")[:500]
         try:
-            detail = response.json().get("error", {}).get("message") or text
-        except ValueError:
+            detail = json.loads(content).get("error", {}).get("message") or text
+        except (ValueError, AttributeError):
             detail = text
         raise ProviderError(
-            classify_status(response.status_code, text),
+            classify_status(status, text),
             # Providers echo part of a rejected key back; the record and logs must never see it.
             str(detail).replace(api_key, "[redacted]")[:300],
-            status=response.status_code,
-            retry_after_s=retry_after(response.headers),
+            status=status,
+            retry_after_s=retry_after(headers),
             key_id=key_id,
         )
-    payload = response.json()
+    payload = json.loads(content)
     choice = payload["choices"][0]
     message = choice.get("message") or {}
     calls = [
