@@ -31,7 +31,7 @@ from pydantic import SecretStr
 from sqlalchemy import select, text
 
 from app.config import reset_settings
-from app.db import BreakerEvent, LlmCall, ProviderKey, RateBucket, Request, session_scope
+from app.db import BreakerEvent, LlmCall, ProviderKey, RateBucket, Request, StepRun, session_scope
 from app.inference import gateway, targets
 from app.inference.cost import call_cost
 from app.inference.errors import FailureClass, ProviderError
@@ -707,3 +707,46 @@ def test_remaining_zero_header_pauses_the_key_for_everyone(gw: Gateway, start_si
     assert rows(purpose) == []
     stats = sim.stats()
     assert stats["total_requests"] == 2 and stats["rate_limited"] == 0  # paused before a 429, not after
+
+
+# --- 12. a step's timeout --------------------------------------------------------------------------
+
+
+def test_a_step_past_its_timeout_makes_no_further_call_and_fails_as_retryable(
+    gw: Gateway, start_sim: Callable[..., Sim]
+) -> None:
+    from app.registry import get_specialist
+    from workflows.engine import RequestInfo, StepError, Workflow, run
+
+    sim = start_sim("slow", "--latency-ms", "700")
+    gw.set(provider_base_url=sim.v1)
+    with session_scope() as session:
+        request = Request(tenant="gw-test", text="a step that runs out of time")
+        session.add(request)
+        session.flush()
+        request_id = request.id
+    answered: list[int] = []
+    workflow = Workflow("deadline")
+
+    @workflow.step(timeout_s=1.0, retries=0)
+    def slow(ctx: Any) -> dict[str, Any]:
+        for n in range(5):
+            ctx.llm([{"role": "user", "content": f"call {n}"}], max_tokens=16)
+            answered.append(n)
+        return {}
+
+    info = RequestInfo(request_id, "gw-test", "a step that runs out of time", "normal", [])
+    with pytest.raises(StepError) as failed:
+        run(workflow, info, get_specialist("technical"), {})
+
+    # 0.7 s per call: the second ends past the 1 s deadline, so no third call is made.
+    assert answered == [0, 1] and sim.stats()["total_requests"] == 2
+    assert failed.value.transient and "took longer than 1s" in str(failed.value)
+    with session_scope() as session:
+        step = session.scalars(select(StepRun).where(StepRun.request_id == request_id)).one()
+        calls = session.scalars(select(LlmCall).where(LlmCall.request_id == request_id)).all()
+        totals = session.get(Request, request_id)
+    assert (step.step, step.status, step.error) == ("slow", "failed", "took longer than 1s")
+    # The two calls were paid for: they are in the record and in the request's totals.
+    assert len(calls) == 2 and all(c.outcome == "ok" for c in calls)
+    assert totals is not None and totals.prompt_tokens == sum(c.prompt_tokens for c in calls) > 0
