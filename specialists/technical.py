@@ -11,7 +11,17 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, Connection, Row, Select, bindparam, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    Select,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    union_all,
+)
 
 from app.db.models import KbArticle, ServiceStatus
 from app.db.session import autocommit_scope, session_scope
@@ -67,51 +77,51 @@ def _any_word_query(text: str) -> str | None:
     return " | ".join(words) if words else None
 
 
-def _ranked_statement(tsquery: ColumnElement[Any]) -> Select[Any]:
+def _ranked_statement(tsquery: ColumnElement[Any], mode: str, limit: str) -> Select[Any]:
     rank = func.ts_rank(KbArticle.search, tsquery).label("rank")
+    mode_column = literal_column(f"'{mode}'").label("mode")
     return (
-        select(KbArticle.slug, KbArticle.title, KbArticle.body, rank)
+        select(mode_column, KbArticle.slug, KbArticle.title, KbArticle.body, rank)
         .where(KbArticle.search.bool_op("@@")(tsquery))
         .order_by(rank.desc(), KbArticle.slug)
-        .limit(bindparam("limit"))
+        .limit(bindparam(limit))
     )
 
 
 # Built once: retrieval runs these for every ticket, and building them costs more CPU than running them.
-_ALL_WORDS = _ranked_statement(func.websearch_to_tsquery("english", bindparam("q")))
-_ANY_WORD = _ranked_statement(func.to_tsquery("english", bindparam("q")))
+_ALL_WORDS = _ranked_statement(func.websearch_to_tsquery("english", bindparam("q")), "all", "limit")
+_ANY_WORD = _ranked_statement(func.to_tsquery("english", bindparam("any_q")), "any", "any_limit")
+# Both rankings in one round trip: the any-word one is usually needed, and asking for it costs
+# PostgreSQL less than a second round trip costs the worker.
+_both = union_all(_ALL_WORDS, _ANY_WORD).subquery("ranked")
+_BOTH = select(_both).order_by(_both.c.mode, _both.c.rank.desc(), _both.c.slug)
 
 
-def _ranked(conn: Connection, statement: Select[Any], query: str, limit: int) -> list[tuple[float, dict[str, Any]]]:
-    return [
-        (float(row.rank), {"slug": row.slug, "title": row.title, "excerpt": _excerpt(row.body)})
-        for row in conn.execute(statement, {"q": query, "limit": limit})
-    ]
-
-
-def _any_word_hits(conn: Connection, query: str, limit: int) -> list[dict[str, Any]]:
-    any_word = _any_word_query(query)
-    if any_word is None:
-        return []
-    hits = _ranked(conn, _ANY_WORD, any_word, limit)
-    if not hits:
-        return []
-    # Any-word matching also finds articles that share one common word ("app", "key"); those
-    # rank far below the real answer, and citing them would mislead.
-    floor = hits[0][0] * FALLBACK_RELATIVE_RANK
-    return [article for rank, article in hits if rank >= floor]
+def _article(row: Row[Any]) -> dict[str, Any]:
+    return {"slug": row.slug, "title": row.title, "excerpt": _excerpt(row.body)}
 
 
 def _search(conn: Connection, query: str, limit: int) -> list[dict[str, Any]]:
-    articles = [article for _rank, article in _ranked(conn, _ALL_WORDS, query, limit)]
+    any_word = _any_word_query(query)
+    if any_word is None:
+        return [_article(row) for row in conn.execute(_ALL_WORDS, {"q": query, "limit": limit})]
+    # An any-word hit may repeat an all-words one, so ask for enough to fill `limit` after dropping those.
+    rows = conn.execute(_BOTH, {"q": query, "limit": limit, "any_q": any_word, "any_limit": 2 * limit}).all()
+    articles = [_article(row) for row in rows if row.mode == "all"]
     if len(articles) >= limit or (articles and _SEARCH_SYNTAX_RE.search(query)):
         # A query with quotes or -exclusions meant exactly what it matched; do not widen it.
         return articles
     # websearch_to_tsquery ANDs every word, so a whole sentence rarely matches anything; ranking
     # by any word still puts the article sharing the most words first. It also tops up a short
     # all-words result with the next most relevant articles.
+    any_hits = [row for row in rows if row.mode == "any"]
+    if not any_hits:
+        return articles
+    # Any-word matching also finds articles that share one common word ("app", "key"); those
+    # rank far below the real answer, and citing them would mislead.
+    floor = float(any_hits[0].rank) * FALLBACK_RELATIVE_RANK
     seen = {a["slug"] for a in articles}
-    extra = [a for a in _any_word_hits(conn, query, limit + len(articles)) if a["slug"] not in seen]
+    extra = [_article(row) for row in any_hits if float(row.rank) >= floor and row.slug not in seen]
     return (articles + extra)[:limit]
 
 
