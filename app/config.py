@@ -11,7 +11,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     # across an LLM call, so a small pool serves a large thread pool.
     database_pool_size: int = 5
     database_max_overflow: int = 5
+    # No statement runs longer (0: no limit). Workflow steps run in their task's thread, and a
+    # threads pool has no task time limit: with the provider's HTTP timeout, this bounds every wait
+    # a step can make, so a stuck lock or query fails the step (and it retries) instead of
+    # holding its worker slot for good.
+    database_statement_timeout_s: float = Field(default=60.0, ge=0)
     # The role of this process (router, billing, ...), set by the pool commands; shown in logs
     # and in PostgreSQL's pg_stat_activity.
     process_name: str = "client"

@@ -7,9 +7,10 @@ unfinished step and never pays again for LLM calls a finished step made. Steps d
 
 A step runs in the task's own thread (steps running side by side: all but one in a shared pool).
 Its `timeout_s` is a deadline checked before each LLM call: a step past it makes no further call
-and fails as timed out (retryable), so it is bounded by its timeout plus one call's HTTP timeout.
-Python cannot stop a thread, so abandoning a step still running would leave it calling the
-provider, unrecorded, next to its own retry; a deadline the step obeys cannot.
+and fails as timed out (retryable). Each wait inside a step is bounded too: an LLM call by the
+provider's HTTP timeout, a statement by the database's statement timeout. Python cannot stop a
+thread, so abandoning a step still running would leave it calling the provider, unrecorded, next
+to its own retry; a deadline the step obeys cannot.
 """
 
 from __future__ import annotations

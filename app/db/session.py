@@ -41,7 +41,10 @@ def get_engine() -> Engine:
                     pool_recycle=1800,
                     # Names every connection by process role and pid in pg_stat_activity, so an
                     # operator can see which pool holds how many connections.
-                    connect_args={"application_name": f"switchboard:{settings.process_name}:{os.getpid()}"},
+                    connect_args={
+                        "application_name": f"switchboard:{settings.process_name}:{os.getpid()}",
+                        "options": f"-c statement_timeout={int(settings.database_statement_timeout_s * 1000)}",
+                    },
                 )
                 timing.install(_engine)
                 _engine_pid = os.getpid()
