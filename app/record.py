@@ -24,7 +24,6 @@ from app.db import (
     Status,
     StepRun,
     autocommit_scope,
-    connection_scope,
     session_scope,
 )
 
