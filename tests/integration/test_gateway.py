@@ -556,7 +556,7 @@ def test_breaker_opens_for_every_process_and_closes_after_a_probe(
     # their transaction's start, a few milliseconds at most before the breaker reads the clock.
     with session_scope() as session:
         at = dict(session.execute(
-            select(BreakerEvent.to_state, BreakerEvent.at).where(BreakerEvent.target == target)).tuples().all())
+            select(BreakerEvent.to_state, BreakerEvent.at).where(BreakerEvent.target == target)).all())
     assert (at["half_open"] - at["open"]).total_seconds() >= 2.9
 
 
