@@ -30,7 +30,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import OperationalError
 
 from app.context import carry
-from app.db import StepRun, autocommit_scope, connection_scope, session_scope
+from app.db import StepRun, autocommit_scope, connection_scope, get_engine, session_scope
 from app.inference import ChatResponse, Deferred, ProviderError, complete
 from app.inference.call_log import write_calls
 from app.inference.tiers import effective_tier
@@ -173,6 +173,16 @@ _UPSERT_STEP = _new_step.on_conflict_do_update(
 Finish = Callable[[Connection, dict[str, dict[str, Any]]], None]
 
 
+# How long a step that ended waits for the database to take its checkpoint. Until it commits, the
+# step's output and the LLM calls it paid for exist only in this thread: a database restart must
+# not make the retry pay for them again, unrecorded the first time.
+CHECKPOINT_PATIENCE_S = 30.0
+
+
+class _NotWritten(Exception):
+    """The database failed before the checkpoint's commit was sent: nothing of it was written."""
+
+
 def _record_step(ctx: StepContext, status: str, *, started_at: datetime,
                  output: dict[str, Any] | None = None, error: str | None = None,
                  duration_ms: float | None = None, finish: Finish | None = None) -> None:
@@ -192,17 +202,55 @@ def _record_step(ctx: StepContext, status: str, *, started_at: datetime,
     }
     calls, ctx.calls[:] = list(ctx.calls), []
     writes, ctx.writes[:] = list(ctx.writes), []
-    more = bool(calls) or (status == "succeeded" and bool(writes or finish))
-    # A checkpoint that is the only write commits by itself, without BEGIN and COMMIT round trips.
-    with connection_scope() if more else autocommit_scope() as conn:
+
+    def write(conn: Connection) -> None:
         write_calls(conn, calls)
         conn.execute(_UPSERT_STEP, row)
         if status == "succeeded":
-            for write in writes:
-                write(conn)
+            for step_write in writes:
+                step_write(conn)
             if finish is not None:
                 assert output is not None
                 finish(conn, {**ctx.outputs, ctx.step.name: output})
+
+    alone = not calls and not (status == "succeeded" and (writes or finish))
+    waited, pause = 0.0, 0.5
+    while True:
+        try:
+            return _write_checkpoint(write, alone=alone)
+        except _NotWritten as failed:
+            if waited >= CHECKPOINT_PATIENCE_S:
+                raise failed.__cause__ or failed from None
+            log.warning("checkpoint of step %s of %s not written (%s); trying again in %.1fs",
+                        ctx.step.name, ctx.request.id, type(failed.__cause__).__name__, pause)
+            time.sleep(pause)
+            waited, pause = waited + pause, min(pause * 2, 5.0)
+
+
+def _write_checkpoint(write: Callable[[Connection], None], *, alone: bool) -> None:
+    if alone:
+        # A checkpoint that is the only write commits by itself, without BEGIN and COMMIT round
+        # trips. Run again after an unknown outcome it changes nothing: the upsert never
+        # overwrites a succeeded step.
+        try:
+            with autocommit_scope() as conn:
+                write(conn)
+        except OperationalError as exc:
+            raise _NotWritten() from exc
+        return
+    try:
+        conn = get_engine().connect()  # while the database is down, this is what fails
+    except OperationalError as exc:
+        raise _NotWritten() from exc
+    with conn:
+        transaction = conn.begin()
+        try:
+            write(conn)
+        except OperationalError as exc:
+            raise _NotWritten() from exc
+        # A failure from here on leaves it unknown whether the commit landed: not tried again,
+        # so a checkpoint is never written twice.
+        transaction.commit()
 
 
 def _retry_here(exc: BaseException) -> bool:

@@ -756,3 +756,49 @@ def test_a_step_past_its_timeout_makes_no_further_call_and_fails_as_retryable(
     # The two calls were paid for: they are in the record and in the request's totals.
     assert len(calls) == 2 and all(c.outcome == "ok" for c in calls)
     assert totals is not None and totals.prompt_tokens == sum(c.prompt_tokens for c in calls) > 0
+
+
+def test_a_checkpoint_outlives_the_database_dropping_its_connections(
+    gw: Gateway, start_sim: Callable[..., Sim], caplog: pytest.LogCaptureFixture
+) -> None:
+    import psycopg
+
+    from app.db import get_engine
+    from app.registry import get_specialist
+    from workflows.engine import RequestInfo, Workflow, run
+
+    sim = start_sim("checkpoint")
+    gw.set(provider_base_url=sim.v1)
+    with session_scope() as session:
+        request = Request(tenant="gw-test", text="the database restarts under a step")
+        session.add(request)
+        session.flush()
+        request_id = request.id
+    dropped: list[int] = []
+    workflow = Workflow("dropped-connections")
+
+    @workflow.step(retries=0)
+    def answer(ctx: Any) -> dict[str, Any]:
+        response = ctx.llm([{"role": "user", "content": "one paid call"}], max_tokens=16)
+        # What a database restart does to the pool: every connection this process holds is gone.
+        url = get_engine().url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(url, autocommit=True) as admin:
+            row = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                "WHERE application_name LIKE %s", (f"switchboard:%:{os.getpid()}",)).fetchone()
+        dropped.append(row[0] if row else 0)
+        return {"reply": response.content}
+
+    info = RequestInfo(request_id, "gw-test", "the database restarts under a step", "normal", [])
+    with caplog.at_level(logging.WARNING, logger="workflows.engine"):
+        outputs = run(workflow, info, get_specialist("technical"), {})
+
+    assert dropped[0] >= 1 and outputs["answer"]["reply"]
+    assert "not written" in caplog.text  # the first try met a dropped connection
+    # The step's checkpoint and its one paid call are in the record, once; nothing was paid twice.
+    assert sim.stats()["total_requests"] == 1
+    with session_scope() as session:
+        step = session.scalars(select(StepRun).where(StepRun.request_id == request_id)).one()
+        calls = session.scalars(select(LlmCall).where(LlmCall.request_id == request_id)).all()
+        totals = session.get(Request, request_id)
+    assert (step.status, step.output) == ("succeeded", outputs["answer"])
+    assert len(calls) == 1 and totals is not None and totals.prompt_tokens == calls[0].prompt_tokens > 0
