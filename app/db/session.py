@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import get_settings
@@ -30,8 +30,14 @@ def get_engine() -> Engine:
         with _lock:
             if _engine is None or _engine_pid != os.getpid():
                 settings = get_settings()
+                url = make_url(settings.database_url.get_secret_value())
+                # Added to any server options the URL sets itself, which connect_args would replace.
+                options = " ".join(filter(None, [
+                    str(url.query.get("options", "")),
+                    f"-c statement_timeout={int(settings.database_statement_timeout_s * 1000)}",
+                ]))
                 _engine = create_engine(
-                    settings.database_url.get_secret_value(),
+                    url,
                     pool_size=settings.database_pool_size,
                     max_overflow=settings.database_max_overflow,
                     # No pre-ping: it costs a round trip per transaction. After a database restart the
@@ -43,7 +49,7 @@ def get_engine() -> Engine:
                     # operator can see which pool holds how many connections.
                     connect_args={
                         "application_name": f"switchboard:{settings.process_name}:{os.getpid()}",
-                        "options": f"-c statement_timeout={int(settings.database_statement_timeout_s * 1000)}",
+                        "options": options,
                     },
                 )
                 timing.install(_engine)
