@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import func, select, text
 
 from app.celery_app import CALLBACK_TASK, celery
 from app.config import get_settings
@@ -184,16 +184,6 @@ def deliver(request_id: str) -> Delivery:
     if outcome == "failed":
         log.warning("callback for request %s failed for good: %s", request_id, error)
     return Delivery(outcome=outcome, attempts=attempts)
-
-
-def has_pending(request_id: str, conn: Connection | None = None) -> bool:
-    """Whether the request has a callback still to deliver; with `conn`, read in that transaction
-    (the specialist asks in the one that finishes the request, at no extra round trip's cost)."""
-    statement = select(Callback.request_id).where(Callback.request_id == request_id, Callback.status == "pending")
-    if conn is not None:
-        return conn.scalar(statement) is not None
-    with session_scope() as session:
-        return session.scalar(statement) is not None
 
 
 def enqueue(request_id: str, countdown: float = 0.0) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from app.config import get_settings
-from app.db import Request, Status, connection_scope
+from app.db import Request, Status, autocommit_scope
 from app.topology import PRIORITIES
 
 IN_SPECIALIST = (Status.ROUTED, Status.RUNNING, Status.FAILED)
@@ -31,7 +31,7 @@ def dispatch_priority(tenant: str, specialist: str, priority: str) -> int:
     base = PRIORITIES[priority]
     if settings.fair_share <= 0:
         return base
-    with connection_scope() as conn:
+    with autocommit_scope() as conn:  # one read: no transaction around it
         unfinished = conn.scalar(
             select(func.count()).select_from(Request)
             .where(Request.tenant == tenant, Request.specialist == specialist, Request.status.in_(IN_SPECIALIST))

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, func, update
 from sqlalchemy.dialects.postgresql import insert
 
-from app.db import CachedResponse, autocommit_scope, connection_scope, session_scope
+from app.db import CachedResponse, autocommit_scope, session_scope
 from app.inference.provider import ChatResponse
 
 _SPACES = re.compile(r"\s+")
@@ -103,7 +103,7 @@ class PostgresCache(ResponseCache):
         if conn is not None:
             conn.execute(statement)
             return
-        with connection_scope() as own:
+        with autocommit_scope() as own:  # one statement: it commits by itself
             own.execute(statement)
 
 
