@@ -184,6 +184,15 @@ def rows(purpose: str) -> list[LlmCall]:
         return list(session.scalars(select(LlmCall).where(LlmCall.purpose == purpose).order_by(LlmCall.id)))
 
 
+def new_request(text: str) -> str:
+    """A request row for calls to be recorded against; its id."""
+    with session_scope() as session:
+        request = Request(tenant="gw-test", text=text)
+        session.add(request)
+        session.flush()
+        return request.id
+
+
 def events(target: str) -> list[str]:
     with session_scope() as session:
         found = session.execute(
@@ -296,11 +305,7 @@ def spawn() -> Iterator[Callable[..., OtherProcess]]:
 
 
 def test_success_records_tokens_cost_and_key_id_only(gw: Gateway, main_sim: Sim) -> None:
-    with session_scope() as session:
-        request = Request(tenant="gw-test", text="gateway success")
-        session.add(request)
-        session.flush()
-        request_id = request.id
+    request_id = new_request("gateway success")
     before = main_sim.stats()
     purpose = _purpose()
 
@@ -726,11 +731,7 @@ def test_a_step_past_its_timeout_makes_no_further_call_and_fails_as_retryable(
 
     sim = start_sim("slow", "--latency-ms", "700")
     gw.set(provider_base_url=sim.v1)
-    with session_scope() as session:
-        request = Request(tenant="gw-test", text="a step that runs out of time")
-        session.add(request)
-        session.flush()
-        request_id = request.id
+    request_id = new_request("a step that runs out of time")
     answered: list[int] = []
     workflow = Workflow("deadline")
 
@@ -769,11 +770,7 @@ def test_a_checkpoint_outlives_the_database_dropping_its_connections(
 
     sim = start_sim("checkpoint")
     gw.set(provider_base_url=sim.v1)
-    with session_scope() as session:
-        request = Request(tenant="gw-test", text="the database restarts under a step")
-        session.add(request)
-        session.flush()
-        request_id = request.id
+    request_id = new_request("the database restarts under a step")
     dropped: list[int] = []
     workflow = Workflow("dropped-connections")
 
