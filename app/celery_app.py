@@ -83,7 +83,9 @@ def create_celery() -> Celery:
         # and defeat priorities.
         worker_prefetch_multiplier=1,
         # Time limits below RabbitMQ's consumer_timeout (30 min by default): Celery ends a stuck
-        # task before the broker closes the channel and redelivers everything on it.
+        # task before the broker closes the channel and redelivers everything on it. A threads
+        # pool cannot end a task, so there the steps bound themselves (workflows/engine.py): a
+        # deadline before each LLM call, the provider's HTTP timeout, the statement timeout.
         task_soft_time_limit=settings.task_soft_time_limit_s,
         task_time_limit=settings.task_time_limit_s,
         # Not cancelling tasks on a broker connection loss: the threads pool cannot kill a running

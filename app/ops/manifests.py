@@ -125,7 +125,7 @@ def _deployment(component: str, pod: dict[str, Any], **spec: Any) -> dict[str, A
 
 def worker_deployment(queue: str, concurrency: int) -> dict[str, Any]:
     # No exec liveness probe: `celery inspect ping` starts a whole Python process per probe (seconds of
-    # CPU on a busy node); Celery's own time limits end a stuck task, and KEDA watches the queue.
+    # CPU on a busy node); time limits and step deadlines end a stuck task, and KEDA watches the queue.
     argv = worker_argv(queue, concurrency, str(declared("specialist_pool")), python="python")
     grace = int(declared("task_time_limit_s")) + 30
     secrets = SIGNING_SECRETS if queue == CALLBACK_QUEUE else WORKER_SECRETS
