@@ -70,6 +70,8 @@ class RequestInfo:
     priority: str
     history: list[dict[str, str]]
     route_confidence: float | None = None
+    # The verified end user the request acts for (requests.customer); tools see only their rows.
+    customer: str | None = None
 
 
 @dataclass
@@ -104,6 +106,7 @@ class StepContext:
             tools=tools,
             max_tokens=max_tokens,
             cache=self.step.single_shot and not tools,
+            tenant=self.request.tenant,
             record_into=self.calls,
             writes_into=self.writes,
         )
@@ -115,7 +118,8 @@ class StepContext:
         self.writes.append(lambda conn: conn.execute(statement))
 
     def tool_context(self) -> ToolContext:
-        return ToolContext(request_id=self.request.id, tenant=self.request.tenant, step=self.step.name)
+        return ToolContext(request_id=self.request.id, tenant=self.request.tenant, step=self.step.name,
+                           customer=self.request.customer)
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """Exact response cache for single-shot calls (classification, FAQ-style answers).
 
-Keyed by model + normalized messages + tools. Never used for multi-turn agent steps: the caller
-opts in per call, and the workflow engine only does so for steps declared single-shot.
+Keyed by tenant + model + normalized messages + tools: one tenant's answers are never served to
+another, whose identical prompt would otherwise learn what the first asked and when. Never used
+for multi-turn agent steps: the caller opts in per call, and the workflow engine only does so for
+steps declared single-shot.
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ def _normalize(value: Any) -> Any:
 
 
 def cache_key(model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
-              max_tokens: int) -> str:
+              max_tokens: int, *, tenant: str | None = None) -> str:
     canonical = json.dumps(
-        {"model": model, "messages": _normalize(messages), "tools": _normalize(tools or []), "max_tokens": max_tokens},
+        {"tenant": tenant, "model": model, "messages": _normalize(messages), "tools": _normalize(tools or []),
+         "max_tokens": max_tokens},
         sort_keys=True, ensure_ascii=False, separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -129,18 +129,20 @@ def complete(
     tools: list[dict[str, Any]] | None = None,
     max_tokens: int = 512,
     cache: bool = False,
+    tenant: str | None = None,
     record_into: list[dict[str, Any]] | None = None,
     writes_into: list[Callable[[Connection], object]] | None = None,
 ) -> provider.ChatResponse:
     """Call the model of `tier`. `cache=True` only for single-shot calls whose answer depends on
-    nothing but the messages (never for a multi-turn agent step). With `record_into`, successful
+    nothing but the messages (never for a multi-turn agent step); cached answers are the `tenant`'s
+    own, never served to another tenant. With `record_into`, successful
     calls are appended there for the caller to write with its own checkpoint (see write_calls);
     with `writes_into`, so is the cache entry, as a write to run in that transaction."""
     settings = get_settings()
     call = _Call(messages, tier, purpose, request_id, step, tools, max_tokens, record_into)
     targets = chain(settings.model_for_tier(tier))
     b = backends()
-    key = cache_key(targets[0].model, messages, tools, max_tokens) if cache else None
+    key = cache_key(targets[0].model, messages, tools, max_tokens, tenant=tenant) if cache else None
     if key is not None:
         hit = b.cache.get(key)
         if hit is not None:
