@@ -35,7 +35,8 @@ def ensure(session: Session, conversation_id: str, tenant: str, customer: str | 
 def specialist_of(tenant: str, conversation_id: str) -> str | None:
     with session_scope() as session:
         return session.scalar(
-            select(Conversation.specialist).where(Conversation.tenant == tenant, Conversation.id == conversation_id)
+            select(Conversation.specialist)
+            .where(Conversation.tenant == tenant, Conversation.id == conversation_id)
         )
 
 
@@ -44,14 +45,15 @@ def history(tenant: str, conversation_id: str, *, before_request: str) -> list[d
     with session_scope() as session:
         rows = session.execute(
             select(Turn.role, Turn.content)
-            .where(Turn.tenant == tenant, Turn.conversation_id == conversation_id, Turn.request_id != before_request)
+            .where(Turn.tenant == tenant, Turn.conversation_id == conversation_id,
+                   Turn.request_id != before_request)
             .order_by(Turn.id)
         ).all()
     return [{"role": row.role, "content": row.content} for row in rows]
 
 
-def append_exchange(conn: Session | Connection, tenant: str, conversation_id: str, request_id: str, question: str,
-                    answer: str, specialist: str) -> None:
+def append_exchange(conn: Session | Connection, tenant: str, conversation_id: str, request_id: str,
+                    question: str, answer: str, specialist: str) -> None:
     already = conn.scalar(select(func.count()).select_from(Turn).where(Turn.request_id == request_id))
     if already:
         return

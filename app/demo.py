@@ -148,7 +148,8 @@ def run_demo(tickets: int = 200, *, keep_running: bool = False, as_json: bool = 
 
         # Submitted as the seeded accounts' own tenant and customers, as an app that signed its users
         # in would: each ticket's tools see the writer's account, so refunds of their own invoices go through.
-        surge = monday_morning(tickets, emails=emails, invoice_ids=invoices, owners=owners, tenant=DEMO_TENANT)
+        surge = monday_morning(tickets, emails=emails, invoice_ids=invoices, owners=owners,
+                               tenant=DEMO_TENANT)
         expected: dict[str, str] = {}
         poison_at = len(surge) // 2
 

@@ -40,8 +40,8 @@ def _routing_prompt() -> str:
 def _ask_llm(text: str, request_id: str | None, tenant: str | None) -> str | None:
     messages = [{"role": "system", "content": _routing_prompt()}, {"role": "user", "content": text}]
     try:
-        response = complete(messages, tier="cheap", purpose="route", request_id=request_id, max_tokens=5, cache=True,
-                            tenant=tenant)
+        response = complete(messages, tier="cheap", purpose="route", request_id=request_id, max_tokens=5,
+                            cache=True, tenant=tenant)
     except (ProviderError, Deferred) as exc:
         log.warning("routing LLM unavailable, using the fallback specialist: %s", exc)
         return None

@@ -621,8 +621,8 @@ def _customer_since(index: int, now: datetime) -> datetime:
 
 def _seed_accounts(session: Session, now: datetime) -> dict[str, int]:
     rows = [
-        {"tenant": DEMO_TENANT, "customer": email, "email": email, "name": name, "plan": plan, "status": status,
-         "created_at": _customer_since(i, now)}
+        {"tenant": DEMO_TENANT, "customer": email, "email": email, "name": name, "plan": plan,
+         "status": status, "created_at": _customer_since(i, now)}
         for i, (email, name, plan, status, _seats) in enumerate(ACCOUNTS)
     ]
     session.execute(insert(Account).values(rows).on_conflict_do_nothing(index_elements=["tenant", "email"]))
@@ -643,7 +643,8 @@ def _seed_invoices(session: Session, account_ids: dict[str, int], now: datetime)
 
 
 def _seed_kb(session: Session) -> None:
-    rows = [{"tenant": DEMO_TENANT, "slug": slug, "title": title, "body": body} for slug, title, body in KB_ARTICLES]
+    rows = [{"tenant": DEMO_TENANT, "slug": slug, "title": title, "body": body}
+            for slug, title, body in KB_ARTICLES]
     stmt = insert(KbArticle).values(rows)
     # Edited article text reaches an existing database; an unchanged article is not rewritten.
     stmt = stmt.on_conflict_do_update(
@@ -683,7 +684,8 @@ def seed(session: Session) -> dict[str, int]:
 
 
 def account_emails(session: Session) -> list[str]:
-    return list(session.scalars(select(Account.email).where(Account.tenant == DEMO_TENANT).order_by(Account.id)))
+    stmt = select(Account.email).where(Account.tenant == DEMO_TENANT).order_by(Account.id)
+    return list(session.scalars(stmt))
 
 
 def invoice_ids(session: Session) -> list[str]:

@@ -72,7 +72,8 @@ def _phase(args: argparse.Namespace, *, limiter: bool) -> dict[str, Any]:
             workers.append(spec.name)
         h.wait_for_celery(celery, ["router", *workers], timeout=120)
 
-        tickets = monday_morning(args.tickets, emails=emails, invoice_ids=invoices, owners=owners, tenant=DEMO_TENANT)
+        tickets = monday_morning(args.tickets, emails=emails, invoice_ids=invoices, owners=owners,
+                                 tenant=DEMO_TENANT)
         h.log(f"limiter {'on' if limiter else 'off'}: {len(tickets)} tickets over {args.submit_s:g}s, provider "
               f"{args.rpm} RPM / {args.tpm} TPM, {args.workers} specialist worker processes")
         started = time.monotonic()

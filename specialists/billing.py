@@ -10,7 +10,7 @@ request and invoice hands back the refund already made instead of paying twice.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field
@@ -87,7 +87,8 @@ def _own_account(session: Session, ctx: ToolContext, email: str | None = None) -
     return session.scalar(stmt)
 
 
-def _own_invoice(session: Session, ctx: ToolContext, invoice_id: str, *, lock: bool = False) -> Invoice | None:
+def _own_invoice(session: Session, ctx: ToolContext, invoice_id: str, *,
+                 lock: bool = False) -> Invoice | None:
     stmt = owned(select(Invoice), ctx).where(Invoice.id == invoice_id)
     return session.scalar(stmt.with_for_update() if lock else stmt)
 
@@ -213,7 +214,7 @@ def check_refund_eligibility(ctx: ToolContext, args: InvoiceArgs) -> dict[str, A
         invoice = _own_invoice(session, ctx, args.invoice_id)
         if invoice is None:
             return _no_invoice(args.invoice_id)
-        return _eligibility(invoice, _refunds_for(session, ctx, invoice.id), datetime.now(timezone.utc))
+        return _eligibility(invoice, _refunds_for(session, ctx, invoice.id), datetime.now(UTC))
 
 
 def issue_refund(ctx: ToolContext, args: IssueRefundArgs) -> dict[str, Any]:
@@ -229,7 +230,7 @@ def issue_refund(ctx: ToolContext, args: IssueRefundArgs) -> dict[str, Any]:
             # A redelivered task calling again: the invoice is already "refunded" by this very
             # request, so report that refund rather than re-running the policy and refusing it.
             return _refund_summary(mine, replayed=True)
-        verdict = _eligibility(invoice, refunds, datetime.now(timezone.utc))
+        verdict = _eligibility(invoice, refunds, datetime.now(UTC))
         if not verdict["eligible"]:
             return {"error": f"refund refused for {invoice.id}: {verdict['reason']}", "refunded": False}
         stmt = (
@@ -266,12 +267,13 @@ def retrieve(ctx: ToolContext, text: str) -> dict[str, Any]:
         return {"note": "no verified customer on this request: no account data was looked up"}
     found: dict[str, Any] = {}
     named = list(dict.fromkeys(m.upper() for m in INVOICE_RE.findall(text)))[:MAX_NAMED_INVOICES]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with session_scope() as session:
         account = _own_account(session, ctx)
         if account is not None:
             found["account"] = _account_summary(account)
-            found["recent_invoices"] = [_invoice_summary(i) for i in _recent_invoices(session, ctx, account.id, 5)]
+            recent = _recent_invoices(session, ctx, account.id, 5)
+            found["recent_invoices"] = [_invoice_summary(i) for i in recent]
         invoices = []
         for invoice_id in named:
             invoice = _own_invoice(session, ctx, invoice_id)

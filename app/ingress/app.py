@@ -52,8 +52,8 @@ def _same_request(request_id: str, body: NewRequest) -> bool:
     """Whether an idempotent repeat asks for what the first request asked."""
     with session_scope() as session:
         row = session.execute(
-            select(Request.text, Request.customer, Request.priority, Request.metadata_, Request.conversation_id,
-                   Callback.url)
+            select(Request.text, Request.customer, Request.priority, Request.metadata_,
+                   Request.conversation_id, Callback.url)
             .outerjoin(Callback, Callback.request_id == Request.id).where(Request.id == request_id)
         ).one()
     return (row.text, row.customer, row.priority, row.metadata_, row.conversation_id, row.url) == (

@@ -212,5 +212,6 @@ def monday_morning(
     for kind, priority in zip(kinds, priorities, strict=True):
         text, customer = _fill(rng.choice(templates[kind]), rng, emails, invoice_ids, owners)
         drawn = rng.choice(TENANTS)  # drawn either way, so `tenant` does not change the texts
-        tickets.append(Ticket(text=text, priority=priority, tenant=tenant or drawn, expected=kind, customer=customer))
+        tickets.append(Ticket(text=text, priority=priority, tenant=tenant or drawn, expected=kind,
+                              customer=customer))
     return tickets

@@ -62,7 +62,9 @@ def measure(scope: SampleScope | None = None) -> TrafficSample:
     with session_scope() as session:
         # A conversation id names a conversation within its tenant ("/" is in no tenant name).
         conversation = scoped.c.tenant + "/" + func.coalesce(scoped.c.conversation_id, scoped.c.id)
-        turns, conversations = session.execute(select(func.count(), func.count(func.distinct(conversation)))).one()
+        turns, conversations = session.execute(
+            select(func.count(), func.count(func.distinct(conversation)))
+        ).one()
         if not turns:
             where = " and ".join(
                 f"{k}={v}" for k, v in scope.model_dump(exclude_none=True).items()

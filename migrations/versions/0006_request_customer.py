@@ -33,7 +33,8 @@ def upgrade() -> None:
     )
     op.execute(
         "CREATE TRIGGER requests_principal_immutable BEFORE UPDATE OF tenant, customer ON requests "
-        "FOR EACH ROW WHEN (OLD.tenant IS DISTINCT FROM NEW.tenant OR OLD.customer IS DISTINCT FROM NEW.customer) "
+        "FOR EACH ROW WHEN (OLD.tenant IS DISTINCT FROM NEW.tenant "
+        "OR OLD.customer IS DISTINCT FROM NEW.customer) "
         "EXECUTE FUNCTION requests_principal_immutable()"
     )
 

@@ -47,6 +47,7 @@ def downgrade() -> None:
     op.drop_constraint("conversations_pkey", "conversations", type_="primary")
     op.create_primary_key("conversations_pkey", "conversations", ["id"])
     op.create_foreign_key("turns_conversation_id_fkey", "turns", "conversations", ["conversation_id"], ["id"])
-    op.create_foreign_key("requests_conversation_id_fkey", "requests", "conversations", ["conversation_id"], ["id"])
+    op.create_foreign_key("requests_conversation_id_fkey", "requests", "conversations",
+                          ["conversation_id"], ["id"])
     op.drop_column("turns", "tenant")
     op.drop_column("conversations", "customer")

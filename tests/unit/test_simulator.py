@@ -498,7 +498,8 @@ def test_prompts_are_recorded_only_while_recording_is_on() -> None:
     assert started == {"recording": True, "prompts": []}
     assert during["recording"] and len(during["prompts"]) == 1
     prompt = during["prompts"][0]
-    assert [(m["role"], m["content"]) for m in prompt["messages"]] == [("system", "be brief"), ("user", "during")]
+    roles_and_texts = [(m["role"], m["content"]) for m in prompt["messages"]]
+    assert roles_and_texts == [("system", "be brief"), ("user", "during")]
     assert prompt["model"] == "sim-small" and prompt["tools"] == [t["function"]["name"] for t in TOOLS]
     assert stopped == {"recording": False, "prompts": []}
     assert bad == 400
