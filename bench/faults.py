@@ -343,7 +343,8 @@ def _tickets(n: int, emails: list[str], invoices: list[str], refundable: list[st
     from app.ops.surge import monday_morning
     from app.seed import DEMO_TENANT
 
-    surge = monday_morning(n, emails=emails, invoice_ids=invoices, seed=seed, owners=owners, tenant=DEMO_TENANT)
+    surge = monday_morning(n, emails=emails, invoice_ids=invoices, seed=seed, owners=owners,
+                           tenant=DEMO_TENANT)
     tickets = [{"text": t.text, "tenant": t.tenant, "priority": t.priority, "expected": t.expected,
                 "customer": t.customer} for t in surge]
     if refundable:
