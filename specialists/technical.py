@@ -106,8 +106,8 @@ def _article(row: Row[Any]) -> dict[str, Any]:
 def _search(conn: Connection, tenant: str, query: str, limit: int) -> list[dict[str, Any]]:
     any_word = _any_word_query(query)
     if any_word is None:
-        rows = conn.execute(_ALL_WORDS, {"q": query, "limit": limit, "tenant": tenant})
-        return [_article(row) for row in rows]
+        exact = conn.execute(_ALL_WORDS, {"q": query, "limit": limit, "tenant": tenant})
+        return [_article(row) for row in exact]
     # An any-word hit may repeat an all-words one, so ask for enough to fill `limit` after dropping those.
     rows = conn.execute(
         _BOTH, {"q": query, "limit": limit, "any_q": any_word, "any_limit": 2 * limit, "tenant": tenant}
