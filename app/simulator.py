@@ -612,13 +612,14 @@ def schema_instance(schema: dict[str, Any], text: str, answer: str,
 
 
 def _json_reply(body: ChatCompletionRequest, reply: Reply, user_text: str) -> Reply:
-    """JSON mode: the answer as one JSON object (of the schema's shape for `json_schema`)."""
+    """JSON mode: the answer as one JSON object (of the schema's shape for `json_schema`), its
+    identifiers read from the whole conversation's user messages, as a model reads them."""
     assert body.response_format is not None
     answer = reply.content or ""
     spec = body.response_format.json_schema or {}
     schema = spec.get("schema")
-    value = (schema_instance(schema, _clean(user_text), answer) if isinstance(schema, dict)
-             else {"answer": answer})
+    said = _clean("\n".join(message_text(m) for m in body.messages if m.role == "user"))
+    value = schema_instance(schema, said, answer) if isinstance(schema, dict) else {"answer": answer}
     content = json.dumps(value)
     if BAD_JSON_MARKER in user_text:
         content = "Sure, here it is: " + content[: max(1, len(content) // 2)]
