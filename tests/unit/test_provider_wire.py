@@ -35,6 +35,7 @@ class Capture:
 
     status: int = 200
     body: bytes = json.dumps(COMPLETION).encode()
+    headers: dict[str, str] = field(default_factory=dict)
     seen: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -55,6 +56,8 @@ def capture() -> Iterator[tuple[Capture, str]]:
             self.send_response(state.status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(state.body)))
+            for name, value in state.headers.items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(state.body)
 
@@ -148,3 +151,38 @@ def test_a_200_that_is_not_the_apis_answer_is_a_server_failure(capture: tuple[Ca
     with pytest.raises(ProviderError) as failed:
         _send("openai", f"{base}/v1")
     assert failed.value.kind is FailureClass.SERVER and failed.value.retryable
+
+
+def test_anthropic_429_carries_retry_after_and_its_rate_limit_headers(capture: tuple[Capture, str]) -> None:
+    state, base = capture
+    state.status = 429
+    state.body = json.dumps(
+        {"type": "error", "error": {"type": "rate_limit_error", "message": "Number of requests exceeded"}}
+    ).encode()
+    state.headers = {"retry-after": "7", "anthropic-ratelimit-requests-remaining": "0"}
+    with pytest.raises(ProviderError) as failed:
+        _send("anthropic", base)
+    assert failed.value.kind is FailureClass.RATE_LIMITED and failed.value.retry_after_s == 7
+    state.status, state.body = (
+        200,
+        json.dumps(
+            {
+                "model": "claude-haiku-4-5",
+                "stop_reason": "end_turn",
+                "content": [{"type": "text", "text": "hi"}],
+                "usage": {"input_tokens": 4, "output_tokens": 1},
+            }
+        ).encode(),
+    )
+    state.headers = {
+        "anthropic-ratelimit-tokens-remaining": "0",
+        "anthropic-ratelimit-tokens-reset": "2030-01-01T00:00:00Z",
+        "x-request-id": "r",
+    }
+    answer = _send("anthropic", base)
+    # For the limiter (headers.exhausted_for): the provider's rate-limit headers, nothing else.
+    assert answer.rate_headers == {
+        "anthropic-ratelimit-tokens-remaining": "0",
+        "anthropic-ratelimit-tokens-reset": "2030-01-01T00:00:00Z",
+    }
+    assert (answer.content, answer.usage.prompt_tokens, answer.usage.completion_tokens) == ("hi", 4, 1)
