@@ -9,9 +9,11 @@ overloaded); all three succeed, and the record shows the retries, the tokens and
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,8 +23,8 @@ import yaml
 from sqlalchemy import select, text
 
 from app import client
-from app.config import reset_settings
 from app.db import LlmCall, Request, session_scope
+from app.ops.pools import ProcessSpec, pool_specs
 from app.ops.supervisor import Supervisor, wait_for_workers, wait_http
 from tests import conftest as root
 from tests.support.azure_shim import AzureShim
@@ -66,6 +68,18 @@ def _rules(invoice: str, server_error: int) -> dict[str, object]:
     ]}
 
 
+def _serve_fakellm(sup: Supervisor, rules: dict[str, object], tmp_path: Path) -> str:
+    """fakellm (its own console script, from this venv) on a free loopback port; its root URL."""
+    config = tmp_path / "fakellm.yaml"
+    config.write_text(yaml.safe_dump(rules))
+    port = root._free_port()
+    argv = [str(Path(sys.executable).parent / "fakellm"), "serve", "--host", "127.0.0.1", "--port", str(port),
+            "--config", str(config)]
+    sup.start(ProcessSpec("fakellm", argv))
+    wait_http(f"http://127.0.0.1:{port}/_fakellm/stats", 30)
+    return f"http://127.0.0.1:{port}"
+
+
 @dataclass
 class Stack:
     kind: str
@@ -74,50 +88,28 @@ class Stack:
 
 
 @pytest.fixture(params=["openai", "anthropic", "azure"])
-def stack(request: pytest.FixtureRequest, private_broker: str, tmp_path: Path,
-          monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+def stack(request: pytest.FixtureRequest, private_broker: str, tmp_path: Path) -> Iterator[Stack]:
+    """fakellm, and router and billing workers speaking to it with this kind's adapter."""
     kind: str = request.param
     cheap, capable, server_error = MODELS[kind]
-    config = tmp_path / "fakellm.yaml"
-    config.write_text(yaml.safe_dump(_rules(_paid_invoice(), server_error)))
-    port = root._free_port()
-    fakellm = f"http://127.0.0.1:{port}"
-    shim = AzureShim(fakellm, AZURE_API_VERSION, root._free_port()) if kind == "azure" else None
-    base = {"openai": f"{fakellm}/v1", "anthropic": fakellm, "azure": shim.base_url if shim else ""}[kind]
-    env = {
-        "SWITCHBOARD_PROVIDER_KIND": kind,
-        "SWITCHBOARD_PROVIDER_BASE_URL": base,
-        "SWITCHBOARD_CHEAP_MODEL": cheap,
-        "SWITCHBOARD_CAPABLE_MODEL": capable,
-        "SWITCHBOARD_PRICES": ",".join(f"{m}={i}/{o}" for m, (i, o) in PRICES.items()),
-        "SWITCHBOARD_AZURE_API_VERSION": AZURE_API_VERSION,
-        "SWITCHBOARD_AZURE_DEPLOYMENTS": "gpt-5-mini=support-gpt5",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    reset_settings()
-    fakellm_bin = str(Path(sys.executable).parent / "fakellm")
-    from app.ops.pools import pool_specs
-    from app.ops.supervisor import ProcessSpec
-
-    try:
-        with Supervisor(tmp_path, restart=False) as sup:
-            argv = [fakellm_bin, "serve", "--host", "127.0.0.1", "--port", str(port), "--config", str(config)]
-            sup.start(ProcessSpec("fakellm", argv))
-            wait_http(f"{fakellm}/_fakellm/stats", 30)
-            if shim is not None:
-                shim.__enter__()
-            try:
-                for spec in pool_specs(queues=["router", "billing"]):
-                    sup.start(spec)
-                wait_for_workers(["router", "billing"], timeout=120)
-                yield Stack(kind, fakellm, shim)
-            finally:
-                if shim is not None:
-                    shim.__exit__(None, None, None)
-    finally:
-        monkeypatch.undo()
-        reset_settings()
+    with Supervisor(tmp_path, restart=False) as sup:
+        fakellm = _serve_fakellm(sup, _rules(_paid_invoice(), server_error), tmp_path)
+        shim = AzureShim(fakellm, AZURE_API_VERSION, root._free_port()) if kind == "azure" else None
+        with shim or contextlib.nullcontext():
+            env = {
+                "SWITCHBOARD_PROVIDER_KIND": kind,
+                "SWITCHBOARD_PROVIDER_BASE_URL": {"openai": f"{fakellm}/v1", "anthropic": fakellm,
+                                                  "azure": shim.base_url if shim else ""}[kind],
+                "SWITCHBOARD_CHEAP_MODEL": cheap,
+                "SWITCHBOARD_CAPABLE_MODEL": capable,
+                "SWITCHBOARD_PRICES": ",".join(f"{m}={i}/{o}" for m, (i, o) in PRICES.items()),
+                "SWITCHBOARD_AZURE_API_VERSION": AZURE_API_VERSION,
+                "SWITCHBOARD_AZURE_DEPLOYMENTS": "gpt-5-mini=support-gpt5",
+            }
+            for spec in pool_specs(queues=["router", "billing"]):
+                sup.start(replace(spec, env={**spec.env, **env}))
+            wait_for_workers(["router", "billing"], timeout=120)
+            yield Stack(kind, fakellm, shim)
 
 
 def _calls(request_id: str) -> list[LlmCall]:
@@ -182,3 +174,32 @@ def test_ticket_flow_with_a_tool_call_a_429_and_a_5xx(stack: Stack) -> None:
         drafts = [s.body for s in seen if s.deployment == "support-gpt5"]
         assert drafts and all("max_completion_tokens" in b and "max_tokens" not in b for b in drafts)
         assert all("max_tokens" in s.body for s in seen if s.deployment == "gpt-4o-mini")
+
+
+def test_structured_output_through_the_anthropic_adapter(services: object, tmp_path: Path) -> None:
+    """A JSON-schema response_format reaches fakellm's Messages API as a forced tool whose input
+    comes back as the answer's JSON content."""
+    from app.inference import provider
+    from app.inference.adapters import ChatRequest, adapter_for
+    from app.inference.adapters.anthropic_messages import STRUCTURED_TOOL
+
+    rules = {"rules": [
+        {"name": "structured", "when": {"tools_include": STRUCTURED_TOOL},
+         "respond": {"tool_calls": [{"name": STRUCTURED_TOOL,
+                                     "arguments": {"summary": SUMMARY, "invoice_id": "INV-1042"}}]}},
+    ]}
+    text_field = {"type": "string"}
+    schema = {"type": "object", "properties": {"summary": text_field, "invoice_id": text_field},
+              "required": ["summary", "invoice_id"]}
+    with Supervisor(tmp_path, restart=False) as sup:
+        fakellm = _serve_fakellm(sup, rules, tmp_path)
+        answer = provider.chat(
+            adapter_for("anthropic"), base_url=fakellm, api_key="k", key_id="key-1",
+            request=ChatRequest("claude-haiku-4-5", [{"role": "user", "content": "Refund INV-1042"}],
+                                response_format={"type": "json_schema",
+                                                 "json_schema": {"name": "Triage", "schema": schema}}),
+        )
+        stats = httpx.get(f"{fakellm}/_fakellm/stats", timeout=5).json()
+    assert json.loads(answer.content or "") == {"summary": SUMMARY, "invoice_id": "INV-1042"}
+    assert answer.tool_calls == [] and answer.finish_reason == "stop"
+    assert stats["by_rule"] == {"structured": 1} and stats["recent"][0]["api"] == "anthropic"

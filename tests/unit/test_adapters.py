@@ -427,3 +427,24 @@ def test_openai_and_azure_errors_are_classified(
 def test_unknown_kind_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown provider kind 'bedrock'; known: openai, anthropic, azure"):
         adapter_for("bedrock")
+
+
+def test_each_provider_has_its_own_kind(fresh_settings: pytest.MonkeyPatch) -> None:
+    from app.inference import targets
+
+    fresh_settings.setenv("SWITCHBOARD_PROVIDER_KIND", "anthropic")
+    fresh_settings.setenv("SWITCHBOARD_PROVIDER_BASE_URL", "https://api.anthropic.com")
+    fresh_settings.setenv("SWITCHBOARD_SECONDARY_PROVIDER_KIND", "azure")
+    fresh_settings.setenv("SWITCHBOARD_SECONDARY_PROVIDER_BASE_URL", "https://acme.openai.azure.com")
+    fresh_settings.setenv("SWITCHBOARD_SECONDARY_PROVIDER_API_KEYS", "az-key")
+    fresh_settings.setenv("SWITCHBOARD_FALLBACK_MODELS", "claude-sonnet-4-5=secondary/gpt-4o")
+    reset_settings()
+    targets.providers.cache_clear()
+    try:
+        chain = targets.chain("claude-sonnet-4-5")
+        assert [(t.provider.kind, t.provider.host, t.model) for t in chain] == [
+            ("anthropic", "api.anthropic.com", "claude-sonnet-4-5"),
+            ("azure", "acme.openai.azure.com", "gpt-4o"),
+        ]
+    finally:
+        targets.providers.cache_clear()
