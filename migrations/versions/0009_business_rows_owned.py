@@ -7,8 +7,8 @@ its e-mail (the id the demo's apps authenticate their users by), and its invoice
 the account's. Uniqueness becomes per tenant (an e-mail, an article slug, a status component).
 The defaults used to fill existing rows are dropped: a new row must say whose it is.
 
-Revision ID: 0008_business_rows_owned
-Revises: 0007_conversations_per_tenant
+Revision ID: 0009_business_rows_owned
+Revises: 0008_conversations_per_tenant
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_business_rows_owned"
-down_revision = "0007_conversations_per_tenant"
+revision = "0009_business_rows_owned"
+down_revision = "0008_conversations_per_tenant"
 branch_labels = None
 depends_on = None
 

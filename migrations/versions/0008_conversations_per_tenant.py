@@ -6,8 +6,8 @@ B using tenant A's id starts a conversation of its own and never sees or extends
 `conversations.customer` is the customer of its first request: another customer's request cannot
 continue it. Existing turns take their conversation's tenant.
 
-Revision ID: 0007_conversations_per_tenant
-Revises: 0006_request_customer
+Revision ID: 0008_conversations_per_tenant
+Revises: 0007_request_customer
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_conversations_per_tenant"
-down_revision = "0006_request_customer"
+revision = "0008_conversations_per_tenant"
+down_revision = "0007_request_customer"
 branch_labels = None
 depends_on = None
 

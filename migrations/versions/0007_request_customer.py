@@ -6,8 +6,8 @@ changes a request's tenant or customer: whose authority a request carries is dec
 accepted, and no later code path may widen it. `BEFORE UPDATE OF` fires only for statements that
 set one of these columns, so the status transitions on the hot path do not pay for it.
 
-Revision ID: 0006_request_customer
-Revises: 0005
+Revision ID: 0007_request_customer
+Revises: 0006_unpriced
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_request_customer"
-down_revision = "0005"
+revision = "0007_request_customer"
+down_revision = "0006_unpriced"
 branch_labels = None
 depends_on = None
 
