@@ -53,7 +53,8 @@ def _paid_invoice() -> str:
 
 def _customer_of(invoice: str) -> str:
     with session_scope() as session:
-        return session.execute(text("SELECT customer FROM invoices WHERE id = :id"), {"id": invoice}).scalar_one()
+        found = session.execute(text("SELECT customer FROM invoices WHERE id = :id"), {"id": invoice})
+        return str(found.scalar_one())
 
 
 def _rules(invoice: str, server_error: int) -> dict[str, object]:
