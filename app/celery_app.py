@@ -153,6 +153,13 @@ def _serve_metrics(sender: Any = None, **_: Any) -> None:
 
 
 @worker_init.connect
+def _trace(sender: Any = None, **_: Any) -> None:
+    from app import tracing
+
+    tracing.setup(get_settings().process_name)
+
+
+@worker_init.connect
 def _warn_unpriced(sender: Any = None, **_: Any) -> None:
     from app.inference.cost import warn_unpriced
 

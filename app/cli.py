@@ -659,6 +659,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from app import tracing
+
+    tracing.setup("client")  # submits, replays and re-publishes carry the request's trace
+    tracing.continue_from_environment()  # a calling script's TRACEPARENT
     from app.client import InvalidRequest, Overloaded
     from app.ops.preflight import ServiceUnavailable
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, f
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from app import backlog, callbacks, conversations, record
+from app import backlog, callbacks, conversations, record, tracing
 from app.celery_app import ROUTE_TASK, celery
 from app.config import get_settings
 from app.context import bound
@@ -170,6 +170,8 @@ class RequestView(BaseModel):
     queue_position: int | None = None
     estimated_wait_s: float | None = None
     estimated_start: datetime | None = None
+    # The request's OpenTelemetry trace (32 hex digits); None when it was accepted untraced.
+    trace_id: str | None = None
 
 
 def validate(**fields: Any) -> SubmitRequest:
@@ -223,6 +225,7 @@ def publish(request_id: str, priority: str) -> bool:
     return True
 
 
+@tracing.submit_span
 def submit(
     text: str,
     *,
@@ -283,6 +286,7 @@ def accept(req: SubmitRequest) -> Submission:
                 priority=req.priority,
                 idempotency_key=req.idempotency_key,
                 conversation_id=req.conversation_id,
+                traceparent=tracing.current_traceparent(),
             )
             .on_conflict_do_nothing(constraint="uq_requests_tenant_idempotency_key")
             .returning(Request.id)
@@ -302,6 +306,7 @@ def accept(req: SubmitRequest) -> Submission:
         # was down); publishing again here would race it and send the request twice.
         return Submission(id=existing.id, status=existing.status, duplicate=True,
                           published=existing.published_at is not None)
+    tracing.annotate(request_id=inserted.id, tenant=req.tenant, priority=req.priority)
     with bound(inserted.id):
         log.info("accepted", extra={"tenant": req.tenant, "priority": req.priority})
     return Submission(id=inserted.id, status="accepted", published=False)
@@ -350,6 +355,7 @@ def get(request_id: str, *, tenant: str | None = None, estimate: bool = True) ->
         queue_position=where.ahead if where else None,
         estimated_wait_s=where.wait_s if where else None,
         estimated_start=where.start_at if where else None,
+        trace_id=tracing.trace_id_of(request.traceparent),
     )
 
 

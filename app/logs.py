@@ -13,6 +13,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from app import tracing
 from app.context import current_request_id
 
 # Attributes every LogRecord has; anything else on a record came in through `extra=`.
@@ -60,6 +61,7 @@ class JsonFormatter(logging.Formatter):
             "request_id": getattr(record, "request_id", None),
             "message": record.getMessage(),
         }
+        entry.update(tracing.log_ids())
         task = _current_task_id()
         if task:
             entry["task_id"] = task

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy import and_, exists, func, or_, select, text, update
 
+from app import tracing
 from app.celery_app import ROUTE_TASK, celery
 from app.config import get_settings
 from app.db import Request, RequestEvent, Status, session_scope
@@ -28,7 +29,7 @@ def republish_unpublished(min_age_s: float = 30.0, batch: int = 500) -> int:
     """Publish accepted requests older than `min_age_s` with no publish recorded; returns how many."""
     with session_scope() as session:
         rows = session.execute(
-            select(Request.id, Request.priority)
+            select(Request.id, Request.priority, Request.traceparent)
             .where(
                 Request.published_at.is_(None),
                 Request.status == Status.ACCEPTED,
@@ -39,10 +40,11 @@ def republish_unpublished(min_age_s: float = 30.0, batch: int = 500) -> int:
             .with_for_update(skip_locked=True)
         ).all()
         for row in rows:
-            celery.send_task(
-                ROUTE_TASK, args=[row.id], queue=ROUTER_QUEUE, routing_key=ROUTER_QUEUE,
-                priority=PRIORITIES[row.priority],
-            )
+            with tracing.resumed(row.traceparent):  # the request's own trace, not the reconciler's
+                celery.send_task(
+                    ROUTE_TASK, args=[row.id], queue=ROUTER_QUEUE, routing_key=ROUTER_QUEUE,
+                    priority=PRIORITIES[row.priority],
+                )
             session.execute(update(Request).where(Request.id == row.id).values(published_at=func.now()))
     return len(rows)
 
@@ -59,7 +61,7 @@ def redispatch_stale(lease_s: float | None = None, batch: int = 500) -> int:
     alive = exists().where(and_(RequestEvent.request_id == Request.id, RequestEvent.at > _older_than(lease)))
     with session_scope() as session:
         rows = session.execute(
-            select(Request.id, Request.priority, Request.specialist, Request.status)
+            select(Request.id, Request.priority, Request.specialist, Request.status, Request.traceparent)
             .where(
                 or_(
                     and_(Request.status.in_([Status.ROUTED, Status.RUNNING, Status.FAILED]),
@@ -73,11 +75,12 @@ def redispatch_stale(lease_s: float | None = None, batch: int = 500) -> int:
         ).all()
         for row in rows:
             if row.status == Status.ACCEPTED:
-                celery.send_task(ROUTE_TASK, args=[row.id], queue=ROUTER_QUEUE, routing_key=ROUTER_QUEUE,
-                                 priority=PRIORITIES[row.priority])
+                task, queue, kwargs = ROUTE_TASK, ROUTER_QUEUE, {}
             else:
                 spec = get_specialist(row.specialist)
-                celery.send_task(spec.task_name, args=[row.id], kwargs={"reclaim": True}, queue=spec.queue,
-                                 routing_key=spec.queue, priority=PRIORITIES[row.priority])
+                task, queue, kwargs = spec.task_name, spec.queue, {"reclaim": True}
+            with tracing.resumed(row.traceparent):
+                celery.send_task(task, args=[row.id], kwargs=kwargs, queue=queue, routing_key=queue,
+                                 priority=PRIORITIES[row.priority])
             add_event(session, row.id, "redispatched", lease_s=lease)
     return len(rows)

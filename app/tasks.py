@@ -13,7 +13,7 @@ from celery.exceptions import Reject
 from celery.signals import task_postrun, task_prerun
 from sqlalchemy import Connection, func, select
 
-from app import callbacks, context, conversations, fairness, metrics, record
+from app import callbacks, context, conversations, fairness, metrics, record, tracing
 from app.celery_app import CALLBACK_TASK, RECONCILE_TASK, ROUTE_TASK, celery
 from app.config import get_settings
 from app.db import Request, Status, session_scope
@@ -116,6 +116,8 @@ def route(self: Task, request_id: str) -> None:
             return  # routed already: a duplicate message (a lost dispatch is the reconciler's job)
         current = conversations.specialist_of(tenant, conversation_id) if conversation_id else None
         decision = decide(text, current_specialist=current, request_id=request_id, tenant=tenant)
+        tracing.annotate(request_id=request_id, specialist=decision.specialist,
+                         confidence=decision.confidence, method=decision.method)
         # Only the copy that records the decision dispatches, so duplicate route messages (an
         # impatient client, a republish) never start a request twice.
         if record.mark_routed(request_id, decision.specialist, decision.confidence, decision.method, started_at):
@@ -142,6 +144,8 @@ def _specialist_task(spec: Specialist) -> Callable[..., Any]:
             return
         if attempt is None:
             return  # finished, or running elsewhere: a duplicate delivery
+        tracing.annotate(request_id=request_id, attempt=attempt.number, resumed=bool(attempt.checkpoints),
+                         checkpointed_steps=sorted(attempt.checkpoints))
         try:
             if attempt.number > get_settings().max_attempts:
                 # The message keeps coming back (its worker died each time): stop the loop.

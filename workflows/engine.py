@@ -36,6 +36,7 @@ from app.inference import ChatResponse, Deferred, ProviderError, complete, struc
 from app.inference.call_log import write_calls
 from app.inference.tiers import effective_tier
 from app.specialist import Specialist, ToolContext
+from app.tracing import step_span
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +322,8 @@ def _run_step(step: Step, ctx: StepContext, finish: Finish | None = None) -> dic
         started = time.perf_counter()
         ctx.deadline = time.monotonic() + step.timeout_s
         try:
-            output = step.fn(ctx)
+            with step_span(step.name, attempt + 1, ctx.request.id):
+                output = step.fn(ctx)
         except Deferred:
             _record_step(ctx, "deferred", started_at=started_at)
             raise

@@ -113,6 +113,8 @@ class Request(Base):
     cost_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=Decimal(0), server_default="0")
     accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The W3C traceparent of the span that accepted it: re-publishes and replays continue its trace.
+    traceparent: Mapped[str | None] = mapped_column(String(55))
     # When a router worker took the request off its queue (the database's clock, like the others).
     route_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     routed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from app import metrics
+from app import metrics, tracing
 from app.config import get_settings
 from app.context import current
 from app.db import autocommit_scope
@@ -135,6 +135,7 @@ class Params:
                            self.response_format)
 
 
+@tracing.llm_call
 def complete(
     messages: list[dict[str, Any]],
     *,
@@ -311,6 +312,7 @@ def _record(
         "error": error,
     }
     metrics.observe_llm_call(row)
+    tracing.record_call(row, target.provider.kind)
     scope = current()
     if scope is not None and outcome == "ok":
         scope.add_usage(target.model, prompt + completion, cost)

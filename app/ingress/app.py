@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy import select, text
 from werkzeug.exceptions import HTTPException
 
-from app import client
+from app import client, tracing
 from app.celery_app import celery
 from app.config import get_settings
 from app.db import Callback, Request, connection_scope, session_scope
@@ -67,6 +67,7 @@ def _request_id(value: str) -> str:
     return value
 
 
+@tracing.http_span("POST /v1/requests", lambda: request.headers)
 def submit() -> Response:
     principal = require_key(write=True)
     body = _body()
@@ -150,6 +151,7 @@ def _handle(exc: Exception) -> Response:
 
 
 def create_app() -> Flask:
+    tracing.setup("api")
     if not logging.getLogger().handlers:
         # Under gunicorn nothing configures the root logger: submits and failures go to stderr,
         # beside gunicorn's own lines. Keys appear only by id.

@@ -10,7 +10,7 @@ from kombu import Connection
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from app import record
+from app import record, tracing
 from app.celery_app import ROUTE_TASK, celery
 from app.config import get_settings
 from app.db import Request, RequestEvent, Status, session_scope
@@ -108,7 +108,9 @@ def _republish(request: Request) -> str:
         task, queue = spec.task_name, spec.queue
     else:
         task, queue = ROUTE_TASK, ROUTER_QUEUE
-    celery.send_task(task, args=[request.id], queue=queue, routing_key=queue, priority=PRIORITIES[request.priority])
+    with tracing.resumed(request.traceparent):  # the replay continues the request's own trace
+        celery.send_task(task, args=[request.id], queue=queue, routing_key=queue,
+                         priority=PRIORITIES[request.priority])
     return queue
 
 
