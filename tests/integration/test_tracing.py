@@ -8,6 +8,7 @@ No exported span holds the ticket's text, the system prompt or a provider key.""
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -18,6 +19,7 @@ import pytest
 from sqlalchemy import text
 
 from app import client, tracing
+from app.config import get_settings
 from app.db import session_scope
 from app.ops.pools import api_spec, pool_specs
 from app.ops.supervisor import Supervisor, wait_for_workers, wait_http
@@ -44,7 +46,7 @@ def traced(tmp_path_factory: pytest.TempPathFactory, simulator: str) -> Iterator
     """Router and billing workers and an API process of this module's own (a private vhost), each
     exporting its spans to the receiver."""
     from app.celery_app import use_broker
-    from app.config import get_settings, reset_settings
+    from app.config import reset_settings
     from tests.support.services import scratch_vhost
 
     assert root.SERVICES is not None
@@ -54,10 +56,9 @@ def traced(tmp_path_factory: pytest.TempPathFactory, simulator: str) -> Iterator
     otel_env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
     logs = tmp_path_factory.mktemp("traced-logs")
     previous = root.SERVICES.broker_url
-    with scratch_vhost("amqp://guest:guest@127.0.0.1:5672//", f"{root.SERVICES.vhost}-tr{secrets.token_hex(3)}") as url:
+    vhost = f"{root.SERVICES.vhost}-tr{secrets.token_hex(3)}"
+    with scratch_vhost("amqp://guest:guest@127.0.0.1:5672//", vhost) as url:
         env = {**otel_env, "SWITCHBOARD_BROKER_URL": url, "SWITCHBOARD_PROVIDER_API_KEYS": ",".join(KEYS)}
-        import os
-
         os.environ["SWITCHBOARD_BROKER_URL"] = url
         reset_settings()
         use_broker(url)
@@ -109,14 +110,16 @@ def _one(spans: list[ReceivedSpan], name: str) -> ReceivedSpan:
 def _check_pipeline(spans: list[ReceivedSpan], publish_route: ReceivedSpan, request_id: str) -> None:
     """From the publish of `switchboard.route` on: router, specialist task, steps, LLM calls."""
     route = _one(spans, "run/switchboard.route")
-    assert (route.service, route.kind, route.parent_id) == ("switchboard-router", CONSUMER, publish_route.span_id)
+    assert (route.service, route.kind) == ("switchboard-router", CONSUMER)
+    assert route.parent_id == publish_route.span_id
     assert route.attributes["switchboard.request_id"] == request_id
     assert route.attributes["switchboard.specialist"] == "billing"
     assert route.attributes["switchboard.method"] == "rule"
     assert route.attributes["switchboard.confidence"] > 0
 
     dispatch = _one(spans, "publish switchboard.specialist.billing")
-    assert (dispatch.service, dispatch.kind, dispatch.parent_id) == ("switchboard-router", PRODUCER, route.span_id)
+    assert (dispatch.service, dispatch.kind) == ("switchboard-router", PRODUCER)
+    assert dispatch.parent_id == route.span_id
     task = _one(spans, "run/switchboard.specialist.billing")
     assert (task.service, task.kind, task.parent_id) == ("switchboard-billing", CONSUMER, dispatch.span_id)
     assert task.attributes["switchboard.attempt"] == 1
@@ -197,8 +200,8 @@ def test_the_http_api_continues_the_callers_traceparent(traced: Traced) -> None:
     ticket, customer = _ticket(marker)
     _, token = new_tenant()
     answer = httpx.post(f"{traced.api}/v1/requests", json={"text": ticket, "customer": customer},
-                        headers={"Authorization": f"Bearer {token}", "traceparent": f"00-{trace_id}-{caller}-01"},
-                        timeout=30)
+                        headers={"Authorization": f"Bearer {token}",
+                                 "traceparent": f"00-{trace_id}-{caller}-01"}, timeout=30)
     assert answer.status_code == 202, answer.text
     request_id = answer.json()["id"]
     assert client.wait(request_id, timeout=120).status == "succeeded"
@@ -232,3 +235,52 @@ def test_a_republished_request_continues_its_original_trace(traced: Traced) -> N
     publish = _one(spans, "publish switchboard.route")
     assert (publish.service, publish.parent_id) == ("switchboard-client", accepting)
     _check_pipeline(spans, publish, request_id)
+
+
+def test_a_replayed_dead_letter_continues_its_trace_and_resumes_from_its_checkpoint(
+        traced: Traced, faults: httpx.Client) -> None:
+    """Every attempt (Celery's retries) and the operator's replay, from another process, stay in
+    the request's trace; the replayed task says which steps it resumed from."""
+    trace_id, caller = secrets.token_hex(16), secrets.token_hex(8)
+    ticket, customer = _ticket(f"ticket-{secrets.token_hex(4)}")
+    faults.post("/admin/faults", json={"error_rate": 1.0}).raise_for_status()
+    env = {**traced.otel_env, "TRACEPARENT": f"00-{trace_id}-{caller}-01"}
+    submitted = run_cli("submit", ticket, "--customer", customer, "--json", env=env)
+    assert submitted.returncode == 0, submitted.stderr
+    request_id = json.loads(submitted.stdout)["id"]
+    assert client.wait(request_id, timeout=120).status == "dead_lettered"
+    faults.post("/admin/faults", json={"error_rate": 0}).raise_for_status()
+
+    replayed = run_cli("dlq", "replay", request_id, "--json", env=traced.otel_env)
+    assert replayed.returncode == 0, replayed.stderr
+    assert client.wait(request_id, timeout=120).status == "succeeded"
+
+    def replay_traced() -> bool:
+        runs = [s for s in traced.receiver.trace(trace_id) if s.name == "run/switchboard.specialist.billing"]
+        return any(s.attributes.get("switchboard.resumed") for s in runs) and any(
+            s.name == "step deliver" for s in traced.receiver.trace(trace_id))
+
+    wait_until(replay_traced, 60, "the replayed task's spans")
+    spans = traced.receiver.trace(trace_id)
+    submit = _one(spans, "switchboard.submit")
+    publishes = [s for s in spans if s.name == "publish switchboard.specialist.billing"]
+    replay = [p for p in publishes if p.service == "switchboard-client"]
+    # The replay's publish is a child of the span that accepted the request.
+    assert len(replay) == 1 and replay[0].parent_id == submit.span_id
+    runs = {s.span_id: s for s in spans if s.name == "run/switchboard.specialist.billing"}
+    # Each failed attempt (and a deferral, if the breaker opened) is a retry: its own task span.
+    assert len(runs) >= get_settings().max_attempts + 1
+    # Every attempt's task span hangs off a publish in this trace: the router's or a retry's.
+    assert all(run.parent_id in {p.span_id for p in publishes} for run in runs.values())
+    routed = [p.span_id for p in publishes if p.service == "switchboard-router"]
+    first = [run for run in runs.values() if run.parent_id in routed]
+    assert len(first) == 1 and first[0].attributes["switchboard.resumed"] is False
+    assert first[0].attributes["switchboard.attempt"] == 1
+    # `retrieve` (no LLM call) succeeded on the first attempt: later ones, and the replay, resume.
+    after_replay = [run for run in runs.values() if run.parent_id == replay[0].span_id]
+    assert len(after_replay) == 1 and after_replay[0].attributes["switchboard.resumed"] is True
+    assert after_replay[0].attributes["switchboard.checkpointed_steps"] == ["retrieve"]
+    ran = {s.attributes["switchboard.step"] for s in spans if s.parent_id == after_replay[0].span_id}
+    assert ran == {"understand", "draft", "deliver"}
+    failed = [s for s in spans if s.name.startswith("chat ") and s.attributes.get("error.type")]
+    assert failed and all("attempt failed" in s.events for s in failed)
