@@ -75,17 +75,34 @@ def _instrument_celery() -> None:
     instrumentation's publish span is ended by after_task_publish only when the task is
     registered in the publishing process, and Switchboard sends tasks by name from processes that
     never import them (the client, the API): there it would never end and would stay the
-    thread's current span."""
+    thread's current span. Failures and retries are ours too: the instrumentation records the
+    exception's message, which may quote a provider's answer."""
     from celery import signals
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
     instrumentor = CeleryInstrumentor()
     if not instrumentor.is_instrumented_by_opentelemetry:
         instrumentor.instrument()
-    signals.before_task_publish.disconnect(instrumentor._trace_before_publish)
-    signals.after_task_publish.disconnect(instrumentor._trace_after_publish)
-    signals.before_task_publish.connect(_before_publish, weak=False)
-    signals.after_task_publish.connect(_after_publish, weak=False)
+    for signal, theirs, ours in (
+        (signals.before_task_publish, instrumentor._trace_before_publish, _before_publish),
+        (signals.after_task_publish, instrumentor._trace_after_publish, _after_publish),
+        (signals.task_failure, instrumentor._trace_failure, _task_failed),
+        (signals.task_retry, instrumentor._trace_retry, _task_retried),
+    ):
+        signal.disconnect(theirs)
+        signal.connect(ours, weak=False)
+
+
+def _task_failed(exception: BaseException | None = None, **_: Any) -> None:
+    # Sent in the task's thread while its span is current, before task_postrun ends it.
+    if exception is not None:
+        failed(trace.get_current_span(), exception)
+
+
+def _task_retried(reason: Any = None, **_: Any) -> None:
+    current = trace.get_current_span()
+    if current.is_recording():
+        current.add_event("retry", {"error.type": type(reason).__name__})
 
 
 # Publish spans by message id, per thread: before_task_publish and after_task_publish fire in the
@@ -147,9 +164,21 @@ def span(name: str, *, kind: SpanKind = SpanKind.INTERNAL, carrier: Mapping[str,
     """A span around a block, current inside it. With `carrier` (incoming HTTP headers) it
     continues the caller's trace from their `traceparent`."""
     parent = propagate.extract(carrier) if carrier is not None else None
-    with _tracer.start_as_current_span(name, context=parent, kind=kind,
-                                       attributes=_clean(attributes)) as current:
-        yield current
+    # Exceptions are recorded by class only: a message may quote a provider's answer or the ticket.
+    with _tracer.start_as_current_span(name, context=parent, kind=kind, attributes=_clean(attributes),
+                                       record_exception=False, set_status_on_exception=False) as current:
+        try:
+            yield current
+        except BaseException as exc:
+            failed(current, exc)
+            raise
+
+
+def failed(current: Span, exc: BaseException) -> None:
+    """Mark `current` as failed by `exc`'s class (its message may quote the prompt or an answer)."""
+    if current.is_recording():
+        current.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+        current.set_attribute("error.type", type(exc).__name__)
 
 
 def submit_span(fn: Callable[P, R]) -> Callable[P, R]:
@@ -269,14 +298,8 @@ def llm_call(fn: Callable[P, R]) -> Callable[P, R]:
                       "switchboard.llm.purpose": kwargs.get("purpose"),
                       "switchboard.step": kwargs.get("step"),
                       "switchboard.request_id": kwargs.get("request_id")}
-        with span("chat", kind=SpanKind.CLIENT, **attributes) as current:
-            try:
-                return fn(*args, **kwargs)
-            except Exception as exc:
-                # The class only: a provider's message may quote what was sent.
-                current.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                current.set_attribute("error.type", type(exc).__name__)
-                raise
+        with span("chat", kind=SpanKind.CLIENT, **attributes):
+            return fn(*args, **kwargs)
 
     return run
 

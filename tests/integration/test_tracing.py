@@ -242,7 +242,8 @@ def test_a_replayed_dead_letter_continues_its_trace_and_resumes_from_its_checkpo
     """Every attempt (Celery's retries) and the operator's replay, from another process, stay in
     the request's trace; the replayed task says which steps it resumed from."""
     trace_id, caller = secrets.token_hex(16), secrets.token_hex(8)
-    ticket, customer = _ticket(f"ticket-{secrets.token_hex(4)}")
+    marker = f"ticket-{secrets.token_hex(4)}"
+    ticket, customer = _ticket(marker)
     faults.post("/admin/faults", json={"error_rate": 1.0}).raise_for_status()
     env = {**traced.otel_env, "TRACEPARENT": f"00-{trace_id}-{caller}-01"}
     submitted = run_cli("submit", ticket, "--customer", customer, "--json", env=env)
@@ -284,3 +285,7 @@ def test_a_replayed_dead_letter_continues_its_trace_and_resumes_from_its_checkpo
     assert ran == {"understand", "draft", "deliver"}
     failed = [s for s in spans if s.name.startswith("chat ") and s.attributes.get("error.type")]
     assert failed and all("attempt failed" in s.events for s in failed)
+    # Failed steps and tasks say which exception, never its message (it quotes the provider).
+    assert {s.attributes.get("error.type") for s in spans if s.name == "step understand"} >= {"ProviderError"}
+    assert all(b"HTTP 500" not in s.raw for s in spans)
+    _check_secrets(traced.receiver, marker)
