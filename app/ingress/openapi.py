@@ -65,7 +65,10 @@ def document() -> dict[str, Any]:
                 "summary": "Submit a request; it belongs to the API key's tenant",
                 "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
                                 "description": "a repeat returns the first request and runs nothing again",
-                                "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
+                                "schema": {"type": "string", "minLength": 1, "maxLength": 200}},
+                               {"name": "traceparent", "in": "header", "required": False,
+                                "description": "W3C Trace Context: the request continues the caller's trace",
+                                "schema": {"type": "string"}}],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(NewRequest)}}},
                 "responses": {
                     "202": _json(Accepted, "recorded and queued"),
