@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +27,7 @@ from app.ops.pools import api_spec, pool_specs
 from app.ops.supervisor import Supervisor, wait_for_workers, wait_http
 from app.registry import get_specialist
 from tests import conftest as root
-from tests.integration.conftest import new_tenant, run_cli, wait_until
+from tests.integration.conftest import ROOT, new_tenant, run_cli, wait_until
 from tests.support.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 KEYS = ("sk-trace-secret-4f1d9a7c", "sk-trace-secret-b83e20aa")
@@ -289,3 +291,31 @@ def test_a_replayed_dead_letter_continues_its_trace_and_resumes_from_its_checkpo
     assert {s.attributes.get("error.type") for s in spans if s.name == "step understand"} >= {"ProviderError"}
     assert all(b"HTTP 500" not in s.raw for s in spans)
     _check_secrets(traced.receiver, marker)
+
+
+def test_a_django_apps_own_trace_continues_into_switchboard(traced: Traced) -> None:
+    """The example Django project with its own tracer provider and OpenTelemetry's Django
+    middleware: its server span (itself continuing the browser's traceparent) is the parent of
+    Switchboard's submit, and the workers' spans follow in the same trace."""
+    trace_id, browser = secrets.token_hex(16), secrets.token_hex(8)
+    ticket, customer = _ticket(f"ticket-{secrets.token_hex(4)}")
+    headers = {"X-Customer": customer, "traceparent": f"00-{trace_id}-{browser}-01"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    app = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "support" / "traced_django_app.py"), traced.receiver.endpoint,
+         ticket, json.dumps(headers)], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    assert app.returncode == 0, app.stderr
+    answer = json.loads(app.stdout.splitlines()[-1])
+    assert answer["http_status"] == 202, answer
+    assert client.wait(answer["id"], timeout=120).status == "succeeded"
+
+    spans = _wait_for_trace(traced.receiver, trace_id)
+    view = [s for s in spans if s.service == "ticket-app" and s.kind == SERVER]
+    assert len(view) == 1 and view[0].parent_id == browser
+    assert view[0].attributes["http.route"] == "tickets"  # the Django middleware's span
+    submit = _one(spans, "switchboard.submit")
+    # Switchboard's spans in the app's process go to the app's provider, under its service name.
+    assert (submit.service, submit.parent_id) == ("ticket-app", view[0].span_id)
+    publish = _one(spans, "publish switchboard.route")
+    assert publish.parent_id == submit.span_id
+    _check_pipeline(spans, publish, answer["id"])
