@@ -21,7 +21,8 @@ from app.celery_app import celery
 from app.config import get_settings
 from app.db import Callback, Request, connection_scope, session_scope
 from app.ingress.auth import require_key
-from app.ingress.errors import ApiError, api_error
+from app.ingress.errors import ApiError, api_error, too_large
+from app.ingress.json_body import read_json
 from app.ingress.limits import admission
 from app.ingress.models import Accepted, EventList, Health, NewRequest
 from app.ingress.openapi import REQUEST_ID, document
@@ -38,7 +39,7 @@ def _json(model: Any, status: int = 200, headers: dict[str, str] | None = None) 
 
 
 def _body() -> NewRequest:
-    data = request.get_json(force=True, silent=True)
+    data = read_json(request.get_data(cache=True), get_settings().api_max_json_depth)
     if not isinstance(data, dict):
         raise ApiError(400, "send a JSON object as the body (Content-Type: application/json)")
     try:
@@ -131,8 +132,7 @@ def _handle(exc: Exception) -> Response:
         status = exc.code or 500
         messages = {404: "no such endpoint; see /openapi.json",
                     405: "this endpoint does not take that method; see /openapi.json",
-                    413: f"the body is larger than {get_settings().api_max_body_bytes} bytes "
-                         "(SWITCHBOARD_API_MAX_BODY_BYTES); send less",
+                    413: too_large(get_settings().api_max_body_bytes).message,
                     400: "the request could not be read; send a JSON object"}
         error = ApiError(status if status in messages else 400, messages.get(status, messages[400]))
     if error is None:
