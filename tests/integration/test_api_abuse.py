@@ -88,11 +88,11 @@ def _error(response: httpx.Response, status: int, code: str) -> str:
 
 def test_json_nested_past_the_depth_limit_answers_400(api: str) -> None:
     _, token = new_tenant()
-    limit = get_settings().api_max_json_depth
     # Well inside the size limit, and far deeper than Python's recursion limit.
     deep = '{"text": "hi", "metadata": {"a": ' + "[" * 20_000 + "]" * 20_000 + "}}"
     assert len(deep) < get_settings().api_max_body_bytes
     message = _error(_post(api, token, deep), 400, "bad_request")
+    limit = get_settings().api_max_json_depth
     assert f"nested deeper than {limit}" in message
     just_past = '{"text": "hi", "metadata": {"a": ' + "[" * (limit - 1) + "]" * (limit - 1) + "}}"
     _error(_post(api, token, just_past), 400, "bad_request")
