@@ -14,6 +14,7 @@ from app.config import Settings
 from app.default_secrets import DefaultSecrets, problems, refuse_defaults
 
 ROOT = Path(__file__).resolve().parents[2]
+ROLES = ("api", "callbacks", "worker", "beat", "flower")
 DEV_VALUES = ("switchboard-dev-signing-key", "sk-switchboard-dev", "guest:guest")
 PRODUCTION = {
     "broker_url": "amqp://switchboard:s3cret-broker@rabbitmq:5672//",
@@ -39,7 +40,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 def test_every_development_default_is_named_for_the_processes_that_use_it() -> None:
     settings = Settings()
-    found = {role: " ".join(problems(role, settings)) for role in ("api", "callbacks", "worker", "beat", "flower")}
+    found = {role: " ".join(problems(role, settings)) for role in ROLES}
     for role in ("api", "callbacks"):
         assert all(name in found[role] for name in
                    ("SWITCHBOARD_BROKER_URL", "SWITCHBOARD_DATABASE_URL", "SWITCHBOARD_SIGNING_KEY"))
@@ -52,7 +53,7 @@ def test_every_development_default_is_named_for_the_processes_that_use_it() -> N
 
 def test_production_values_pass_and_dev_mode_accepts_the_defaults() -> None:
     production = Settings(**PRODUCTION)
-    for role in ("api", "callbacks", "worker", "beat", "flower"):
+    for role in ROLES:
         assert problems(role, production) == []
         refuse_defaults(role, settings=production)
     defaults = Settings()
@@ -68,7 +69,8 @@ def test_production_values_pass_and_dev_mode_accepts_the_defaults() -> None:
     ("database_url", "postgresql+psycopg://postgres:postgres@db/switchboard", "example postgres password"),
     ("broker_url", "amqp://guest:guest@rabbit.internal:5672//", "default guest account"),
 ])
-def test_one_development_value_among_production_ones_is_refused(setting: str, value: str, needle: str) -> None:
+def test_one_development_value_among_production_ones_is_refused(setting: str, value: str,
+                                                                 needle: str) -> None:
     settings = Settings(**{**PRODUCTION, setting: value})
     role = "worker" if setting == "provider_api_keys" else "api"
     with pytest.raises(DefaultSecrets, match=needle) as refused:
