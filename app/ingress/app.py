@@ -149,8 +149,8 @@ def _handle(exc: Exception) -> Response:
 
 def create_app() -> Flask:
     if not logging.getLogger().handlers:
-        # Under gunicorn nothing configures the root logger: submits and failures go to stderr,
-        # beside gunicorn's own lines. Keys appear only by id.
+        # Under uvicorn nothing configures the root logger: submits and failures go to stderr,
+        # beside uvicorn's own lines. Keys appear only by id.
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = Flask("switchboard")
     app.config["MAX_CONTENT_LENGTH"] = get_settings().api_max_body_bytes

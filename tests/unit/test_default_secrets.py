@@ -106,3 +106,25 @@ def test_beat_refuses_to_start_on_the_guest_account(tmp_path: Path) -> None:
                    "--schedule", str(tmp_path / "schedule")], _clean_env())
     assert result.returncode == 78, result.stderr[-2000:]
     assert "SWITCHBOARD_BROKER_URL uses RabbitMQ's default guest account" in result.stderr
+
+
+def test_dev_mode_lets_the_api_start_on_the_development_defaults() -> None:
+    import socket
+
+    import httpx
+
+    from app.ops.supervisor import wait_http
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = _clean_env(SWITCHBOARD_API_PORT=str(port), SWITCHBOARD_API_WORKERS="2")
+    process = subprocess.Popen([sys.executable, "-m", "app", "api", "--dev"], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/openapi.json", 60)  # served without the database
+        document = httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=10).json()
+        assert document["openapi"].startswith("3.")
+    finally:
+        process.terminate()
+        process.wait(30)

@@ -91,3 +91,37 @@ def test_every_mapped_error_has_a_documented_status_and_retry_after_when_it_shou
     documented = {int(code) for path in document()["paths"].values() for op in path.values()
                   for code in op["responses"]}
     assert {400, 401, 403, 404, 409, 413, 422, 429, 503} <= documented
+
+
+@pytest.mark.parametrize("text, past", [
+    ('{"a": [[1, 2], {"b": [3]}]}', False),  # depth 4
+    ('{"a": [[[[1]]]]}', True),  # depth 5
+    # Brackets inside strings, escaped quotes among them, are text: a ticket may quote any.
+    ('{"text": "[[[[[[[[ {{{{ \\" [[[[[[", "b": "\\\\"}', False),
+    ('{"text": "\\\\\\"", "a": [[[[1]]]]}', True),
+])
+def test_json_nesting_is_measured_outside_strings(text: str, past: bool) -> None:
+    import json
+
+    from app.ingress.json_body import nested_past
+
+    json.loads(text)  # each case is valid JSON
+    assert nested_past(text, 4) is past
+
+
+def test_json_bodies_past_the_depth_limit_are_refused_before_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from app.ingress.errors import ApiError
+    from app.ingress.json_body import read_json
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("parsed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(json, "loads", refuse)
+        with pytest.raises(ApiError) as refused:
+            read_json(b"[" * 100_000, 32)
+    assert refused.value.status == 400 and "nested deeper than 32 levels" in refused.value.message
+    assert read_json(b'{"text": "hi"}', 32) == {"text": "hi"}
+    assert read_json(b"\xff\xfe", 32) is None and read_json(b'{"text": ', 32) is None
