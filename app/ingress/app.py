@@ -22,7 +22,7 @@ from app.config import get_settings
 from app.db import Callback, Request, connection_scope, session_scope
 from app.ingress.auth import require_key
 from app.ingress.errors import ApiError, api_error, too_large
-from app.ingress.json_body import read_json
+from app.ingress.json_body import DepthLimitedJSON
 from app.ingress.limits import admission
 from app.ingress.models import Accepted, EventList, Health, NewRequest
 from app.ingress.openapi import REQUEST_ID, document
@@ -39,7 +39,7 @@ def _json(model: Any, status: int = 200, headers: dict[str, str] | None = None) 
 
 
 def _body() -> NewRequest:
-    data = read_json(request.get_data(cache=True), get_settings().api_max_json_depth)
+    data = request.get_json(force=True, silent=True)
     if not isinstance(data, dict):
         raise ApiError(400, "send a JSON object as the body (Content-Type: application/json)")
     try:
@@ -154,7 +154,7 @@ def create_app() -> Flask:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = Flask("switchboard")
     app.config["MAX_CONTENT_LENGTH"] = get_settings().api_max_body_bytes
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json = DepthLimitedJSON(app)  # keys in model order; JSON bodies nested too deep are refused
     app.add_url_rule("/v1/requests", view_func=submit, methods=["POST"])
     app.add_url_rule("/v1/requests/<request_id>", view_func=get_request, methods=["GET"])
     app.add_url_rule("/v1/requests/<request_id>/events", view_func=get_events, methods=["GET"])

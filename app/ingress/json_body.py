@@ -2,15 +2,18 @@
 
 Python's parser recurses once per level: a 64 KiB body of `[` would end in a RecursionError (a
 500). The nesting is measured first by one scan over the brackets and quotes only, which stops as
-soon as the limit is passed.
+soon as the limit is passed. The check sits in the Flask app's JSON provider, so every route that
+reads `request.get_json()` has it.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
+from flask.json.provider import DefaultJSONProvider
+
+from app.config import get_settings
 from app.ingress.errors import ApiError
 
 # The only characters that open or close a level, or a string in which brackets do not count.
@@ -40,16 +43,22 @@ def nested_past(text: str, limit: int) -> bool:
     return False
 
 
-def read_json(raw: bytes, max_depth: int) -> Any:
-    """The parsed body; None if it is not UTF-8 JSON; ApiError 400 if nested past `max_depth`."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if nested_past(text, max_depth):
-        raise ApiError(400, f"the JSON body is nested deeper than {max_depth} levels "
-                            "(SWITCHBOARD_API_MAX_JSON_DEPTH); send a flatter document")
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
-        return None
+class DepthLimitedJSON(DefaultJSONProvider):
+    """Flask's JSON, parsing only UTF-8 text nested at most SWITCHBOARD_API_MAX_JSON_DEPTH deep.
+
+    Too deep raises ApiError (400); anything else unparseable raises ValueError, which Flask turns
+    into its "not JSON" answer (None with `silent=True`)."""
+
+    sort_keys = False
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        # Bytes that are not UTF-8 raise UnicodeDecodeError, a ValueError: "not JSON".
+        text = s.decode("utf-8") if isinstance(s, bytes | bytearray) else s
+        limit = get_settings().api_max_json_depth
+        if nested_past(text, limit):
+            raise ApiError(400, f"the JSON body is nested deeper than {limit} levels "
+                                "(SWITCHBOARD_API_MAX_JSON_DEPTH); send a flatter document")
+        try:
+            return super().loads(text, **kwargs)
+        except RecursionError:
+            raise ValueError("nested too deeply") from None

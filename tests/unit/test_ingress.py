@@ -109,19 +109,27 @@ def test_json_nesting_is_measured_outside_strings(text: str, past: bool) -> None
     assert nested_past(text, 4) is past
 
 
-def test_json_bodies_past_the_depth_limit_are_refused_before_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_route_reading_json_refuses_it_nested_too_deep_before_parsing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check is in the app's JSON provider: a route of its own, added later, has it too."""
     import json
 
-    from app.ingress.errors import ApiError
-    from app.ingress.json_body import read_json
+    from flask import request
 
-    def refuse(*_: object, **__: object) -> None:
-        raise AssertionError("parsed")
+    from app.ingress import create_app
 
-    with monkeypatch.context() as patched:
-        patched.setattr(json, "loads", refuse)
-        with pytest.raises(ApiError) as refused:
-            read_json(b"[" * 100_000, 32)
-    assert refused.value.status == 400 and "nested deeper than 32 levels" in refused.value.message
-    assert read_json(b'{"text": "hi"}', 32) == {"text": "hi"}
-    assert read_json(b"\xff\xfe", 32) is None and read_json(b'{"text": ', 32) is None
+    app = create_app()
+    app.add_url_rule("/echo", "echo", lambda: {"got": request.get_json(force=True, silent=True)},
+                     methods=["POST"])
+    client = app.test_client()
+    parsed: list[object] = []
+    real_loads = json.loads
+    monkeypatch.setattr(json, "loads", lambda s, **kw: parsed.append(s) or real_loads(s, **kw))
+    deep = client.post("/echo", data=b"[" * 60_000)
+    assert deep.status_code == 400 and deep.json["error"]["code"] == "bad_request"
+    assert f"nested deeper than {get_settings().api_max_json_depth} levels" in deep.json["error"]["message"]
+    assert not [s for s in parsed if len(s) >= 60_000]  # refused before the parser saw the body
+    assert client.post("/echo", data=b'{"text": "hi"}').json == {"got": {"text": "hi"}}
+    # Not UTF-8, or not JSON: Flask's "no JSON" (None here), never a 500.
+    assert client.post("/echo", data="[1]".encode("utf-16")).json == {"got": None}
+    assert client.post("/echo", data=b'{"text": ').json == {"got": None}
