@@ -173,6 +173,13 @@ def _serve_metrics(sender: Any = None, **_: Any) -> None:
     metrics.serve(settings.metrics_port, fleet=settings.process_name == ROUTER_QUEUE)
 
 
+@worker_init.connect
+def _warn_unpriced(sender: Any = None, **_: Any) -> None:
+    from app.inference.cost import warn_unpriced
+
+    warn_unpriced()
+
+
 @worker_process_shutdown.connect
 def _child_exited(pid: int | None = None, **_: Any) -> None:
     from app import metrics

@@ -20,6 +20,7 @@ from app import client
 from app.celery_app import celery
 from app.config import get_settings
 from app.db import Callback, Request, connection_scope, session_scope
+from app.inference.cost import warn_unpriced
 from app.ingress.auth import require_key
 from app.ingress.errors import ApiError, api_error, too_large
 from app.ingress.json_body import DepthLimitedJSON
@@ -152,6 +153,7 @@ def create_app() -> Flask:
         # Under uvicorn nothing configures the root logger: submits and failures go to stderr,
         # beside uvicorn's own lines. Keys appear only by id.
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    warn_unpriced()
     app = Flask("switchboard")
     app.config["MAX_CONTENT_LENGTH"] = get_settings().api_max_body_bytes
     app.json = DepthLimitedJSON(app)  # keys in model order; JSON bodies nested too deep are refused
