@@ -164,6 +164,17 @@ def span(name: str, *, kind: SpanKind = SpanKind.INTERNAL, carrier: Mapping[str,
     """A span around a block, current inside it. With `carrier` (incoming HTTP headers) it
     continues the caller's trace from their `traceparent`."""
     parent = propagate.extract(carrier) if carrier is not None else None
+    if isinstance(_tracer, trace.ProxyTracer) and isinstance(trace.get_tracer_provider(),
+                                                              trace.ProxyTracerProvider):
+        # Nothing records (no provider set up): skip the API's no-op machinery, and keep an
+        # incoming context current so the request's row still names the caller's trace.
+        token = otel_context.attach(parent) if parent is not None else None
+        try:
+            yield trace.get_current_span()
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+        return
     # Exceptions are recorded by class only: a message may quote a provider's answer or the ticket.
     with _tracer.start_as_current_span(name, context=parent, kind=kind, attributes=_clean(attributes),
                                        record_exception=False, set_status_on_exception=False) as current:

@@ -1,5 +1,5 @@
 """OpenTelemetry traces across processes: real router and billing worker processes, the CLI as the
-client and the HTTP API under gunicorn, all exporting with OTLP/HTTP (only the standard OTEL_*
+client and the HTTP API process, all exporting with OTLP/HTTP (only the standard OTEL_*
 variables set) to a receiver in this test that decodes what a collector would get. One request is
 one trace: it continues the caller's traceparent (the CLI's TRACEPARENT, the API's header), and
 the spans link submit -> publish -> route -> publish -> specialist task -> steps -> LLM calls.

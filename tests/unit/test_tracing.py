@@ -178,3 +178,20 @@ def test_json_log_lines_carry_the_spans_ids(exported: InMemorySpanExporter) -> N
         line = json.loads(formatter.format(record))
     assert line["trace_id"] == format(span.get_span_context().trace_id, "032x")
     assert line["span_id"] == format(span.get_span_context().span_id, "016x")
+
+
+def test_untraced_the_api_still_keeps_the_callers_trace_for_the_row() -> None:
+    """With no provider set up, spans cost nothing, and an incoming traceparent stays current, so
+    the request's row names the caller's trace (its status shows that trace id)."""
+    headers = {"traceparent": f"00-{TRACE_ID}-{PARENT}-01"}
+    seen: list[str | None] = []
+
+    @tracing.http_span("POST /v1/requests", lambda: headers)
+    def view() -> None:
+        seen.append(tracing.current_traceparent())
+        with tracing.step_span("understand", 1, "r-1") as step:
+            assert not step.is_recording()
+
+    view()
+    assert seen == [f"00-{TRACE_ID}-{PARENT}-01"]
+    assert tracing.current_traceparent() is None
