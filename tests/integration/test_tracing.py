@@ -13,6 +13,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -43,10 +44,10 @@ class Traced:
     logs: Path
 
 
-@pytest.fixture(scope="module")
-def traced(tmp_path_factory: pytest.TempPathFactory, simulator: str) -> Iterator[Traced]:
-    """Router and billing workers and an API process of this module's own (a private vhost), each
-    exporting its spans to the receiver."""
+@contextmanager
+def _traced_stack(logs: Path, pool: str) -> Iterator[Traced]:
+    """Router and billing workers (Celery's `pool`) and an API process of their own (a private
+    vhost), each exporting its spans to a receiver of their own."""
     from app.celery_app import use_broker
     from app.config import reset_settings
     from tests.support.services import scratch_vhost
@@ -56,8 +57,7 @@ def traced(tmp_path_factory: pytest.TempPathFactory, simulator: str) -> Iterator
         pytest.skip("needs rabbitmqctl on the local broker to make a vhost")
     receiver = OtlpReceiver(root._free_port()).start()
     otel_env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
-    logs = tmp_path_factory.mktemp("traced-logs")
-    previous = root.SERVICES.broker_url
+    previous = os.environ["SWITCHBOARD_BROKER_URL"]
     vhost = f"{root.SERVICES.vhost}-tr{secrets.token_hex(3)}"
     with scratch_vhost("amqp://guest:guest@127.0.0.1:5672//", vhost) as url:
         env = {**otel_env, "SWITCHBOARD_BROKER_URL": url, "SWITCHBOARD_PROVIDER_API_KEYS": ",".join(KEYS)}
@@ -66,7 +66,8 @@ def traced(tmp_path_factory: pytest.TempPathFactory, simulator: str) -> Iterator
         use_broker(url)
         try:
             with Supervisor(logs, restart=False) as sup:
-                for spec in pool_specs(queues=["router", "billing"]):
+                settings = get_settings().model_copy(update={"specialist_pool": pool})
+                for spec in pool_specs(settings, queues=["router", "billing"]):
                     sup.start(replace(spec, env={**spec.env, **env}))
                 port = root._free_port()
                 spec = api_spec(get_settings().model_copy(update={"api_port": port, "api_workers": 1}))
@@ -80,6 +81,13 @@ def traced(tmp_path_factory: pytest.TempPathFactory, simulator: str) -> Iterator
             reset_settings()
             use_broker(previous)
             receiver.stop()
+
+
+@pytest.fixture(scope="module")
+def traced(tmp_path_factory: pytest.TempPathFactory, simulator: str) -> Iterator[Traced]:
+    """The pools as the Procfile runs them: Celery's threads pool, one process each."""
+    with _traced_stack(tmp_path_factory.mktemp("traced-logs"), "threads") as stack:
+        yield stack
 
 
 def _ticket(marker: str) -> tuple[str, str]:
@@ -164,6 +172,10 @@ def _check_secrets(receiver: OtlpReceiver, marker: str) -> None:
 
 
 def test_one_trace_from_the_cli_through_router_task_steps_and_llm_calls(traced: Traced) -> None:
+    _one_trace_from_the_cli(traced)
+
+
+def _one_trace_from_the_cli(traced: Traced) -> None:
     trace_id, caller = secrets.token_hex(16), secrets.token_hex(8)
     marker = f"ticket-{secrets.token_hex(4)}"
     ticket, customer = _ticket(marker)
@@ -319,3 +331,11 @@ def test_a_django_apps_own_trace_continues_into_switchboard(traced: Traced) -> N
     publish = _one(spans, "publish switchboard.route")
     assert publish.parent_id == submit.span_id
     _check_pipeline(spans, publish, answer["id"])
+
+
+def test_prefork_pools_export_from_their_child_processes(tmp_path_factory: pytest.TempPathFactory,
+                                                         simulator: str) -> None:
+    """With SWITCHBOARD_SPECIALIST_POOL=prefork the tasks run in forked children: the SDK set up
+    in the parent (worker_init) exports from each child, and the links are the same."""
+    with _traced_stack(tmp_path_factory.mktemp("prefork-logs"), "prefork") as prefork:
+        _one_trace_from_the_cli(prefork)
