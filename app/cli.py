@@ -250,14 +250,16 @@ def cmd_topology(args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    from app.reconciler import redispatch_stale, republish_unpublished
+    from app.reconciler import mark_in_doubt, redispatch_stale, republish_unpublished
 
     result = {
         "republished": republish_unpublished(min_age_s=args.min_age),
         "redispatched": redispatch_stale(lease_s=args.lease),
+        "llm_calls_in_doubt": mark_in_doubt(lease_s=args.lease),
     }
     _emit(args, result, lambda: print(f"republished {result['republished']}, "
-                                      f"re-dispatched {result['redispatched']} request(s)"))
+                                      f"re-dispatched {result['redispatched']} request(s), "
+                                      f"{result['llm_calls_in_doubt']} LLM call(s) marked in doubt"))
     return 0
 
 
@@ -591,7 +593,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("reconcile", cmd_reconcile, "publish requests that never reached the broker; re-dispatch lost ones")
     p.add_argument("--min-age", type=float, default=30.0, help="only requests older than this (seconds)")
     p.add_argument("--lease", type=float, default=None,
-                   help="re-dispatch requests silent this long (default: task time limit + 60 s)")
+                   help="re-dispatch requests silent this long, and mark LLM calls in flight this long "
+                        "in doubt (default: task time limit + 60 s)")
     p = command("procfile", cmd_procfile, "print the Procfile for the current specialists", json_flag=False)
     p.add_argument("--write", action="store_true", help="write ./Procfile")
     p = command("capacity", cmd_capacity, "worker slots for a daily audience, each step shown (see README)")

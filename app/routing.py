@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from app.classifier import classifier
 from app.config import get_settings
-from app.inference import Deferred, ProviderError, complete
+from app.inference import BudgetExhausted, Deferred, ProviderError, complete
 from app.registry import match_rules, specialists
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def _ask_llm(text: str, request_id: str | None) -> str | None:
     messages = [{"role": "system", "content": _routing_prompt()}, {"role": "user", "content": text}]
     try:
         response = complete(messages, tier="cheap", purpose="route", request_id=request_id, max_tokens=5, cache=True)
-    except (ProviderError, Deferred) as exc:
+    except (ProviderError, Deferred, BudgetExhausted) as exc:
         log.warning("routing LLM unavailable, using the fallback specialist: %s", exc)
         return None
     answer = re.sub(r"[^a-z0-9_]", "", (response.content or "").strip().lower())
