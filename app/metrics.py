@@ -80,6 +80,12 @@ DEAD_LETTERS = Counter(
     "switchboard_dead_letters", "Requests dead-lettered, by the queue whose DLQ took them", ["queue"]
 )
 
+BUDGET_REFUSALS = Counter(
+    "switchboard_budget_refusals",
+    "LLM calls not made because a budget could not cover them, by scope (request, tenant_day)",
+    ["scope"],
+)
+
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
 
@@ -99,7 +105,8 @@ def observe_llm_call(row: dict[str, Any]) -> None:
 
 
 class FleetCollector(Collector):
-    """Queue depths from the broker and breaker states from PostgreSQL, read at scrape time."""
+    """Queue depths from the broker, breaker states and today's LLM spend from PostgreSQL, read at
+    scrape time."""
 
     def describe(self) -> list[GaugeMetricFamily]:
         # Without it, registering would collect once, talking to the broker during worker start.
@@ -135,6 +142,38 @@ class FleetCollector(Collector):
         yield unacked
         yield consumers
         yield self._breakers()
+        yield from self._spend()
+
+    @staticmethod
+    def _spend() -> Iterator[GaugeMetricFamily]:
+        from datetime import UTC, datetime
+
+        from app.db import session_scope
+        from app.ops.spend import by_tenant_day, in_doubt
+
+        spend = GaugeMetricFamily(
+            "switchboard_tenant_spend_usd",
+            "LLM spend of each tenant today (UTC), by state: spent (completed calls), in_flight "
+            "(reserved by calls being made), in_doubt (estimated cost of calls whose process died)",
+            labels=["tenant", "state"],
+        )
+        doubt_calls = GaugeMetricFamily(
+            "switchboard_llm_calls_in_doubt", "LLM calls in doubt in the record (their process died mid-call)")
+        doubt_usd = GaugeMetricFamily(
+            "switchboard_llm_in_doubt_usd", "Estimated cost of the LLM calls in doubt in the record")
+        try:
+            with session_scope() as session:
+                for day in by_tenant_day(session, datetime.now(UTC).date()):
+                    for state in ("spent", "in_flight", "in_doubt"):
+                        spend.add_metric([day.tenant, state], getattr(day, f"{state}_usd"))
+                doubt = in_doubt(session)
+            doubt_calls.add_metric([], doubt.calls)
+            doubt_usd.add_metric([], doubt.usd)
+        except Exception as exc:
+            log.warning("LLM spend unavailable for metrics: %s", type(exc).__name__)
+        yield spend
+        yield doubt_calls
+        yield doubt_usd
 
     @staticmethod
     def _breakers() -> GaugeMetricFamily:

@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
+from app import metrics
 from app.config import get_settings
 from app.db import autocommit_scope
 
@@ -170,8 +171,10 @@ def open_call(intent: Intent) -> int:
         raise ValueError(f"no request {intent.request_id!r} in the record to charge the call to")
     if row.request_used is not None:  # the request's reservation held, the tenant's day refused it
         _patiently(_GIVE_BACK, params)
+        metrics.BUDGET_REFUSALS.labels("tenant_day").inc()
         raise BudgetExhausted("tenant_day", row.daily, row.day_before or Decimal(0), intent.amount,
                               row.tenant)
+    metrics.BUDGET_REFUSALS.labels("request").inc()
     raise BudgetExhausted("request", row.ceiling, row.request_before or Decimal(0), intent.amount, row.tenant)
 
 
