@@ -138,3 +138,26 @@ def test_a_call_whose_process_died_is_counted_in_doubt_and_completes_once(servic
     day_row = _day(tenant)
     assert (day_row.spent_usd, day_row.reserved_usd) == (row["cost_usd"], 0)
     assert len(_calls([rid])) == 1
+
+
+def test_tenants_update_refuses_bad_budgets_and_changes_nothing(services: object) -> None:
+    tenant, _ = new_tenant()
+    for args, message in [
+        (["nosuch-tenant", "--daily-budget-usd", "1"], "no tenant 'nosuch-tenant'"),
+        ([tenant, "--daily-budget-usd", "-1"], "must be 0 (no limit) or a positive amount"),
+        ([tenant, "--request-budget-usd", "lots"], None),  # argparse: not a number
+        ([tenant], "nothing to change"),
+    ]:
+        result = run_cli("tenants", "update", *args, "--json")
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        if message:
+            assert message in json.loads(result.stdout)["error"], result.stdout
+    [view] = [t for t in tenants.list_tenants() if t.name == tenant]
+    assert (view.daily_budget_usd, view.request_budget_usd) == (None, None)
+
+    result = run_cli("tenants", "update", tenant, "--request-budget-usd", "0.25", "--json")
+    assert json.loads(result.stdout)["request_budget_usd"] == 0.25
+    result = run_cli("tenants", "update", tenant, "--request-budget-usd", "none", "--daily-budget-usd", "0",
+                     "--json")
+    updated = json.loads(result.stdout)
+    assert (updated["request_budget_usd"], updated["daily_budget_usd"]) == (None, 0)
