@@ -55,8 +55,11 @@ WITH new_call AS (
 ), written AS (
     SELECT * FROM completed UNION ALL SELECT * FROM inserted
 ), per_request_day AS (
+    -- A call of an unpriced model may carry no known cost (NULL): it adds nothing known to its
+    -- request's cost, while the budgets count what it was charged (the fallback price).
     SELECT request_id, day, sum(prompt_tokens) AS prompt, sum(completion_tokens) AS completion,
-           sum(cost_usd) AS cost, sum(coalesce(charged_usd, cost_usd)) AS charged, sum(released) AS released
+           coalesce(sum(cost_usd), 0) AS cost, coalesce(sum(coalesce(charged_usd, cost_usd)), 0) AS charged,
+           sum(released) AS released
     FROM written WHERE request_id IS NOT NULL
     GROUP BY request_id, day
     -- Calls that used no tokens and held nothing (cache hits) leave their request alone.
