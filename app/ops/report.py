@@ -20,9 +20,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import and_
+from sqlalchemy import and_, select
 
-from app.db import Request, session_scope
+from app.db import LlmCall, Request, session_scope
 from app.db.models import TERMINAL
 from app.ops.spend import DaySpend, InDoubt, by_tenant_day, in_doubt
 from app.timings import (
@@ -128,11 +128,15 @@ class Report(BaseModel):
     by_specialist: dict[str, SpecialistReport]
     by_tenant: dict[str, Usage]
     tokens: int
+    # Of the priced calls only: calls of models with no price in SWITCHBOARD_PRICES are counted
+    # in unpriced_calls (their cost is unknown, not $0).
     cost_usd: float
     # LLM calls of the window whose process died before completing them, at their estimated cost
     # (not in cost_usd), and each tenant's spend per UTC day since the window's first day.
     in_doubt: InDoubt
     spend_by_tenant_day: list[DaySpend]
+    unpriced_calls: int
+    unpriced_models: list[str]
     llm_calls: int
     cache_hits: int
     cache_hit_rate: float | None
@@ -260,6 +264,10 @@ def build(since: datetime, until: datetime | None = None) -> Report:
         calls = {c.request_id: c for c in session.execute(call_rows(window))}
         doubt = in_doubt(session, since)
         spend = by_tenant_day(session, since.astimezone(UTC).date())
+        unpriced_models = sorted(session.scalars(
+            select(LlmCall.model).distinct().join(Request, Request.id == LlmCall.request_id)
+            .where(window, LlmCall.cost_usd.is_(None))
+        ))
     items = []
     for row in rows:
         c = calls.get(row.id)
@@ -316,6 +324,8 @@ def build(since: datetime, until: datetime | None = None) -> Report:
         cost_usd=round(float(sum(r.cost_usd for r, _ in items)), 6),
         in_doubt=doubt,
         spend_by_tenant_day=spend,
+        unpriced_calls=sum(c.unpriced for c in calls.values()),
+        unpriced_models=unpriced_models,
         llm_calls=provider_ok,
         cache_hits=hits,
         cache_hit_rate=round(hits / (hits + provider_ok), 4) if hits + provider_ok else None,
@@ -381,4 +391,9 @@ def render_text(report: Report) -> str:
         budget = f" of ${d.daily_budget_usd:g}" if d.daily_budget_usd else ""
         lines.append(f"  spend {d.day} {d.tenant:<12} ${d.spent_usd:.4f}{budget}, "
                      f"in flight ${d.in_flight_usd:.4f}, in doubt ${d.in_doubt_usd:.4f}")
+    if report.unpriced_calls:
+        lines.append(
+            f"  unpriced: {report.unpriced_calls:,} calls of {', '.join(report.unpriced_models)} have no "
+            "price in SWITCHBOARD_PRICES; the costs above leave them out"
+        )
     return "\n".join(lines)
