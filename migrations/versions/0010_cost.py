@@ -7,8 +7,8 @@ their unfinished calls reserve; tenants may override the request ceiling and set
 (NULL: the settings' defaults); `tenant_spend` holds each tenant's spent and reserved dollars per
 UTC day, the row every reservation of that tenant takes its share from.
 
-Revision ID: 0007_cost
-Revises: 0006_unpriced
+Revision ID: 0010_cost
+Revises: 0009_business_rows_owned
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_cost"
-down_revision = "0006_unpriced"
+revision = "0010_cost"
+down_revision = "0009_business_rows_owned"
 branch_labels = None
 depends_on = None
 
