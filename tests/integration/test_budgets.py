@@ -8,6 +8,8 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from app import client, tenants
@@ -15,7 +17,7 @@ from app.db import LlmCall, Request, TenantSpend, session_scope
 from app.inference import budget
 from app.inference.call_log import write_calls
 from app.reconciler import mark_in_doubt
-from tests.integration.conftest import new_tenant, run_cli, wait_all
+from tests.integration.conftest import METRICS_PORTS, new_tenant, run_cli, wait_all
 
 TICKET = "Our export job fails with a 502 error on the orders endpoint (job {}, run {})"
 LOOP = "Our export job fails with a 502 error on the orders endpoint [[sim:tool_loop]] (loop {})"
@@ -67,6 +69,11 @@ def test_twenty_concurrent_requests_cannot_overspend_their_tenants_daily_budget(
     [mine] = [t for t in today if t["name"] == tenant]
     assert mine["spend_today"]["spent_usd"] == float(spent)
     assert mine["spend_today"]["daily_budget_usd"] == float(daily)
+    # The router's metrics: today's spend of all tenants together (no tenant label by default).
+    spend = {s.labels["state"]: s.value for family in text_string_to_metric_families(
+        httpx.get(f"http://127.0.0.1:{METRICS_PORTS['router']}/metrics", timeout=10).text)
+        for s in family.samples if s.name == "switchboard_llm_spend_today_usd"}
+    assert set(spend) == {"spent", "in_flight", "in_doubt"} and spend["spent"] >= float(spent), spend
 
 
 def test_a_runaway_agent_loop_stops_at_its_requests_ceiling(workers: object) -> None:
