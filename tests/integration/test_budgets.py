@@ -132,8 +132,8 @@ def test_a_call_whose_process_died_is_counted_in_doubt_and_completes_once(servic
 
     # The process was only slow: its completion still lands, and a second one changes nothing.
     row = {"call_id": call_id, "request_id": rid, "step": "draft", "purpose": "draft",
-           "provider": "provider.test", "model": "sim-large", "tier": "capable", "key_id": "key-x", "prompt_tokens": 400,
-           "completion_tokens": 50, "cost_usd": budget.charge("sim-large", 400, 50),
+           "provider": "provider.test", "model": "sim-large", "tier": "capable", "key_id": "key-x",
+           "prompt_tokens": 400, "completion_tokens": 50, "cost_usd": budget.charge("sim-large", 400, 50),
            "charged_usd": budget.charge("sim-large", 400, 50), "latency_ms": 80.0, "limiter_wait_ms": 0.0,
            "retries": 0, "cache_hit": False, "outcome": "ok", "error": None}
     for _ in range(2):
