@@ -13,7 +13,7 @@ from app.inference.cost import call_cost
 from app.inference.errors import FailureClass, classify_status
 from app.inference.keys import KeyRing, key_id
 from app.ops.pools import procfile
-from app.topology import all_queues, work_queue
+from app.topology import all_queues, pool_queues, work_queue
 from workflows.engine import Workflow
 
 
@@ -76,7 +76,7 @@ def test_committed_procfile_is_generated_from_the_specialists() -> None:
     for name in ("router", "billing", "technical"):
         assert (f"\n{name}: SWITCHBOARD_PROCESS_NAME={name} SWITCHBOARD_METRICS_PORT="
                 f"${{SWITCHBOARD_{name.upper()}_METRICS_PORT:-") in committed
-        assert f" celery -A app.celery_app:celery worker -Q {name} " in committed
+        assert f" celery -A app.celery_app:celery worker -Q {','.join(pool_queues(name))} " in committed
 
 
 def test_workflow_declaration_errors_are_caught_early() -> None:
