@@ -117,3 +117,16 @@ def test_a_new_specialist_is_one_file(tmp_path: Path, monkeypatch: pytest.Monkey
         monkeypatch.undo()
         registry.specialists.cache_clear()
         classifier.classifier.cache_clear()
+
+
+def test_the_engine_and_the_app_client_share_one_venv_without_clashing() -> None:
+    """Distribution `switchboard` imports as `app` (and workflows, specialists); `switchboard-client`
+    alone provides the import name `switchboard`."""
+    from importlib.metadata import packages_distributions
+
+    import switchboard
+
+    owners = packages_distributions()
+    assert set(owners["switchboard"]) == {"switchboard-client"}
+    assert set(owners["app"]) == {"switchboard"}
+    assert Path(switchboard.__file__).parent.parent.parent.name == "python"  # clients/python/src/switchboard
