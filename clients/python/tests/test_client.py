@@ -27,16 +27,20 @@ VIEW = {
 }
 
 
-def error(status: int, code: str, details: list[str] | None = None, retry_after: str | None = None) -> httpx.Response:
+def error(status: int, code: str, details: list[str] | None = None,
+          retry_after: str | None = None) -> httpx.Response:
     headers = {"Retry-After": retry_after} if retry_after is not None else {}
     return httpx.Response(status, json={"error": {"code": code, "message": f"{code} happened",
                                                   "details": details or []}}, headers=headers)
 
 
+Answer = httpx.Response | Exception | Callable[[httpx.Request], httpx.Response]
+
+
 class Recorder:
     """A MockTransport handler answering from a script, one answer per request, keeping the requests."""
 
-    def __init__(self, *answers: httpx.Response | Exception | Callable[[httpx.Request], httpx.Response]) -> None:
+    def __init__(self, *answers: Answer) -> None:
         self.answers = list(answers)
         self.requests: list[httpx.Request] = []
 
@@ -123,7 +127,8 @@ def test_invalid_request_names_each_field_and_is_not_retried() -> None:
 
 
 def test_429_and_503_are_retried_after_retry_after(slept: list[float]) -> None:
-    handler = Recorder(error(429, "rate_limited", retry_after="2"), error(503, "unavailable", retry_after="1"),
+    handler = Recorder(error(429, "rate_limited", retry_after="2"),
+                       error(503, "unavailable", retry_after="1"),
                        httpx.Response(200, json=VIEW))
     with sync_client(handler) as sb:
         assert sb.get(VIEW["id"]).status == "succeeded"
@@ -133,24 +138,27 @@ def test_429_and_503_are_retried_after_retry_after(slept: list[float]) -> None:
 
 def test_retries_stop_after_the_attempts_allowed(slept: list[float]) -> None:
     handler = Recorder(error(503, "unavailable", retry_after="1"))
-    with sync_client(handler, retry=RetryPolicy(attempts=3)) as sb, pytest.raises(switchboard.Unavailable) as raised:
-        sb.get("id")
+    with sync_client(handler, retry=RetryPolicy(attempts=3)) as sb:
+        with pytest.raises(switchboard.Unavailable) as raised:
+            sb.get("id")
     assert len(handler.requests) == 3 and slept == [1.0, 1.0]
     assert raised.value.retry_after == 1.0
 
 
 def test_a_retry_after_past_the_time_budget_is_raised_at_once(slept: list[float]) -> None:
     handler = Recorder(error(429, "rate_limited", retry_after="120"))
-    with sync_client(handler, retry=RetryPolicy(max_wait_s=30)) as sb, pytest.raises(switchboard.RateLimited) as raised:
-        sb.submit("hi")
+    with sync_client(handler, retry=RetryPolicy(max_wait_s=30)) as sb:
+        with pytest.raises(switchboard.RateLimited) as raised:
+            sb.submit("hi")
     assert len(handler.requests) == 1 and slept == []
     assert raised.value.retry_after == 120.0
 
 
 def test_overloaded_is_an_unavailable_with_its_own_code(slept: list[float]) -> None:
     handler = Recorder(error(503, "overloaded", retry_after="5"))
-    with sync_client(handler, retry=RetryPolicy(attempts=1)) as sb, pytest.raises(switchboard.Overloaded) as raised:
-        sb.submit("hi", priority="low")
+    with sync_client(handler, retry=RetryPolicy(attempts=1)) as sb:
+        with pytest.raises(switchboard.Overloaded) as raised:
+            sb.submit("hi", priority="low")
     assert isinstance(raised.value, switchboard.Unavailable) and raised.value.retry_after == 5.0
 
 
@@ -181,9 +189,8 @@ def test_wait_raises_wait_timeout_with_the_last_view() -> None:
 
 def test_events_and_health() -> None:
     events = {"events": [{"at": "2026-01-01T00:00:00Z", "kind": "accepted", "detail": {"priority": "high"}}]}
-    handler = Recorder(httpx.Response(200, json=events),
-                       httpx.Response(503, json={"status": "unavailable", "checks": {"database": "ok",
-                                                                                     "broker": "unavailable"}}))
+    unhealthy = {"status": "unavailable", "checks": {"database": "ok", "broker": "unavailable"}}
+    handler = Recorder(httpx.Response(200, json=events), httpx.Response(503, json=unhealthy))
     with sync_client(handler, retry=RetryPolicy(attempts=1)) as sb:
         assert [e.kind for e in sb.events("id")] == ["accepted"]
         assert sb.health().checks["broker"] == "unavailable"
@@ -224,4 +231,5 @@ def test_async_client_shares_the_same_rules(slept: list[float]) -> None:
 
 def test_the_public_surface() -> None:
     assert set(switchboard.__all__) <= set(dir(switchboard))
-    assert {"Client", "AsyncClient", "RequestView", "InvalidRequest", "RateLimited"} <= set(switchboard.__all__)
+    expected = {"Client", "AsyncClient", "RequestView", "InvalidRequest", "RateLimited", "__version__"}
+    assert expected <= set(switchboard.__all__)
