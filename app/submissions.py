@@ -46,7 +46,9 @@ def dead_letter(task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], err
     )
 
 
-def resubmit(task_id: str, kwargs: dict[str, Any]) -> None:
-    """Send a dead-lettered submission to the `submit` queue again (`switchboard dlq replay`)."""
-    celery.send_task(SUBMIT_TASK, kwargs=kwargs, task_id=task_id, queue=SUBMIT_QUEUE,
-                     routing_key=SUBMIT_QUEUE)
+def resubmit(args: list[Any], kwargs: dict[str, Any]) -> str:
+    """Send a dead-lettered submission to the `submit` queue again (`switchboard dlq replay`) as a
+    new task: its id is new, so the old dead letter can be removed without touching a new one."""
+    sent = celery.send_task(SUBMIT_TASK, args=args, kwargs=kwargs, queue=SUBMIT_QUEUE,
+                            routing_key=SUBMIT_QUEUE)
+    return str(sent.id)

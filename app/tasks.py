@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import Task
-from celery.exceptions import Reject
+from celery.exceptions import Reject, Retry
 from celery.signals import task_postrun, task_prerun
 from sqlalchemy import Connection, func, select
 
@@ -130,21 +130,34 @@ def route(self: Task, request_id: str) -> None:
 
 
 # Any arguments at all, so that a wrong call reaches the task and is dead-lettered with its error
-# rather than failing in Celery before it runs (the `submit` queue has no dead-letter exchange).
+# rather than failing in Celery before it runs. The `submit` queue has no dead-letter exchange, so
+# nothing may escape as a failure (RabbitMQ would drop the message): if even dead-lettering fails,
+# the message goes back to the queue whole.
 @celery.task(name=SUBMIT_TASK, bind=True, max_retries=None)
 def submit(self: Task, *args: Any, **kwargs: Any) -> str | None:
-    task_id = self.request.id
+    try:
+        return _submit(self, args, kwargs)
+    except Retry:
+        raise
+    except Exception as exc:
+        log.warning("submission %s: could not record or dead-letter it (%s); it goes back to the queue",
+                    self.request.id, type(exc).__name__)
+        raise Reject(f"{type(exc).__name__}; requeued", requeue=True) from None
+
+
+def _submit(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    task_id = task.request.id
     try:
         submission = submissions.submit(args, kwargs, task_id)
     except client.Overloaded as exc:  # a low-priority submission waits its turn, as over HTTP
-        return _retry_or_dead_letter(self, args, kwargs, str(exc), countdown=exc.retry_after_s)
+        return _retry_or_dead_letter(task, args, kwargs, str(exc), countdown=exc.retry_after_s)
     except client.InvalidRequest as exc:
         log.warning("submission %s refused into %s.dlq: %s", task_id, SUBMIT_QUEUE, exc)
         submissions.dead_letter(task_id, args, kwargs, str(exc))
         return None
     except Exception as exc:  # the record or the broker is unavailable: try again later
         # Only the error's type: a driver's message can carry connection details.
-        return _retry_or_dead_letter(self, args, kwargs, f"{type(exc).__name__} while recording the request")
+        return _retry_or_dead_letter(task, args, kwargs, f"{type(exc).__name__} while recording the request")
     log.info("submission %s recorded as request %s (duplicate=%s)", task_id, submission.id,
              submission.duplicate)
     return submission.id

@@ -100,11 +100,6 @@ def _decode(body: bytes | str) -> tuple[list[Any], dict[str, Any]]:
     return (args if isinstance(args, list) else []), (kwargs if isinstance(kwargs, dict) else {})
 
 
-def _request_id_of(body: bytes | str) -> str | None:
-    args, _ = _decode(body)
-    return args[0] if args and isinstance(args[0], str) else None
-
-
 class BrokerMessage(BaseModel):
     """One message in a dead-letter queue, as RabbitMQ holds it."""
 
@@ -139,6 +134,13 @@ def _held(channel: Any, queue: str, limit: int) -> Any:
         yield message
 
 
+def _message(queue: str, message: Any) -> BrokerMessage:
+    headers = dict(message.properties.get("application_headers") or {})
+    args, kwargs = _decode(message.body)
+    return BrokerMessage(dlq=queue, task=headers.get("task"), task_id=headers.get("id"), args=args,
+                         kwargs=kwargs, headers=_plain(headers))
+
+
 def peek(queues: list[str], limit: int = PEEK_LIMIT) -> list[BrokerMessage]:
     """The messages in these dead-letter queues, left where they are."""
     found: list[BrokerMessage] = []
@@ -146,11 +148,7 @@ def peek(queues: list[str], limit: int = PEEK_LIMIT) -> list[BrokerMessage]:
         for queue in queues:
             channel = conn.channel()
             try:
-                for message in _held(channel, queue, limit):
-                    headers = dict(message.properties.get("application_headers") or {})
-                    args, kwargs = _decode(message.body)
-                    found.append(BrokerMessage(dlq=queue, task=headers.get("task"), task_id=headers.get("id"),
-                                               args=args, kwargs=kwargs, headers=_plain(headers)))
+                found += [_message(queue, message) for message in _held(channel, queue, limit)]
             finally:
                 channel.close()
     return found
@@ -169,8 +167,7 @@ def remove_messages(queue: str, request_ids: set[str]) -> int:
         channel = conn.channel()
         try:
             for message in _held(channel, queue, 100_000):
-                task_id = (message.properties.get("application_headers") or {}).get("id")
-                if (_request_id_of(message.body) or task_id) in request_ids:
+                if _message(queue, message).id in request_ids:
                     channel.basic_ack(message.delivery_tag)
                     removed += 1
         finally:
@@ -268,7 +265,7 @@ def _replay_submission(task_id: str) -> str:
 
     for message in peek([dlq_name(SUBMIT_QUEUE)]):
         if message.task_id == task_id:
-            resubmit(task_id, message.kwargs)
+            resubmit(message.args, message.kwargs)
             return SUBMIT_QUEUE
     raise LookupError(f"request {task_id!r} is not dead-lettered; nothing to replay")
 

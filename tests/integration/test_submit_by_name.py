@@ -119,10 +119,23 @@ def test_bad_input_is_dead_lettered_with_its_error_and_shown_by_dlq_list(workers
 
     # Listing looked without taking: the messages are all still there.
     assert {empty, positional, unknown} <= set(listed())
+
+    # Replay sends it to `submit` again as a new task; still invalid, it comes back under a new id.
+    replayed = run_cli("dlq", "replay", positional, "--json")
+    assert replayed.returncode == 0, replayed.stderr
+    assert json.loads(replayed.stdout)["replayed"] == [{"id": positional, "queue": "submit"}]
+
+    def back() -> list[dict[str, Any]]:
+        return [d for d in listed().values()
+                if "keyword arguments only" in d["error"] and d["id"] != positional]
+
+    wait_until(lambda: positional not in listed() and len(back()) == 1, 60, "the replayed submission back")
+    (returned,) = back()
+
     purged = run_cli("dlq", "purge", "submit.dlq", "--yes", "--json")
     assert purged.returncode == 0, purged.stderr
     assert json.loads(purged.stdout)["purged"]["submit.dlq"] >= 3
-    assert not {empty, positional, unknown} & set(listed())
+    assert not {empty, unknown, returned["id"]} & set(listed())
 
 
 def test_dlq_list_shows_a_router_message_with_no_request_row(workers: object) -> None:
