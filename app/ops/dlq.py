@@ -4,10 +4,12 @@ including messages that have no request row (bad submissions, messages from anot
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 from typing import Any
 
 from kombu import Connection
+from kombu.exceptions import KombuError
 from pydantic import BaseModel
 from sqlalchemy import select
 
@@ -17,6 +19,8 @@ from app.config import get_settings
 from app.db import Request, RequestEvent, Status, session_scope
 from app.registry import get_specialist
 from app.topology import PRIORITIES, ROUTER_QUEUE, dead_lettering_queue_names, dlq_name
+
+log = logging.getLogger(__name__)
 
 # Messages looked at per dead-letter queue when listing those the record does not know.
 PEEK_LIMIT = 1000
@@ -225,8 +229,15 @@ def broker_only(limit: int = PEEK_LIMIT) -> list[tuple[DeadLetter, BrokerMessage
 
 
 def dead_letters(limit: int = 1000) -> list[DeadLetter]:
-    """`dlq list`: dead-lettered requests from the record, then messages only the broker holds."""
-    return [*list_dead_letters(limit), *(dead for dead, _ in broker_only())]
+    """`dlq list`: dead-lettered requests from the record, then messages only the broker holds (the
+    record's alone, with a warning, while the broker does not answer)."""
+    recorded = list_dead_letters(limit)
+    try:
+        return [*recorded, *(dead for dead, _ in broker_only())]
+    except (OSError, KombuError) as exc:
+        log.warning("RabbitMQ did not answer (%s): only the record's dead letters are listed",
+                    type(exc).__name__)
+        return recorded
 
 
 def _republish(request: Request) -> str:
