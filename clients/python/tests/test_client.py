@@ -191,10 +191,11 @@ def test_events_and_health() -> None:
     events = {"events": [{"at": "2026-01-01T00:00:00Z", "kind": "accepted", "detail": {"priority": "high"}}]}
     unhealthy = {"status": "unavailable", "checks": {"database": "ok", "broker": "unavailable"}}
     handler = Recorder(httpx.Response(200, json=events), httpx.Response(503, json=unhealthy))
-    with sync_client(handler, retry=RetryPolicy(attempts=1)) as sb:
+    with sync_client(handler) as sb:
         assert [e.kind for e in sb.events("id")] == ["accepted"]
         assert sb.health().checks["broker"] == "unavailable"
     assert str(handler.requests[0].url) == f"{BASE}/v1/requests/id/events"
+    assert len(handler.requests) == 2  # an unhealthy answer is not retried
 
 
 def test_ids_are_escaped_into_the_path() -> None:

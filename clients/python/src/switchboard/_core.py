@@ -144,8 +144,10 @@ class Calls:
         return (yield from self._call(self._request("GET", _request_path(request_id) + "/events"), EventList))
 
     def health(self) -> Flow[Health]:
-        response = yield from exchange(self._request("GET", "healthz"), self.retry, replay_safe=True)
-        if response.status_code == 503:  # unhealthy is an answer here, not an error
+        # Asked once: unhealthy (503) is the answer here, not something to wait out.
+        once = RetryPolicy(attempts=1)
+        response = yield from exchange(self._request("GET", "healthz"), once, replay_safe=True)
+        if response.status_code == 503:
             return Health.model_validate_json(response.content)
         return parse(response, Health)
 
