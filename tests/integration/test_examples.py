@@ -133,7 +133,7 @@ def _wait_until_finished(http: httpx.Client, request_id: str) -> dict:
 
 def test_a_billing_ticket_runs_to_a_reply_through_the_example(example: Example) -> None:
     key = f"ticket-{uuid.uuid4().hex}"
-    headers = {"Idempotency-Key": key}
+    headers = {"X-Customer": CUSTOMER, "Idempotency-Key": key}
     with httpx.Client(base_url=example.base, timeout=40) as http:
         accepted = http.post("/tickets", json={"text": BILLING_TICKET, "priority": "high"}, headers=headers)
         assert accepted.status_code == 202, accepted.text
@@ -150,6 +150,7 @@ def test_a_billing_ticket_runs_to_a_reply_through_the_example(example: Example) 
 
         view = _wait_until_finished(http, request_id)
         assert view["id"] == request_id and view["tenant"] == example.tenant
+        assert view["customer"] == CUSTOMER  # the app's signed-in user, carried to the request
         assert view["status"] == "succeeded" and view["specialist"] == "billing", view
         assert view["priority"] == "high"
         assert view["result"]["reply"].strip()

@@ -63,7 +63,7 @@ def test_a_plain_celery_app_submits_by_name_and_a_repeated_key_runs_once(workers
 
     tenant = f"plain-{uuid.uuid4().hex[:8]}"
     kwargs = {"text": "I was charged twice for INV-1042, please refund one", "tenant": tenant,
-              "idempotency_key": "ticket-8812", "priority": "high"}
+              "idempotency_key": "ticket-8812", "priority": "high", "customer": "maria.gonzalez@example.com"}
     send_plain({"kwargs": kwargs}, {"kwargs": kwargs})
 
     wait_until(lambda: len(requests_of(tenant)) == 1, 60, "the submission to be recorded")
@@ -72,6 +72,7 @@ def test_a_plain_celery_app_submits_by_name_and_a_repeated_key_runs_once(workers
     view = client.wait(request_id, timeout=120)
     assert view.status == "succeeded", view
     assert view.specialist == "billing" and view.priority == "high" and view.result["reply"]
+    assert view.customer == "maria.gonzalez@example.com"
     # Both messages were taken (the submit queue drained) and still one request ran, once.
     wait_until(lambda: _depth("submit") == 0, 30, "the submit queue to drain")
     assert len(requests_of(tenant)) == 1
@@ -93,24 +94,27 @@ def test_a_redelivered_submission_without_a_key_is_recorded_once(workers: object
 
 def test_bad_input_is_dead_lettered_with_its_error_and_shown_by_dlq_list(workers: object) -> None:
     tenant = f"plain-{uuid.uuid4().hex[:8]}"
-    empty, positional, unknown = send_plain(
+    empty, positional, unknown, customer = send_plain(
         {"kwargs": {"text": "   ", "tenant": tenant}},
         {"args": ["I was charged twice"]},
         {"kwargs": {"text": "hello", "tenant": tenant, "urgency": "very"}},
+        {"kwargs": {"text": "hello", "tenant": tenant, "customer": "maria gonzalez"}},
     )
 
     def listed() -> dict[str, dict[str, Any]]:
         return {d["id"]: d for d in dlq_list() if d["queue"] == "submit"}
 
-    wait_until(lambda: {empty, positional, unknown} <= set(listed()), 60, "the bad submissions in submit.dlq")
+    wait_until(lambda: {empty, positional, unknown, customer} <= set(listed()), 60,
+               "the bad submissions in submit.dlq")
     dead = listed()
     assert requests_of(tenant) == []  # nothing half-written
-    for task_id in (empty, positional, unknown):
+    for task_id in (empty, positional, unknown, customer):
         assert dead[task_id]["in_record"] is False and dead[task_id]["task"] == "switchboard.submit"
     assert "text" in dead[empty]["error"] and "empty" in dead[empty]["error"]
     assert dead[empty]["tenant"] == tenant
     assert "keyword arguments only" in dead[positional]["error"]
     assert "urgency" in dead[unknown]["error"]
+    assert "customer" in dead[customer]["error"] and "without spaces" in dead[customer]["error"]
 
     shown = run_cli("dlq", "show", empty, "--json")
     assert shown.returncode == 0, shown.stderr
