@@ -164,6 +164,12 @@ class Settings(BaseSettings):
     # Threads per process; each holds at most two database connections during a submit.
     api_threads: int = 4
     api_max_body_bytes: int = 64 * 1024
+    # GET /v1/requests/{id}/stream: a keep-alive comment this often (proxies close idle
+    # connections), the record read at least this often, and at most this many streams open
+    # per API process (each is a socket and a RabbitMQ queue, never a thread).
+    stream_keepalive_s: float = Field(default=15.0, gt=0)
+    stream_poll_s: float = Field(default=2.0, gt=0)
+    stream_max_open: int = Field(default=1000, ge=1)
     # Limits a new tenant gets unless `tenants create` says otherwise.
     tenant_default_rpm: int = 600
     tenant_default_max_concurrent: int = 100

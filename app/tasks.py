@@ -13,7 +13,7 @@ from celery.exceptions import Reject
 from celery.signals import task_postrun, task_prerun
 from sqlalchemy import Connection, func, select
 
-from app import callbacks, context, conversations, fairness, metrics, record
+from app import callbacks, context, conversations, fairness, live, metrics, record
 from app.celery_app import CALLBACK_TASK, RECONCILE_TASK, ROUTE_TASK, celery
 from app.config import get_settings
 from app.db import Request, Status, session_scope
@@ -142,6 +142,7 @@ def _specialist_task(spec: Specialist) -> Callable[..., Any]:
             return
         if attempt is None:
             return  # finished, or running elsewhere: a duplicate delivery
+        live.attempt_started(request_id, attempt.number)
         try:
             if attempt.number > get_settings().max_attempts:
                 # The message keeps coming back (its worker died each time): stop the loop.
@@ -176,6 +177,8 @@ def _specialist_task(spec: Specialist) -> Callable[..., Any]:
                              priority=priority) from None
         except Exception as exc:
             give_up_or_retry(self, request_id, spec.queue, attempt.number, exc)
+        finally:
+            live.status_changed(request_id)  # after the record's change committed: readers read it
 
     return run_specialist
 

@@ -30,6 +30,7 @@ from sqlalchemy import Connection, Executable, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import OperationalError
 
+from app import live
 from app.context import carry
 from app.db import StepRun, autocommit_scope, connection_scope, get_engine, session_scope
 from app.inference import ChatResponse, Deferred, ProviderError, complete, structured
@@ -86,18 +87,21 @@ class StepContext:
     writes: list[Callable[[Connection], object]] = field(default_factory=list)
     # time.monotonic() past which the step makes no further LLM call (see the module docstring).
     deadline: float = float("inf")
+    # Where this step's streamed calls send their text (created on the first `stream=True` call);
+    # kept across the step's attempts, so a retry announces that the text sent before is void.
+    streamed: live.LiveAnswer | None = None
 
     @overload
     def llm(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None,
             tier: str | None = None, max_tokens: int = 512, temperature: float | None = None,
             tool_choice: str | dict[str, Any] | None = None, response_format: dict[str, Any] | None = None,
-            response_model: None = None) -> ChatResponse: ...
+            response_model: None = None, stream: bool = False) -> ChatResponse: ...
 
     @overload
     def llm(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None,
             tier: str | None = None, max_tokens: int = 512, temperature: float | None = None,
             tool_choice: str | dict[str, Any] | None = None, response_format: dict[str, Any] | None = None,
-            response_model: type[M]) -> M: ...
+            response_model: type[M], stream: bool = False) -> M: ...
 
     def llm(
         self,
@@ -110,10 +114,15 @@ class StepContext:
         tool_choice: str | dict[str, Any] | None = None,
         response_format: dict[str, Any] | None = None,
         response_model: type[M] | None = None,
+        stream: bool = False,
     ) -> ChatResponse | M:
         """One LLM call through the gateway. With `response_model` (a pydantic model) the call
         asks for JSON of its schema and returns a validated instance; an invalid answer gets one
-        repair prompt naming what was wrong, then fails the step (not retryable)."""
+        repair prompt naming what was wrong, then fails the step (not retryable). With `stream`
+        the answer's text reaches the request's stream readers while the model writes it (for the
+        step's final answer; see app/live.py); the call returns the same whole answer."""
+        if stream and self.streamed is None:
+            self.streamed = live.LiveAnswer(self.request.id, self.step.name)
 
         def call(conversation: list[dict[str, Any]], fmt: dict[str, Any] | None) -> ChatResponse:
             if time.monotonic() > self.deadline:
@@ -132,6 +141,7 @@ class StepContext:
                 cache=self.step.single_shot and not tools,
                 record_into=self.calls,
                 writes_into=self.writes,
+                stream_to=self.streamed if stream else None,
             )
 
         if response_model is None:

@@ -56,7 +56,8 @@ def draft(ctx: StepContext) -> dict[str, Any]:
     tools = [tool.schema() for tool in spec.tools] or None
     used: list[dict[str, Any]] = []
     for _ in range(spec.max_tool_steps):
-        response = ctx.llm(messages, tools=tools, tier=spec.model_tier)
+        # Streamed: the turn that answers reaches a waiting reader as it is written.
+        response = ctx.llm(messages, tools=tools, tier=spec.model_tier, stream=True)
         if not response.tool_calls:
             return {"reply": response.content or "", "tool_calls": used}
         messages.append(response.assistant_message())
@@ -73,7 +74,7 @@ def draft(ctx: StepContext) -> dict[str, Any]:
             TOOL_CALLS.labels(call.name if tool is not None else "unknown", "ok" if ok else "error").inc()
             messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(result, default=str)})
     # Step cap reached: ask for an answer with what the tools returned so far.
-    response = ctx.llm(messages, tier=spec.model_tier)
+    response = ctx.llm(messages, tier=spec.model_tier, stream=True)
     return {"reply": response.content or "", "tool_calls": used, "step_cap_reached": True}
 
 

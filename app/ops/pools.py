@@ -114,15 +114,17 @@ def simulator_spec(settings: Settings | None = None, *extra: str) -> ProcessSpec
 
 
 def api_argv(settings: Settings | None = None, *, python: str = sys.executable) -> list[str]:
-    """gunicorn serving the HTTP API; threads because a request mostly waits on PostgreSQL and RabbitMQ."""
+    """uvicorn serving the HTTP API (app/ingress/sse.py): the stream endpoint's long-lived
+    responses live on its event loop (a socket each, no thread); the Flask app runs in
+    SWITCHBOARD_API_THREADS threads per process, as under gunicorn's gthread worker before, which
+    would have held one of those threads for each open stream."""
     settings = settings or get_settings()
     return [
-        python, "-m", "gunicorn", "app.ingress:create_app()",
-        "--bind", f"{settings.api_address}:{settings.api_port}",
-        "--workers", str(settings.api_workers), "--worker-class", "gthread", "--threads", str(settings.api_threads),
-        # The access log shows method, path and status; never headers, so no API key reaches it.
-        "--access-logfile", "-", "--access-logformat", '%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
-        "--error-logfile", "-",
+        python, "-m", "uvicorn", "app.ingress.sse:create_asgi", "--factory",
+        "--host", settings.api_address, "--port", str(settings.api_port),
+        "--workers", str(settings.api_workers),
+        # The access log shows client, method, path and status; never headers, so no API key reaches it.
+        "--lifespan", "off", "--no-server-header", "--log-level", "info",
     ]
 
 
