@@ -170,6 +170,12 @@ class Settings(BaseSettings):
     stream_keepalive_s: float = Field(default=15.0, gt=0)
     stream_poll_s: float = Field(default=2.0, gt=0)
     stream_max_open: int = Field(default=1000, ge=1)
+    # A streamed answer's socket is read at most this often once its text has begun (the pieces
+    # that arrived meanwhile are handled as one; see provider._stream); 0 reads every chunk.
+    stream_read_interval_s: float = Field(default=0.2, ge=0, le=1)
+    # Steps that ask to stream their answer do (workers); false calls the provider without
+    # streaming and readers get status and done only.
+    stream_replies: bool = True
     # Limits a new tenant gets unless `tenants create` says otherwise.
     tenant_default_rpm: int = 600
     tenant_default_max_concurrent: int = 100

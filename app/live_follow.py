@@ -54,8 +54,10 @@ class Follower:
         kind = body.get("kind")
         if kind == "delta" and not self.finished:
             self._shown = True
-            return [StreamEvent(event="delta", data={"step": body.get("step"), "text": body.get("text", ""),
-                                                     "offset": body.get("offset", 0)})]
+            data = {"step": body.get("step"), "text": body.get("text", ""), "offset": body.get("offset", 0)}
+            if "started_at" in body:
+                data["started_at"] = body["started_at"]
+            return [StreamEvent(event="delta", data=data)]
         if kind in ("restart", "attempt"):
             events = []
             if self._shown:

@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import OperationalError
 
 from app import live
+from app.config import get_settings
 from app.context import carry
 from app.db import StepRun, autocommit_scope, connection_scope, get_engine, session_scope
 from app.inference import ChatResponse, Deferred, ProviderError, complete, structured
@@ -121,6 +122,7 @@ class StepContext:
         repair prompt naming what was wrong, then fails the step (not retryable). With `stream`
         the answer's text reaches the request's stream readers while the model writes it (for the
         step's final answer; see app/live.py); the call returns the same whole answer."""
+        stream = stream and get_settings().stream_replies
         if stream and self.streamed is None:
             self.streamed = live.LiveAnswer(self.request.id, self.step.name)
 

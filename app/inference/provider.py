@@ -9,6 +9,7 @@ import json
 import os
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -150,24 +151,41 @@ def _stream(adapter: Adapter, base_url: str, request: ChatRequest, api_key: str,
             on_delta: Callable[[str], None]) -> ChatResponse:
     """The streamed exchange over the thread's kept-alive connection. An answer is only what the
     API's final event closes: a stream cut off before it is a retryable failure, and the text
-    received until then is never returned (the caller was told each piece as a delta only)."""
+    received until then is never returned (the caller was told each piece as a delta only).
+
+    Once text has begun, the socket is read at most every SWITCHBOARD_STREAM_READ_INTERVAL_S and
+    the pieces that arrived meanwhile go to `on_delta` as one: a provider sends a chunk per token,
+    and waking a worker thread for each costs more CPU (parsing, the GIL changing hands among
+    hundreds of threads) than the whole rest of the call. The first piece is never held back."""
     if not request.stream:
         request = ChatRequest(**{**request.__dict__, "stream": True})
     call = adapter.build(request, base_url, api_key)
     url, args = _request_args(base_url, call)
     decoder = adapter.decoder(request, call)
     reader = EventReader()
+    interval = get_settings().stream_read_interval_s
+    begun = False
     with _transport_errors(request, key_id), \
             _connections(base_url).stream("POST", url, **args) as response:  # type: ignore[arg-type]
         headers = _header_dict(response)
         if response.status != 200:
             raise _refused(adapter, response.status, headers, response.read(), api_key, key_id)
         try:
-            for chunk in response.iter_stream():
-                for event in reader.feed(chunk):
-                    text = decoder.feed(event.event, event.data)
-                    if text:
-                        on_delta(text)
+            chunks = iter(response.iter_stream())
+            while True:
+                asked = time.monotonic()
+                chunk = next(chunks, None)
+                if chunk is None:
+                    break
+                # A chunk that took a while came off the network after waiting for it: what was
+                # read before is used up, so let the next pieces gather before reading again.
+                waited = time.monotonic() - asked > 0.002
+                pieces = [t for event in reader.feed(chunk) if (t := decoder.feed(event.event, event.data))]
+                if pieces:
+                    on_delta("".join(pieces))
+                if begun and waited and interval:
+                    time.sleep(interval)
+                begun = begun or bool(pieces)
             answer = decoder.result(_rate_headers(headers))
         except StreamFailed as failed:
             detail = failed.failure.detail.replace(api_key, "[redacted]")[:300]
