@@ -15,6 +15,7 @@ from celery import Celery, concurrency
 from celery.signals import (
     after_setup_logger,
     after_setup_task_logger,
+    beat_init,
     worker_init,
     worker_process_shutdown,
 )
@@ -22,7 +23,15 @@ from kombu import Connection
 
 from app.config import get_settings
 from app.registry import get_specialist
-from app.topology import CALLBACK_QUEUE, EXCHANGE, MAX_PRIORITY, ROUTER_QUEUE, TopologyError, declare, work_queues
+from app.topology import (
+    CALLBACK_QUEUE,
+    EXCHANGE,
+    ROUTER_QUEUE,
+    SUBMIT_QUEUE,
+    TopologyError,
+    declare,
+    work_queues,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +45,15 @@ ROUTE_TASK = "switchboard.route"
 SPECIALIST_TASK_PREFIX = "switchboard.specialist."
 RECONCILE_TASK = "switchboard.reconcile"
 CALLBACK_TASK = "switchboard.callback"
+# What an app with no Switchboard code sends by name (kwargs only) to the `submit` queue.
+SUBMIT_TASK = "switchboard.submit"
 
 
 def route_for_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any) -> dict | None:
     if name == ROUTE_TASK:
         return {"queue": ROUTER_QUEUE, "routing_key": ROUTER_QUEUE}
+    if name == SUBMIT_TASK:
+        return {"queue": SUBMIT_QUEUE, "routing_key": SUBMIT_QUEUE}
     if name == CALLBACK_TASK:
         return {"queue": CALLBACK_QUEUE, "routing_key": CALLBACK_QUEUE}
     if name.startswith(SPECIALIST_TASK_PREFIX):
@@ -64,7 +77,8 @@ def create_celery() -> Celery:
         task_default_routing_key=ROUTER_QUEUE,
         task_routes=(route_for_task,),
         task_create_missing_queues=False,
-        task_queue_max_priority=MAX_PRIORITY,
+        # No task_queue_max_priority: every work queue sets x-max-priority itself, and that default
+        # would add it to `submit` too, which must stay declared as a plain Celery app declares it.
         task_default_priority=5,
         task_serializer="json",
         accept_content=["json"],
@@ -121,6 +135,27 @@ def use_broker(url: str) -> None:
     celery.amqp._producer_pool = None
 
 
+def _refuse_default_secrets(role: str) -> None:
+    from app.default_secrets import DefaultSecrets, refuse_defaults
+
+    try:
+        refuse_defaults(role)
+    except DefaultSecrets as exc:
+        print(f"switchboard: {exc}", file=sys.stderr, flush=True)
+        os._exit(78)  # a configuration error: restarting cannot fix it
+
+
+@worker_init.connect
+def _check_worker_secrets(sender: Any = None, **_: Any) -> None:
+    # First of the start-up hooks: a pool using development credentials must not start consuming.
+    _refuse_default_secrets("callbacks" if get_settings().process_name == CALLBACK_QUEUE else "worker")
+
+
+@beat_init.connect
+def _check_beat_secrets(sender: Any = None, **_: Any) -> None:
+    _refuse_default_secrets("beat")
+
+
 @worker_init.connect
 def _declare_topology(sender: Any = None, **_: Any) -> None:
     # A queue with conflicting arguments would make Celery's consumer reconnect forever; stop once
@@ -148,8 +183,7 @@ def _serve_metrics(sender: Any = None, **_: Any) -> None:
     from app import metrics
 
     settings = get_settings()
-    metrics.serve(settings.metrics_port, fleet=settings.process_name == ROUTER_QUEUE,
-                  address=settings.metrics_address)
+    metrics.serve(settings.metrics_port, fleet=settings.process_name == ROUTER_QUEUE)
 
 
 @worker_init.connect

@@ -165,13 +165,3 @@ async def _answer(send: Any, error: ApiError) -> None:
         await send({"type": "http.response.body", "body": payload})
     except Exception:  # the response had started: the stream is cut, which the client sees
         pass
-
-
-def create_asgi() -> Streams:
-    """`uvicorn --factory app.ingress.sse:create_asgi`: the streams on the event loop, the Flask
-    app in at most SWITCHBOARD_API_THREADS threads (a2wsgi)."""
-    from a2wsgi import WSGIMiddleware
-
-    from app.ingress.app import create_app
-
-    return Streams(WSGIMiddleware(create_app(), workers=get_settings().api_threads))

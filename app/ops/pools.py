@@ -15,7 +15,7 @@ from pathlib import Path
 
 from app.config import Settings, get_settings
 from app.registry import specialists
-from app.topology import CALLBACK_QUEUE, ROUTER_QUEUE, work_queue_names
+from app.topology import CALLBACK_QUEUE, ROUTER_QUEUE, pool_queues, work_queue_names
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def queue_of_node(node: str) -> str:
 def worker_argv(queue: str, concurrency: int, pool: str, *, python: str = sys.executable, index: int = 0) -> list[str]:
     return [
         python, "-m", "celery", "-A", "app.celery_app:celery", "worker",
-        "-Q", queue,
+        "-Q", ",".join(pool_queues(queue)),
         # Named by pool, so Flower and `celery inspect` show which pool a worker belongs to.
         "-n", f"{process_name(queue, index)}@%h",
         "-P", pool,
@@ -114,17 +114,25 @@ def simulator_spec(settings: Settings | None = None, *extra: str) -> ProcessSpec
 
 
 def api_argv(settings: Settings | None = None, *, python: str = sys.executable) -> list[str]:
-    """uvicorn serving the HTTP API (app/ingress/sse.py): the stream endpoint's long-lived
-    responses live on its event loop (a socket each, no thread); the Flask app runs in
-    SWITCHBOARD_API_THREADS threads per process, as under gunicorn's gthread worker before, which
-    would have held one of those threads for each open stream."""
+    """uvicorn serving the HTTP API (app/ingress/asgi.py), with the stream
+    endpoint (app/ingress/sse.py) on the same event loop: an open stream is a socket, not a thread.
+
+    Connections live on the event loop, so slow clients (a header line every few seconds) cost a
+    socket each and never a thread; a request takes one of SWITCHBOARD_API_THREADS threads, where
+    its database and broker work runs, only once it has fully arrived. Before this, gunicorn's
+    gthread worker gave each connection a thread while it read the headers: 8 slow clients stopped
+    /healthz (bench/slow_clients.py).
+    """
     settings = settings or get_settings()
     return [
-        python, "-m", "uvicorn", "app.ingress.sse:create_asgi", "--factory",
+        python, "-m", "uvicorn", "app.ingress.asgi:create_asgi", "--factory",
         "--host", settings.api_address, "--port", str(settings.api_port),
         "--workers", str(settings.api_workers),
+        # h11 bounds the headers of one request (16 KiB) and idle kept-alive connections.
+        "--http", "h11", "--timeout-keep-alive", str(settings.api_keepalive_s),
+        "--lifespan", "off", "--no-server-header",
         # The access log shows client, method, path and status; never headers, so no API key reaches it.
-        "--lifespan", "off", "--no-server-header", "--log-level", "info",
+        "--log-level", "info",
     ]
 
 
@@ -143,7 +151,8 @@ def procfile() -> str:
         fallback = "${SWITCHBOARD_SPECIALIST_CONCURRENCY:-16}" if name in specialists() else "4"
         port = f"${{SWITCHBOARD_{name.upper()}_METRICS_PORT:-{9560 + index}}}"
         lines.append(
-            f"{name}: SWITCHBOARD_PROCESS_NAME={name} SWITCHBOARD_METRICS_PORT={port} celery -A app.celery_app:celery worker -Q {name} -n {name}@%h "
+            f"{name}: SWITCHBOARD_PROCESS_NAME={name} SWITCHBOARD_METRICS_PORT={port} "
+            f"celery -A app.celery_app:celery worker -Q {','.join(pool_queues(name))} -n {name}@%h "
             f"-P ${{SWITCHBOARD_SPECIALIST_POOL:-threads}} -c ${{{var}:-{fallback}}} "
             "--without-gossip --without-mingle -l INFO"
         )
