@@ -65,7 +65,8 @@ class _Sender(threading.Thread):
                             # costs a reader some text, never the answer.
                             message = channel.prepare_message(
                                 json.dumps(body, separators=(",", ":")), content_type="application/json",
-                                content_encoding="utf-8", properties={"delivery_mode": 1, "expiration": "120000"})
+                                content_encoding="utf-8",
+                                properties={"delivery_mode": 1, "expiration": "120000"})
                             channel.basic_publish(message, exchange=EXCHANGE.name, routing_key=key)
             except Exception as exc:  # the broker went away: drop what waits, reconnect
                 log.warning("live replies not sent (%s); reconnecting", type(exc).__name__)

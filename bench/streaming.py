@@ -189,7 +189,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tickets", type=int, default=100, help="concurrent tickets per phase")
     parser.add_argument("--latency", type=float, default=2.0, help="provider latency per call in seconds")
     parser.add_argument("--json", action="store_true")

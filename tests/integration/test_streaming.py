@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from app import client
 from app.inference.sse import EventReader
@@ -100,6 +101,24 @@ def test_in_cluster_client_streams_deltas(workers: object, provider_latency: Cal
     kinds = [e.event for e in events]
     assert kinds[-1] == "done" and "delta" in kinds and kinds.index("delta") < kinds.index("done")
     assert events[-1].data["result"] == client.get(sub.id).result
+
+
+def test_app_client_iterates_the_stream(api: str, workers: object,
+                                        provider_latency: Callable[[int], None]) -> None:
+    import switchboard
+
+    provider_latency(1000)
+    _, token = new_tenant()
+    _, stranger = new_tenant()
+    with switchboard.Client(api, token) as app_client:
+        accepted = app_client.submit("The export page crashes with error 500 when I open it")
+        streamed = list(app_client.stream(accepted.id))
+        view = app_client.get(accepted.id)
+    kinds = [e.event for e in streamed]
+    assert kinds[-1] == "done" and "delta" in kinds and kinds.index("delta") < kinds.index("done")
+    assert "".join(e.text for e in streamed) == view.result["reply"] == streamed[-1].data["result"]["reply"]
+    with switchboard.Client(api, stranger) as other, pytest.raises(switchboard.NotFound):
+        list(other.stream(accepted.id))
 
 
 def test_another_tenants_key_gets_404(api: str, workers: object) -> None:

@@ -224,7 +224,8 @@ def test_sender_merges_consecutive_deltas_of_one_step() -> None:
              ("r1", {"kind": "restart", "step": "draft"}),
              ("r1", {"kind": "delta", "step": "draft", "text": "d", "offset": 0})]
     assert [(k, b["kind"], b.get("text"), b.get("offset")) for k, b in live._merged(batch)] == [
-        ("r1", "delta", "abc", 0), ("r1", "restart", None, None), ("r1", "delta", "d", 0), ("r2", "delta", "x", 0)]
+        ("r1", "delta", "abc", 0), ("r1", "restart", None, None), ("r1", "delta", "d", 0),
+        ("r2", "delta", "x", 0)]
 
 
 def test_http_call_notes_reach_the_anthropic_decoder() -> None:
