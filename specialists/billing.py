@@ -2,13 +2,15 @@
 
 Its tools read the demo business tables (accounts, invoices, refunds). `issue_refund` is the one
 side effect in the demo, so it is written to survive a redelivered task: calling it again for the
-same request and invoice hands back the refund already made instead of paying twice.
+same request and invoice hands back the refund already made instead of paying twice. A refund
+above the tenant's `billing.refund_approval_above_usd` (default $500) waits for a person's approval.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field
@@ -18,7 +20,8 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Account, Invoice, Refund
 from app.db.session import session_scope
-from app.specialist import Specialist, Tool, ToolContext
+from app import tenant_settings
+from app.specialist import Specialist, TenantSettingDef, Tool, ToolContext
 
 REFUND_WINDOW = timedelta(days=30)
 REFUNDED = "refunded"
@@ -231,6 +234,34 @@ def issue_refund(ctx: ToolContext, args: IssueRefundArgs) -> dict[str, Any]:
         return _refund_summary(refund, replayed=False)
 
 
+def _non_negative_usd(value: Any) -> Decimal:
+    amount = Decimal(str(value))
+    if not amount.is_finite() or amount < 0:
+        raise ValueError(f"expected an amount in USD of 0 or more, not {value!r}")
+    return amount
+
+
+REFUND_APPROVAL_LIMIT = TenantSettingDef(
+    name="billing.refund_approval_above_usd",
+    description="refunds above this many USD wait for a person's approval",
+    default="500",
+    parse=_non_negative_usd,
+)
+
+
+def refund_needs_approval(ctx: ToolContext, args: IssueRefundArgs) -> str | None:
+    """Refunds above the tenant's limit wait for a person; an unreadable limit fails closed."""
+    try:
+        limit = tenant_settings.value(ctx.tenant, REFUND_APPROVAL_LIMIT)
+    except tenant_settings.SettingError as exc:
+        return f"the refund approval limit cannot be read ({exc})"
+    with session_scope() as session:
+        amount = session.scalar(select(Invoice.amount_usd).where(Invoice.id == args.invoice_id))
+    if amount is None or amount <= limit:
+        return None  # an unknown invoice is refused by the tool itself
+    return f"refund of ${amount} for {args.invoice_id} is above the ${limit} approval limit"
+
+
 # --- Retrieval ---------------------------------------------------------------------------------
 
 
@@ -436,10 +467,12 @@ SPECIALIST = Specialist(
             args=IssueRefundArgs,
             run=issue_refund,
             side_effect=True,
+            approval=refund_needs_approval,
         ),
     ),
     model_tier="capable",
     # Conservative: an invoice number or the word refund is billing whatever else the ticket says.
     rules=(r"\bINV-\d+\b", r"\brefund(s|ed)?\b"),
     retrieve=retrieve,
+    tenant_settings=(REFUND_APPROVAL_LIMIT,),
 )
