@@ -350,7 +350,10 @@ def test_a_tenant_override_of_the_limit_lets_the_refund_run_at_once(workers: obj
 
 
 def test_a_customer_asking_for_a_person_is_answered_by_one_and_called_back(
-    api: str, workers: object, http_tenant: dict[str, str], receiver: tuple[str, Receiver]  # noqa: F811
+    api: str,
+    workers: object,
+    http_tenant: dict[str, str],
+    receiver: tuple[str, Receiver],  # noqa: F811
 ) -> None:
     url, state = receiver
     state.fail_first = 0
@@ -429,3 +432,47 @@ def test_the_model_can_hand_a_request_to_a_person(workers: object) -> None:
     replied = run_cli("reply", request_id, "A person here: what can I do for you?", "--json")
     assert replied.returncode == 0, replied.stderr
     assert client.get(request_id, estimate=False).result["reply"] == "A person here: what can I do for you?"
+
+
+@pytest.fixture
+def handing_over_pools(
+    private_broker: str,
+    simulator: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[str]:
+    """Router and billing workers of this test's own, set to hand failures retries cannot fix to
+    the human queue; yields the broker URL."""
+    from app.config import reset_settings
+    from app.ops.pools import pool_specs
+    from app.ops.supervisor import Supervisor, wait_for_workers
+
+    monkeypatch.setenv("SWITCHBOARD_HANDOFF_ON_FAILURE", "true")
+    monkeypatch.setenv("SWITCHBOARD_RETRY_BACKOFF_S", "0.2")
+    reset_settings()
+    with Supervisor(tmp_path_factory.mktemp("handoff-pools"), restart=False) as sup:
+        for spec in pool_specs(queues=["router", "billing"]):
+            sup.start(spec)
+        wait_for_workers(["router", "billing"], timeout=120)
+        yield private_broker
+    reset_settings()
+
+
+def test_with_the_setting_a_failure_goes_to_people_instead_of_the_dead_letter_queue(
+    handing_over_pools: str,
+) -> None:
+    from kombu import Connection
+
+    request_id = client.submit("Refund my last invoice please [[sim:fail]]", tenant="acme").id
+    _wait_status(request_id, "needs_human", timeout=180)
+    view = client.get(request_id, estimate=False)
+    assert view.attempts == 3 and "HTTP 500" in (view.error or "")
+    with Connection(handing_over_pools) as conn:
+        assert conn.default_channel.queue_declare(queue="billing.dlq", passive=True).message_count == 0
+    with session_scope() as session:
+        handoff = session.get(Handoff, request_id)
+        assert handoff is not None and handoff.source == "failure" and "HTTP 500" in handoff.reason
+    assert "dead_lettered" not in [k for k, _ in _events(request_id)]
+    replied = run_cli("reply", request_id, "Sorry, our systems failed; I refunded it by hand.", "--json")
+    assert replied.returncode == 0, replied.stderr
+    assert client.get(request_id, estimate=False).status == "succeeded"
