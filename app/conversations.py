@@ -40,7 +40,9 @@ def history(conversation_id: str, *, before_request: str) -> list[dict[str, str]
 
 
 def append_exchange(conn: Session | Connection, conversation_id: str, request_id: str, question: str, answer: str,
-                    specialist: str) -> None:
+                    specialist: str | None) -> None:
+    """The request's question and answer as the conversation's next turns; `specialist` (None:
+    unchanged, as when a person answered a request no specialist took) keeps its follow-ups there."""
     already = conn.scalar(select(func.count()).select_from(Turn).where(Turn.request_id == request_id))
     if already:
         return
@@ -54,5 +56,5 @@ def append_exchange(conn: Session | Connection, conversation_id: str, request_id
     conn.execute(
         update(Conversation)
         .where(Conversation.id == conversation_id)
-        .values(specialist=specialist, updated_at=func.now())
+        .values(specialist=func.coalesce(specialist, Conversation.specialist), updated_at=func.now())
     )

@@ -323,5 +323,5 @@ def finish_by_person(conn: Connection, request_id: str, result: dict[str, Any],
     row = conn.execute(_REPLIED, {"rid": request_id, "result": result, "detail": detail}).first()
     if row is not None and row.conversation_id:
         conversations.append_exchange(conn, row.conversation_id, request_id, row.text,
-                                      result.get("reply", ""), row.specialist or "human")
+                                      result.get("reply", ""), row.specialist)
     return row

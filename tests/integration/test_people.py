@@ -476,3 +476,25 @@ def test_with_the_setting_a_failure_goes_to_people_instead_of_the_dead_letter_qu
     replied = run_cli("reply", request_id, "Sorry, our systems failed; I refunded it by hand.", "--json")
     assert replied.returncode == 0, replied.stderr
     assert client.get(request_id, estimate=False).status == "succeeded"
+
+
+def test_a_persons_reply_joins_the_conversation_and_follow_ups_stay_with_its_specialist(workers: object) -> None:
+    from app import conversations
+
+    conversation = f"conv-{uuid.uuid4().hex[:8]}"
+    first = client.submit(
+        "Can I speak with a real person about invoice INV-1042?", tenant="acme", conversation_id=conversation
+    ).id
+    _wait_status(first, "needs_human")
+    replied = run_cli("reply", first, "Hello, Sam here: INV-1042 is paid in full.", "--json")
+    assert replied.returncode == 0, replied.stderr
+    assert conversations.history(conversation, before_request="none") == [
+        {"role": "user", "content": "Can I speak with a real person about invoice INV-1042?"},
+        {"role": "assistant", "content": "Hello, Sam here: INV-1042 is paid in full."},
+    ]
+    assert conversations.specialist_of(conversation) == "billing"
+    follow_up = client.wait(
+        client.submit("Thanks, and when is the next invoice due?", tenant="acme", conversation_id=conversation).id,
+        timeout=120,
+    )
+    assert follow_up.status == "succeeded" and follow_up.specialist == "billing"
