@@ -14,7 +14,7 @@ import logging
 from datetime import datetime
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, exists, func, select
+from sqlalchemy import Connection, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from app import callbacks, metrics, record
@@ -143,7 +143,7 @@ def reply(request_id: str, text: str, *, by: str, tenant: str | None = None) -> 
         ):
             raise record.NotWaiting(request_id, status, Status.NEEDS_HUMAN)
         session.execute(
-            Handoff.__table__.update()
+            update(Handoff)
             .where(Handoff.request_id == request_id)
             .values(replied_by=by, replied_at=func.now())
         )

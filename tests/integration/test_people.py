@@ -478,7 +478,9 @@ def test_with_the_setting_a_failure_goes_to_people_instead_of_the_dead_letter_qu
     assert client.get(request_id, estimate=False).status == "succeeded"
 
 
-def test_a_persons_reply_joins_the_conversation_and_follow_ups_stay_with_its_specialist(workers: object) -> None:
+def test_a_persons_reply_joins_the_conversation_and_follow_ups_stay_with_its_specialist(
+    workers: object,
+) -> None:
     from app import conversations
 
     conversation = f"conv-{uuid.uuid4().hex[:8]}"
@@ -494,7 +496,9 @@ def test_a_persons_reply_joins_the_conversation_and_follow_ups_stay_with_its_spe
     ]
     assert conversations.specialist_of(conversation) == "billing"
     follow_up = client.wait(
-        client.submit("Thanks, and when is the next invoice due?", tenant="acme", conversation_id=conversation).id,
+        client.submit(
+            "Thanks, and when is the next invoice due?", tenant="acme", conversation_id=conversation
+        ).id,
         timeout=120,
     )
     assert follow_up.status == "succeeded" and follow_up.specialist == "billing"
