@@ -7,7 +7,7 @@ the request is parked at its step) and `needs_human` (handed to the human queue)
 values that specialists define (the engine knows none of their names).
 
 Revision ID: 0006_approvals
-Revises: 0005
+Revises: 0006_unpriced
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0006_approvals"
-down_revision = "0005"
+down_revision = "0006_unpriced"
 branch_labels = None
 depends_on = None
 
