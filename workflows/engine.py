@@ -104,6 +104,8 @@ class RequestInfo:
     priority: str
     history: list[dict[str, str]]
     route_confidence: float | None = None
+    # The verified end user the request acts for (requests.customer); tools see only their rows.
+    customer: str | None = None
 
 
 @dataclass
@@ -164,6 +166,7 @@ class StepContext:
                 tool_choice=tool_choice,
                 response_format=fmt,
                 cache=self.step.single_shot and not tools,
+                tenant=self.request.tenant,
                 record_into=self.calls,
                 writes_into=self.writes,
             )
@@ -206,7 +209,8 @@ class StepContext:
         raise HandedOff(reason, source)
 
     def tool_context(self) -> ToolContext:
-        return ToolContext(request_id=self.request.id, tenant=self.request.tenant, step=self.step.name)
+        return ToolContext(request_id=self.request.id, tenant=self.request.tenant, step=self.step.name,
+                           customer=self.request.customer)
 
 
 @dataclass

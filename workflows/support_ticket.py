@@ -17,7 +17,7 @@ from app.config import get_settings
 from app.db import Delivery
 from app.inference.history import compress
 from app.metrics import TOOL_CALLS
-from app.specialist import Tool, ToolContext
+from app.specialist import Tool, ToolContext, ToolError
 from workflows.engine import StepContext, Workflow
 
 WORKFLOW = Workflow("support_ticket")
@@ -43,7 +43,10 @@ def understand(ctx: StepContext) -> dict[str, Any]:
 def retrieve(ctx: StepContext) -> dict[str, Any]:
     if ctx.specialist.retrieve is None:
         return {"context": {}}
-    return {"context": ctx.specialist.retrieve(ctx.tool_context(), ctx.request.text)}
+    try:
+        return {"context": ctx.specialist.retrieve(ctx.tool_context(), ctx.request.text)}
+    except ToolError as refused:  # e.g. no customer: the draft goes on without account context
+        return {"context": {"note": str(refused)}}
 
 
 # The customer asks for a person: handed over before the agent loop spends anything. Ticket text
@@ -143,7 +146,10 @@ def _call_tool(ctx: StepContext, tool: Tool[Any], call: dict[str, str], entry: d
     args = tool.parse(call["arguments"])
     if isinstance(args, dict):
         return args  # invalid arguments: the model is told why
-    why = tool.needs_approval(tool_ctx, args)
+    try:
+        why = tool.needs_approval(tool_ctx, args)
+    except ToolError as refused:  # e.g. no customer: nothing to approve, the tool would refuse too
+        return {"error": str(refused)}
     if why is not None:
         decision = ctx.decision(call["id"])
         if decision is None:
@@ -154,7 +160,7 @@ def _call_tool(ctx: StepContext, tool: Tool[Any], call: dict[str, str], entry: d
             # Said plainly, so the reply the model writes next cannot claim the action was taken.
             return {"error": f"NOT DONE: a person declined this {tool.name} call: {decision.reason}. "
                              "Tell the customer it was not done and why.", "declined": True}
-    return tool.run(tool_ctx, args)
+    return tool.call(tool_ctx, args)
 
 
 def _history(ctx: StepContext) -> list[dict[str, str]]:

@@ -28,30 +28,36 @@ from app.db import (
     StepRun,
     session_scope,
 )
+from app.seed import DEMO_TENANT
 from tests.integration.conftest import run_cli, wait_until
 from tests.integration.test_callbacks import Receiver, receiver  # noqa: F401 - the receiver fixture
 
 _TAKEN: set[str] = set()
 
 
-def _big_invoice() -> tuple[str, Decimal]:
-    """A paid invoice above $500 issued in the last 30 days, never refunded, and not used by
-    another test of this module: refundable, but above the default approval limit."""
+def _big_invoice() -> tuple[str, Decimal, str]:
+    """A demo invoice (tenant `default`) that is paid, above $500, issued in the last 30 days, never
+    refunded, not waiting for an approval and not used by another test of this module: refundable,
+    but above the default approval limit. With its amount and its customer, who asks for it."""
     with session_scope() as session:
         rows = session.execute(
-            select(Invoice.id, Invoice.amount_usd)
+            select(Invoice.id, Invoice.amount_usd, Invoice.customer)
             .join(Account, Account.id == Invoice.account_id)
             .where(
+                Invoice.tenant == DEMO_TENANT,
                 Invoice.status == "paid",
                 Invoice.amount_usd > 500,
                 Invoice.issued_at > func.now() - func.make_interval(0, 0, 0, 29),
                 ~exists().where(Refund.invoice_id == Invoice.id),
+                ~exists().where(
+                    Approval.arguments["invoice_id"].astext == Invoice.id, Approval.decision.is_(None)
+                ),
             )
             .order_by(Invoice.id)
         ).all()
-    invoice, amount = next((r.id, r.amount_usd) for r in rows if r.id not in _TAKEN)
+    invoice, amount, customer = next((r.id, r.amount_usd, r.customer) for r in rows if r.id not in _TAKEN)
     _TAKEN.add(invoice)
-    return invoice, amount
+    return invoice, amount, customer
 
 
 def _refund_text(invoice: str) -> str:
@@ -102,17 +108,18 @@ def _approval(request_id: str) -> Approval:
         return found
 
 
-@pytest.fixture
-def http_tenant() -> Iterator[dict[str, str]]:
-    """A tenant with a submit key, a read-only key, and another tenant's key."""
-    name = f"people-{uuid.uuid4().hex[:8]}"
+def _keys(name: str) -> dict[str, str]:
+    """A submit key and a read-only key of tenant `name` (created if missing), and another
+    tenant's key."""
+    try:
+        tenants.create_tenant(name)
+    except tenants.TenantError:
+        pass  # the demo tenant, created by an earlier test
     other = f"other-{uuid.uuid4().hex[:8]}"
-    created = tenants.create_tenant(name)
     tenants.create_tenant(other)
     submit = tenants.create_key(name)
-    yield {
+    return {
         "name": name,
-        "secret": created.signing_secret,
         "key_id": submit.id,
         "submit": f"Bearer {submit.token}",
         "read": f"Bearer {tenants.create_key(name, scope='read').token}",
@@ -120,10 +127,22 @@ def http_tenant() -> Iterator[dict[str, str]]:
     }
 
 
+@pytest.fixture
+def http_tenant() -> dict[str, str]:
+    """Keys of a tenant of this test's own (see _keys)."""
+    return _keys(f"people-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def demo_http_tenant() -> dict[str, str]:
+    """Keys of the tenant the demo's invoices belong to (see _keys)."""
+    return _keys(DEMO_TENANT)
+
+
 def test_refund_above_the_limit_waits_for_approval_across_a_worker_restart(workers: object) -> None:
-    invoice, amount = _big_invoice()
-    tenant = f"appr-{uuid.uuid4().hex[:8]}"
-    request_id = client.submit(_refund_text(invoice), tenant=tenant).id
+    invoice, amount, customer = _big_invoice()
+    tenant = DEMO_TENANT
+    request_id = client.submit(_refund_text(invoice), tenant=tenant, customer=customer).id
     _wait_status(request_id, "awaiting_approval")
 
     pending = [a for a in approvals.pending(tenant) if a.request_id == request_id]
@@ -138,7 +157,7 @@ def test_refund_above_the_limit_waits_for_approval_across_a_worker_restart(worke
         assert draft.output["calls"][0]["name"] == "issue_refund"
     listed = run_cli("approvals", "list", "--tenant", tenant, "--json")
     assert listed.returncode == 0, listed.stderr
-    assert [a["request_id"] for a in json.loads(listed.stdout)] == [request_id]
+    assert [a["tool"] for a in json.loads(listed.stdout) if a["request_id"] == request_id] == ["issue_refund"]
     before = _calls_by_step(request_id)
 
     # Parked means no task holds it: the billing pool stops and starts again with nothing lost.
@@ -184,21 +203,22 @@ def test_refund_above_the_limit_waits_for_approval_across_a_worker_restart(worke
 
 
 def test_reject_over_http_ends_with_an_honest_reply_and_tenants_are_kept_apart(
-    api: str, workers: object, http_tenant: dict[str, str]
+    api: str, workers: object, demo_http_tenant: dict[str, str]
 ) -> None:
-    invoice, _ = _big_invoice()
+    http_tenant = demo_http_tenant
+    invoice, _, customer = _big_invoice()
     with httpx.Client(base_url=api, timeout=10) as http:
         answer = http.post(
             "/v1/requests",
             headers={"Authorization": http_tenant["submit"]},
-            json={"text": _refund_text(invoice)},
+            json={"text": _refund_text(invoice), "customer": customer},
         )
         assert answer.status_code == 202, answer.text
         request_id = answer.json()["id"]
         _wait_status(request_id, "awaiting_approval")
 
         mine = http.get("/v1/approvals", headers={"Authorization": http_tenant["read"]}).json()["approvals"]
-        assert [a["request_id"] for a in mine] == [request_id]
+        assert [a["tool"] for a in mine if a["request_id"] == request_id] == ["issue_refund"]
         assert http.get("/v1/approvals", headers={"Authorization": http_tenant["other"]}).json() == {
             "approvals": []
         }
@@ -274,9 +294,9 @@ def test_an_approval_past_its_deadline_escalates_to_the_human_queue(
     from app.config import reset_settings
     from app.tasks import reconcile
 
-    invoice, _ = _big_invoice()
-    tenant = f"esc-{uuid.uuid4().hex[:8]}"
-    request_id = client.submit(_refund_text(invoice), tenant=tenant).id
+    invoice, _, customer = _big_invoice()
+    tenant = DEMO_TENANT
+    request_id = client.submit(_refund_text(invoice), tenant=tenant, customer=customer).id
     _wait_status(request_id, "awaiting_approval")
 
     # Inside the default day's deadline the reconciler's sweep leaves it alone; with a short one it
@@ -288,16 +308,17 @@ def test_an_approval_past_its_deadline_escalates_to_the_human_queue(
         REGISTRY.get_sample_value("switchboard_approval_escalations_total", {"tool": "issue_refund"}) or 0
     )
     time.sleep(0.2)
+    waiting = len(approvals.pending())  # this one, and any another test of the session left waiting
     monkeypatch.setenv("SWITCHBOARD_APPROVAL_DEADLINE_S", "0.1")
     reset_settings()
     try:
-        assert reconcile()["approvals_escalated"] == 1
+        assert reconcile()["approvals_escalated"] == waiting >= 1
     finally:
         monkeypatch.delenv("SWITCHBOARD_APPROVAL_DEADLINE_S")
         reset_settings()
     assert (
         REGISTRY.get_sample_value("switchboard_approval_escalations_total", {"tool": "issue_refund"})
-        == before + 1
+        == before + waiting
     )
 
     assert _status(request_id) == "needs_human"
@@ -305,8 +326,9 @@ def test_an_approval_past_its_deadline_escalates_to_the_human_queue(
     assert (approval.decision, approval.decided_by) == ("escalated", "reconciler")
     assert "approval_escalated" in [k for k, _ in _events(request_id)]
     inbox = json.loads(run_cli("inbox", "--tenant", tenant, "--json").stdout)
-    assert [(i["id"], i["source"]) for i in inbox] == [(request_id, "approval_deadline")]
-    assert "issue_refund" in inbox[0]["reason"] and inbox[0]["sla_breached"] is False
+    [item] = [i for i in inbox if i["id"] == request_id]
+    assert item["source"] == "approval_deadline" and "issue_refund" in item["reason"]
+    assert item["sla_breached"] is False
 
     again = run_cli("reconcile", "--json", env={"SWITCHBOARD_APPROVAL_DEADLINE_S": "0.1"})
     assert json.loads(again.stdout)["approvals_escalated"] == 0  # escalated once only
@@ -328,8 +350,8 @@ def test_an_approval_past_its_deadline_escalates_to_the_human_queue(
 
 
 def test_a_tenant_override_of_the_limit_lets_the_refund_run_at_once(workers: object) -> None:
-    invoice, amount = _big_invoice()
-    tenant = f"limit-{uuid.uuid4().hex[:8]}"
+    invoice, amount, customer = _big_invoice()
+    tenant = DEMO_TENANT
     bad = run_cli("settings", "set", tenant, "billing.refund_approval_above_usd", "-5", "--json")
     assert bad.returncode == 2 and "0 or more" in bad.stderr
     unknown = run_cli("settings", "set", tenant, "billing.refund_limit", "5", "--json")
@@ -339,7 +361,12 @@ def test_a_tenant_override_of_the_limit_lets_the_refund_run_at_once(workers: obj
     )
     assert raised.returncode == 0, raised.stderr
 
-    view = client.wait(client.submit(_refund_text(invoice), tenant=tenant).id, timeout=120)
+    try:
+        view = client.wait(
+            client.submit(_refund_text(invoice), tenant=tenant, customer=customer).id, timeout=120
+        )
+    finally:
+        assert run_cli("settings", "unset", tenant, "billing.refund_approval_above_usd").returncode == 0
     assert view.status == "succeeded", view.error
     assert _refunds(invoice) == [view.id]
     with session_scope() as session:
@@ -490,11 +517,11 @@ def test_a_persons_reply_joins_the_conversation_and_follow_ups_stay_with_its_spe
     _wait_status(first, "needs_human")
     replied = run_cli("reply", first, "Hello, Sam here: INV-1042 is paid in full.", "--json")
     assert replied.returncode == 0, replied.stderr
-    assert conversations.history(conversation, before_request="none") == [
+    assert conversations.history("acme", conversation, before_request="none") == [
         {"role": "user", "content": "Can I speak with a real person about invoice INV-1042?"},
         {"role": "assistant", "content": "Hello, Sam here: INV-1042 is paid in full."},
     ]
-    assert conversations.specialist_of(conversation) == "billing"
+    assert conversations.specialist_of("acme", conversation) == "billing"
     follow_up = client.wait(
         client.submit(
             "Thanks, and when is the next invoice due?", tenant="acme", conversation_id=conversation
