@@ -49,7 +49,6 @@ class Health(BaseModel):
     checks: dict[str, Literal["ok", "unavailable"]]
 
 
-
 def read_body(model: type[BodyT], *, optional: bool = False) -> BodyT:
     """The JSON body as `model`; with `optional`, an empty body is an empty object. A body that is
     not a JSON object is answered 400, an invalid field 422 naming each."""
