@@ -104,9 +104,10 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     from app.ops import dlq
 
     if args.dlq_command == "list":
-        items = dlq.list_dead_letters()
+        items = dlq.dead_letters()
         _emit(args, [i.model_dump(mode="json") for i in items],
-              lambda: [print(f"{i.id}\t{i.queue}\tattempts={i.attempts}\t{i.error}") for i in items])
+              lambda: [print(f"{i.id}\t{i.queue}\tattempts={i.attempts}\t"
+                             f"{'' if i.in_record else '(broker only) '}{i.error}") for i in items])
     elif args.dlq_command == "show":
         try:
             detail = dlq.show(args.id)
@@ -691,7 +692,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--all", action="store_true")
     d.add_argument("--json", action="store_true")
     d = dsub.add_parser("purge", help="delete dead-letter messages for good (asks first)")
-    d.add_argument("queue", nargs="?", help="the work queue whose DLQ to purge, e.g. billing (default: all)")
+    d.add_argument("queue", nargs="?",
+                   help="the DLQ to purge, by its name or its work queue's: billing.dlq or billing "
+                        "(default: all)")
     d.add_argument("--yes", action="store_true", help="do not ask")
     d.add_argument("--json", action="store_true")
     command("pools", cmd_pools, "per queue (and dead-letter queue): depth, consumers, workers, concurrency")

@@ -253,6 +253,11 @@ def submit(
         metadata=metadata or {},
         callback_url=callback_url,
     )
+    return submit_valid(req)
+
+
+def submit_valid(req: SubmitRequest) -> Submission:
+    """Record a validated request and publish it: what `submit` and the `switchboard.submit` task do."""
     submission = accept(req)
     if submission.duplicate:
         return submission
