@@ -17,7 +17,7 @@ from app import callbacks, client, context, conversations, fairness, handoffs, m
 from app.celery_app import CALLBACK_TASK, RECONCILE_TASK, ROUTE_TASK, SUBMIT_TASK, celery
 from app.config import get_settings
 from app.db import Request, Status, session_scope
-from app.inference import Deferred
+from app.inference import BudgetExhausted, Deferred
 from app.registry import get_specialist, specialists
 from app.routing import decide
 from app.specialist import Specialist
@@ -59,10 +59,21 @@ def backoff_s(attempt: int) -> float:
     return random.uniform(base / 2, base)
 
 
+def _budget_refusal(exc: BaseException | None) -> BudgetExhausted | None:
+    """The budget refusal behind `exc` (a step's error wraps it), if that is what ended the attempt."""
+    while exc is not None and not isinstance(exc, BudgetExhausted):
+        exc = exc.__cause__
+    return exc
+
+
 def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc: BaseException) -> None:
     """The one place that decides between another attempt and the dead-letter queue."""
-    transient = not isinstance(exc, PermanentError) and not (isinstance(exc, StepError) and not exc.transient)
-    error = f"{type(exc).__name__}: {exc}"
+    refusal = _budget_refusal(exc)
+    transient = (refusal is None and not isinstance(exc, PermanentError)
+                 and not (isinstance(exc, StepError) and not exc.transient))
+    # A spent budget ends the request at once with an error that says so ("budget_exhausted: ..."):
+    # another attempt would be refused the same way. Replay it once the budget allows.
+    error = str(refusal) if refusal is not None else f"{type(exc).__name__}: {exc}"
     priority = (task.request.delivery_info or {}).get("priority")
     specialist = queue if queue != ROUTER_QUEUE else "unrouted"
     if transient and attempt < get_settings().max_attempts:
@@ -263,11 +274,12 @@ def deliver_callback(self: Task, request_id: str) -> str:
 def reconcile() -> dict[str, int]:
     from app.approvals import escalate_overdue
     from app.inference.cache import purge_expired
-    from app.reconciler import redispatch_stale, republish_unpublished
+    from app.reconciler import mark_in_doubt, redispatch_stale, republish_unpublished
 
     return {
         "republished": republish_unpublished(),
         "redispatched": redispatch_stale(),
+        "llm_calls_in_doubt": mark_in_doubt(),
         "cache_entries_expired": purge_expired(),
         "callbacks_resent": callbacks.resend_pending(),
         "approvals_escalated": escalate_overdue(),

@@ -26,6 +26,7 @@ from app.db.models import (
     StepRun,
     Tenant,
     TenantSetting,
+    TenantSpend,
     Turn,
 )
 from app.db.session import autocommit_scope, connection_scope, dispose_engine, get_engine, session_scope
@@ -58,6 +59,7 @@ __all__ = [
     "StepRun",
     "Tenant",
     "TenantSetting",
+    "TenantSpend",
     "Turn",
     "autocommit_scope",
     "connection_scope",

@@ -6,8 +6,8 @@ the request is parked at its step) and `needs_human` (handed to the human queue)
 `handoffs` each request given to a person and the reply; `tenant_settings` holds per-tenant
 values that specialists define (the engine knows none of their names).
 
-Revision ID: 0010_approvals
-Revises: 0009_business_rows_owned
+Revision ID: 0011_approvals
+Revises: 0010_cost
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0010_approvals"
-down_revision = "0009_business_rows_owned"
+revision = "0011_approvals"
+down_revision = "0010_cost"
 branch_labels = None
 depends_on = None
 
