@@ -215,6 +215,14 @@ class Settings(BaseSettings):
     callback_max_attempts: int = 8
     callbacks_concurrency: int = 4
     callback_timeout_s: float = 10.0
+    # A tool call waiting for a person's approval longer than this is escalated to the human queue
+    # by the reconciler's sweep.
+    approval_deadline_s: float = Field(default=86400.0, gt=0)
+    # How long a request may wait in the human queue before the inbox shows it as past its SLA.
+    human_sla_s: float = Field(default=3600.0, gt=0)
+    # Failures retries cannot fix go to the human queue instead of the dead-letter queue. Off by
+    # default: dead letters are replayable, and an operator queue needs people watching it.
+    handoff_on_failure: bool = False
 
     @field_validator("provider_api_keys", "secondary_provider_api_keys", mode="before")
     @classmethod
