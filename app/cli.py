@@ -252,16 +252,102 @@ def cmd_topology(args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
+    from app.approvals import escalate_overdue
     from app.reconciler import mark_in_doubt, redispatch_stale, republish_unpublished
 
     result = {
         "republished": republish_unpublished(min_age_s=args.min_age),
         "redispatched": redispatch_stale(lease_s=args.lease),
         "llm_calls_in_doubt": mark_in_doubt(lease_s=args.lease),
+        "approvals_escalated": escalate_overdue(),
     }
     _emit(args, result, lambda: print(f"republished {result['republished']}, "
                                       f"re-dispatched {result['redispatched']} request(s), "
-                                      f"{result['llm_calls_in_doubt']} LLM call(s) marked in doubt"))
+                                      f"{result['llm_calls_in_doubt']} LLM call(s) marked in doubt, "
+                                      f"escalated {result['approvals_escalated']} approval(s)"))
+    return 0
+
+
+def _person(args: argparse.Namespace) -> str:
+    import getpass
+
+    return args.by or getpass.getuser()
+
+
+def _as_person(act: Callable[[], Any]) -> Any:
+    """A person's action on a request: an unknown id exits 1, one not in the needed status 2."""
+    from app import client, record
+
+    try:
+        return act()
+    except client.RequestNotFound as exc:
+        raise CommandError(str(exc), code=1) from None
+    except (record.NotWaiting, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+
+
+def cmd_approvals(args: argparse.Namespace) -> int:
+    from app import approvals
+
+    if args.approvals_command == "list":
+        items = approvals.pending(args.tenant)
+        _emit(args, [i.model_dump(mode="json") for i in items], lambda: [
+            print(f"{i.request_id}\t{i.tenant}\t{i.tool}\t{json.dumps(i.arguments)}"
+                  f"\tdeadline={i.deadline:%Y-%m-%d %H:%M}\t{i.why}") for i in items])
+        return 0
+    view = _as_person(lambda: approvals.decide(args.id, approve=args.approvals_command == "approve",
+                                               by=_person(args), reason=args.reason))
+    _emit(args, view, lambda: print(f"{view.request_id}\t{view.tool}\t{view.decision} by {view.decided_by}"))
+    return 0
+
+
+def cmd_inbox(args: argparse.Namespace) -> int:
+    from app.handoffs import inbox
+
+    items = inbox(args.tenant)
+
+    def table() -> None:
+        for i in items:
+            late = "  PAST SLA" if i.sla_breached else ""
+            print(f"{i.id}\t{i.tenant}\twaiting {i.waiting_s:.0f}s of {i.sla_s:.0f}s{late}"
+                  f"\t{i.source}: {i.reason}")
+            print(f"    {' '.join(i.text.split())[:200]}")
+
+    _emit(args, [i.model_dump(mode="json") for i in items], table)
+    return 0
+
+
+def cmd_reply(args: argparse.Namespace) -> int:
+    from app import handoffs
+
+    answer = _as_person(lambda: handoffs.reply(args.id, args.text, by=_person(args)))
+    _emit(args, answer, lambda: print(f"{answer['id']}\t{answer['status']}"))
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    from app import tenant_settings
+
+    try:
+        if args.settings_command == "set":
+            view = tenant_settings.set_value(args.tenant, args.name, args.value, by=_person(args))
+            _emit(args, view, lambda: print(f"{view.tenant}\t{view.name} = {json.dumps(view.value)}"))
+        elif args.settings_command == "unset":
+            dropped = tenant_settings.unset(args.tenant, args.name)
+            _emit(args, {"tenant": args.tenant, "name": args.name, "removed": dropped},
+                  lambda: print(f"{args.tenant}\t{args.name}: "
+                                + ("default again" if dropped else "had no override")))
+        else:
+            views = tenant_settings.overrides(args.tenant)
+            known = [{"name": d.name, "default": d.default, "description": d.description}
+                     for d in tenant_settings.declared().values()]
+            payload = {"declared": known, "overrides": [v.model_dump(mode="json") for v in views]}
+            _emit(args, payload, lambda: (
+                [print(f"{d['name']}\tdefault {json.dumps(d['default'])}\t{d['description']}")
+                 for d in known],
+                [print(f"{v.tenant}\t{v.name} = {json.dumps(v.value)}\tby {v.updated_by}") for v in views]))
+    except tenant_settings.SettingError as exc:
+        raise CommandError(str(exc)) from None
     return 0
 
 
@@ -669,6 +755,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lease", type=float, default=None,
                    help="re-dispatch requests silent this long, and mark LLM calls in flight this long "
                         "in doubt (default: task time limit + 60 s)")
+    p = command("approvals", cmd_approvals,
+                "tool calls waiting for a person's approval: list, approve, reject", json_flag=False)
+    asub = p.add_subparsers(dest="approvals_command", required=True)
+    a = asub.add_parser("list", help="pending approvals, oldest first")
+    a.add_argument("--tenant", help="only this tenant's")
+    a.add_argument("--json", action="store_true")
+    a = asub.add_parser("approve", help="approve a request's pending call; it resumes at its step")
+    a.add_argument("id", help="the request id")
+    a.add_argument("--reason", help="recorded with the decision")
+    a.add_argument("--by", help="who decides (default: the OS user)")
+    a.add_argument("--json", action="store_true")
+    a = asub.add_parser("reject", help="reject a request's pending call; the model tells the customer")
+    a.add_argument("id", help="the request id")
+    a.add_argument("--reason", required=True, help="why (recorded, and told to the model)")
+    a.add_argument("--by", help="who decides (default: the OS user)")
+    a.add_argument("--json", action="store_true")
+    p = command("inbox", cmd_inbox, "requests waiting in the human queue, with their wait against the SLA")
+    p.add_argument("--tenant", help="only this tenant's")
+    p = command("reply", cmd_reply, "answer a request in the human queue: the text becomes its result")
+    p.add_argument("id")
+    p.add_argument("text")
+    p.add_argument("--by", help="who answers (default: the OS user)")
+    p = command("settings", cmd_settings, "per-tenant settings specialists declare: list, set, unset",
+                json_flag=False)
+    ssub = p.add_subparsers(dest="settings_command", required=True)
+    st = ssub.add_parser("list", help="declared settings with defaults, and tenants' overrides")
+    st.add_argument("--tenant", help="only this tenant's overrides")
+    st.add_argument("--json", action="store_true")
+    st = ssub.add_parser("set", help="override a setting for one tenant (VALUE is JSON or a string)")
+    st.add_argument("tenant")
+    st.add_argument("name")
+    st.add_argument("value")
+    st.add_argument("--by", help="who sets it (default: the OS user)")
+    st.add_argument("--json", action="store_true")
+    st = ssub.add_parser("unset", help="drop a tenant's override; the default applies again")
+    st.add_argument("tenant")
+    st.add_argument("name")
+    st.add_argument("--json", action="store_true")
     p = command("procfile", cmd_procfile, "print the Procfile for the current specialists", json_flag=False)
     p.add_argument("--write", action="store_true", help="write ./Procfile")
     p = command("capacity", cmd_capacity, "worker slots for a daily audience, each step shown (see README)")

@@ -1,4 +1,4 @@
-"""What Django and Flask apps import: submit, get, wait.
+"""What Django and Flask apps import: submit, get, wait, stream.
 
 Needs only Celery, the settings and the record; tasks are sent by name, so no worker code is
 imported. A request is written to PostgreSQL first and then published with publisher confirms; if
@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import socket
 import re
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -26,6 +28,7 @@ from app.config import get_settings
 from app.context import bound
 from app.db import Callback, LlmCall, Request, RequestEvent, Tenant, session_scope
 from app.db.models import TERMINAL, new_id
+from app.live_follow import Follower, StreamEvent
 from app.registry import match_rules
 from app.timings import call_rows, request_timings, seconds_between, step_rows
 from app.topology import PRIORITIES, ROUTER_QUEUE
@@ -414,3 +417,42 @@ def wait(request_id: str, timeout: float = 60.0, *, poll_s: float = 0.2, tenant:
         if time.monotonic() >= deadline:
             raise TimeoutError(f"request {request_id} is still {view.status} after {timeout:g}s")
         time.sleep(poll_s)
+
+
+def stream(request_id: str, *, tenant: str | None = None, timeout: float = 300.0,
+           poll_s: float = 2.0) -> Iterator[StreamEvent]:
+    """The request's events as they happen: `status`, `delta` (the reply's text while the model
+    writes it), `restart` (drop the text shown so far), and last `done` with the record's final
+    view (its `result` is the answer, whatever the deltas said). See app/live_follow.py for what a
+    late reader sees. Raises RequestNotFound (another tenant's, with `tenant`) and TimeoutError."""
+    from kombu import Connection, Queue
+
+    from app.live import EXCHANGE, QUEUE_ARGUMENTS, reader_queue_name
+
+    deadline = time.monotonic() + timeout
+    arrived: list[dict[str, Any]] = []
+    with Connection(get_settings().broker_url.get_secret_value()) as conn:
+        queue = Queue(reader_queue_name(), EXCHANGE, routing_key=request_id, exclusive=True, auto_delete=True,
+                      queue_arguments=QUEUE_ARGUMENTS, channel=conn.default_channel)
+        queue.declare()  # bound before the record is read: nothing after the read is missed
+        with conn.Consumer(queue, callbacks=[lambda body, _m: arrived.append(body)], no_ack=True,
+                           accept=["json"]):
+            follower = Follower()
+            yield from follower.record(get(request_id, tenant=tenant, estimate=False))
+            polled = time.monotonic()
+            while not follower.finished:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"request {request_id} is still {follower.status} after {timeout:g}s")
+                try:
+                    conn.drain_events(timeout=min(poll_s, left))
+                except (TimeoutError, socket.timeout):
+                    pass
+                while arrived and not follower.finished:
+                    yield from follower.message(arrived.pop(0))
+                    if follower.wants_record:
+                        polled = time.monotonic()
+                        yield from follower.record(get(request_id, tenant=tenant, estimate=False))
+                if not follower.finished and time.monotonic() - polled >= poll_s:
+                    polled = time.monotonic()
+                    yield from follower.record(get(request_id, tenant=tenant, estimate=False))

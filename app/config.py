@@ -186,6 +186,18 @@ class Settings(BaseSettings):
     api_max_json_depth: int = Field(default=32, ge=1, le=500)
     # Seconds an idle kept-alive connection stays open.
     api_keepalive_s: int = Field(default=5, ge=1)
+    # GET /v1/requests/{id}/stream: a keep-alive comment this often (proxies close idle
+    # connections), the record read at least this often, and at most this many streams open
+    # per API process (each is a socket and a RabbitMQ queue, never a thread).
+    stream_keepalive_s: float = Field(default=15.0, gt=0)
+    stream_poll_s: float = Field(default=2.0, gt=0)
+    stream_max_open: int = Field(default=1000, ge=1)
+    # A streamed answer's socket is read at most this often once its text has begun (the pieces
+    # that arrived meanwhile are handled as one; see provider._stream); 0 reads every chunk.
+    stream_read_interval_s: float = Field(default=0.2, ge=0, le=1)
+    # Steps that ask to stream their answer do (workers); false calls the provider without
+    # streaming and readers get status and done only.
+    stream_replies: bool = True
     # Limits a new tenant gets unless `tenants create` says otherwise.
     tenant_default_rpm: int = 600
     tenant_default_max_concurrent: int = 100
@@ -203,6 +215,14 @@ class Settings(BaseSettings):
     callback_max_attempts: int = 8
     callbacks_concurrency: int = 4
     callback_timeout_s: float = 10.0
+    # A tool call waiting for a person's approval longer than this is escalated to the human queue
+    # by the reconciler's sweep.
+    approval_deadline_s: float = Field(default=86400.0, gt=0)
+    # How long a request may wait in the human queue before the inbox shows it as past its SLA.
+    human_sla_s: float = Field(default=3600.0, gt=0)
+    # Failures retries cannot fix go to the human queue instead of the dead-letter queue. Off by
+    # default: dead letters are replayable, and an operator queue needs people watching it.
+    handoff_on_failure: bool = False
 
     @field_validator("provider_api_keys", "secondary_provider_api_keys", mode="before")
     @classmethod

@@ -53,7 +53,9 @@ def history(tenant: str, conversation_id: str, *, before_request: str) -> list[d
 
 
 def append_exchange(conn: Session | Connection, tenant: str, conversation_id: str, request_id: str,
-                    question: str, answer: str, specialist: str) -> None:
+                    question: str, answer: str, specialist: str | None) -> None:
+    """The request's question and answer as the conversation's next turns; `specialist` (None:
+    unchanged, as when a person answered a request no specialist took) keeps its follow-ups there."""
     already = conn.scalar(select(func.count()).select_from(Turn).where(Turn.request_id == request_id))
     if already:
         return
@@ -68,5 +70,5 @@ def append_exchange(conn: Session | Connection, tenant: str, conversation_id: st
     conn.execute(
         update(Conversation)
         .where(Conversation.tenant == tenant, Conversation.id == conversation_id)
-        .values(specialist=specialist, updated_at=func.now())
+        .values(specialist=func.coalesce(specialist, Conversation.specialist), updated_at=func.now())
     )

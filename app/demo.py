@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 
 from app.config import get_settings, reset_settings
 from app.db import LlmCall, Request, session_scope
-from app.db.models import TERMINAL
+from app.db.models import TERMINAL, WAITING_ON_PERSON
 from app.ops.report import build as build_report
 from app.ops.report import percentile, render_text
 from app.ops.report_html import render_html
@@ -72,12 +72,16 @@ def summarize(run_id: str, expected: dict[str, str]) -> dict[str, Any]:
     routed_right = sum(1 for r in rows if r.id in expected and r.specialist == expected[r.id])
     succeeded = sum(1 for r in rows if r.status == "succeeded")
     dead = sum(1 for r in rows if r.status == "dead_lettered")
+    # A refund above the approval limit waits for a person: accounted for, and listed by
+    # `switchboard approvals list` / `switchboard inbox`.
+    waiting = sum(1 for r in rows if r.status in WAITING_ON_PERSON)
     return {
         "submitted": len(expected),
         "recorded": len(rows),
         "succeeded": succeeded,
         "dead_lettered": dead,
-        "unaccounted": len(expected) - succeeded - dead,
+        "waiting_on_person": waiting,
+        "unaccounted": len(expected) - succeeded - dead - waiting,
         "by_specialist": by,
         "routing_methods": methods,
         "routing_accuracy": round(routed_right / max(1, sum(1 for r in rows if r.id in expected)), 3),
@@ -92,7 +96,8 @@ def summarize(run_id: str, expected: dict[str, str]) -> dict[str, Any]:
 def _print_summary(summary: dict[str, Any], poison_id: str, poison_status: str) -> None:
     print("\nSwitchboard demo: the Monday-morning surge")
     print(f"  submitted {summary['submitted']}, succeeded {summary['succeeded']}, "
-          f"dead-lettered {summary['dead_lettered']}, unaccounted {summary['unaccounted']}")
+          f"dead-lettered {summary['dead_lettered']}, waiting on a person {summary['waiting_on_person']}, "
+          f"unaccounted {summary['unaccounted']}")
     for specialist, statuses in sorted(summary["by_specialist"].items()):
         print(f"  {specialist:<12} " + ", ".join(f"{k}={v}" for k, v in sorted(statuses.items())))
     print(f"  routing: {summary['routing_methods']}, accuracy against the surge's labels "
@@ -179,7 +184,8 @@ def run_demo(tickets: int = 200, *, keep_running: bool = False, as_json: bool = 
                 with session_scope() as session:
                     done = session.scalar(
                         select(func.count()).select_from(Request).where(
-                            Request.metadata_["demo_run"].astext == run_id, Request.status.in_(list(TERMINAL))
+                            Request.metadata_["demo_run"].astext == run_id,
+                            Request.status.in_(list(TERMINAL | WAITING_ON_PERSON)),
                         )
                     ) or 0
                 bar.update(done - bar.n)

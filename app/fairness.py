@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from app.celery_app import celery
 from app.config import get_settings
 from app.db import Request, Status, autocommit_scope
+from app.specialist import Specialist
 from app.topology import PRIORITIES
 
 IN_SPECIALIST = (Status.ROUTED, Status.RUNNING, Status.FAILED)
@@ -37,3 +39,15 @@ def dispatch_priority(tenant: str, specialist: str, priority: str) -> int:
             .where(Request.tenant == tenant, Request.specialist == specialist, Request.status.in_(IN_SPECIALIST))
         ) or 0
     return demoted(base, unfinished, settings.fair_share, settings.fair_share_demotion)
+
+
+def dispatch(request_id: str, specialist: Specialist, priority: str, tenant: str) -> None:
+    """Send the request to its specialist's queue with its fair-share priority (the router after
+    its decision; an approver's decision resuming a parked request)."""
+    celery.send_task(
+        specialist.task_name,
+        args=[request_id],
+        queue=specialist.queue,
+        routing_key=specialist.queue,
+        priority=dispatch_priority(tenant, specialist.name, priority),
+    )

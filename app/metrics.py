@@ -91,6 +91,23 @@ DEAD_LETTERS = Counter(
     "switchboard_dead_letters", "Requests dead-lettered, by the queue whose DLQ took them", ["queue"]
 )
 
+APPROVALS = Counter(
+    "switchboard_approvals",
+    "Tool calls that needed a person's approval, by tool and what happened (requested, approved, rejected)",
+    ["tool", "decision"],
+)
+APPROVAL_ESCALATIONS = Counter(
+    "switchboard_approval_escalations",
+    "Approvals that waited past SWITCHBOARD_APPROVAL_DEADLINE_S and went to the human queue, by tool",
+    ["tool"],
+)
+HANDOFFS = Counter(
+    "switchboard_handoffs",
+    "Requests handed to the human queue, by source (workflow, tool, approval_deadline, failure)",
+    ["source"],
+)
+HUMAN_REPLIES = Counter("switchboard_human_replies", "Requests in the human queue answered by a person")
+
 BUDGET_REFUSALS = Counter(
     "switchboard_budget_refusals",
     "LLM calls not made because a budget could not cover them, by scope (request, tenant_day)",
@@ -118,8 +135,8 @@ def observe_llm_call(row: dict[str, Any]) -> None:
 
 
 class FleetCollector(Collector):
-    """Queue depths from the broker, breaker states and today's LLM spend from PostgreSQL, read at
-    scrape time."""
+    """Queue depths from the broker, breaker states, today's LLM spend and requests waiting on
+    people from PostgreSQL, read at scrape time."""
 
     def describe(self) -> list[GaugeMetricFamily]:
         # Without it, registering would collect once, talking to the broker during worker start.
@@ -155,6 +172,7 @@ class FleetCollector(Collector):
         yield unacked
         yield consumers
         yield self._breakers()
+        yield self._waiting_on_people()
         yield from self._spend()
 
     @staticmethod
@@ -212,6 +230,31 @@ class FleetCollector(Collector):
                     family.add_metric([target], BREAKER_STATES.get(state, 0))
         except Exception as exc:
             log.warning("breaker states unavailable for metrics: %s", type(exc).__name__)
+        return family
+
+
+    @staticmethod
+    def _waiting_on_people() -> GaugeMetricFamily:
+        from sqlalchemy import func, select
+
+        from app.db import Request, session_scope
+        from app.db.models import WAITING_ON_PERSON
+
+        # Per tenant only with SWITCHBOARD_METRICS_TENANT_LABELS, like the usage histograms.
+        per_tenant = get_settings().metrics_tenant_labels
+        family = GaugeMetricFamily(
+            "switchboard_requests_waiting_on_people",
+            "Requests awaiting a person's approval or in the human queue, from the record",
+            labels=["status", "tenant"] if per_tenant else ["status"],
+        )
+        group = (Request.status, Request.tenant) if per_tenant else (Request.status,)
+        try:
+            with session_scope() as session:
+                waiting = select(*group, func.count()).where(Request.status.in_(list(WAITING_ON_PERSON)))
+                for *labels, count in session.execute(waiting.group_by(*group)):
+                    family.add_metric([str(v) for v in labels], count)
+        except Exception as exc:
+            log.warning("requests waiting on people unavailable for metrics: %s", type(exc).__name__)
         return family
 
 

@@ -6,7 +6,7 @@ backwards or finish it twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -75,6 +75,14 @@ _CHECKPOINTS = (
     .scalar_subquery()
 )
 
+# The parked steps' resumable states, {step: state}, beside the checkpoints.
+_PARKED = (
+    select(func.coalesce(func.jsonb_object_agg(_S.c.step, _S.c.output), literal_column("'{}'::jsonb"),
+                         type_=JSONB))
+    .where(_S.c.request_id == _RID, _S.c.status == "parked", _S.c.output.is_not(None))
+    .scalar_subquery()
+)
+
 
 def _claim(statuses: tuple[Status, ...]) -> Any:
     claimed = (
@@ -88,7 +96,8 @@ def _claim(statuses: tuple[Status, ...]) -> Any:
     event = _with_event(claimed, "attempt_started",
                         func.jsonb_build_object(literal_column("'attempt'"), claimed.c.attempts))
     return (
-        select(*(claimed.c[c.name] for c in _CLAIM_COLUMNS), _CHECKPOINTS.label("checkpoints"))
+        select(*(claimed.c[c.name] for c in _CLAIM_COLUMNS), _CHECKPOINTS.label("checkpoints"),
+               _PARKED.label("parked"))
         .add_cte(event)
     )
 
@@ -153,6 +162,8 @@ class Attempt:
     route_confidence: float | None
     # Outputs of the workflow steps that already succeeded (a redelivered task resumes after them).
     checkpoints: dict[str, dict[str, Any]]
+    # States of steps parked mid-way (waiting for an approval), which resume from them.
+    parked: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def start_attempt(request_id: str, *, take_over: bool = False) -> Attempt | None:
@@ -164,7 +175,7 @@ def start_attempt(request_id: str, *, take_over: bool = False) -> Attempt | None
         return None
     return Attempt(
         row.attempts, row.tenant, row.customer, row.text, row.priority, row.specialist, row.conversation_id,
-        row.route_confidence, row.checkpoints,
+        row.route_confidence, row.checkpoints, row.parked,
     )
 
 
@@ -239,3 +250,80 @@ def reset_for_replay(request_id: str) -> Request | None:
         request.finished_at = None
         add_event(session, request_id, "replayed", to=request.specialist or "router")
         return request
+
+
+# --- Waiting on a person: approvals and the human queue ------------------------------------------
+# Each is one conditional statement with its event, like the transitions above; the approval or
+# handoff row it concerns is written in the same transaction by the caller (app/approvals.py,
+# app/handoffs.py, workflows/engine.py).
+
+class NotWaiting(Exception):  # noqa: N818 - a refusal shown to the person who asked, not a bug
+    """The request is not in the status a person's action needs; `status` is the one it is in."""
+
+    def __init__(self, request_id: str, status: str, needed: str) -> None:
+        super().__init__(f"request {request_id} is {status}, not {needed}")
+        self.status = status
+
+
+_MOVED_COLUMNS = (_R.c.id, _R.c.tenant, _R.c.specialist, _R.c.priority, _R.c.conversation_id, _R.c.text)
+
+
+def _move(kind: str, from_: tuple[Status, ...], to: Status, **values: Any) -> Any:
+    """Move the request `_RID` from one of `from_` to `to`, with the event `kind` (detail: the
+    `detail` parameter); returns the moved row, or nothing if it was in another status."""
+    moved = (
+        update(_R).where(_R.c.id == _RID, _R.c.status.in_(from_)).values(status=to, **values)
+        .returning(*_MOVED_COLUMNS).cte(kind)
+    )
+    return select(*(moved.c[c.name] for c in _MOVED_COLUMNS)).add_cte(
+        _with_event(moved, kind, bindparam("detail", type_=JSONB)))
+
+
+_ADD_DB_MS = {"db_ms": _R.c.db_ms + bindparam("db_ms")}
+_PARK = _move("awaiting_approval", (Status.RUNNING,), Status.AWAITING_APPROVAL, **_ADD_DB_MS)
+_HAND_OFF = _move("handed_off", (Status.RUNNING,), Status.NEEDS_HUMAN, **_ADD_DB_MS)
+# A failure retries cannot fix, routed to people instead of the dead-letter queue; it may have
+# happened in the router (accepted) or between attempts.
+_HAND_OFF_FAILED = _move("handed_off", (Status.ACCEPTED, Status.ROUTED, Status.RUNNING, Status.FAILED),
+                         Status.NEEDS_HUMAN, error=bindparam("error"), **_ADD_DB_MS)
+_ESCALATE = _move("approval_escalated", (Status.AWAITING_APPROVAL,), Status.NEEDS_HUMAN)
+# Back to its specialist's queue: the parked step resumes with the decision.
+_APPROVED = _move("approved", (Status.AWAITING_APPROVAL,), Status.ROUTED)
+_REJECTED = _move("rejected", (Status.AWAITING_APPROVAL,), Status.ROUTED)
+_REPLIED = _move("human_replied", (Status.NEEDS_HUMAN,), Status.SUCCEEDED, result=bindparam("result"),
+                 error=None, finished_at=func.now())
+
+
+def park(conn: Connection, request_id: str, detail: dict[str, Any]) -> Any:
+    """running -> awaiting_approval inside `conn`'s transaction (the step's checkpoint); the moved
+    row, or None if another attempt owns the request now."""
+    return conn.execute(_PARK, {"rid": request_id, "detail": detail, "db_ms": _db_ms()}).first()
+
+
+def hand_off(conn: Connection, request_id: str, detail: dict[str, Any], *, error: str | None = None) -> Any:
+    """-> needs_human inside `conn`'s transaction: from running (a step handed over), or with
+    `error` from any unfinished status (a failure retries cannot fix). The moved row or None."""
+    if error is None:
+        return conn.execute(_HAND_OFF, {"rid": request_id, "detail": detail, "db_ms": _db_ms()}).first()
+    return conn.execute(_HAND_OFF_FAILED, {"rid": request_id, "detail": detail, "error": error,
+                                           "db_ms": _db_ms()}).first()
+
+
+def escalate(conn: Connection, request_id: str, detail: dict[str, Any]) -> Any:
+    """awaiting_approval -> needs_human (the approval waited past its deadline); the row or None."""
+    return conn.execute(_ESCALATE, {"rid": request_id, "detail": detail}).first()
+
+
+def resume_decided(conn: Connection, request_id: str, *, approved: bool, detail: dict[str, Any]) -> Any:
+    """awaiting_approval -> routed with the event `approved` or `rejected`; the row or None."""
+    return conn.execute(_APPROVED if approved else _REJECTED, {"rid": request_id, "detail": detail}).first()
+
+
+def finish_by_person(conn: Connection, request_id: str, result: dict[str, Any],
+                     detail: dict[str, Any]) -> Any:
+    """needs_human -> succeeded with a person's reply as the result; the row or None."""
+    row = conn.execute(_REPLIED, {"rid": request_id, "result": result, "detail": detail}).first()
+    if row is not None and row.conversation_id:
+        conversations.append_exchange(conn, row.tenant, row.conversation_id, request_id, row.text,
+                                      result.get("reply", ""), row.specialist)
+    return row

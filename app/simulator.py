@@ -35,8 +35,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from app import simulator_stream
 
 __all__ = [
     "ChatCompletionRequest",
@@ -70,6 +72,9 @@ TOOL_LOOP_MARKER = "[[sim:tool_loop]]"
 # Test aid: in JSON mode, a last user message carrying this marker is answered with broken JSON,
 # as models sometimes do; the step's repair prompt (without the marker) gets valid JSON.
 BAD_JSON_MARKER = "[[sim:bad_json]]"
+# Test aid: the first streamed answer to a conversation carrying this marker is cut off half-way
+# (no finish_reason, no [DONE]); the same request streamed again gets the whole answer.
+CUT_STREAM_MARKER = "[[sim:cut_stream]]"
 _MARKER_RE = re.compile(r"\[\[sim:[a-z_]+\]\]")
 
 _WORD_RE = re.compile(r"[a-z0-9]+")
@@ -252,6 +257,7 @@ class ChatCompletionRequest(_Lenient):
     temperature: float | None = Field(default=None, ge=0, le=2)
     response_format: ResponseFormat | None = None
     stream: bool = False
+    stream_options: dict[str, Any] | None = None
 
     @property
     def json_mode(self) -> bool:
@@ -927,6 +933,8 @@ class Simulator:
         self.rng = random.Random(config.seed)
         self.outage_until = 0.0
         self._keys = frozenset(config.api_keys)
+        # Conversations whose first stream was cut off (CUT_STREAM_MARKER).
+        self.cut_streams: set[str] = set()
         # Prompts received while recording (oldest dropped past the bound); None: not recording.
         self.prompts: deque[dict[str, Any]] | None = (
             deque(maxlen=MAX_RECORDED_PROMPTS) if config.record_prompts else None
@@ -958,6 +966,7 @@ class Simulator:
         # scenario would make the next one start with 429s.
         self.limiter.clear()
         self.rng = random.Random(self.config.seed)
+        self.cut_streams.clear()
 
     def apply_faults(self, update: FaultUpdate) -> None:
         for name in update.model_fields_set - {"outage_seconds"}:
@@ -1103,9 +1112,9 @@ async def _parse_body(request: Request) -> ChatCompletionRequest | JSONResponse:
         body = ChatCompletionRequest.model_validate(payload)
     except ValidationError as exc:
         return _validation_error(exc)
-    if body.stream:
-        message = "Streaming is not supported by the simulator."
-        return _error(400, message, "invalid_request_error", "unsupported_parameter", "stream")
+    if body.stream_options is not None and not body.stream:
+        message = "The 'stream_options' parameter is only allowed when 'stream' is enabled."
+        return _error(400, message, "invalid_request_error", None, "stream_options")
     fmt = body.response_format
     if fmt is not None and fmt.type == "json_schema" and not (fmt.json_schema or {}).get("name"):
         message = "Missing required parameter: 'response_format.json_schema.name'."
@@ -1168,6 +1177,8 @@ async def _complete(request: Request, sim: Simulator) -> Response:
     fault = sim.draw_fault(slow=SLOW_MARKER in user_text)
     if fault.timeout:
         sim.stats.faults["timeout"] += 1
+    if body.stream and fault.error_status is None and not fault.timeout:
+        return _streamed(sim, body, reply, prompt, completion, fault.delay_s, user_text, now, headers)
     if await _sleep_unless_disconnected(request, fault.delay_s):
         sim.stats.client_disconnects += 1
         return Response(status_code=499)  # nginx's "client closed request"; never sent
@@ -1181,6 +1192,30 @@ async def _complete(request: Request, sim: Simulator) -> Response:
     sim.stats.completion_tokens += completion
     headers["x-request-id"] = f"req_{uuid.uuid4().hex[:24]}"
     return JSONResponse(_completion_body(body, reply, prompt, completion), headers=headers)
+
+
+def _streamed(sim: Simulator, body: ChatCompletionRequest, reply: Reply, prompt: int, completion: int,
+              delay_s: float, user_text: str, now: float, headers: dict[str, str]) -> Response:
+    """The answer as OpenAI's SSE chunks, the latency spread over them (app/simulator_stream.py)."""
+    cut = False
+    if CUT_STREAM_MARKER in user_text:
+        said = (json.dumps(m.model_dump(mode="json"), sort_keys=True) for m in body.messages)
+        conversation = _stable_hash(*said)
+        cut = conversation not in sim.cut_streams
+        sim.cut_streams.add(conversation)
+    if cut:
+        sim.stats.faults["cut_stream"] += 1
+    else:
+        sim.stats.accepted.add(now)
+        sim.stats.prompt_tokens += prompt
+        sim.stats.completion_tokens += completion
+    usage = ({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+             if (body.stream_options or {}).get("include_usage") else None)
+    headers = {**headers, "x-request-id": f"req_{uuid.uuid4().hex[:24]}", "cache-control": "no-cache"}
+    return StreamingResponse(
+        simulator_stream.chunks(body.model, reply.content, reply.tool_calls, reply.finish_reason, usage,
+                                delay_s, cut=cut),
+        media_type="text/event-stream", headers=headers)
 
 
 async def chat_completions(request: Request) -> Response:

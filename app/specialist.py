@@ -115,21 +115,48 @@ class Tool(Generic[ArgsT]):
     run: Callable[[ToolContext, ArgsT], dict[str, Any]]
     # A side-effecting tool must be idempotent by (request, step): a redelivered task calls it again.
     side_effect: bool = False
+    # Whether a call needs a person's approval before it runs: the reason it does (shown to the
+    # approver), or None to run it at once. Decided in code from the validated arguments and the
+    # caller's context, never by the model.
+    approval: Callable[[ToolContext, ArgsT], str | None] | None = None
 
     def schema(self) -> dict[str, Any]:
         """The OpenAI `tools` entry for this tool (a fresh copy; the JSON schema is built once)."""
         return copy.deepcopy(_openai_schema(self.name, self.description, self.args))
 
-    def invoke(self, ctx: ToolContext, raw_arguments: str) -> dict[str, Any]:
-        """Validate the model's arguments and run; bad arguments go back to the model as an error."""
+    def parse(self, raw_arguments: str) -> ArgsT | dict[str, Any]:
+        """The model's arguments validated, or the error to hand back to the model."""
         try:
-            args = self.args.model_validate(json.loads(raw_arguments or "{}"))
+            return self.args.model_validate(json.loads(raw_arguments or "{}"))
         except (ValueError, ValidationError) as exc:
             return {"error": f"invalid arguments for {self.name}: {exc}"}
+
+    def needs_approval(self, ctx: ToolContext, args: ArgsT) -> str | None:
+        return self.approval(ctx, args) if self.approval is not None else None
+
+    def call(self, ctx: ToolContext, args: ArgsT) -> dict[str, Any]:
+        """Run with validated arguments; a refusal (ToolError) goes back to the model as an error."""
         try:
             return self.run(ctx, args)
         except ToolError as exc:
             return {"error": str(exc)}
+
+    def invoke(self, ctx: ToolContext, raw_arguments: str) -> dict[str, Any]:
+        """Validate the model's arguments and run; bad arguments go back to the model as an error."""
+        args = self.parse(raw_arguments)
+        return args if isinstance(args, dict) else self.call(ctx, args)
+
+
+@dataclass(frozen=True)
+class TenantSettingDef:
+    """A per-tenant setting a specialist reads (app/tenant_settings.py stores the overrides)."""
+
+    # Prefixed with the specialist's name, e.g. "billing.refund_approval_above_usd".
+    name: str
+    description: str
+    default: Any
+    # Turns a stored or typed value into the one the specialist uses; raises ValueError if invalid.
+    parse: Callable[[Any], Any] = lambda value: value
 
 
 @dataclass(frozen=True)
@@ -149,6 +176,8 @@ class Specialist:
     workflow: str = "support_ticket"
     max_tool_steps: int = 5
     concurrency: int | None = None
+    # Per-tenant settings its tools read: a default here, overrides with `switchboard settings set`.
+    tenant_settings: tuple[TenantSettingDef, ...] = ()
     compiled_rules: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -159,6 +188,10 @@ class Specialist:
             )
         if len(self.routing_examples) < 5:
             raise ValueError(f"specialist {self.name!r} needs at least 5 routing examples to be routable")
+        for setting in self.tenant_settings:
+            if not setting.name.startswith(f"{self.name}."):
+                raise ValueError(f"specialist {self.name!r}: setting {setting.name!r} must start with "
+                                 f"'{self.name}.' so specialists' settings never collide")
         object.__setattr__(self, "compiled_rules", tuple(re.compile(r, re.IGNORECASE) for r in self.rules))
 
     @property

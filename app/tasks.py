@@ -13,7 +13,10 @@ from celery.exceptions import Reject, Retry
 from celery.signals import task_postrun, task_prerun
 from sqlalchemy import Connection, func, select
 
-from app import callbacks, client, context, conversations, fairness, metrics, record, submissions, tracing
+from app import (
+    callbacks, client, context, conversations, fairness, handoffs, live, metrics, record, submissions,
+    tracing,
+)
 from app.celery_app import CALLBACK_TASK, RECONCILE_TASK, ROUTE_TASK, SUBMIT_TASK, celery
 from app.config import get_settings
 from app.db import Request, Status, session_scope
@@ -23,7 +26,7 @@ from app.routing import decide
 from app.specialist import Specialist
 from app.topology import ROUTER_QUEUE, SUBMIT_QUEUE
 from workflows import get_workflow
-from workflows.engine import RequestInfo, StepError, run
+from workflows.engine import AwaitingApproval, RequestInfo, StepError, Suspended, run
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,11 @@ def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc:
         except Exception:  # the database is down: retry anyway, the attempt is recorded next time
             log.warning("request %s: could not record the failed attempt; retrying in %.1fs", request_id, delay)
         raise task.retry(countdown=delay, exc=exc, max_retries=None, queue=queue, priority=priority)
+    if get_settings().handoff_on_failure and _handed_to_people(request_id, error):
+        metrics.REQUESTS.labels(specialist, Status.NEEDS_HUMAN).inc()
+        log.error("request %s handed to the human queue after %d attempt(s): %s", request_id, attempt,
+                  error)
+        return  # acked: a person's reply finishes it
     try:
         record.mark_dead_lettered(request_id, error, queue=queue)
     except Exception:
@@ -99,14 +107,12 @@ def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc:
     raise Reject(error, requeue=False)
 
 
-def dispatch(request_id: str, specialist: Specialist, priority: str, tenant: str) -> None:
-    celery.send_task(
-        specialist.task_name,
-        args=[request_id],
-        queue=specialist.queue,
-        routing_key=specialist.queue,
-        priority=fairness.dispatch_priority(tenant, specialist.name, priority),
-    )
+def _handed_to_people(request_id: str, error: str) -> bool:
+    try:
+        return handoffs.hand_off_failed(request_id, error)
+    except Exception:  # the database is down: the dead-letter path below retries the recording
+        log.warning("request %s: could not hand it to the human queue", request_id)
+        return False
 
 
 # max_retries=None: the attempt counter in the record decides when to give up, not Celery.
@@ -135,7 +141,7 @@ def route(self: Task, request_id: str) -> None:
             metrics.ROUTING_DECISIONS.labels(decision.method, decision.specialist).inc()
             log.info("routed to %s by %s (confidence %.2f)", decision.specialist, decision.method,
                      decision.confidence)
-            dispatch(request_id, get_specialist(decision.specialist), priority, tenant)
+            fairness.dispatch(request_id, get_specialist(decision.specialist), priority, tenant)
     except Reject:
         raise
     except Exception as exc:
@@ -202,6 +208,7 @@ def _specialist_task(spec: Specialist) -> Callable[..., Any]:
             return  # finished, or running elsewhere: a duplicate delivery
         tracing.annotate(request_id=request_id, attempt=attempt.number, resumed=bool(attempt.checkpoints),
                          checkpointed_steps=sorted(attempt.checkpoints))
+        live.attempt_started(request_id, attempt.number)
         try:
             if attempt.number > get_settings().max_attempts:
                 # The message keeps coming back (its worker died each time): stop the loop.
@@ -223,12 +230,20 @@ def _specialist_task(spec: Specialist) -> Callable[..., Any]:
                 result = {"reply": draft.get("reply", ""), "tool_calls": draft.get("tool_calls", [])}
                 callback_pending = record.mark_succeeded(conn, request_id, result, attempt)
 
-            run(get_workflow(spec.workflow), info, spec, attempt.checkpoints, finish=finish)
+            run(get_workflow(spec.workflow), info, spec, attempt.checkpoints, finish=finish,
+                parked=attempt.parked)
             _observe_success(spec, attempt, len(history) // 2 + 1)
             if callback_pending:
                 callbacks.enqueue(request_id)
         except Reject:
             raise
+        except Suspended as waiting:
+            # Recorded with the step's checkpoint; the message is acked and the slot freed. A
+            # person's decision or reply sends the request on.
+            parked = isinstance(waiting, AwaitingApproval)
+            waits_for = Status.AWAITING_APPROVAL if parked else Status.NEEDS_HUMAN
+            metrics.REQUESTS.labels(spec.name, waits_for).inc()
+            log.info("waiting for a person: %s", waiting)
         except Deferred as deferred:
             record.mark_deferred(request_id, str(deferred), retry_in_s=deferred.retry_in_s)
             metrics.RETRIES.labels(spec.queue, "deferred").inc()
@@ -237,6 +252,8 @@ def _specialist_task(spec: Specialist) -> Callable[..., Any]:
                              priority=priority) from None
         except Exception as exc:
             give_up_or_retry(self, request_id, spec.queue, attempt.number, exc)
+        finally:
+            live.status_changed(request_id)  # after the record's change committed: readers read it
 
     return run_specialist
 
@@ -265,6 +282,7 @@ def deliver_callback(self: Task, request_id: str) -> str:
 
 @celery.task(name=RECONCILE_TASK)
 def reconcile() -> dict[str, int]:
+    from app.approvals import escalate_overdue
     from app.inference.cache import purge_expired
     from app.reconciler import mark_in_doubt, redispatch_stale, republish_unpublished
 
@@ -274,4 +292,5 @@ def reconcile() -> dict[str, int]:
         "llm_calls_in_doubt": mark_in_doubt(),
         "cache_entries_expired": purge_expired(),
         "callbacks_resent": callbacks.resend_pending(),
+        "approvals_escalated": escalate_overdue(),
     }

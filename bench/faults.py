@@ -72,7 +72,9 @@ SCENARIOS = ("kill_worker", "rabbitmq_restart", "postgres_restart", "provider_ou
 # What each scenario restarts: without that private service it is skipped, never run on the shared one.
 NEEDS_PRIVATE = {"rabbitmq_restart": "rabbitmq", "postgres_restart": "postgres"}
 STORM_THREADS = 20
-TERMINAL = ("succeeded", "dead_lettered")
+# Where a request rests: finished, or parked durably for a person (a refund above the approval
+# limit, a customer asking for a person); neither is lost.
+TERMINAL = ("succeeded", "dead_lettered", "awaiting_approval", "needs_human")
 
 
 @dataclass
@@ -333,9 +335,14 @@ def _refundable_invoices(session: Any) -> list[str]:
 
     from app.db.models import Invoice
 
+    from specialists.billing import REFUND_APPROVAL_LIMIT
+
+    # Refunds that run unattended: above the default approval limit one waits for a person.
+    limit = REFUND_APPROVAL_LIMIT.parse(REFUND_APPROVAL_LIMIT.default)
     cutoff = datetime.now(UTC) - timedelta(days=25)
     return list(session.scalars(
-        select(Invoice.id).where(Invoice.status == "paid", Invoice.issued_at > cutoff).order_by(Invoice.id)
+        select(Invoice.id).where(Invoice.status == "paid", Invoice.issued_at > cutoff, Invoice.amount_usd <= limit)
+        .order_by(Invoice.id)
     ))
 
 
@@ -574,6 +581,7 @@ def _measure(db_url: str, ids: list[str], sim_stats: dict[str, Any], broker_url:
     return {
         "succeeded": by_status.get("succeeded", 0),
         "dead_lettered": by_status.get("dead_lettered", 0),
+        "waiting_on_person": by_status.get("awaiting_approval", 0) + by_status.get("needs_human", 0),
         "lost": lost,
         "non_terminal": {s: n for s, n in by_status.items() if s not in TERMINAL},
         "missing": len(missing),
@@ -711,7 +719,7 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
                 log(f"{name}: status poll failed ({type(exc).__name__}); retrying")
                 time.sleep(1)
                 continue
-            terminal = counts.get("succeeded", 0) + counts.get("dead_lettered", 0)
+            terminal = sum(counts.get(status, 0) for status in TERMINAL)
             if time.monotonic() - last_log > 5:
                 log(f"{name}: {terminal}/{len(ids)} terminal {dict(counts)}")
                 last_log = time.monotonic()

@@ -232,7 +232,9 @@ class Bench:
             ids = list(pool.map(send, tickets))
         submitted = time.perf_counter() - started
         seconds, dead = self._wait(
-            "SELECT count(*) FILTER (WHERE status IN ('succeeded', 'dead_lettered')), "
+            # A refund above the approval limit rests, parked, until a person decides.
+            "SELECT count(*) FILTER (WHERE status IN ('succeeded', 'dead_lettered', 'awaiting_approval', "
+            "'needs_human')), "
             "count(*) FILTER (WHERE status = 'dead_lettered') FROM requests WHERE metadata->>'bench' = %s",
             tag, len(ids), self.sb_poll, started,
         )

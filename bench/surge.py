@@ -93,7 +93,9 @@ def _phase(args: argparse.Namespace, *, limiter: bool) -> dict[str, Any]:
         while time.monotonic() < deadline:
             with session_scope() as session:
                 done = session.scalar(select(func.count()).select_from(Request).where(
-                    Request.id.in_(ids), Request.status.in_(["succeeded", "dead_lettered"]))) or 0
+                    Request.id.in_(ids),
+                    # A refund above the approval limit rests until a person decides.
+                    Request.status.in_(["succeeded", "dead_lettered", "awaiting_approval", "needs_human"]))) or 0
             if done == len(ids):
                 finished_at = time.monotonic()
                 break
@@ -121,15 +123,17 @@ def _phase(args: argparse.Namespace, *, limiter: bool) -> dict[str, Any]:
         )
         succeeded = statuses.get("succeeded", 0)
         dead = statuses.get("dead_lettered", 0)
+        waiting = statuses.get("awaiting_approval", 0) + statuses.get("needs_human", 0)
         return {
             "tickets": len(ids),
             "provider_429": stats.get("rate_limited", 0),
             "drain_s": round(drain_s, 1),
             "min_drain_s": round(min_drain, 1),
             "drain_ratio": round(drain_s / min_drain, 3) if min_drain else None,
-            "lost": len(ids) - succeeded - dead,
+            "lost": len(ids) - succeeded - dead - waiting,
             "succeeded": succeeded,
             "dead_lettered": dead,
+            "waiting_on_person": waiting,
             "llm_calls": provider_requests,
             "tokens": int(tokens),
             "llm_calls_by_model": {m: n for m, n, _ in per_model},

@@ -4,13 +4,15 @@ Its tools read the demo business tables (accounts, invoices, refunds), and only 
 request's tenant and customer (`owned()`): another customer's account or invoice answers "not found
 for this customer", word for word like one that does not exist. `issue_refund` is the one side
 effect in the demo, so it is written to survive a redelivered task: calling it again for the same
-request and invoice hands back the refund already made instead of paying twice.
+request and invoice hands back the refund already made instead of paying twice. A refund above the
+tenant's `billing.refund_approval_above_usd` (default $500) waits for a person's approval.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field
@@ -18,9 +20,10 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from app import tenant_settings
 from app.db.models import Account, Invoice, Refund
 from app.db.session import session_scope
-from app.specialist import NOT_FOUND, Specialist, Tool, ToolContext, owned
+from app.specialist import NOT_FOUND, Specialist, TenantSettingDef, Tool, ToolContext, owned
 
 REFUND_WINDOW = timedelta(days=30)
 REFUNDED = "refunded"
@@ -253,6 +256,35 @@ def issue_refund(ctx: ToolContext, args: IssueRefundArgs) -> dict[str, Any]:
         return _refund_summary(refund, replayed=False)
 
 
+def _non_negative_usd(value: Any) -> Decimal:
+    amount = Decimal(str(value))
+    if not amount.is_finite() or amount < 0:
+        raise ValueError(f"expected an amount in USD of 0 or more, not {value!r}")
+    return amount
+
+
+REFUND_APPROVAL_LIMIT = TenantSettingDef(
+    name="billing.refund_approval_above_usd",
+    description="refunds above this many USD wait for a person's approval",
+    default="500",
+    parse=_non_negative_usd,
+)
+
+
+def refund_needs_approval(ctx: ToolContext, args: IssueRefundArgs) -> str | None:
+    """Refunds above the tenant's limit wait for a person; an unreadable limit fails closed."""
+    try:
+        limit = tenant_settings.value(ctx.tenant, REFUND_APPROVAL_LIMIT)
+    except tenant_settings.SettingError as exc:
+        return f"the refund approval limit cannot be read ({exc})"
+    with session_scope() as session:
+        invoice = _own_invoice(session, ctx, args.invoice_id)
+        amount = invoice.amount_usd if invoice is not None else None
+    if amount is None or amount <= limit:
+        return None  # not this customer's invoice, or none: the tool itself refuses it
+    return f"refund of ${amount} for {args.invoice_id} is above the ${limit} approval limit"
+
+
 # --- Retrieval ---------------------------------------------------------------------------------
 
 # Invoices named in one ticket that retrieval looks at; a ticket listing a hundred gets five.
@@ -448,10 +480,12 @@ SPECIALIST = Specialist(
             args=IssueRefundArgs,
             run=issue_refund,
             side_effect=True,
+            approval=refund_needs_approval,
         ),
     ),
     model_tier="capable",
     # Conservative: an invoice number or the word refund is billing whatever else the ticket says.
     rules=(r"\bINV-\d+\b", r"\brefund(s|ed)?\b"),
     retrieve=retrieve,
+    tenant_settings=(REFUND_APPROVAL_LIMIT,),
 )

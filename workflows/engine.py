@@ -11,6 +11,13 @@ and fails as timed out (retryable). Each wait inside a step is bounded too: an L
 provider's HTTP timeout, a statement by the database's statement timeout. Python cannot stop a
 thread, so abandoning a step still running would leave it calling the provider, unrecorded, next
 to its own retry; a deadline the step obeys cannot.
+
+A step can stop to wait for a person. `ctx.await_approval(...)` parks it: its state (for the agent
+loop, the conversation so far and the pending tool call) becomes the step's checkpoint with status
+`parked`, written with the LLM calls it paid for, the pending approval and the request's move to
+`awaiting_approval` in one transaction; the task then ends, its message acked. Once a person
+decides, the task runs again and the step gets that state back as `ctx.parked` and the decision
+from `ctx.decision(key)`. `ctx.handoff(reason)` gives the request to the human queue the same way.
 """
 
 from __future__ import annotations
@@ -23,13 +30,17 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar, overload
+from functools import partial
+from typing import Any, NoReturn, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection, Executable, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import OperationalError
 
+from app import approvals, handoffs, live
+from app.approvals import Decision
+from app.config import get_settings
 from app.context import carry
 from app.db import StepRun, autocommit_scope, connection_scope, get_engine, session_scope
 from app.inference import ChatResponse, Deferred, ProviderError, complete, structured
@@ -42,6 +53,28 @@ log = logging.getLogger(__name__)
 
 StepFn = Callable[["StepContext"], dict[str, Any]]
 M = TypeVar("M", bound=BaseModel)
+
+
+class Suspended(Exception):  # noqa: N818 - not an error: the step waits for a person
+    """A step stopped to wait for a person. Its state is checkpointed with the request's new
+    status in one transaction; the task then ends (its message acked, no worker slot held)."""
+
+
+class AwaitingApproval(Suspended):
+    """A tool call needs a person's approval: the step parks with `state` and resumes from it."""
+
+    def __init__(self, *, key: str, tool: str, arguments: dict[str, Any], why: str,
+                 state: dict[str, Any]) -> None:
+        super().__init__(f"{tool} needs approval: {why}")
+        self.key, self.tool, self.arguments, self.why, self.state = key, tool, arguments, why, state
+
+
+class HandedOff(Suspended):
+    """The step gave the request to the human queue."""
+
+    def __init__(self, reason: str, source: str) -> None:
+        super().__init__(f"handed to a person: {reason}")
+        self.reason, self.source = reason, source
 
 
 class StepError(Exception):
@@ -90,18 +123,23 @@ class StepContext:
     writes: list[Callable[[Connection], object]] = field(default_factory=list)
     # time.monotonic() past which the step makes no further LLM call (see the module docstring).
     deadline: float = float("inf")
+    # Where this step's streamed calls send their text (created on the first `stream=True` call);
+    # kept across the step's attempts, so a retry announces that the text sent before is void.
+    streamed: live.LiveAnswer | None = None
+    # The state this step parked with (waiting for an approval), when it runs again to resume.
+    parked: dict[str, Any] | None = None
 
     @overload
     def llm(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None,
             tier: str | None = None, max_tokens: int = 512, temperature: float | None = None,
             tool_choice: str | dict[str, Any] | None = None, response_format: dict[str, Any] | None = None,
-            response_model: None = None) -> ChatResponse: ...
+            response_model: None = None, stream: bool = False) -> ChatResponse: ...
 
     @overload
     def llm(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None,
             tier: str | None = None, max_tokens: int = 512, temperature: float | None = None,
             tool_choice: str | dict[str, Any] | None = None, response_format: dict[str, Any] | None = None,
-            response_model: type[M]) -> M: ...
+            response_model: type[M], stream: bool = False) -> M: ...
 
     def llm(
         self,
@@ -114,10 +152,16 @@ class StepContext:
         tool_choice: str | dict[str, Any] | None = None,
         response_format: dict[str, Any] | None = None,
         response_model: type[M] | None = None,
+        stream: bool = False,
     ) -> ChatResponse | M:
         """One LLM call through the gateway. With `response_model` (a pydantic model) the call
         asks for JSON of its schema and returns a validated instance; an invalid answer gets one
-        repair prompt naming what was wrong, then fails the step (not retryable)."""
+        repair prompt naming what was wrong, then fails the step (not retryable). With `stream`
+        the answer's text reaches the request's stream readers while the model writes it (for the
+        step's final answer; see app/live.py); the call returns the same whole answer."""
+        stream = stream and get_settings().stream_replies
+        if stream and self.streamed is None:
+            self.streamed = live.LiveAnswer(self.request.id, self.step.name)
 
         def call(conversation: list[dict[str, Any]], fmt: dict[str, Any] | None) -> ChatResponse:
             if time.monotonic() > self.deadline:
@@ -137,6 +181,7 @@ class StepContext:
                 tenant=self.request.tenant,
                 record_into=self.calls,
                 writes_into=self.writes,
+                stream_to=self.streamed if stream else None,
             )
 
         if response_model is None:
@@ -160,6 +205,21 @@ class StepContext:
         succeeds: a record of what the step did commits together with its checkpoint, and costs
         no transaction of its own."""
         self.writes.append(lambda conn: conn.execute(statement))
+
+    def await_approval(self, *, key: str, tool: str, arguments: dict[str, Any], why: str,
+                       state: dict[str, Any]) -> NoReturn:
+        """Park the step until a person decides on the call `key` (unique within the step, e.g. the
+        model's tool-call id). The step runs again once decided, with `state` as `ctx.parked`:
+        everything it needs to go on without repeating paid LLM calls."""
+        raise AwaitingApproval(key=key, tool=tool, arguments=arguments, why=why, state=state)
+
+    def decision(self, key: str) -> Decision | None:
+        """A person's decision on the call `key` of this step, if one was made."""
+        return approvals.decision(self.request.id, self.step.name, key)
+
+    def handoff(self, reason: str, *, source: str = "workflow") -> NoReturn:
+        """Give the request to the human queue (`needs_human`); a person's reply becomes its result."""
+        raise HandedOff(reason, source)
 
     def tool_context(self) -> ToolContext:
         return ToolContext(request_id=self.request.id, tenant=self.request.tenant, step=self.step.name,
@@ -194,12 +254,15 @@ class Workflow:
         return register
 
 
-def load_checkpoints(request_id: str) -> dict[str, dict[str, Any]]:
+def load_checkpoints(request_id: str) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The finished steps' outputs and the parked steps' states."""
     with session_scope() as session:
         rows = session.execute(
-            select(StepRun.step, StepRun.output).where(StepRun.request_id == request_id, StepRun.status == "succeeded")
+            select(StepRun.step, StepRun.status, StepRun.output)
+            .where(StepRun.request_id == request_id, StepRun.status.in_(("succeeded", "parked")))
         ).all()
-    return {row.step: row.output or {} for row in rows}
+    return ({row.step: row.output or {} for row in rows if row.status == "succeeded"},
+            {row.step: row.output for row in rows if row.status == "parked" and row.output is not None})
 
 
 _STEPS = StepRun.__table__
@@ -233,10 +296,16 @@ class _NotWritten(Exception):
 
 def _record_step(ctx: StepContext, status: str, *, started_at: datetime,
                  output: dict[str, Any] | None = None, error: str | None = None,
-                 duration_ms: float | None = None, finish: Finish | None = None) -> None:
+                 duration_ms: float | None = None, finish: Finish | None = None,
+                 suspend: Callable[[Connection], None] | None = None) -> None:
     """One write per step attempt, when it ends: a step's row is its checkpoint and its history,
     written with the LLM calls the attempt made, the step's own writes if it succeeded, and for
-    the workflow's last step the caller's `finish`."""
+    the workflow's last step the caller's `finish`; for a step that stopped to wait for a person
+    (`parked`, `handed_off`), `suspend` moves the request to its waiting status."""
+    if status in ("failed", "deferred") and ctx.parked is not None:
+        # A resumed step that failed keeps the state it resumes from: its next attempt must not
+        # start over and pay again for the LLM calls made before it parked.
+        status, output = "parked", ctx.parked
     row = {
         "request_id": ctx.request.id,
         "step": ctx.step.name,
@@ -254,6 +323,8 @@ def _record_step(ctx: StepContext, status: str, *, started_at: datetime,
     def write(conn: Connection) -> None:
         write_calls(conn, calls)
         conn.execute(_UPSERT_STEP, row)
+        if suspend is not None:
+            suspend(conn)
         if status == "succeeded":
             for step_write in writes:
                 step_write(conn)
@@ -261,7 +332,7 @@ def _record_step(ctx: StepContext, status: str, *, started_at: datetime,
                 assert output is not None
                 finish(conn, {**ctx.outputs, ctx.step.name: output})
 
-    alone = not calls and not (status == "succeeded" and (writes or finish))
+    alone = not calls and suspend is None and not (status == "succeeded" and (writes or finish))
     waited, pause = 0.0, 0.5
     while True:
         try:
@@ -328,6 +399,18 @@ def _run_step(step: Step, ctx: StepContext, finish: Finish | None = None) -> dic
         except Deferred:
             _record_step(ctx, "deferred", started_at=started_at)
             raise
+        except AwaitingApproval as parking:
+            park = partial(approvals.park, request_id=ctx.request.id, step=ctx.step.name, key=parking.key,
+                           tool=parking.tool, arguments=parking.arguments, why=parking.why)
+            _record_step(ctx, "parked", started_at=started_at, output=parking.state,
+                         duration_ms=(time.perf_counter() - started) * 1000, suspend=park)
+            raise
+        except HandedOff as handing:
+            hand_off = partial(handoffs.open_handoff, request_id=ctx.request.id, source=handing.source,
+                               reason=handing.reason)
+            _record_step(ctx, "handed_off", started_at=started_at, error=handing.reason,
+                         duration_ms=(time.perf_counter() - started) * 1000, suspend=hand_off)
+            raise
         except Exception as exc:  # recorded, then classified below
             last = exc
         else:
@@ -359,12 +442,20 @@ def _side_pool() -> ThreadPoolExecutor:
 
 def run(workflow: Workflow, request: RequestInfo, specialist: Specialist,
         checkpoints: dict[str, dict[str, Any]] | None = None,
-        finish: Finish | None = None) -> dict[str, dict[str, Any]]:
+        finish: Finish | None = None,
+        parked: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     """Run every unfinished step, side by side where dependencies allow; returns all outputs.
-    `checkpoints` are the finished steps' outputs if the caller read them already. `finish(conn,
-    outputs)` is called once, after every step succeeded: in the last step's checkpoint
-    transaction when it can be (one transaction fewer per request), else in its own."""
-    outputs = dict(checkpoints) if checkpoints is not None else load_checkpoints(request.id)
+    `checkpoints` are the finished steps' outputs and `parked` the parked steps' states, if the
+    caller read them already. `finish(conn, outputs)` is called once, after every step
+    succeeded: in the last step's checkpoint transaction when it can be (one transaction fewer
+    per request), else in its own. A step waiting for a person raises Suspended."""
+    if checkpoints is None:
+        checkpoints, parked = load_checkpoints(request.id)
+    outputs = dict(checkpoints)
+    parked = parked or {}
+
+    def context(step: Step) -> StepContext:
+        return StepContext(request, specialist, step, dict(outputs), parked=parked.get(step.name))
     pending = {name: step for name, step in workflow.steps.items() if name not in outputs}
     running: dict[Future[dict[str, Any]], str] = {}
     finished = False
@@ -383,14 +474,12 @@ def run(workflow: Workflow, request: RequestInfo, specialist: Specialist,
             # All ready steps but the first run beside this thread, which runs the first itself: a
             # hand-off to another thread costs more CPU than most steps' own Python.
             for step in ready[1:]:
-                ctx = StepContext(request, specialist, step, dict(outputs))
-                running[_side_pool().submit(carry(_run_step), step, ctx)] = step.name
+                running[_side_pool().submit(carry(_run_step), step, context(step))] = step.name
                 del pending[step.name]
             if ready:
                 step = pending.pop(ready[0].name)
                 last = finish_once if finish is not None and not pending and not running else None
-                ctx = StepContext(request, specialist, step, dict(outputs))
-                outputs[step.name] = _run_step(step, ctx, finish=last)
+                outputs[step.name] = _run_step(step, context(step), finish=last)
                 continue
             if not running:
                 raise StepError(next(iter(pending)), "its dependencies can never finish", transient=False)

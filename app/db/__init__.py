@@ -1,6 +1,7 @@
 from app.db.models import (
     Account,
     ApiKey,
+    Approval,
     Base,
     BreakerEvent,
     CachedResponse,
@@ -9,6 +10,7 @@ from app.db.models import (
     CircuitBreaker,
     Conversation,
     Delivery,
+    Handoff,
     Invoice,
     KbArticle,
     LlmCall,
@@ -23,6 +25,7 @@ from app.db.models import (
     Status,
     StepRun,
     Tenant,
+    TenantSetting,
     TenantSpend,
     Turn,
 )
@@ -31,6 +34,7 @@ from app.db.session import autocommit_scope, connection_scope, dispose_engine, g
 __all__ = [
     "Account",
     "ApiKey",
+    "Approval",
     "Callback",
     "CallbackAttempt",
     "BreakerEvent",
@@ -41,6 +45,7 @@ __all__ = [
     "Base",
     "Conversation",
     "Delivery",
+    "Handoff",
     "Invoice",
     "KbArticle",
     "LlmCall",
@@ -53,6 +58,7 @@ __all__ = [
     "Status",
     "StepRun",
     "Tenant",
+    "TenantSetting",
     "TenantSpend",
     "Turn",
     "autocommit_scope",

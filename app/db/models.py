@@ -46,10 +46,17 @@ class Status(enum.StrEnum):
     # An attempt failed and a retry is scheduled; the request is not finished.
     FAILED = "failed"
     DEAD_LETTERED = "dead_lettered"
+    # A tool call needs a person's approval: parked at its step, holding no worker slot.
+    AWAITING_APPROVAL = "awaiting_approval"
+    # Handed to the human queue; a person's reply finishes it.
+    NEEDS_HUMAN = "needs_human"
 
 
 TERMINAL = frozenset({Status.SUCCEEDED, Status.DEAD_LETTERED})
-STATUS_CHECK = "status IN ('accepted','routed','running','succeeded','failed','dead_lettered')"
+# Not finished, but waiting on a person rather than on a worker.
+WAITING_ON_PERSON = frozenset({Status.AWAITING_APPROVAL, Status.NEEDS_HUMAN})
+STATUS_CHECK = ("status IN ('accepted','routed','running','succeeded','failed','dead_lettered',"
+                "'awaiting_approval','needs_human')")
 
 
 def new_id() -> str:
@@ -102,7 +109,7 @@ class Request(Base):
     priority: Mapped[str] = mapped_column(String(8), default="normal", server_default="normal")
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     conversation_id: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default=Status.ACCEPTED, server_default="accepted")
+    status: Mapped[str] = mapped_column(String(24), default=Status.ACCEPTED, server_default="accepted")
     specialist: Mapped[str | None] = mapped_column(String(64))
     route_confidence: Mapped[float | None]
     route_method: Mapped[str | None] = mapped_column(String(16))
@@ -142,7 +149,8 @@ class RequestEvent(Base):
 
 
 class StepRun(Base):
-    """One workflow step's checkpoint: a redelivered task skips steps that already succeeded."""
+    """One workflow step's checkpoint: a redelivered task skips steps that already succeeded.
+    A `parked` step's output is the state it resumes from (see workflows/engine.py)."""
 
     __tablename__ = "step_runs"
     __table_args__ = (UniqueConstraint("request_id", "step", name="uq_step_runs_request_step"),)
@@ -226,6 +234,70 @@ class Delivery(Base):
     channel: Mapped[str] = mapped_column(String(32), default="record")
     body: Mapped[str] = mapped_column(Text)
     delivered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+
+
+class Approval(Base):
+    """A tool call that waits for a person's decision; one per (request, step, call)."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (
+        UniqueConstraint("request_id", "step", "call_key", name="uq_approvals_request_step_call"),
+        CheckConstraint("decision IN ('approved','rejected','escalated')", name="ck_approvals_decision"),
+        # The pending ones: the approvals list and the reconciler's deadline sweep.
+        Index("ix_approvals_pending_deadline", "deadline", postgresql_where=text("decision IS NULL")),
+        Index("ix_approvals_request", "request_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"))
+    step: Mapped[str] = mapped_column(String(64))
+    # The model's tool-call id (or another key the step chose), so a resumed step finds its decision.
+    call_key: Mapped[str] = mapped_column(String(200))
+    tool: Mapped[str] = mapped_column(String(64))
+    # The validated arguments, cut to a summary a person can read.
+    arguments: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    # Why the tool said this call needs approval.
+    why: Mapped[str] = mapped_column(Text)
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+    deadline: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decision: Mapped[str | None] = mapped_column(String(16))
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Handoff(Base):
+    """A request handed to the human queue, and the person's reply once given."""
+
+    __tablename__ = "handoffs"
+    __table_args__ = (
+        CheckConstraint("source IN ('workflow','tool','approval_deadline','failure')",
+                        name="ck_handoffs_source"),
+    )
+
+    request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"), primary_key=True)
+    # What handed it over: a workflow's rule, the model's tool call, an approval past its
+    # deadline, or a failure retries cannot fix.
+    source: Mapped[str] = mapped_column(String(24))
+    reason: Mapped[str] = mapped_column(Text)
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+    replied_by: Mapped[str | None] = mapped_column(String(200))
+    replied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class TenantSetting(Base):
+    """A per-tenant value any specialist may define (e.g. billing's refund approval limit).
+
+    Keyed by tenant name, not a foreign key to `tenants`: requests submitted through the Python
+    client or Celery name tenants that the HTTP API's table need not hold."""
+
+    __tablename__ = "tenant_settings"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSONB)
+    updated_by: Mapped[str | None] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
 
 
 # --- Demo business data the specialists' tools read and act on -------------------------------

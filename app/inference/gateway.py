@@ -33,6 +33,7 @@ from app.inference.breaker import UNHEALTHY, Breaker, BreakerOpen, BreakerPolicy
 from app.inference.cache import PostgresCache, ResponseCache, cache_key
 from app.inference.call_log import write_calls
 from app.inference.cost import call_cost
+from app.inference.deltas import Deltas
 from app.inference.errors import FailureClass, ProviderError
 from app.inference.headers import exhausted_for
 from app.inference.history import estimate_tokens
@@ -119,6 +120,7 @@ class _Call:
     max_tokens: int
     sink: list[dict[str, Any]] | None
     params: Params
+    deltas: Deltas | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,7 @@ def complete(
     tenant: str | None = None,
     record_into: list[dict[str, Any]] | None = None,
     writes_into: list[Callable[[Connection], object]] | None = None,
+    stream_to: Deltas | None = None,
 ) -> provider.ChatResponse:
     """Call the model of `tier`. `temperature`, `tool_choice` and `response_format` take OpenAI's
     forms; every provider's adapter passes them on in its own API's terms. `cache=True` only for
@@ -159,11 +162,14 @@ def complete(
     agent step); cached answers are the `tenant`'s own, never served to another tenant. With
     `record_into`, successful calls are appended there for the caller to complete with its own
     checkpoint (see write_calls); with `writes_into`, so is the cache entry, as a write to run in
-    that transaction.
+    that transaction. With `stream_to` the provider streams its answer and each piece of text goes
+    there as it arrives; limits, retries and the record are those of any call, and what is
+    returned is the whole answer (never the text of an attempt cut off mid-way).
     Raises budget.BudgetExhausted when the request's or tenant's budget cannot cover the call."""
     attempt = partial(_complete, messages, purpose=purpose, request_id=request_id, step=step, tools=tools,
                       max_tokens=max_tokens, params=Params(temperature, tool_choice, response_format),
-                      cache=cache, tenant=tenant, record_into=record_into, writes_into=writes_into)
+                      cache=cache, tenant=tenant, record_into=record_into, writes_into=writes_into,
+                      stream_to=stream_to)
     chosen = budget.tier_for(request_id, tier)
     try:
         return attempt(tier=chosen)
@@ -188,9 +194,11 @@ def _complete(
     tenant: str | None,
     record_into: list[dict[str, Any]] | None,
     writes_into: list[Callable[[Connection], object]] | None,
+    stream_to: Deltas | None,
 ) -> provider.ChatResponse:
     settings = get_settings()
-    call = _Call(messages, tier, purpose, request_id, step, tools, max_tokens, record_into, params)
+    call = _Call(messages, tier, purpose, request_id, step, tools, max_tokens, record_into, params, stream_to)
+    cache = cache and stream_to is None
     targets = chain(settings.model_for_tier(tier))
     b = backends()
     key = None
@@ -271,11 +279,14 @@ def _call_target(call: _Call, target: Target, permit: Permit, b: _Backends) -> p
                 b.limiter.reconcile(reservation, 0)  # no call made: its tokens go back
             raise
         started = time.perf_counter()
+        if call.deltas is not None:
+            call.deltas.begin()
         try:
             response = provider.chat(
                 adapter_for(p.kind), base_url=p.base_url,
                 request=call.params.request(target.model, messages, call.tools, call.max_tokens),
                 api_key=p.secret(kid).get_secret_value(), key_id=kid,
+                on_delta=call.deltas.delta if call.deltas is not None else None,
             )
         except ProviderError as exc:
             _record(call, target, kid, outcome=exc.kind, error=str(exc), started=started,
@@ -310,6 +321,12 @@ def _call_target(call: _Call, target: Target, permit: Permit, b: _Backends) -> p
             if retries > settings.provider_max_retries:
                 raise
             continue
+        if call.deltas is not None and not (response.usage.prompt_tokens or response.usage.completion_tokens):
+            # A server that ignores stream_options.include_usage: reconcile with what was sent
+            # and received rather than with nothing.
+            response = response.model_copy(update={"usage": provider.Usage(
+                prompt_tokens=estimate_prompt_tokens(messages, call.tools),
+                completion_tokens=estimate_tokens(response.content or ""))})
         usage = response.usage
         if reservation:
             b.limiter.reconcile(reservation, usage.prompt_tokens + usage.completion_tokens)

@@ -1,5 +1,6 @@
 """The HTTP transport for every provider API: kept-alive connections per thread, one SSL context
-per process. What is sent and how the answer reads is the adapter's (app/inference/adapters)."""
+per process, and streamed answers read as Server-Sent Events while they arrive. What is sent and
+how the answer reads is the adapter's (app/inference/adapters)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,20 @@ import json
 import os
 import ssl
 import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import httpcore
 import httpx
 
 from app.config import get_settings
 from app.inference.adapters import Adapter, ChatRequest, HttpCall
+from app.inference.adapters.base import StreamFailed
 from app.inference.errors import FailureClass, ProviderError
 from app.inference.headers import retry_after
 from app.inference.response import ChatResponse, ToolCall, Usage
+from app.inference.sse import EventReader
 
 __all__ = ["ChatResponse", "ToolCall", "Usage", "chat"]
 
@@ -62,29 +68,35 @@ def _endpoint(base_url: str, path: str) -> tuple[httpcore.URL, bytes]:
     return httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path), url.netloc
 
 
+def _request_args(base_url: str, call: HttpCall) -> tuple[httpcore.URL, dict[str, object]]:
+    url, host = _endpoint(base_url, call.path)
+    content = json.dumps(call.body).encode()
+    timeout = get_settings().provider_timeout_s
+    return url, {
+        "headers": [(b"Host", host), *call.headers, (b"Content-Length", str(len(content)).encode())],
+        "content": content,
+        # For a stream, `read` bounds each wait for the next piece, not the whole answer.
+        "extensions": {"timeout": {"connect": 5.0, "read": timeout, "write": timeout, "pool": timeout}},
+    }
+
+
+def _header_dict(response: httpcore.Response) -> dict[str, str]:
+    return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in response.headers}
+
+
 def _post_json(base_url: str, call: HttpCall) -> tuple[int, dict[str, str], bytes]:
     """POST the call's body as JSON; (status, headers with lower-case names, body). httpcore, the
     transport under httpx, without httpx's request and response models: at hundreds of calls a
     second per worker process, building those cost a third of each call's CPU."""
-    url, host = _endpoint(base_url, call.path)
-    content = json.dumps(call.body).encode()
-    timeout = get_settings().provider_timeout_s
-    response = _connections(base_url).request(
-        "POST",
-        url,
-        headers=[(b"Host", host), *call.headers, (b"Content-Length", str(len(content)).encode())],
-        content=content,
-        extensions={"timeout": {"connect": 5.0, "read": timeout, "write": timeout, "pool": timeout}},
-    )
-    headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in response.headers}
-    return response.status, headers, response.content
+    url, args = _request_args(base_url, call)
+    response = _connections(base_url).request("POST", url, **args)  # type: ignore[arg-type]
+    return response.status, _header_dict(response), response.content
 
 
-def chat(adapter: Adapter, *, base_url: str, request: ChatRequest, api_key: str, key_id: str) -> ChatResponse:
-    """One exchange with the provider through its API's adapter; a failure as a ProviderError."""
-    call = adapter.build(request, base_url, api_key)
+@contextmanager
+def _transport_errors(request: ChatRequest, key_id: str) -> Iterator[None]:
     try:
-        status, headers, content = _post_json(base_url, call)
+        yield
     except httpcore.TimeoutException:
         raise ProviderError(
             FailureClass.TIMEOUT, f"no answer from the provider for {request.model}", key_id=key_id
@@ -93,23 +105,97 @@ def chat(adapter: Adapter, *, base_url: str, request: ChatRequest, api_key: str,
         raise ProviderError(
             FailureClass.CONNECTION, f"cannot reach the provider: {type(exc).__name__}", key_id=key_id
         ) from None
-    rate_headers = {k: v for k, v in headers.items() if "ratelimit" in k or k.startswith("retry-after")}
+
+
+def _refused(adapter: Adapter, status: int, headers: dict[str, str], content: bytes, api_key: str,
+             key_id: str) -> ProviderError:
+    failure = adapter.failure(status, content)
+    return ProviderError(
+        failure.kind,
+        # Providers echo part of a rejected key back; the record and logs must never see it.
+        failure.detail.replace(api_key, "[redacted]")[:300],
+        status=status,
+        retry_after_s=retry_after(headers),
+        key_id=key_id,
+    )
+
+
+def _rate_headers(headers: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if "ratelimit" in k or k.startswith("retry-after")}
+
+
+def chat(adapter: Adapter, *, base_url: str, request: ChatRequest, api_key: str, key_id: str,
+         on_delta: Callable[[str], None] | None = None) -> ChatResponse:
+    """One exchange with the provider through its API's adapter; a failure as a ProviderError.
+    With `on_delta` the answer is streamed: each piece of text is passed to it as it arrives, and
+    the whole answer is still what is returned."""
+    if on_delta is not None:
+        return _stream(adapter, base_url, request, api_key, key_id, on_delta)
+    call = adapter.build(request, base_url, api_key)
+    with _transport_errors(request, key_id):
+        status, headers, content = _post_json(base_url, call)
     if status != 200:
-        failure = adapter.failure(status, content)
-        raise ProviderError(
-            failure.kind,
-            # Providers echo part of a rejected key back; the record and logs must never see it.
-            failure.detail.replace(api_key, "[redacted]")[:300],
-            status=status,
-            retry_after_s=retry_after(headers),
-            key_id=key_id,
-        )
+        raise _refused(adapter, status, headers, content, api_key, key_id)
     try:
         payload = json.loads(content)
-        return adapter.parse(request, call, payload, rate_headers)
+        return adapter.parse(request, call, payload, _rate_headers(headers))
     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         # A 200 that is not the API's answer (a proxy's page, a truncated body): the server's fault.
         raise ProviderError(
             FailureClass.SERVER, f"unreadable answer from the provider: {type(exc).__name__}", status=status,
             key_id=key_id,
         ) from None
+
+
+def _stream(adapter: Adapter, base_url: str, request: ChatRequest, api_key: str, key_id: str,
+            on_delta: Callable[[str], None]) -> ChatResponse:
+    """The streamed exchange over the thread's kept-alive connection. An answer is only what the
+    API's final event closes: a stream cut off before it is a retryable failure, and the text
+    received until then is never returned (the caller was told each piece as a delta only).
+
+    Once text has begun, the socket is read at most every SWITCHBOARD_STREAM_READ_INTERVAL_S and
+    the pieces that arrived meanwhile go to `on_delta` as one: a provider sends a chunk per token,
+    and waking a worker thread for each costs more CPU (parsing, the GIL changing hands among
+    hundreds of threads) than the whole rest of the call. The first piece is never held back."""
+    if not request.stream:
+        request = ChatRequest(**{**request.__dict__, "stream": True})
+    call = adapter.build(request, base_url, api_key)
+    url, args = _request_args(base_url, call)
+    decoder = adapter.decoder(request, call)
+    reader = EventReader()
+    interval = get_settings().stream_read_interval_s
+    begun = False
+    with _transport_errors(request, key_id), \
+            _connections(base_url).stream("POST", url, **args) as response:  # type: ignore[arg-type]
+        headers = _header_dict(response)
+        if response.status != 200:
+            raise _refused(adapter, response.status, headers, response.read(), api_key, key_id)
+        try:
+            chunks = iter(response.iter_stream())
+            while True:
+                asked = time.monotonic()
+                chunk = next(chunks, None)
+                if chunk is None:
+                    break
+                # A chunk that took a while came off the network after waiting for it: what was
+                # read before is used up, so let the next pieces gather before reading again.
+                waited = time.monotonic() - asked > 0.002
+                pieces = [t for event in reader.feed(chunk) if (t := decoder.feed(event.event, event.data))]
+                if pieces:
+                    on_delta("".join(pieces))
+                if begun and waited and interval:
+                    time.sleep(interval)
+                begun = begun or bool(pieces)
+            answer = decoder.result(_rate_headers(headers))
+        except StreamFailed as failed:
+            detail = failed.failure.detail.replace(api_key, "[redacted]")[:300]
+            raise ProviderError(failed.failure.kind, detail, status=200, key_id=key_id) from None
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise ProviderError(
+                FailureClass.SERVER, f"unreadable event in the provider's stream: {type(exc).__name__}",
+                status=200, key_id=key_id,
+            ) from None
+    if answer is None:
+        raise ProviderError(FailureClass.CONNECTION, "the provider's stream ended before its final event",
+                            status=200, key_id=key_id)
+    return answer

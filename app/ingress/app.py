@@ -12,7 +12,6 @@ import re
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
-from pydantic import ValidationError
 from sqlalchemy import select, text
 from werkzeug.exceptions import HTTPException
 
@@ -21,11 +20,12 @@ from app.celery_app import celery
 from app.config import get_settings
 from app.db import Callback, Request, connection_scope, session_scope
 from app.inference.cost import warn_unpriced
+from app.ingress import people
 from app.ingress.auth import require_key
 from app.ingress.errors import ApiError, api_error, too_large
 from app.ingress.json_body import DepthLimitedJSON
 from app.ingress.limits import admission
-from app.ingress.models import Accepted, EventList, Health, NewRequest
+from app.ingress.models import Accepted, EventList, Health, NewRequest, read_body
 from app.ingress.openapi import REQUEST_ID, document
 
 log = logging.getLogger("switchboard.api")
@@ -37,17 +37,6 @@ def _json(model: Any, status: int = 200, headers: dict[str, str] | None = None) 
     response.status_code = status
     response.headers.update(headers or {})
     return response
-
-
-def _body() -> NewRequest:
-    data = request.get_json(force=True, silent=True)
-    if not isinstance(data, dict):
-        raise ApiError(400, "send a JSON object as the body (Content-Type: application/json)")
-    try:
-        return NewRequest.model_validate(data)
-    except ValidationError as exc:
-        problems = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()]
-        raise client.InvalidRequest(problems) from None
 
 
 def _same_request(request_id: str, body: NewRequest) -> bool:
@@ -71,7 +60,7 @@ def _request_id(value: str) -> str:
 @tracing.http_span("POST /v1/requests", lambda: request.headers)
 def submit() -> Response:
     principal = require_key(write=True)
-    body = _body()
+    body = read_body(NewRequest)
     fields = body.model_dump()
     fields.update(tenant=principal.tenant, idempotency_key=request.headers.get("Idempotency-Key"))
     valid = client.validate(**fields)  # refused before it costs the tenant a slot
@@ -163,6 +152,7 @@ def create_app() -> Flask:
     app.add_url_rule("/v1/requests", view_func=submit, methods=["POST"])
     app.add_url_rule("/v1/requests/<request_id>", view_func=get_request, methods=["GET"])
     app.add_url_rule("/v1/requests/<request_id>/events", view_func=get_events, methods=["GET"])
+    people.register(app)
     app.add_url_rule("/healthz", view_func=healthz, methods=["GET"])
     app.add_url_rule("/openapi.json", view_func=openapi, methods=["GET"])
     app.register_error_handler(Exception, _handle)

@@ -15,6 +15,7 @@ from a2wsgi import WSGIMiddleware
 
 from app.config import get_settings
 from app.ingress.errors import too_large
+from app.ingress.sse import Streams
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -82,4 +83,7 @@ def create_asgi() -> BodyLimit:
         refuse_defaults("api", settings=settings)
     except DefaultSecrets as exc:
         raise SystemExit(f"switchboard: {exc}") from None
-    return BodyLimit(WSGIMiddleware(create_app(), workers=settings.api_threads), settings.api_max_body_bytes)
+    # GET /v1/requests/{id}/stream is answered on the loop itself (app/ingress/sse.py): an open
+    # stream holds a socket and a broker queue, never one of the threads.
+    app = BodyLimit(WSGIMiddleware(create_app(), workers=settings.api_threads), settings.api_max_body_bytes)
+    return Streams(app)

@@ -8,8 +8,9 @@ from app.ingress.errors import ApiError
 from app.tenants import Principal, authenticate
 
 
-def require_key(*, write: bool = False) -> Principal:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+def principal_for(authorization: str, *, write: bool = False) -> Principal:
+    """The principal of an `Authorization` header's value, or the ApiError (401/403) to answer."""
+    scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "send your API key as 'Authorization: Bearer <key>' "
                             "(create one with `switchboard keys create TENANT`)")
@@ -20,3 +21,7 @@ def require_key(*, write: bool = False) -> Principal:
         raise ApiError(403, f"API key {principal.key_id} may only read; submit with a key created "
                             "without --read-only")
     return principal
+
+
+def require_key(*, write: bool = False) -> Principal:
+    return principal_for(request.headers.get("Authorization", ""), write=write)

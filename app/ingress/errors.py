@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 
 from app.client import InvalidRequest, Overloaded, RequestNotFound
 from app.ingress.limits import LimitExceeded
+from app.record import NotWaiting
 
 # status -> the stable code clients switch on
 CODES: dict[int, str] = {
@@ -91,6 +92,10 @@ def _broker(exc: BrokerError) -> ApiError:
     return ApiError(503, "the broker (RabbitMQ) is unavailable; retry later", retry_after_s=5)
 
 
+def _not_waiting(exc: NotWaiting) -> ApiError:
+    return ApiError(409, f"{exc}: nothing to do; GET the request to see where it is", code="not_waiting")
+
+
 def _overloaded(exc: Overloaded) -> ApiError:
     return ApiError(503, str(exc), retry_after_s=exc.retry_after_s, code="overloaded")
 
@@ -101,6 +106,7 @@ _MAPPING: list[tuple[type[BaseException], Callable[..., ApiError]]] = [
     (InvalidRequest, _invalid),
     (RequestNotFound, _not_found),
     (LimitExceeded, _limited),
+    (NotWaiting, _not_waiting),
     (DBAPIError, _database),
     (BrokerError, _broker),
 ]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from flask import request
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
-from app.client import EventView, RequestView
+from app.client import EventView, InvalidRequest, RequestView
+from app.ingress.errors import ApiError
+
+BodyT = TypeVar("BodyT", bound=BaseModel)
 
 __all__ = ["Accepted", "EventList", "Health", "NewRequest", "RequestView"]
 
@@ -44,3 +48,17 @@ class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, Literal["ok", "unavailable"]]
 
+
+def read_body(model: type[BodyT], *, optional: bool = False) -> BodyT:
+    """The JSON body as `model`; with `optional`, an empty body is an empty object. A body that is
+    not a JSON object is answered 400, an invalid field 422 naming each."""
+    data = request.get_json(force=True, silent=True)
+    if data is None and optional and not request.get_data():
+        data = {}
+    if not isinstance(data, dict):
+        raise ApiError(400, "send a JSON object as the body (Content-Type: application/json)")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()]
+        raise InvalidRequest(problems) from None

@@ -49,12 +49,15 @@ _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"
 
 
 def document() -> dict[str, Any]:
+    from app.ingress import people
+
     return {
         "openapi": "3.1.0",
         "info": {"title": "Switchboard", "version": "1",
                  "description": "Submit support requests to the Switchboard engine and read their results."},
         "components": {
-            "schemas": _schemas(NewRequest, Accepted, RequestView, EventList, Health, ErrorBody),
+            "schemas": _schemas(NewRequest, Accepted, RequestView, EventList, Health, ErrorBody,
+                                *people.schemas()),
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",
                                            "description": "`Authorization: Bearer sbk_...` from `switchboard keys create`"}},
         },
@@ -96,6 +99,7 @@ def document() -> dict[str, Any]:
                 "responses": {"200": _json(EventList, "the events"), **_AUTH_ERRORS,
                               "404": _error(404, "no such request for this tenant")},
             }},
+            **people.paths(_ref, _json, _error, _AUTH_ERRORS, _ID),
             "/healthz": {"get": {
                 "operationId": "health",
                 "summary": "Whether the database and the broker answer",

@@ -114,7 +114,8 @@ def simulator_spec(settings: Settings | None = None, *extra: str) -> ProcessSpec
 
 
 def api_argv(settings: Settings | None = None, *, python: str = sys.executable) -> list[str]:
-    """uvicorn serving the HTTP API (app/ingress/asgi.py).
+    """uvicorn serving the HTTP API (app/ingress/asgi.py), with the stream
+    endpoint (app/ingress/sse.py) on the same event loop: an open stream is a socket, not a thread.
 
     Connections live on the event loop, so slow clients (a header line every few seconds) cost a
     socket each and never a thread; a request takes one of SWITCHBOARD_API_THREADS threads, where

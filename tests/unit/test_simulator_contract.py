@@ -1,7 +1,7 @@
 """The simulator against the official `openai` SDK: what the SDK sends (tools, tool_choice,
 temperature, max_completion_tokens, response_format) it accepts, and what it answers the SDK
 parses: tool calls, JSON mode, JSON schemas as pydantic models, and OpenAI-shaped errors.
-(`stream=True` belongs to the streaming issue.)"""
+(`stream=True`: tests/unit/test_simulator_stream_contract.py.)"""
 
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ import json
 from typing import Any
 
 from app.config import get_settings
+from app.inference.adapters.anthropic_stream import AnthropicMessagesStream
 from app.inference.adapters.base import (
-    JSON_HEADERS,
     ChatRequest,
     Failure,
     HttpCall,
@@ -128,6 +128,8 @@ def messages_body(request: ChatRequest) -> tuple[dict[str, Any], dict[str, Any]]
     if request.temperature is not None:
         # OpenAI's range is 0-2, Anthropic's 0-1: a workflow written for one runs on the other.
         body["temperature"] = min(request.temperature, 1.0)
+    if request.stream:
+        body["stream"] = True  # usage arrives in message_start and message_delta
     return body, notes
 
 
@@ -182,7 +184,7 @@ class AnthropicMessages:
         # The SDK's base is the API's root; a base already ending in /v1 works too.
         path = "messages" if base_url.rstrip("/").endswith("/v1") else "v1/messages"
         headers = [(b"x-api-key", api_key.encode()),
-                   (b"anthropic-version", get_settings().anthropic_version.encode()), *JSON_HEADERS]
+                   (b"anthropic-version", get_settings().anthropic_version.encode()), *request.headers()]
         return HttpCall(path, headers, body, notes)
 
     def parse(self, request: ChatRequest, sent: HttpCall, payload: dict[str, Any],
@@ -191,3 +193,9 @@ class AnthropicMessages:
 
     def failure(self, status: int, content: bytes) -> Failure:
         return messages_failure(status, content)
+
+    def decoder(self, request: ChatRequest, sent: HttpCall) -> AnthropicMessagesStream:
+        structured = bool(sent.notes.get("structured"))
+        return AnthropicMessagesStream(
+            request, lambda r, payload, headers: parse_message(r, payload, headers, structured=structured),
+            messages_failure)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from app.config import get_settings
-from app.inference.adapters.base import JSON_HEADERS, ChatRequest, HttpCall
+from app.inference.adapters.base import ChatRequest, HttpCall
 from app.inference.adapters.openai_chat import OpenAIChat, chat_body
 
 
@@ -28,5 +28,5 @@ class AzureOpenAI(OpenAIChat):
     kind = "azure"
 
     def build(self, request: ChatRequest, base_url: str, api_key: str) -> HttpCall:
-        headers = [(b"api-key", api_key.encode()), *JSON_HEADERS]  # and no Authorization header
+        headers = [(b"api-key", api_key.encode()), *request.headers()]  # and no Authorization header
         return HttpCall(deployment_path(base_url, request.model), headers, chat_body(request))

@@ -18,6 +18,7 @@ from app.inference.response import ChatResponse
 
 Header = tuple[bytes, bytes]
 JSON_HEADERS: list[Header] = [(b"Content-Type", b"application/json"), (b"Accept", b"application/json")]
+STREAM_HEADERS: list[Header] = [(b"Content-Type", b"application/json"), (b"Accept", b"text/event-stream")]
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,11 @@ class ChatRequest:
     tool_choice: str | dict[str, Any] | None = None
     # OpenAI's forms: {"type": "json_object"} or {"type": "json_schema", "json_schema": {...}}.
     response_format: dict[str, Any] | None = None
+    # Ask for the answer as Server-Sent Events (see StreamDecoder).
+    stream: bool = False
+
+    def headers(self) -> list[Header]:
+        return STREAM_HEADERS if self.stream else JSON_HEADERS
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,24 @@ class Failure:
     detail: str
 
 
+class StreamFailed(Exception):
+    """The API sent an error event in the middle of a stream."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.detail)
+        self.failure = failure
+
+
+class StreamDecoder(Protocol):
+    """One streamed answer, event by event: `feed` returns the event's text delta (or None) and
+    raises StreamFailed for an error event; `result` is the whole answer as `parse` would give it,
+    or None while the API's final event has not arrived (the stream was cut off)."""
+
+    def feed(self, event: str, data: str) -> str | None: ...
+
+    def result(self, rate_headers: dict[str, str]) -> ChatResponse | None: ...
+
+
 class Adapter(Protocol):
     """One provider API. Stateless: one instance serves every thread."""
 
@@ -63,6 +87,8 @@ class Adapter(Protocol):
               rate_headers: dict[str, str]) -> ChatResponse: ...
 
     def failure(self, status: int, content: bytes) -> Failure: ...
+
+    def decoder(self, request: ChatRequest, sent: HttpCall) -> StreamDecoder: ...
 
 
 def error_body(content: bytes) -> tuple[str, dict[str, Any]]:

@@ -8,7 +8,8 @@ from functools import lru_cache
 from typing import Any
 
 from app.config import get_settings
-from app.inference.adapters.base import JSON_HEADERS, ChatRequest, Failure, HttpCall, openai_style_failure
+from app.inference.adapters.base import ChatRequest, Failure, HttpCall, openai_style_failure
+from app.inference.adapters.openai_stream import OpenAIChatStream
 from app.inference.response import ChatResponse, ToolCall, Usage
 
 
@@ -38,6 +39,11 @@ def chat_body(request: ChatRequest) -> dict[str, Any]:
         body["temperature"] = request.temperature
     if request.response_format is not None:
         body["response_format"] = request.response_format
+    if request.stream:
+        # Without include_usage a stream carries no token counts, and the limiter and the record
+        # need them.
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
     return body
 
 
@@ -64,8 +70,8 @@ class OpenAIChat:
     kind = "openai"
 
     def build(self, request: ChatRequest, base_url: str, api_key: str) -> HttpCall:
-        return HttpCall("chat/completions", [(b"Authorization", f"Bearer {api_key}".encode()), *JSON_HEADERS],
-                        chat_body(request))
+        headers = [(b"Authorization", f"Bearer {api_key}".encode()), *request.headers()]
+        return HttpCall("chat/completions", headers, chat_body(request))
 
     def parse(self, request: ChatRequest, sent: HttpCall, payload: dict[str, Any],
               rate_headers: dict[str, str]) -> ChatResponse:
@@ -73,3 +79,6 @@ class OpenAIChat:
 
     def failure(self, status: int, content: bytes) -> Failure:
         return openai_style_failure(status, content)
+
+    def decoder(self, request: ChatRequest, sent: HttpCall) -> OpenAIChatStream:
+        return OpenAIChatStream(request, parse_chat)

@@ -31,6 +31,7 @@ from switchboard.errors import (
     WaitTimeout,
 )
 from switchboard.models import FINISHED_STATUSES, Accepted, Event, Health, Priority, RequestView, Tokens
+from switchboard.streams import StreamEvent
 
 __all__ = [
     # Clients
@@ -44,6 +45,7 @@ __all__ = [
     "Event",
     "FINISHED_STATUSES",
     "Health",
+    "StreamEvent",
     "Priority",
     "RequestView",
     "Tokens",

@@ -151,6 +151,10 @@ class Calls:
             return Health.model_validate_json(response.content)
         return parse(response, Health)
 
+    def stream_request(self, request_id: str) -> httpx.Request:
+        return self._request("GET", _request_path(request_id) + "/stream",
+                             headers={"Accept": "text/event-stream"})
+
     def wait(self, request_id: str, timeout: float) -> Flow[RequestView]:
         """Poll until the request finished (succeeded or dead-lettered); WaitTimeout after `timeout` s."""
         deadline = time.monotonic() + timeout

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 
 from switchboard._core import Calls, Flow, PollPolicy, RetryPolicy, Sleep, T
 from switchboard._version import __version__
+from switchboard.errors import error_for
 from switchboard.models import Accepted, Event, Health, Priority, RequestView
+from switchboard.streams import StreamEvent, events
 
 
 def drive(flow: Flow[T], send: Any) -> T:
@@ -68,6 +71,21 @@ class Client:
     def events(self, request_id: str) -> list[Event]:
         """The request's event log, oldest first."""
         return self._run(self._calls.events(request_id)).events
+
+    def stream(self, request_id: str, *, timeout: float = 300.0) -> Iterator[StreamEvent]:
+        """The request's events as they happen (`GET /v1/requests/{id}/stream`), ending with
+        `done`; NotFound for an unknown id or another tenant's request. `timeout`: the longest
+        wait for the next event or keep-alive."""
+        request = self._calls.stream_request(request_id)
+        request.extensions["timeout"] = {**request.extensions["timeout"], "read": timeout}
+        response = self._http.send(request, stream=True)
+        try:
+            if not response.is_success:
+                response.read()
+                raise error_for(response)
+            yield from events(response.iter_lines())
+        finally:
+            response.close()
 
     def health(self) -> Health:
         """Whether the API's database and broker answer."""

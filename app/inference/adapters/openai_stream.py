@@ -1,0 +1,73 @@
+"""OpenAI's streamed chat completion (`stream: true`, `stream_options.include_usage`): chunks of
+`choices[0].delta` (content, and tool calls whose `function.arguments` arrive in pieces under
+their `index`), `finish_reason`, a last chunk with `usage` and no choices, then `data: [DONE]`.
+Azure OpenAI and OpenAI-compatible servers (vLLM, Ollama, LiteLLM, the simulator) send the same."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from app.inference.adapters.base import ChatRequest, Failure, StreamFailed
+from app.inference.errors import classify_status
+from app.inference.response import ChatResponse
+
+
+class OpenAIChatStream:
+    def __init__(self, request: ChatRequest, parse: Any) -> None:
+        self._request = request
+        self._parse = parse
+        self._model: str | None = None
+        self._text: list[str] = []
+        self._calls: dict[int, dict[str, Any]] = {}
+        self._finish: str | None = None
+        self._usage: dict[str, Any] | None = None
+        self._done = False
+
+    def feed(self, event: str, data: str) -> str | None:
+        if data.strip() == "[DONE]":
+            self._done = True
+            return None
+        chunk = json.loads(data)
+        if chunk.get("error"):
+            # Some servers report a failure that happens mid-answer as a chunk of its own.
+            error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
+            message = str(error.get("message") or error)
+            raise StreamFailed(Failure(classify_status(500, message), message))
+        self._model = chunk.get("model") or self._model
+        if chunk.get("usage"):
+            self._usage = chunk["usage"]
+        text: str | None = None
+        for choice in chunk.get("choices") or []:
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                text = delta["content"]
+                self._text.append(text)
+            for piece in delta.get("tool_calls") or []:
+                call = self._calls.setdefault(int(piece.get("index", 0)),
+                                              {"id": "", "name": "", "arguments": []})
+                function = piece.get("function") or {}
+                call["id"] = piece.get("id") or call["id"]
+                call["name"] = function.get("name") or call["name"]
+                if function.get("arguments"):
+                    call["arguments"].append(function["arguments"])
+            self._finish = choice.get("finish_reason") or self._finish
+        return text
+
+    def result(self, rate_headers: dict[str, str]) -> ChatResponse | None:
+        # [DONE] ends every stream; a server that closes after the finish_reason without it has
+        # still sent the whole answer (its usage, if any, comes before the close).
+        if not self._done and self._finish is None:
+            return None
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(self._text) or None}
+        if self._calls:
+            message["tool_calls"] = [
+                {"id": c["id"], "type": "function", "function": {"name": c["name"],
+                                                                 "arguments": "".join(c["arguments"])}}
+                for _, c in sorted(self._calls.items())
+            ]
+        payload = {"model": self._model, "choices": [{"message": message, "finish_reason": self._finish}],
+                   "usage": self._usage}
+        return self._parse(self._request, payload, rate_headers)
