@@ -87,10 +87,16 @@ class Settings(BaseSettings):
         "sim-large": (Decimal("2.50"), Decimal("10.00")),
     }
 
+    # Where specialists come from: module or package paths, comma-separated (app/registry.py).
+    # Each names a module defining SPECIALIST, or a package whose submodules (or itself) define one.
+    specialists: Annotated[list[str], NoDecode] = ["specialists"]
+
     router_confidence_threshold: float = 0.6
     # A follow-up turn leaves its conversation's specialist only on this much confidence.
     topic_change_confidence: float = 0.85
-    fallback_specialist: str = "technical"
+    # Where undecidable requests go; unset: the specialist that declares `fallback=True`, else the
+    # first one found (app/registry.py).
+    fallback_specialist: str | None = None
 
     max_text_bytes: int = 32 * 1024
     max_attempts: int = 3
@@ -129,9 +135,10 @@ class Settings(BaseSettings):
     flower_basic_auth: SecretStr | None = None
     simulator_port: int = 8765
 
-    # Prometheus: the pool commands give each process kind its own port, the router base+0 and
-    # the specialists base+1, +2, ... in registry order (SWITCHBOARD_<QUEUE>_METRICS_PORT
-    # overrides one; 0 turns metrics off). `metrics_port` is this process's port.
+    # Prometheus: the pool commands give each process kind its own port, derived from its queue's
+    # name (app/metrics_ports.py), so adding a specialist moves no other pool's port
+    # (SWITCHBOARD_<QUEUE>_METRICS_PORT overrides one; 0 turns metrics off). `metrics_port` is
+    # this process's port.
     metrics_base_port: int = 9560
     metrics_port: int = 0
     metrics_address: str = "0.0.0.0"
@@ -169,6 +176,15 @@ class Settings(BaseSettings):
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return [SecretStr(k.strip()) for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("specialists", mode="before")
+    @classmethod
+    def _split_specialists(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [p.strip() for p in value.split(",") if p.strip()]
+        if not value:
+            raise ValueError("name at least one module or package, e.g. SWITCHBOARD_SPECIALISTS=specialists")
         return value
 
     @field_validator("callback_allowed_hosts", mode="before")

@@ -334,4 +334,6 @@ SPECIALIST = Specialist(
     # Conservative: an HTTP error status or a stack trace is a technical ticket whatever else it says.
     rules=(r"\b[45]\d\d error\b", r"\bstack ?trace\b", r"\btraceback\b"),
     retrieve=retrieve,
+    # Undecidable tickets come here: most of them are "it does not work".
+    fallback=True,
 )

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from app.config import Settings
+from app.config import Settings, get_settings
 from app.ops.pools import worker_argv
 from app.registry import specialists
 from app.topology import CALLBACK_QUEUE, ROUTER_QUEUE
@@ -60,6 +60,12 @@ class PlainDumper(yaml.SafeDumper):
 def declared(name: str) -> Any:
     """A setting's declared default: generated files must not depend on this machine's environment."""
     return Settings.model_fields[name].default
+
+
+def enabled_specialists() -> str:
+    """SWITCHBOARD_SPECIALISTS as the registry read it, so every pod loads the specialists the
+    generated files have pools for."""
+    return ",".join(get_settings().specialists)
 
 
 def pools() -> dict[str, int]:
@@ -208,6 +214,8 @@ def config_map() -> dict[str, Any]:
             "SWITCHBOARD_PROVIDER_TPM": "0",
             "SWITCHBOARD_CHEAP_MODEL": str(declared("cheap_model")),
             "SWITCHBOARD_CAPABLE_MODEL": str(declared("capable_model")),
+            # The one value from this environment: the specialists these files have pools for.
+            "SWITCHBOARD_SPECIALISTS": enabled_specialists(),
         },
     }
 
