@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Account, Invoice, Refund
 from app.db.session import session_scope
+from app.seed import seed_billing
 from app.specialist import Specialist, Tool, ToolContext
 
 REFUND_WINDOW = timedelta(days=30)
@@ -442,4 +443,5 @@ SPECIALIST = Specialist(
     # Conservative: an invoice number or the word refund is billing whatever else the ticket says.
     rules=(r"\bINV-\d+\b", r"\brefund(s|ed)?\b"),
     retrieve=retrieve,
+    seed=seed_billing,
 )

@@ -25,6 +25,7 @@ from sqlalchemy import (
 
 from app.db.models import KbArticle, ServiceStatus
 from app.db.session import autocommit_scope, session_scope
+from app.seed import seed_technical
 from app.specialist import Specialist, Tool, ToolContext
 
 EXCERPT_CHARS = 200
@@ -334,6 +335,7 @@ SPECIALIST = Specialist(
     # Conservative: an HTTP error status or a stack trace is a technical ticket whatever else it says.
     rules=(r"\b[45]\d\d error\b", r"\bstack ?trace\b", r"\btraceback\b"),
     retrieve=retrieve,
+    seed=seed_technical,
     # Undecidable tickets come here: most of them are "it does not work".
     fallback=True,
 )

@@ -15,9 +15,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from app.config import Settings, get_settings
+from app.extras import unavailable
+
+try:  # the `deploy` extra: only `switchboard manifests` writes YAML
+    import yaml
+except ModuleNotFoundError as exc:
+    raise unavailable("deploy", "switchboard manifests", exc) from exc
 from app.ops.pools import worker_argv
 from app.registry import specialists
 from app.topology import CALLBACK_QUEUE, ROUTER_QUEUE
