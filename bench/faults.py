@@ -326,7 +326,7 @@ def _refundable_invoices(session: Any) -> list[str]:
 
     from sqlalchemy import select
 
-    from app.db.models import Invoice
+    from specialists.billing.models import Invoice
 
     cutoff = datetime.now(UTC) - timedelta(days=25)
     return list(session.scalars(
@@ -626,13 +626,14 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     from app.db.migrate import upgrade
     from app.ops.pools import pool_specs, simulator_spec
     from app.ops.supervisor import Supervisor, wait_for_workers
-    from app.seed import account_emails, invoice_ids, seed
+    from app.db.seeding import seed_enabled
+    from specialists.billing.seed import account_emails, invoice_ids
     from app.topology import work_queue_names
 
     settings = get_settings()
     upgrade(services["database_url"])
     with session_scope() as session:
-        seed(session)
+        seed_enabled(session)
         emails, invoices = account_emails(session), invoice_ids(session)
         refundable = _refundable_invoices(session)
     tickets = _tickets(opts.tickets, emails, invoices, refundable, opts.seed)

@@ -50,7 +50,7 @@ def _phase(args: argparse.Namespace, *, limiter: bool) -> dict[str, Any]:
         from app.ops.supervisor import Supervisor
         from app.ops.surge import monday_morning
         from app.registry import specialists
-        from app.seed import account_emails, invoice_ids
+        from specialists.billing.seed import account_emails, invoice_ids
 
         with session_scope() as session:
             emails, invoices = account_emails(session), invoice_ids(session)
