@@ -61,7 +61,7 @@ def specialist_config(url: str, spec: Specialist) -> Config:
     assert spec.migrations is not None
     config = alembic_config(url)
     # Only the specialist's directory: the engine's versions/ are not part of this history.
-    config.set_main_option("version_path_separator", "os")
+    config.set_main_option("path_separator", "os")
     config.set_main_option("version_locations", str(spec.migrations))
     config.attributes["version_table"] = version_table(spec.name)
     return config

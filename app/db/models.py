@@ -1,4 +1,4 @@
-"""The durable record: every request, every stage, every LLM call, and the demo business data.
+"""The engine's durable record: every request, every stage, every LLM call, and shared engine state.
 
 The schema changes only through Alembic revisions in migrations/; these classes describe it.
 """
@@ -14,7 +14,6 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
-    Computed,
     DateTime,
     ForeignKey,
     Index,
@@ -26,7 +25,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -193,68 +192,6 @@ class Delivery(Base):
     channel: Mapped[str] = mapped_column(String(32), default="record")
     body: Mapped[str] = mapped_column(Text)
     delivered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
-
-
-# --- Demo business data the specialists' tools read and act on -------------------------------
-
-
-class Account(Base):
-    __tablename__ = "accounts"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    email: Mapped[str] = mapped_column(String(200), unique=True)
-    name: Mapped[str] = mapped_column(String(200))
-    plan: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16), default="active")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
-
-
-class Invoice(Base):
-    __tablename__ = "invoices"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
-    amount_usd: Mapped[Decimal] = mapped_column(Numeric(12, 2))
-    status: Mapped[str] = mapped_column(String(16))
-    period: Mapped[str] = mapped_column(String(16))
-    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-class Refund(Base):
-    __tablename__ = "refunds"
-    # One refund per invoice per request: a redelivered task that calls the tool again gets the
-    # existing refund back instead of paying twice.
-    __table_args__ = (UniqueConstraint("request_id", "invoice_id", name="uq_refunds_request_invoice"),)
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    invoice_id: Mapped[str] = mapped_column(ForeignKey("invoices.id"))
-    request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"))
-    amount_usd: Mapped[Decimal] = mapped_column(Numeric(12, 2))
-    reason: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
-
-
-class KbArticle(Base):
-    __tablename__ = "kb_articles"
-    __table_args__ = (Index("ix_kb_articles_search", "search", postgresql_using="gin"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    slug: Mapped[str] = mapped_column(String(100), unique=True)
-    title: Mapped[str] = mapped_column(String(200))
-    body: Mapped[str] = mapped_column(Text)
-    search: Mapped[Any] = mapped_column(
-        TSVECTOR,
-        Computed("to_tsvector('english', title || ' ' || body)", persisted=True),
-    )
-
-
-class ServiceStatus(Base):
-    __tablename__ = "service_status"
-
-    component: Mapped[str] = mapped_column(String(64), primary_key=True)
-    status: Mapped[str] = mapped_column(String(32))
-    message: Mapped[str] = mapped_column(Text, default="")
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
 
 
 # --- Inference layer state shared by every process ---------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from specialists.technical import SearchKbArgs, search_kb
+from specialists.technical.tools import SearchKbArgs, search_kb
 
 
 def slugs(query: str, limit: int = 3) -> list[str]:
