@@ -113,7 +113,8 @@ class Delivery(BaseModel):
 
 def _payload(request: Request) -> bytes:
     return json.dumps({
-        "id": request.id, "tenant": request.tenant, "status": request.status, "specialist": request.specialist,
+        "id": request.id, "tenant": request.tenant, "customer": request.customer, "status": request.status,
+        "specialist": request.specialist,
         "result": request.result,
         "tokens": {"prompt": request.prompt_tokens, "completion": request.completion_tokens},
         "cost_usd": float(request.cost_usd), "finished_at": request.finished_at.isoformat() if request.finished_at else None,

@@ -75,6 +75,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     submission = client.submit(
         args.text,
         tenant=args.tenant,
+        customer=args.customer,
         priority=args.priority,
         idempotency_key=args.idempotency_key,
         conversation_id=args.conversation,
@@ -574,6 +575,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("submit", cmd_submit, "submit a request")
     p.add_argument("text")
     p.add_argument("--tenant", default="default")
+    p.add_argument("--customer", help="the end user the request acts for, as your app authenticated them "
+                   "(the demo: the account's e-mail); its tools see only this customer's data")
     p.add_argument("--priority", default="normal", help="high, normal or low")
     p.add_argument("--idempotency-key")
     p.add_argument("--conversation", help="conversation id: follow-ups share history and specialist")

@@ -116,7 +116,7 @@ def run_demo(tickets: int = 200, *, keep_running: bool = False, as_json: bool = 
     from app.ops.surge import POISON_TEXT, monday_morning
     from app.registry import RegistryError, specialists
     from app.topology import work_queue_names
-    from specialists.billing.seed import account_emails, invoice_ids
+    from specialists.billing.seed import DEMO_TENANT, account_emails, invoice_ids, invoice_owners
 
     if tickets < 1:
         raise ValueError("--tickets must be at least 1")
@@ -129,7 +129,7 @@ def run_demo(tickets: int = 200, *, keep_running: bool = False, as_json: bool = 
     upgrade()
     with session_scope() as session:
         seed_enabled(session)
-        emails, invoices = account_emails(session), invoice_ids(session)
+        emails, invoices, owners = account_emails(session), invoice_ids(session), invoice_owners(session)
 
     run_id = uuid.uuid4().hex[:8]
     port = _free_port(get_settings().simulator_port)
@@ -152,7 +152,10 @@ def run_demo(tickets: int = 200, *, keep_running: bool = False, as_json: bool = 
         wait_for_workers(work_queue_names(), timeout=90)
         print(f"Flower at {flower_url} (credentials from {source})", file=out)
 
-        surge = monday_morning(tickets, emails=emails, invoice_ids=invoices)
+        # Submitted as the seeded accounts' own tenant and customers, as an app that signed its users
+        # in would: each ticket's tools see the writer's account, so refunds of their own invoices go through.
+        surge = monday_morning(tickets, emails=emails, invoice_ids=invoices, owners=owners,
+                               tenant=DEMO_TENANT)
         expected: dict[str, str] = {}
         poison_at = len(surge) // 2
 
@@ -160,7 +163,8 @@ def run_demo(tickets: int = 200, *, keep_running: bool = False, as_json: bool = 
             if i == poison_at:
                 return client.submit(POISON_TEXT, tenant="acme", metadata={"demo_run": run_id, "poison": True}).id
             t = surge[i if i < poison_at else i - 1]
-            sub = client.submit(t.text, tenant=t.tenant, priority=t.priority, metadata={"demo_run": run_id})
+            sub = client.submit(t.text, tenant=t.tenant, customer=t.customer, priority=t.priority,
+                                metadata={"demo_run": run_id})
             expected[sub.id] = t.expected
             return sub.id
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     Numeric,
@@ -56,10 +57,14 @@ def _now() -> Any:
 
 
 class Conversation(Base):
+    """Conversation ids are the calling app's, so each tenant has its own: (tenant, id)."""
+
     __tablename__ = "conversations"
 
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    tenant: Mapped[str] = mapped_column(String(64))
+    # The customer of its first request; a request of another customer cannot continue it.
+    customer: Mapped[str | None] = mapped_column(String(200))
     specialist: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
@@ -69,6 +74,8 @@ class Request(Base):
     __tablename__ = "requests"
     __table_args__ = (
         UniqueConstraint("tenant", "idempotency_key", name="uq_requests_tenant_idempotency_key"),
+        ForeignKeyConstraint(["tenant", "conversation_id"], ["conversations.tenant", "conversations.id"],
+                             name="fk_requests_conversation"),
         CheckConstraint(STATUS_CHECK, name="ck_requests_status"),
         CheckConstraint("priority IN ('high','normal','low')", name="ck_requests_priority"),
         Index("ix_requests_status_accepted_at", "status", "accepted_at"),
@@ -83,11 +90,14 @@ class Request(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     tenant: Mapped[str] = mapped_column(String(64))
+    # The calling app's id of the end user it authenticated; tools act for this customer only. Like
+    # the tenant, a trigger refuses any change after insert.
+    customer: Mapped[str | None] = mapped_column(String(200))
     text: Mapped[str] = mapped_column(Text)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict, server_default="{}")
     priority: Mapped[str] = mapped_column(String(8), default="normal", server_default="normal")
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
-    conversation_id: Mapped[str | None] = mapped_column(ForeignKey("conversations.id"))
+    conversation_id: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default=Status.ACCEPTED, server_default="accepted")
     specialist: Mapped[str | None] = mapped_column(String(64))
     route_confidence: Mapped[float | None]
@@ -173,10 +183,15 @@ class Turn(Base):
     """A conversation's history, in PostgreSQL so any worker can take any turn."""
 
     __tablename__ = "turns"
-    __table_args__ = (Index("ix_turns_conversation", "conversation_id", "id"),)
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant", "conversation_id"], ["conversations.tenant", "conversations.id"],
+                             name="fk_turns_conversation"),
+        Index("ix_turns_conversation", "tenant", "conversation_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"))
+    tenant: Mapped[str] = mapped_column(String(64))
+    conversation_id: Mapped[str] = mapped_column(String(64))
     request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"))
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)

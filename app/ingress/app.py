@@ -53,11 +53,12 @@ def _same_request(request_id: str, body: NewRequest) -> bool:
     """Whether an idempotent repeat asks for what the first request asked."""
     with session_scope() as session:
         row = session.execute(
-            select(Request.text, Request.priority, Request.metadata_, Request.conversation_id, Callback.url)
+            select(Request.text, Request.customer, Request.priority, Request.metadata_,
+                   Request.conversation_id, Callback.url)
             .outerjoin(Callback, Callback.request_id == Request.id).where(Request.id == request_id)
         ).one()
-    return (row.text, row.priority, row.metadata_, row.conversation_id, row.url) == (
-        body.text, body.priority, body.metadata, body.conversation_id, body.callback_url)
+    return (row.text, row.customer, row.priority, row.metadata_, row.conversation_id, row.url) == (
+        body.text, body.customer, body.priority, body.metadata, body.conversation_id, body.callback_url)
 
 
 def _request_id(value: str) -> str:

@@ -1,7 +1,7 @@
 """The technical specialist's demo data: knowledge-base articles and the status page (`switchboard seed`).
 
-`seed()` is idempotent: articles are keyed on their slug and status rows on their component, so
-re-running it duplicates nothing.
+`seed()` is idempotent: articles are keyed on their tenant and slug, status rows on their tenant
+and component, so re-running it duplicates nothing. Every row belongs to the `default` tenant.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from specialists import DEMO_TENANT
 from specialists.technical.models import KbArticle, ServiceStatus
 
 # --- Knowledge base ----------------------------------------------------------------------------
@@ -464,16 +465,16 @@ SERVICE_STATUS: tuple[tuple[str, str, str], ...] = (
     ("search", "operational", ""),
 )
 
-
 # --- Seeding -----------------------------------------------------------------------------------
 
 
 def _seed_kb(session: Session) -> None:
-    rows = [{"slug": slug, "title": title, "body": body} for slug, title, body in KB_ARTICLES]
+    rows = [{"tenant": DEMO_TENANT, "slug": slug, "title": title, "body": body}
+            for slug, title, body in KB_ARTICLES]
     stmt = insert(KbArticle).values(rows)
     # Edited article text reaches an existing database; an unchanged article is not rewritten.
     stmt = stmt.on_conflict_do_update(
-        index_elements=["slug"],
+        index_elements=["tenant", "slug"],
         set_={"title": stmt.excluded.title, "body": stmt.excluded.body},
         where=(KbArticle.title != stmt.excluded.title) | (KbArticle.body != stmt.excluded.body),
     )
@@ -481,9 +482,11 @@ def _seed_kb(session: Session) -> None:
 
 
 def _seed_status(session: Session) -> None:
-    rows = [{"component": c, "status": s, "message": m} for c, s, m in SERVICE_STATUS]
+    rows = [{"tenant": DEMO_TENANT, "component": c, "status": s, "message": m} for c, s, m in SERVICE_STATUS]
     # Do nothing on conflict: an operator who resolved the incident during a demo keeps that state.
-    session.execute(insert(ServiceStatus).values(rows).on_conflict_do_nothing(index_elements=["component"]))
+    session.execute(
+        insert(ServiceStatus).values(rows).on_conflict_do_nothing(index_elements=["tenant", "component"])
+    )
 
 
 def seed(session: Session) -> dict[str, int]:

@@ -480,3 +480,26 @@ def test_config_from_env_and_cli(monkeypatch: pytest.MonkeyPatch) -> None:
     assert seen["port"] == 18000 and seen["backlog"] == 2048 and seen["access_log"] is False
     assert seen["config"].rpm == 5  # env still applies where no flag is given
     assert seen["config"].latency_ms == 25 and seen["config"].api_keys == ["k1", "k2"]
+
+
+def test_prompts_are_recorded_only_while_recording_is_on() -> None:
+    async def scenario(client: httpx.AsyncClient) -> list[Any]:
+        await chat(client, [{"role": "user", "content": "before"}])
+        started = await client.post("/admin/prompts", json={"record": True})
+        await chat(client, [{"role": "system", "content": "be brief"}, {"role": "user", "content": "during"}],
+                   tools=TOOLS)
+        during = (await client.get("/admin/prompts")).json()
+        stopped = await client.post("/admin/prompts", json={"record": False})
+        await chat(client, [{"role": "user", "content": "after"}])
+        bad = await client.post("/admin/prompts", json={"recrod": True})
+        return [started.json(), during, stopped.json(), bad.status_code]
+
+    started, during, stopped, bad = run(make_app(), scenario)
+    assert started == {"recording": True, "prompts": []}
+    assert during["recording"] and len(during["prompts"]) == 1
+    prompt = during["prompts"][0]
+    roles_and_texts = [(m["role"], m["content"]) for m in prompt["messages"]]
+    assert roles_and_texts == [("system", "be brief"), ("user", "during")]
+    assert prompt["model"] == "sim-small" and prompt["tools"] == [t["function"]["name"] for t in TOOLS]
+    assert stopped == {"recording": False, "prompts": []}
+    assert bad == 400
