@@ -104,19 +104,22 @@ def _legacy_rows(conn: object) -> None:
     run(
         text(
             "INSERT INTO accounts (id, email, name, plan, status) VALUES "
-            "(1, 'ada@example.com', 'Ada', 'pro', 'active'), (2, 'bo@example.com', 'Bo', 'starter', 'suspended')"
+            "(1, 'ada@example.com', 'Ada', 'pro', 'active'), "
+            "(2, 'bo@example.com', 'Bo', 'starter', 'suspended')"
         )
     )
     run(
         text(
             "INSERT INTO invoices (id, account_id, amount_usd, status, period, issued_at) VALUES "
-            "('INV-1', 1, 49.00, 'refunded', '2026-10', now()), ('INV-2', 1, 49.00, 'paid', '2026-11', now()), "
+            "('INV-1', 1, 49.00, 'refunded', '2026-10', now()), "
+            "('INV-2', 1, 49.00, 'paid', '2026-11', now()), "
             "('INV-3', 2, 29.00, 'open', '2026-11', now())"
         )
     )
     run(
         text(
-            "INSERT INTO requests (id, tenant, text) VALUES ('00000000-0000-0000-0000-000000000001', 'default', "
+            "INSERT INTO requests (id, tenant, text) VALUES "
+            "('00000000-0000-0000-0000-000000000001', 'default', "
             "'refund INV-1')"
         )
     )
@@ -147,7 +150,7 @@ def _snapshot(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
 
 def test_a_database_from_before_the_split_upgrades_with_its_rows_intact(database: tuple[str, Engine]) -> None:
     url, engine = database
-    # Switchboard 0.1.0: the engine's history at 0005, the demo tables made by its first revision, rows in them.
+    # Switchboard 0.1.0: the engine's history at 0005, the demo tables its first revision made, rows in them.
     command.upgrade(alembic_config(url), "0005")
     with engine.begin() as conn:
         create_business_tables(conn)
@@ -194,7 +197,8 @@ def _owners(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
                 tuple(row)
                 for row in conn.execute(
                     text(
-                        f"SELECT tenant{', customer' if table in BILLING_TABLES else ''} FROM {table} ORDER BY {order[table]}"
+                        f"SELECT tenant{', customer' if table in BILLING_TABLES else ''} FROM {table} "
+                        f"ORDER BY {order[table]}"
                     )
                 )
             ]

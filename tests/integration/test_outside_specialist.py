@@ -55,9 +55,12 @@ def _text(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
-def _serve_one_ticket(env: dict[str, str], package_dir: Path, logs: Path) -> tuple[dict[str, Any], list[Any]]:
-    """Starts the router's and acme_support's pools as worker processes, submits the ticket and
-    waits for it; returns its status and `switchboard pools` while the pools run."""
+def _serve_tickets(
+    env: dict[str, str], package_dir: Path, logs: Path
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Starts the router's and acme_support's pools as worker processes, submits the ticket as its
+    customer and as another one, and waits for both; returns their status and `switchboard pools`
+    while the pools run."""
     from app.ops.pools import pool_specs
 
     with (
@@ -67,9 +70,12 @@ def _serve_one_ticket(env: dict[str, str], package_dir: Path, logs: Path) -> tup
         for spec in pool_specs(queues=["router", NAME]):
             sup.start(spec)
         wait_for_workers(["router", NAME], timeout=120)
-        view = _json(env, "submit", TICKET, "--tenant", "acme", "--wait", "120")
+        views = [
+            _json(env, "submit", TICKET, "--tenant", "acme", "--customer", customer, "--wait", "120")
+            for customer in ("wile@example.com", "road@example.com")
+        ]
         pools = _json(env, "pools")
-    return view, pools
+    return views, pools
 
 
 def test_a_team_package_beside_the_bundled_specialists(
@@ -93,9 +99,16 @@ def test_a_team_package_beside_the_bundled_specialists(
         assert f"# Source: docker/k8s/{kind}/{NAME}.yaml" in manifests
     assert f"SWITCHBOARD_SPECIALISTS: specialists,{NAME}" in manifests
 
-    view, pools = _serve_one_ticket(env, package_dir, tmp_path / "logs")
-    assert (view["status"], view["specialist"], view["route_method"]) == ("succeeded", NAME, "rule"), view
-    assert view["result"]["reply"]
+    (mine, other), pools = _serve_tickets(env, package_dir, tmp_path / "logs")
+    assert (mine["status"], mine["specialist"], mine["route_method"]) == ("succeeded", NAME, "rule"), mine
+    # Its tool read its own table, and only the requesting customer's row.
+    assert mine["result"]["tool_calls"] == [{"tool": "order_status", "ok": True}]
+    assert "Roadrunner 3" in mine["result"]["reply"]
+    assert (other["status"], other["specialist"]) == ("succeeded", NAME)
+    assert (
+        "not found for this customer" in other["result"]["reply"]
+        and "Roadrunner" not in other["result"]["reply"]
+    )
     mine = next(p for p in pools if p["queue"] == NAME)
     assert [w["name"].split("@")[0] for w in mine["workers"]] == [NAME]
     assert any(p["queue"] == f"{NAME}.dlq" and p["dead_letter"] for p in pools)
@@ -119,5 +132,6 @@ def test_only_the_team_package_migrates_none_of_the_demo_tables(
         procfile = _text(env, "procfile")
         assert f"\n{NAME}: " in procfile and "\nbilling: " not in procfile and "\ntechnical: " not in procfile
 
-        view, _ = _serve_one_ticket(env, package_dir, tmp_path / "logs")
-        assert (view["status"], view["specialist"]) == ("succeeded", NAME), view
+        (mine, _other), _ = _serve_tickets(env, package_dir, tmp_path / "logs")
+        assert (mine["status"], mine["specialist"]) == ("succeeded", NAME), mine
+        assert "Roadrunner 3" in mine["result"]["reply"]

@@ -35,44 +35,74 @@ SPECIALIST = Specialist.from_package(
     seed=seed,
 )
 ''',
-    "tools.py": '''"""Acme's tools: read the team's own table."""
+    "models.py": '''"""Acme's own table, on a metadata of its own: each order is one customer's of one tenant."""
 
+from sqlalchemy import String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from app.specialist import CustomerOwned
+
+
+class AcmeBase(DeclarativeBase):
+    pass
+
+
+class SkateOrder(CustomerOwned, AcmeBase):
+    __tablename__ = "acme_skate_orders"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    model: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+''',
+    "tools.py": '''"""Acme's tools: read the team's own table, only the requesting customer's rows."""
+
+import re
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import text
+from sqlalchemy import select
 
-from app.db.session import autocommit_scope
-from app.specialist import Tool, ToolContext
+from acme_support.models import SkateOrder
+from app.db.session import session_scope
+from app.specialist import NOT_FOUND, Tool, ToolContext, owned
+
+ORDER_RE = re.compile(r"\\bSK-\\d+\\b")
 
 
 class OrderArgs(BaseModel):
-    order: str = Field(pattern=r"^SK-\\d+$", description="The order number, e.g. SK-311.")
+    query: str = Field(max_length=2000, description="The customer's words naming the order, e.g. SK-311.")
 
 
 def order_status(ctx: ToolContext, args: OrderArgs) -> dict[str, Any]:
-    with autocommit_scope() as conn:
-        row = conn.execute(text("SELECT model, status FROM acme_skate_orders WHERE id = :id"),
-                           {"id": args.order}).first()
-    return {"error": "no such order"} if row is None else {"order": args.order, "model": row.model,
-                                                           "status": row.status}
+    number = ORDER_RE.search(args.query)
+    if number is None:
+        return {"error": "name the order number, e.g. SK-311"}
+    with session_scope() as session:
+        order = session.scalar(owned(select(SkateOrder).where(SkateOrder.id == number.group(0)), ctx))
+        if order is None:
+            return {"error": f"order {number.group(0)} {NOT_FOUND}"}
+        return {"order": order.id, "model": order.model, "status": order.status}
 
 
 TOOLS = (Tool(name="order_status", description="Look up a rocket-skate order by its number.", args=OrderArgs,
               run=order_status),)
 ''',
-    "seed.py": '''"""Acme's reference data: a few orders."""
+    "seed.py": '''"""Acme's reference data: two customers' orders."""
 
-from sqlalchemy import text
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
+
+from acme_support.models import SkateOrder
 
 
 def seed(session: Session) -> dict[str, int]:
-    session.execute(text("INSERT INTO acme_skate_orders (id, model, status) VALUES "
-                         "('SK-311', 'Roadrunner 3', 'delivered'), ('SK-312', 'Mesa 2', 'shipped') "
-                         "ON CONFLICT (id) DO NOTHING"))
-    count = session.execute(text("SELECT count(*) FROM acme_skate_orders")).scalar_one()
-    return {"acme_skate_orders": int(count)}
+    rows = [
+        {"id": "SK-311", "model": "Roadrunner 3", "status": "delivered", "tenant": "acme", "customer": "wile@example.com"},
+        {"id": "SK-312", "model": "Mesa 2", "status": "shipped", "tenant": "acme", "customer": "road@example.com"},
+    ]
+    session.execute(insert(SkateOrder).values(rows).on_conflict_do_nothing(index_elements=["id"]))
+    return {"acme_skate_orders": int(session.scalar(select(func.count()).select_from(SkateOrder)) or 0)}
 ''',
     "prompt.md": "You answer Acme's rocket-skate customers. Look the order up before you promise anything.\n",
     "examples.txt": """# One routing example per line.
@@ -102,7 +132,9 @@ depends_on = None
 def upgrade() -> None:
     op.create_table("acme_skate_orders", sa.Column("id", sa.String(16), primary_key=True),
                     sa.Column("model", sa.String(64), nullable=False),
-                    sa.Column("status", sa.String(16), nullable=False))
+                    sa.Column("status", sa.String(16), nullable=False),
+                    sa.Column("tenant", sa.String(64), nullable=False),
+                    sa.Column("customer", sa.String(200), nullable=False))
 
 
 def downgrade() -> None:

@@ -76,8 +76,9 @@ def test_committed_procfile_is_generated_from_the_specialists() -> None:
     committed = (Path(__file__).parents[2] / "Procfile").read_text()
     assert committed == procfile(), "run `switchboard procfile --write` after adding a specialist"
     for name in ("router", "billing", "technical"):
-        assert (f"\n{name}: SWITCHBOARD_PROCESS_NAME={name} SWITCHBOARD_SPECIALISTS=${{SWITCHBOARD_SPECIALISTS:-"
-                f"specialists}} SWITCHBOARD_METRICS_PORT=${{SWITCHBOARD_{name.upper()}_METRICS_PORT:-") in committed
+        assert (f"\n{name}: SWITCHBOARD_PROCESS_NAME={name} "
+                "SWITCHBOARD_SPECIALISTS=${SWITCHBOARD_SPECIALISTS:-specialists} "
+                f"SWITCHBOARD_METRICS_PORT=${{SWITCHBOARD_{name.upper()}_METRICS_PORT:-") in committed
         assert f" celery -A app.celery_app:celery worker -Q {name} " in committed
 
 

@@ -30,7 +30,9 @@ def upgrade() -> None:
     if "tenant" in {c["name"] for c in sa.inspect(op.get_bind()).get_columns("accounts")}:
         return  # applied as the engine's 0009_business_rows_owned
     for table in TABLES:
-        op.add_column(table, sa.Column("tenant", sa.String(length=64), server_default="default", nullable=False))
+        # Filled with the default tenant, which the column then stops defaulting to.
+        tenant = sa.Column("tenant", sa.String(length=64), server_default="default", nullable=False)
+        op.add_column(table, tenant)
         op.alter_column(table, "tenant", server_default=None)
         op.add_column(table, sa.Column("customer", sa.String(length=200), nullable=True))
     op.execute("UPDATE accounts SET customer = email")

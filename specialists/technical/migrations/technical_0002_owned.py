@@ -27,7 +27,9 @@ def upgrade() -> None:
     if "tenant" in {c["name"] for c in sa.inspect(op.get_bind()).get_columns("kb_articles")}:
         return  # applied as the engine's 0009_business_rows_owned
     for table in ("kb_articles", "service_status"):
-        op.add_column(table, sa.Column("tenant", sa.String(length=64), server_default="default", nullable=False))
+        # Filled with the default tenant, which the column then stops defaulting to.
+        tenant = sa.Column("tenant", sa.String(length=64), server_default="default", nullable=False)
+        op.add_column(table, tenant)
         op.alter_column(table, "tenant", server_default=None)
     op.drop_constraint("kb_articles_slug_key", "kb_articles", type_="unique")
     op.create_unique_constraint("uq_kb_articles_tenant_slug", "kb_articles", ["tenant", "slug"])
