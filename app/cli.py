@@ -405,11 +405,15 @@ def cmd_workers(args: argparse.Namespace) -> int:
 
     from app.ops.fleet import Fleet
     from app.ops.supervisor import Supervisor
-    from app.topology import work_queue_names
+    from app.topology import CALLBACK_QUEUE, work_queue_names
 
     unknown = [q for q in args.queues or [] if q not in work_queue_names()]
     if unknown:
         raise CommandError(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(work_queue_names())}")
+    _dev_mode(args)
+    queues = args.queues or work_queue_names()
+    _refuse_defaults(*(["worker"] if set(queues) - {CALLBACK_QUEUE} else []),
+                     *(["callbacks"] if CALLBACK_QUEUE in queues else []))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     supervisor = Supervisor(Path(args.log_dir))
@@ -474,6 +478,27 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dev_mode(args: argparse.Namespace) -> None:
+    """`--dev`: this process and every process it starts accept the development secrets."""
+    import os
+
+    from app.config import reset_settings
+
+    if getattr(args, "dev", False):
+        os.environ["SWITCHBOARD_DEV"] = "true"
+        reset_settings()
+
+
+def _refuse_defaults(*roles: str) -> None:
+    from app.default_secrets import DefaultSecrets, refuse_defaults
+
+    try:
+        for role in roles:
+            refuse_defaults(role)
+    except DefaultSecrets as exc:
+        raise CommandError(str(exc), code=78) from None
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     import os
 
@@ -481,7 +506,8 @@ def cmd_api(args: argparse.Namespace) -> int:
     from app.ops.pools import api_argv
 
     require("api", "the HTTP API")
-
+    _dev_mode(args)
+    _refuse_defaults("api")  # here, once, rather than in each server process it would start
     argv = api_argv()
     os.execv(argv[0], argv)
     return 0  # not reached
@@ -554,6 +580,9 @@ def _record_flags(p: argparse.ArgumentParser) -> None:
                    help="measure turns, LLM time and tokens from the record's succeeded requests")
     p.add_argument("--tenant", help="with --from-record: only this tenant's requests")
     p.add_argument("--since-hours", type=_positive_hours, help="with --from-record: only requests accepted this recently")
+
+
+DEV_HELP = "accept the development secrets and credentials (local only)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -647,6 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["up"])
     p.add_argument("--queues", nargs="*", help="only these pools (default: router and every specialist)")
     p.add_argument("--log-dir", default=".switchboard/logs")
+    p.add_argument("--dev", action="store_true", help=DEV_HELP)
     p = command("tenants", cmd_tenants, "tenants of the HTTP API: create, list", json_flag=False)
     tsub = p.add_subparsers(dest="tenants_command", required=True)
     t = tsub.add_parser("create", help="a new tenant; prints its callback signing secret once")
@@ -666,9 +696,11 @@ def build_parser() -> argparse.ArgumentParser:
     k = ksub.add_parser("revoke", help="revoke a key by its id (sbk_...)")
     k.add_argument("key_id")
     k.add_argument("--json", action="store_true")
-    command("api", cmd_api, "serve the HTTP API with gunicorn", json_flag=False)
+    p = command("api", cmd_api, "serve the HTTP API with uvicorn", json_flag=False)
+    p.add_argument("--dev", action="store_true", help=DEV_HELP)
     p = command("flower", cmd_flower, "run Flower with basic auth and the broker API", json_flag=False)
-    p.add_argument("--dev", action="store_true", help="allow running without credentials (local only)")
+    p.add_argument("--dev", action="store_true",
+                   help="allow running without credentials or on the development ones (local only)")
     p = command("simulator", cmd_simulator, "run the simulated OpenAI-compatible provider", json_flag=False)
     p.add_argument("simulator_args", nargs=argparse.REMAINDER)
     p = command("demo", cmd_demo, "the Monday-morning surge on this machine's services")

@@ -132,6 +132,9 @@ def run_demo(tickets: int = 200, *, keep_running: bool = False, as_json: bool = 
         emails, invoices, owners = account_emails(session), invoice_ids(session), invoice_owners(session)
 
     run_id = uuid.uuid4().hex[:8]
+    # The demo is development mode, explicitly: its pools use this machine's guest and postgres
+    # accounts and the built-in development keys, which every process refuses outside it.
+    os.environ["SWITCHBOARD_DEV"] = "true"
     port = _free_port(get_settings().simulator_port)
     os.environ["SWITCHBOARD_SIMULATOR_PORT"] = str(port)
     os.environ["SWITCHBOARD_PROVIDER_BASE_URL"] = f"http://127.0.0.1:{port}/v1"

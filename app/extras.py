@@ -12,7 +12,7 @@ import importlib.util
 
 # extra -> the import names it provides
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "api": ("flask", "gunicorn"),
+    "api": ("flask", "uvicorn", "a2wsgi"),
     "flower": ("flower",),
     "classifier": ("sklearn",),
     "demo": ("starlette", "uvicorn", "tqdm"),
