@@ -37,7 +37,8 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 # Queues the engine's own pools consume: no specialist may take these names.
 ROUTER_QUEUE = "router"
 CALLBACK_QUEUE = "callbacks"
-ENGINE_QUEUES = (ROUTER_QUEUE, CALLBACK_QUEUE)
+SUBMIT_QUEUE = "submit"
+ENGINE_QUEUES = (ROUTER_QUEUE, CALLBACK_QUEUE, SUBMIT_QUEUE)
 
 ArgsT = TypeVar("ArgsT", bound=BaseModel)
 SelectT = TypeVar("SelectT", bound=Select[Any])

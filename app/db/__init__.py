@@ -18,6 +18,7 @@ from app.db.models import (
     Status,
     StepRun,
     Tenant,
+    TenantSpend,
     Turn,
 )
 from app.db.session import autocommit_scope, connection_scope, dispose_engine, get_engine, session_scope
@@ -42,6 +43,7 @@ __all__ = [
     "Status",
     "StepRun",
     "Tenant",
+    "TenantSpend",
     "Turn",
     "autocommit_scope",
     "connection_scope",

@@ -16,7 +16,7 @@ from pathlib import Path
 from app import metrics_ports
 from app.config import Settings, get_settings
 from app.registry import specialists
-from app.topology import CALLBACK_QUEUE, ROUTER_QUEUE, work_queue_names
+from app.topology import CALLBACK_QUEUE, ROUTER_QUEUE, pool_queues, work_queue_names
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def queue_of_node(node: str) -> str:
 def worker_argv(queue: str, concurrency: int, pool: str, *, python: str = sys.executable, index: int = 0) -> list[str]:
     return [
         python, "-m", "celery", "-A", "app.celery_app:celery", "worker",
-        "-Q", queue,
+        "-Q", ",".join(pool_queues(queue)),
         # Named by pool, so Flower and `celery inspect` show which pool a worker belongs to.
         "-n", f"{process_name(queue, index)}@%h",
         "-P", pool,
@@ -155,7 +155,7 @@ def procfile() -> str:
         port = f"${{SWITCHBOARD_{name.upper()}_METRICS_PORT:-{metrics_ports.default_port(name, base)}}}"
         lines.append(
             f"{name}: SWITCHBOARD_PROCESS_NAME={name} {enabled} SWITCHBOARD_METRICS_PORT={port} "
-            f"celery -A app.celery_app:celery worker -Q {name} -n {name}@%h "
+            f"celery -A app.celery_app:celery worker -Q {','.join(pool_queues(name))} -n {name}@%h "
             f"-P ${{SWITCHBOARD_SPECIALIST_POOL:-threads}} -c ${{{var}:-{fallback}}} "
             "--without-gossip --without-mingle -l INFO"
         )
