@@ -35,7 +35,7 @@ SPECIALIST = Specialist.from_package(
     seed=seed,
 )
 ''',
-    "models.py": '''"""Acme's own table, on a metadata of its own: each order is one customer's of one tenant."""
+    "models.py": '''"""Acme's own table, on a metadata of its own: each order is one customer's."""
 
 from sqlalchemy import String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -98,8 +98,10 @@ from acme_support.models import SkateOrder
 
 def seed(session: Session) -> dict[str, int]:
     rows = [
-        {"id": "SK-311", "model": "Roadrunner 3", "status": "delivered", "tenant": "acme", "customer": "wile@example.com"},
-        {"id": "SK-312", "model": "Mesa 2", "status": "shipped", "tenant": "acme", "customer": "road@example.com"},
+        {"id": "SK-311", "model": "Roadrunner 3", "status": "delivered", "tenant": "acme",
+         "customer": "wile@example.com"},
+        {"id": "SK-312", "model": "Mesa 2", "status": "shipped", "tenant": "acme",
+         "customer": "road@example.com"},
     ]
     session.execute(insert(SkateOrder).values(rows).on_conflict_do_nothing(index_elements=["id"]))
     return {"acme_skate_orders": int(session.scalar(select(func.count()).select_from(SkateOrder)) or 0)}
