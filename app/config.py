@@ -108,6 +108,10 @@ class Settings(BaseSettings):
         "sim-large": (Decimal("2.50"), Decimal("10.00")),
     }
 
+    # Where specialists come from: module or package paths, comma-separated (app/registry.py).
+    # Each names a module defining SPECIALIST, or a package whose submodules (or itself) define one.
+    specialists: Annotated[list[str], NoDecode] = ["specialists"]
+
     # Budgets (app/inference/budget.py), in USD; 0 means none. A request's calls stop at its
     # ceiling, a tenant's at its daily budget (UTC days); `switchboard tenants update` overrides
     # both per tenant. Each call reserves its estimated maximum cost before it is made.
@@ -119,7 +123,9 @@ class Settings(BaseSettings):
     router_confidence_threshold: float = 0.6
     # A follow-up turn leaves its conversation's specialist only on this much confidence.
     topic_change_confidence: float = 0.85
-    fallback_specialist: str = "technical"
+    # Where undecidable requests go; unset: the specialist that declares `fallback=True`, else the
+    # first one found (app/registry.py).
+    fallback_specialist: str | None = None
 
     max_text_bytes: int = 32 * 1024
     max_attempts: int = 3
@@ -158,9 +164,10 @@ class Settings(BaseSettings):
     flower_basic_auth: SecretStr | None = None
     simulator_port: int = 8765
 
-    # Prometheus: the pool commands give each process kind its own port, the router base+0 and
-    # the specialists base+1, +2, ... in registry order (SWITCHBOARD_<QUEUE>_METRICS_PORT
-    # overrides one; 0 turns metrics off). `metrics_port` is this process's port.
+    # Prometheus: the pool commands give each process kind its own port, derived from its queue's
+    # name (app/metrics_ports.py), so adding a specialist moves no other pool's port
+    # (SWITCHBOARD_<QUEUE>_METRICS_PORT overrides one; 0 turns metrics off). `metrics_port` is
+    # this process's port.
     metrics_base_port: int = 9560
     metrics_port: int = 0
     # Loopback unless widened: /metrics shows what the engine does and for whom. The generated
@@ -229,6 +236,15 @@ class Settings(BaseSettings):
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return [SecretStr(k.strip()) for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("specialists", mode="before")
+    @classmethod
+    def _split_specialists(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [p.strip() for p in value.split(",") if p.strip()]
+        if not value:
+            raise ValueError("name at least one module or package, e.g. SWITCHBOARD_SPECIALISTS=specialists")
         return value
 
     @field_validator("azure_deployments", mode="before")

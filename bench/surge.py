@@ -50,7 +50,7 @@ def _phase(args: argparse.Namespace, *, limiter: bool) -> dict[str, Any]:
         from app.ops.supervisor import Supervisor
         from app.ops.surge import monday_morning
         from app.registry import specialists
-        from app.seed import DEMO_TENANT, account_emails, invoice_ids, invoice_owners
+        from specialists.billing.seed import DEMO_TENANT, account_emails, invoice_ids, invoice_owners
 
         with session_scope() as session:
             emails, invoices, owners = account_emails(session), invoice_ids(session), invoice_owners(session)
