@@ -158,6 +158,14 @@ def cmd_pools(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_limits(args: argparse.Namespace) -> int:
+    from app.inference.limits_report import build, render_text
+
+    view = build()
+    _emit(args, view, lambda: print(render_text(view)))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from app.ops.report import build, parse_since, render_text
     from app.ops.report_html import render_html
@@ -576,6 +584,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--yes", action="store_true", help="do not ask")
     d.add_argument("--json", action="store_true")
     command("pools", cmd_pools, "per queue (and dead-letter queue): depth, consumers, workers, concurrency")
+    command("limits", cmd_limits, "every provider rate-limit bucket: configured and learned limit, use, next "
+            "slot")
     p = command("report", cmd_report, "per-stage latency, throughput, tokens, cost and the bottleneck")
     p.add_argument("--since", default="24h", help="a duration (15m, 2h, 1d) or an ISO timestamp; default 24h")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page with charts")
