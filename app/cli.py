@@ -502,7 +502,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.stop:
         return stop_demo()
-    return run_demo(tickets=args.tickets, keep_running=args.keep_running, as_json=args.json)
+    return run_demo(tickets=args.tickets, keep_running=args.keep_running, as_json=args.json, rpm=args.rpm,
+                    tpm=args.tpm)
 
 
 def _decimal(text: str) -> Decimal:
@@ -661,6 +662,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tickets", type=int, default=200)
     p.add_argument("--keep-running", action="store_true", help="leave pools, provider and Flower up")
     p.add_argument("--stop", action="store_true", help="stop what --keep-running left up")
+    p.add_argument("--rpm", type=int, help="the provider's requests a minute per key, across models (default "
+                   "1200; --rpm 100 is the seed's scenario: 200 tickets against 100 RPM)")
+    p.add_argument("--tpm", type=int, help="the provider's tokens a minute per key, across models "
+                   "(default: none)")
     return parser
 
 
