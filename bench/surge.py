@@ -49,9 +49,9 @@ def fleet_limits(args: argparse.Namespace, mode: str) -> dict[str, str]:
         rpm, tpm = args.account_rpm, args.tpm
         per_model = {m: f"{args.model_rpm}/0" for m in models} if args.model_rpm else {}
     elif mode == "per_model_only":
+        # What SWITCHBOARD_PROVIDER_RPM/_TPM meant before limit levels: each model's own budget.
         rpm = tpm = 0
-        model_rpm = min(args.account_rpm, args.model_rpm) if args.model_rpm else args.account_rpm
-        per_model = {m: f"{model_rpm}/{args.tpm}" for m in models}
+        per_model = {m: f"{args.account_rpm}/{args.tpm}" for m in models}
     else:
         rpm = tpm = 0
         per_model = {}
