@@ -1,8 +1,9 @@
 """Client CPU, wall time and database round trips per limiter reservation and reconcile.
 
-`python bench/limiter_cpu.py [--n N] [--json]` on a scratch database. A reservation draws on a
-call's buckets at every level (key RPM/TPM and model RPM/TPM: four buckets, what a limited call of
-the gateway reserves), against limits far from binding so nothing sleeps. Round trips count every
+`python bench/limiter_cpu.py [--n N] [--buckets 2|4] [--json]` on a scratch database. A
+reservation draws on a call's buckets at every level (key RPM/TPM and model RPM/TPM: four buckets,
+what a limited call of the gateway reserves; `--buckets 2`: the key's two only, what a call
+reserved before limit levels), against limits far from binding so nothing sleeps. Round trips count every
 statement plus BEGIN and COMMIT (none on an autocommit connection).
 """
 
@@ -22,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--buckets", type=int, choices=[2, 4], default=4)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     os.environ["SWITCHBOARD_DATABASE_URL"] = (
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         Demand.of(f"key:bench/{tag}/tpm", 100, 10**12, 0.1, tokens=True),
         Demand.of(f"model:bench/{tag}/m/rpm", 1, 10**9, 0.1),
         Demand.of(f"model:bench/{tag}/m/tpm", 100, 10**12, 0.1, tokens=True),
-    )
+    )[: args.buckets]
     limiter, candidates = PostgresLimiter(), [Candidate("k", demands)]
     for _ in range(50):
         reservation = limiter.reserve(candidates, 1e9)
