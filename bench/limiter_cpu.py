@@ -19,6 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import _harness as h  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -26,8 +28,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--buckets", type=int, choices=[2, 4], default=4)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    os.environ["SWITCHBOARD_DATABASE_URL"] = (
-        f"postgresql+psycopg://postgres@127.0.0.1:5432/bench_limiter_{uuid.uuid4().hex[:8]}")
+    with h.scratch_database(f"bench_limiter_{uuid.uuid4().hex[:8]}") as url:
+        os.environ["SWITCHBOARD_DATABASE_URL"] = url
+        result = _measure(args)
+        from app.db import dispose_engine
+
+        dispose_engine()  # before the database is dropped
+    print(json.dumps(result) if args.json else result)
+    return 0
+
+
+def _measure(args: argparse.Namespace) -> dict[str, object]:
     from sqlalchemy import Connection, event
 
     from app.db.migrate import upgrade
@@ -68,10 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                 "wall_us": round((time.perf_counter() - wall) / args.n * 1e6),
                 "round_trips": counted[0] / args.n}
 
-    result = {"buckets": len(demands), "reserve": measure(lambda: limiter.reserve(candidates, 1e9)),
-              "reconcile": measure(lambda: limiter.reconcile(reservation, 50))}
-    print(json.dumps(result) if args.json else result)
-    return 0
+    return {"buckets": len(demands), "reserve": measure(lambda: limiter.reserve(candidates, 1e9)),
+            "reconcile": measure(lambda: limiter.reconcile(reservation, 50))}
 
 
 if __name__ == "__main__":
