@@ -152,6 +152,13 @@ def _serve_metrics(sender: Any = None, **_: Any) -> None:
                   address=settings.metrics_address)
 
 
+@worker_init.connect
+def _warn_unpriced(sender: Any = None, **_: Any) -> None:
+    from app.inference.cost import warn_unpriced
+
+    warn_unpriced()
+
+
 @worker_process_shutdown.connect
 def _child_exited(pid: int | None = None, **_: Any) -> None:
     from app import metrics

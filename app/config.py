@@ -11,8 +11,10 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ProviderKind = Literal["openai", "anthropic", "azure"]
 
 
 def _entries(value: str, sep: str = "/") -> Iterator[tuple[str, str, list[str]]]:
@@ -40,6 +42,12 @@ class Settings(BaseSettings):
     # and in PostgreSQL's pg_stat_activity.
     process_name: str = "client"
 
+    # Which API the provider speaks (app/inference/adapters): `openai` (OpenAI and any
+    # OpenAI-compatible /v1 server: vLLM, Ollama, LiteLLM, the simulator), `anthropic` (the
+    # Messages API) or `azure` (Azure OpenAI deployments). The base URL is the API's base as its
+    # own SDK takes it: an OpenAI-compatible `.../v1`, `https://api.anthropic.com`, or
+    # `https://RESOURCE.openai.azure.com`.
+    provider_kind: ProviderKind = "openai"
     provider_base_url: str = "http://127.0.0.1:8765/v1"
     provider_api_keys: Annotated[list[SecretStr], NoDecode] = [SecretStr("sk-switchboard-dev")]
     # The key's (account's) limits, for all models together: each API key may make this many
@@ -65,13 +73,23 @@ class Settings(BaseSettings):
     # holding a worker thread.
     limiter_max_wait_s: float = 30.0
 
-    # An optional second OpenAI-compatible provider for fallback chains ("secondary/<model>").
+    # An optional second provider for fallback chains ("secondary/<model>"), of its own kind.
+    secondary_provider_kind: ProviderKind = "openai"
     secondary_provider_base_url: str | None = None
     secondary_provider_api_keys: Annotated[list[SecretStr], NoDecode] = []
     secondary_provider_rpm: int = 0
     secondary_provider_tpm: int = 0
     secondary_provider_total_rpm: int = 0
     secondary_provider_total_tpm: int = 0
+    # Azure OpenAI: the API version every call names, and "model=deployment,..." for models whose
+    # deployment is named otherwise (default: the deployment is named as the model).
+    azure_api_version: str = "2024-10-21"
+    azure_deployments: Annotated[dict[str, str], NoDecode] = {}
+    # Anthropic: the `anthropic-version` header.
+    anthropic_version: str = "2023-06-01"
+    # Models (shell-style patterns) that take `max_completion_tokens` and refuse `max_tokens`:
+    # OpenAI's o-series and gpt-5 family. Other OpenAI-compatible servers know only `max_tokens`.
+    max_completion_tokens_models: Annotated[list[str], NoDecode] = ["o1*", "o3*", "o4*", "gpt-5*"]
     # "model=next|next2,...": where a call goes when its model's breaker is open.
     fallback_models: Annotated[dict[str, list[str]], NoDecode] = {}
 
@@ -184,11 +202,25 @@ class Settings(BaseSettings):
             return [SecretStr(k.strip()) for k in value.split(",") if k.strip()]
         return value
 
-    @field_validator("callback_allowed_hosts", mode="before")
+    @field_validator("azure_deployments", mode="before")
     @classmethod
-    def _split_hosts(cls, value: object) -> object:
+    def _parse_deployments(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        table: dict[str, str] = {}
+        for item, model, parts in _entries(value, sep="="):
+            if not (model and len(parts) == 1 and parts[0]):
+                raise ValueError(f"deployment entry {item!r} must look like model=deployment")
+            table[model] = parts[0]
+        return table
+
+    @field_validator("callback_allowed_hosts", "max_completion_tokens_models", mode="before")
+    @classmethod
+    def _split_names(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, str):
-            return [h.strip().lower() for h in value.split(",") if h.strip()]
+            names = [h.strip() for h in value.split(",") if h.strip()]
+            # Host names are case-insensitive; model names are matched as written.
+            return [h.lower() for h in names] if info.field_name == "callback_allowed_hosts" else names
         return value
 
     @field_validator("prices", mode="before")

@@ -32,10 +32,11 @@ class RequestScope:
         with self._lock:
             self.db_s += seconds
 
-    def add_usage(self, model: str, tokens: int, cost: Decimal) -> None:
+    def add_usage(self, model: str, tokens: int, cost: Decimal | None) -> None:
+        """`cost` None: an unpriced model; its tokens count, its cost adds nothing known."""
         with self._lock:
             before = self.usage.get(model, (0, Decimal(0)))
-            self.usage[model] = (before[0] + tokens, before[1] + cost)
+            self.usage[model] = (before[0] + tokens, before[1] + (cost or Decimal(0)))
 
     @property
     def db_ms(self) -> float:

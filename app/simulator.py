@@ -62,6 +62,9 @@ SLOW_MARKER = "[[sim:slow]]"
 # with OpenAI's context-length error (HTTP 400, code context_length_exceeded), so the gateway's
 # trim-and-retry path can be exercised on a real provider process.
 CONTEXT_LENGTH_MARKER = "[[sim:context_length]]"
+# Test aid: in JSON mode, a last user message carrying this marker is answered with broken JSON,
+# as models sometimes do; the step's repair prompt (without the marker) gets valid JSON.
+BAD_JSON_MARKER = "[[sim:bad_json]]"
 _MARKER_RE = re.compile(r"\[\[sim:[a-z_]+\]\]")
 
 _WORD_RE = re.compile(r"[a-z0-9]+")
@@ -267,6 +270,11 @@ class ToolDef(_Lenient):
     function: FunctionDef
 
 
+class ResponseFormat(_Lenient):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = None
+
+
 class ChatCompletionRequest(_Lenient):
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
@@ -275,7 +283,12 @@ class ChatCompletionRequest(_Lenient):
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
+    response_format: ResponseFormat | None = None
     stream: bool = False
+
+    @property
+    def json_mode(self) -> bool:
+        return self.response_format is not None and self.response_format.type != "text"
 
 
 # --------------------------------------------------------------------------
@@ -611,8 +624,69 @@ def _truncate(content: str, body: ChatCompletionRequest) -> Reply:
     return Reply(content, [], "stop")
 
 
+def _resolve(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith(("#/$defs/", "#/definitions/")):
+        schema = defs.get(ref.rsplit("/", 1)[-1], {})
+    for key in ("anyOf", "oneOf"):
+        options = [o for o in schema.get(key) or [] if isinstance(o, dict) and o.get("type") != "null"]
+        if options:
+            return _resolve(options[0], defs)
+    return schema
+
+
+def schema_instance(schema: dict[str, Any], text: str, answer: str,
+                    defs: dict[str, Any] | None = None, name: str = "", depth: int = 0) -> Any:
+    """A value of the schema's shape: identifiers taken from the user's text where a property
+    names one, the plain answer for free text, defaults for the rest."""
+    defs = defs if defs is not None else {**schema.get("definitions", {}), **schema.get("$defs", {})}
+    schema = _resolve(schema, defs)
+    kind = _schema_type(schema)
+    if kind == "object" and depth < 8:
+        properties = schema.get("properties") or {}
+        return {
+            key: schema_instance(sub if isinstance(sub, dict) else {}, text, answer, defs, key, depth + 1)
+            for key, sub in properties.items()
+        }
+    if kind == "array":
+        items = schema.get("items")
+        if not isinstance(items, dict):
+            return []
+        return [schema_instance(items, text, answer, defs, name, depth + 1)]
+    found = _extracted_value(name, schema, text)
+    if not isinstance(found, _Missing):
+        return found
+    if kind == "string" and "enum" not in schema:
+        return answer
+    return _default_value(name, schema, text)
+
+
+def _json_reply(body: ChatCompletionRequest, reply: Reply, user_text: str) -> Reply:
+    """JSON mode: the answer as one JSON object (of the schema's shape for `json_schema`), its
+    identifiers read from the whole conversation's user messages, as a model reads them."""
+    assert body.response_format is not None
+    answer = reply.content or ""
+    spec = body.response_format.json_schema or {}
+    schema = spec.get("schema")
+    said = _clean("\n".join(message_text(m) for m in body.messages if m.role == "user"))
+    value = schema_instance(schema, said, answer) if isinstance(schema, dict) else {"answer": answer}
+    content = json.dumps(value)
+    if BAD_JSON_MARKER in user_text:
+        content = "Sure, here it is: " + content[: max(1, len(content) // 2)]
+    return Reply(content, [], "stop")
+
+
 def build_reply(body: ChatCompletionRequest) -> Reply:
-    """The assistant's answer: a label, tool calls, or a final reply."""
+    """The assistant's answer: a label, tool calls, or a final reply (as JSON in JSON mode)."""
+    reply = _plain_reply(body)
+    if body.json_mode and not reply.tool_calls:
+        last_user = _last_user_index(body.messages)
+        user_text = message_text(body.messages[last_user]) if last_user is not None else ""
+        return _json_reply(body, reply, user_text)
+    return reply
+
+
+def _plain_reply(body: ChatCompletionRequest) -> Reply:
     messages = body.messages
     last_user = _last_user_index(messages)
     user_text = message_text(messages[last_user]) if last_user is not None else ""
@@ -1103,6 +1177,17 @@ async def _parse_body(request: Request) -> ChatCompletionRequest | JSONResponse:
     if body.stream:
         message = "Streaming is not supported by the simulator."
         return _error(400, message, "invalid_request_error", "unsupported_parameter", "stream")
+    fmt = body.response_format
+    if fmt is not None and fmt.type == "json_schema" and not (fmt.json_schema or {}).get("name"):
+        message = "Missing required parameter: 'response_format.json_schema.name'."
+        return _error(400, message, "invalid_request_error", "missing_required_parameter", "response_format")
+    if fmt is not None and fmt.type == "json_object" and not any(
+        "json" in message_text(m).lower() for m in body.messages
+    ):
+        # OpenAI's own rule for JSON mode, so a prompt that would fail there fails here first.
+        message = ("'messages' must contain the word 'json' in some form, to use 'response_format' of type "
+                   "'json_object'.")
+        return _error(400, message, "invalid_request_error", None, "messages")
     return body
 
 

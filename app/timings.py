@@ -123,7 +123,7 @@ def step_rows(where: Any) -> Select:  # type: ignore[type-arg]
 
 def call_rows(where: Any) -> Select:  # type: ignore[type-arg]
     """Per request matching `where`: LLM seconds (provider calls, not cache hits), limiter seconds,
-    calls answered by the provider and calls answered from the cache."""
+    calls answered by the provider, calls answered from the cache, and calls of unpriced models."""
     return (
         select(
             LlmCall.request_id,
@@ -133,6 +133,7 @@ def call_rows(where: Any) -> Select:  # type: ignore[type-arg]
             func.coalesce(func.sum(LlmCall.limiter_wait_ms), 0.0).label("limiter_ms"),
             func.count().filter(LlmCall.outcome == "ok", LlmCall.cache_hit.is_(False)).label("provider_ok"),
             func.count().filter(LlmCall.outcome == "ok", LlmCall.cache_hit.is_(True)).label("cache_hits"),
+            func.count().filter(LlmCall.cost_usd.is_(None)).label("unpriced"),
         )
         .join(Request, Request.id == LlmCall.request_id)
         .where(where)

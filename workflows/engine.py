@@ -23,15 +23,16 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, overload
 
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection, Executable, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import OperationalError
 
 from app.context import carry
 from app.db import StepRun, autocommit_scope, connection_scope, get_engine, session_scope
-from app.inference import ChatResponse, Deferred, ProviderError, complete
+from app.inference import ChatResponse, Deferred, ProviderError, complete, structured
 from app.inference.call_log import write_calls
 from app.inference.tiers import effective_tier
 from app.specialist import Specialist, ToolContext
@@ -39,6 +40,7 @@ from app.specialist import Specialist, ToolContext
 log = logging.getLogger(__name__)
 
 StepFn = Callable[["StepContext"], dict[str, Any]]
+M = TypeVar("M", bound=BaseModel)
 
 
 class StepError(Exception):
@@ -85,6 +87,18 @@ class StepContext:
     # time.monotonic() past which the step makes no further LLM call (see the module docstring).
     deadline: float = float("inf")
 
+    @overload
+    def llm(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None,
+            tier: str | None = None, max_tokens: int = 512, temperature: float | None = None,
+            tool_choice: str | dict[str, Any] | None = None, response_format: dict[str, Any] | None = None,
+            response_model: None = None) -> ChatResponse: ...
+
+    @overload
+    def llm(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None,
+            tier: str | None = None, max_tokens: int = 512, temperature: float | None = None,
+            tool_choice: str | dict[str, Any] | None = None, response_format: dict[str, Any] | None = None,
+            response_model: type[M]) -> M: ...
+
     def llm(
         self,
         messages: list[dict[str, Any]],
@@ -92,21 +106,49 @@ class StepContext:
         tools: list[dict[str, Any]] | None = None,
         tier: str | None = None,
         max_tokens: int = 512,
-    ) -> ChatResponse:
-        if time.monotonic() > self.deadline:
-            raise TimeoutError(f"took longer than {self.step.timeout_s:g}s")
-        return complete(
-            messages,
-            tier=effective_tier(tier or self.step.tier, self.request, self.specialist.queue),
-            purpose=self.step.name,
-            request_id=self.request.id,
-            step=self.step.name,
-            tools=tools,
-            max_tokens=max_tokens,
-            cache=self.step.single_shot and not tools,
-            record_into=self.calls,
-            writes_into=self.writes,
-        )
+        temperature: float | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        response_format: dict[str, Any] | None = None,
+        response_model: type[M] | None = None,
+    ) -> ChatResponse | M:
+        """One LLM call through the gateway. With `response_model` (a pydantic model) the call
+        asks for JSON of its schema and returns a validated instance; an invalid answer gets one
+        repair prompt naming what was wrong, then fails the step (not retryable)."""
+
+        def call(conversation: list[dict[str, Any]], fmt: dict[str, Any] | None) -> ChatResponse:
+            if time.monotonic() > self.deadline:
+                raise TimeoutError(f"took longer than {self.step.timeout_s:g}s")
+            return complete(
+                conversation,
+                tier=effective_tier(tier or self.step.tier, self.request, self.specialist.queue),
+                purpose=self.step.name,
+                request_id=self.request.id,
+                step=self.step.name,
+                tools=tools,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                tool_choice=tool_choice,
+                response_format=fmt,
+                cache=self.step.single_shot and not tools,
+                record_into=self.calls,
+                writes_into=self.writes,
+            )
+
+        if response_model is None:
+            return call(messages, response_format)
+        fmt = response_format or structured.response_format(response_model)
+        response = call(messages, fmt)
+        try:
+            return structured.parse(response_model, response)
+        except ValidationError as first:
+            repaired = call(structured.repair_messages(messages, response, first), fmt)
+            try:
+                return structured.parse(response_model, repaired)
+            except ValidationError as second:
+                raise structured.InvalidStructuredOutput(
+                    f"the model's answer is not a valid {response_model.__name__} after one repair: "
+                    f"{second.errors()[0]['msg']}"
+                ) from None
 
     def write(self, statement: Executable) -> None:
         """Execute `statement` in the transaction that checkpoints this step, if the step

@@ -158,7 +158,8 @@ class LlmCall(Base):
     key_id: Mapped[str | None] = mapped_column(String(32))
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    cost_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=Decimal(0), server_default="0")
+    # NULL: a model with no price (unknown, not free); see app/inference/cost.py.
+    cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(14, 6), default=Decimal(0), server_default="0")
     latency_ms: Mapped[float] = mapped_column(default=0.0)
     outcome: Mapped[str] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)

@@ -37,11 +37,16 @@ def _normalize(value: Any) -> Any:
 
 
 def cache_key(model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
-              max_tokens: int) -> str:
-    canonical = json.dumps(
-        {"model": model, "messages": _normalize(messages), "tools": _normalize(tools or []), "max_tokens": max_tokens},
-        sort_keys=True, ensure_ascii=False, separators=(",", ":"),
-    )
+              max_tokens: int, params: dict[str, Any] | None = None) -> str:
+    """`params`: the call's other parameters (temperature, response_format, ...); a JSON-mode
+    answer is not the answer to the same messages without it."""
+    fields: dict[str, Any] = {
+        "model": model, "messages": _normalize(messages), "tools": _normalize(tools or []),
+        "max_tokens": max_tokens,
+    }
+    if params and any(v is not None for v in params.values()):
+        fields["params"] = _normalize(params)  # absent when unset: keys of plain calls stay as they were
+    canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

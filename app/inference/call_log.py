@@ -35,7 +35,8 @@ _per_request = (
         _inserted.c.request_id,
         func.sum(_inserted.c.prompt_tokens).label("prompt"),
         func.sum(_inserted.c.completion_tokens).label("completion"),
-        func.sum(_inserted.c.cost_usd).label("cost"),
+        # Unpriced calls (cost NULL) add nothing known to the request's total.
+        func.coalesce(func.sum(_inserted.c.cost_usd), 0).label("cost"),
     )
     .where(_inserted.c.request_id.is_not(None))
     .group_by(_inserted.c.request_id)
@@ -59,4 +60,7 @@ def write_calls(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     # Decimal is not JSON; its string keeps every digit, and PostgreSQL reads it back as numeric.
-    conn.execute(_WRITE, {"rows": [{**row, "cost_usd": str(row["cost_usd"])} for row in rows]})
+    # None (an unpriced model) stays JSON null: NULL in the record, not $0.
+    conn.execute(_WRITE, {"rows": [
+        {**row, "cost_usd": None if row["cost_usd"] is None else str(row["cost_usd"])} for row in rows
+    ]})

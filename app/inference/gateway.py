@@ -28,6 +28,7 @@ from app.context import current
 from app.db import autocommit_scope
 from app.inference import keys as key_state
 from app.inference import limits, provider
+from app.inference.adapters import ChatRequest, adapter_for
 from app.inference.breaker import UNHEALTHY, Breaker, BreakerOpen, BreakerPolicy, Permit, PostgresBreaker
 from app.inference.cache import PostgresCache, ResponseCache, cache_key
 from app.inference.call_log import write_calls
@@ -117,6 +118,21 @@ class _Call:
     tools: list[dict[str, Any]] | None
     max_tokens: int
     sink: list[dict[str, Any]] | None
+    params: Params
+
+
+@dataclass(frozen=True)
+class Params:
+    """Per-call parameters every adapter passes on in its API's terms (see ChatRequest)."""
+
+    temperature: float | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+
+    def request(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+                max_tokens: int) -> ChatRequest:
+        return ChatRequest(model, messages, tools, max_tokens, self.temperature, self.tool_choice,
+                           self.response_format)
 
 
 def complete(
@@ -128,19 +144,25 @@ def complete(
     step: str | None = None,
     tools: list[dict[str, Any]] | None = None,
     max_tokens: int = 512,
+    temperature: float | None = None,
+    tool_choice: str | dict[str, Any] | None = None,
+    response_format: dict[str, Any] | None = None,
     cache: bool = False,
     record_into: list[dict[str, Any]] | None = None,
     writes_into: list[Callable[[Connection], object]] | None = None,
 ) -> provider.ChatResponse:
-    """Call the model of `tier`. `cache=True` only for single-shot calls whose answer depends on
-    nothing but the messages (never for a multi-turn agent step). With `record_into`, successful
-    calls are appended there for the caller to write with its own checkpoint (see write_calls);
-    with `writes_into`, so is the cache entry, as a write to run in that transaction."""
+    """Call the model of `tier`. `temperature`, `tool_choice` and `response_format` take OpenAI's
+    forms; every provider's adapter passes them on in its own API's terms. `cache=True` only for
+    single-shot calls whose answer depends on nothing but the messages (never for a multi-turn
+    agent step). With `record_into`, successful calls are appended there for the caller to write
+    with its own checkpoint (see write_calls); with `writes_into`, so is the cache entry, as a
+    write to run in that transaction."""
     settings = get_settings()
-    call = _Call(messages, tier, purpose, request_id, step, tools, max_tokens, record_into)
+    params = Params(temperature, tool_choice, response_format)
+    call = _Call(messages, tier, purpose, request_id, step, tools, max_tokens, record_into, params)
     targets = chain(settings.model_for_tier(tier))
     b = backends()
-    key = cache_key(targets[0].model, messages, tools, max_tokens) if cache else None
+    key = cache_key(targets[0].model, messages, tools, max_tokens, params.__dict__) if cache else None
     if key is not None:
         hit = b.cache.get(key)
         if hit is not None:
@@ -207,8 +229,9 @@ def _call_target(call: _Call, target: Target, permit: Permit, b: _Backends) -> p
         started = time.perf_counter()
         try:
             response = provider.chat(
-                base_url=p.base_url, model=target.model, messages=messages,
-                api_key=p.secret(kid).get_secret_value(), key_id=kid, tools=call.tools, max_tokens=call.max_tokens,
+                adapter_for(p.kind), base_url=p.base_url,
+                request=call.params.request(target.model, messages, call.tools, call.max_tokens),
+                api_key=p.secret(kid).get_secret_value(), key_id=kid,
             )
         except ProviderError as exc:
             _record(call, target, kid, outcome=exc.kind, error=str(exc), started=started,
@@ -271,6 +294,7 @@ def _record(
 ) -> None:
     prompt = response.usage.prompt_tokens if response and not cache_hit else 0
     completion = response.usage.completion_tokens if response and not cache_hit else 0
+    # None: tokens on a model with no price (recorded as unknown, see cost.py).
     cost = call_cost(target.model, prompt, completion) if outcome == "ok" else Decimal(0)
     row = {
         "request_id": call.request_id, "step": call.step, "purpose": call.purpose, "provider": target.provider.host,

@@ -1,5 +1,5 @@
-"""The OpenAI-compatible chat-completions client: kept-alive connections per thread, one SSL
-context per process."""
+"""The HTTP transport for every provider API: kept-alive connections per thread, one SSL context
+per process. What is sent and how the answer reads is the adapter's (app/inference/adapters)."""
 
 from __future__ import annotations
 
@@ -8,46 +8,17 @@ import json
 import os
 import ssl
 import threading
-from typing import Any
 
 import httpcore
 import httpx
-from pydantic import BaseModel, Field
 
 from app.config import get_settings
-from app.inference.errors import FailureClass, ProviderError, classify_status
+from app.inference.adapters import Adapter, ChatRequest, HttpCall
+from app.inference.errors import FailureClass, ProviderError
 from app.inference.headers import retry_after
+from app.inference.response import ChatResponse, ToolCall, Usage
 
-
-class ToolCall(BaseModel):
-    id: str
-    name: str
-    arguments: str
-
-
-class Usage(BaseModel):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
-class ChatResponse(BaseModel):
-    model: str
-    content: str | None
-    tool_calls: list[ToolCall] = Field(default_factory=list)
-    usage: Usage
-    finish_reason: str | None = None
-    # Rate-limit headers as the provider sent them, for adaptive limiting.
-    rate_headers: dict[str, str] = Field(default_factory=dict)
-
-    def assistant_message(self) -> dict[str, Any]:
-        """The message to append to the conversation when the agent loop continues."""
-        message: dict[str, Any] = {"role": "assistant", "content": self.content}
-        if self.tool_calls:
-            message["tool_calls"] = [
-                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                for c in self.tool_calls
-            ]
-        return message
+__all__ = ["ChatResponse", "ToolCall", "Usage", "chat"]
 
 
 _local = threading.local()
@@ -84,31 +55,24 @@ def _connections(base_url: str) -> httpcore.ConnectionPool:
     return pool
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=256)
 def _endpoint(base_url: str, path: str) -> tuple[httpcore.URL, bytes]:
     """The request URL and Host header, parsed once per endpoint rather than once per call."""
     url = httpx.URL(base_url.rstrip("/") + "/" + path)
     return httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path), url.netloc
 
 
-def _post_json(base_url: str, path: str, body: dict[str, Any], api_key: str
-               ) -> tuple[int, dict[str, str], bytes]:
-    """POST `body` as JSON; (status, headers with lower-case names, body). httpcore, the transport
-    under httpx, without httpx's request and response models: at hundreds of calls a second per
-    worker process, building those cost a third of each call's CPU."""
-    url, host = _endpoint(base_url, path)
-    content = json.dumps(body).encode()
+def _post_json(base_url: str, call: HttpCall) -> tuple[int, dict[str, str], bytes]:
+    """POST the call's body as JSON; (status, headers with lower-case names, body). httpcore, the
+    transport under httpx, without httpx's request and response models: at hundreds of calls a
+    second per worker process, building those cost a third of each call's CPU."""
+    url, host = _endpoint(base_url, call.path)
+    content = json.dumps(call.body).encode()
     timeout = get_settings().provider_timeout_s
     response = _connections(base_url).request(
         "POST",
         url,
-        headers=[
-            (b"Host", host),
-            (b"Authorization", f"Bearer {api_key}".encode()),
-            (b"Content-Type", b"application/json"),
-            (b"Accept", b"application/json"),
-            (b"Content-Length", str(len(content)).encode()),
-        ],
+        headers=[(b"Host", host), *call.headers, (b"Content-Length", str(len(content)).encode())],
         content=content,
         extensions={"timeout": {"connect": 5.0, "read": timeout, "write": timeout, "pool": timeout}},
     )
@@ -116,57 +80,36 @@ def _post_json(base_url: str, path: str, body: dict[str, Any], api_key: str
     return response.status, headers, response.content
 
 
-def chat(
-    *,
-    base_url: str,
-    model: str,
-    messages: list[dict[str, Any]],
-    api_key: str,
-    key_id: str,
-    tools: list[dict[str, Any]] | None = None,
-    max_tokens: int = 512,
-) -> ChatResponse:
-    body: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_tokens}
-    if tools:
-        body["tools"] = tools
+def chat(adapter: Adapter, *, base_url: str, request: ChatRequest, api_key: str, key_id: str) -> ChatResponse:
+    """One exchange with the provider through its API's adapter; a failure as a ProviderError."""
+    call = adapter.build(request, base_url, api_key)
     try:
-        status, headers, content = _post_json(base_url, "chat/completions", body, api_key)
+        status, headers, content = _post_json(base_url, call)
     except httpcore.TimeoutException:
-        raise ProviderError(FailureClass.TIMEOUT, f"no answer from the provider for {model}", key_id=key_id) from None
+        raise ProviderError(
+            FailureClass.TIMEOUT, f"no answer from the provider for {request.model}", key_id=key_id
+        ) from None
     except _TRANSPORT_ERRORS as exc:
         raise ProviderError(
             FailureClass.CONNECTION, f"cannot reach the provider: {type(exc).__name__}", key_id=key_id
         ) from None
     rate_headers = {k: v for k, v in headers.items() if "ratelimit" in k or k.startswith("retry-after")}
     if status != 200:
-        text = content.decode("utf-8", errors="replace")[:500]
-        try:
-            detail = json.loads(content).get("error", {}).get("message") or text
-        except (ValueError, AttributeError):
-            detail = text
+        failure = adapter.failure(status, content)
         raise ProviderError(
-            classify_status(status, text),
+            failure.kind,
             # Providers echo part of a rejected key back; the record and logs must never see it.
-            str(detail).replace(api_key, "[redacted]")[:300],
+            failure.detail.replace(api_key, "[redacted]")[:300],
             status=status,
             retry_after_s=retry_after(headers),
             key_id=key_id,
         )
-    payload = json.loads(content)
-    choice = payload["choices"][0]
-    message = choice.get("message") or {}
-    calls = [
-        ToolCall(id=c["id"], name=c["function"]["name"], arguments=c["function"].get("arguments") or "{}")
-        for c in message.get("tool_calls") or []
-    ]
-    usage = payload.get("usage") or {}
-    return ChatResponse(
-        model=payload.get("model", model),
-        content=message.get("content"),
-        tool_calls=calls,
-        usage=Usage(
-            prompt_tokens=usage.get("prompt_tokens", 0), completion_tokens=usage.get("completion_tokens", 0)
-        ),
-        finish_reason=choice.get("finish_reason"),
-        rate_headers=rate_headers,
-    )
+    try:
+        payload = json.loads(content)
+        return adapter.parse(request, call, payload, rate_headers)
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        # A 200 that is not the API's answer (a proxy's page, a truncated body): the server's fault.
+        raise ProviderError(
+            FailureClass.SERVER, f"unreadable answer from the provider: {type(exc).__name__}", status=status,
+            key_id=key_id,
+        ) from None

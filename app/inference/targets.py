@@ -15,6 +15,7 @@ from app.inference.keys import key_id
 @dataclass(frozen=True)
 class Provider:
     name: str
+    kind: str  # the API it speaks: an adapter's kind (app/inference/adapters)
     base_url: str
     keys: tuple[SecretStr, ...]
     rpm: int
@@ -46,10 +47,12 @@ class Target:
 @lru_cache(maxsize=1)
 def providers() -> dict[str, Provider]:
     s = get_settings()
-    found = {"primary": Provider("primary", s.provider_base_url, tuple(s.provider_api_keys), s.provider_rpm, s.provider_tpm)}
+    found = {"primary": Provider("primary", s.provider_kind, s.provider_base_url, tuple(s.provider_api_keys),
+                                 s.provider_rpm, s.provider_tpm)}
     if s.secondary_provider_base_url:
         found["secondary"] = Provider(
             "secondary",
+            s.secondary_provider_kind,
             s.secondary_provider_base_url,
             tuple(s.secondary_provider_api_keys),
             s.secondary_provider_rpm,

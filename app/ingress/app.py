@@ -20,6 +20,7 @@ from app import client
 from app.celery_app import celery
 from app.config import get_settings
 from app.db import Callback, Request, connection_scope, session_scope
+from app.inference.cost import warn_unpriced
 from app.ingress.auth import require_key
 from app.ingress.errors import ApiError, api_error
 from app.ingress.limits import admission
@@ -152,6 +153,7 @@ def create_app() -> Flask:
         # Under gunicorn nothing configures the root logger: submits and failures go to stderr,
         # beside gunicorn's own lines. Keys appear only by id.
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    warn_unpriced()
     app = Flask("switchboard")
     app.config["MAX_CONTENT_LENGTH"] = get_settings().api_max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -203,6 +203,8 @@ def config_map() -> dict[str, Any]:
         "metadata": {"name": CONFIG, "labels": _labels("config")},
         # Settings that are not secret; everything else keeps its default (README, "Settings").
         "data": {
+            # The API the provider speaks (openai, anthropic, azure); README, "Providers".
+            "SWITCHBOARD_PROVIDER_KIND": str(declared("provider_kind")),
             "SWITCHBOARD_PROVIDER_BASE_URL": "http://llm-provider/v1",
             "SWITCHBOARD_PROVIDER_RPM": "0",
             "SWITCHBOARD_PROVIDER_TPM": "0",

@@ -16,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import and_
+from sqlalchemy import and_, select
 
-from app.db import Request, session_scope
+from app.db import LlmCall, Request, session_scope
 from app.db.models import TERMINAL
 from app.timings import (
     KIND_OF_PART,
@@ -117,7 +117,11 @@ class Report(BaseModel):
     by_specialist: dict[str, SpecialistReport]
     by_tenant: dict[str, Usage]
     tokens: int
+    # Of the priced calls only: calls of models with no price in SWITCHBOARD_PRICES are counted
+    # in unpriced_calls (their cost is unknown, not $0).
     cost_usd: float
+    unpriced_calls: int
+    unpriced_models: list[str]
     llm_calls: int
     cache_hits: int
     cache_hit_rate: float | None
@@ -222,6 +226,10 @@ def build(since: datetime, until: datetime | None = None) -> Report:
         for s in session.execute(step_rows(window)):
             steps[s.request_id][s.step] = round(s.duration_ms / 1000, 4)
         calls = {c.request_id: c for c in session.execute(call_rows(window))}
+        unpriced_models = sorted(session.scalars(
+            select(LlmCall.model).distinct().join(Request, Request.id == LlmCall.request_id)
+            .where(window, LlmCall.cost_usd.is_(None))
+        ))
     items = []
     for row in rows:
         c = calls.get(row.id)
@@ -276,6 +284,8 @@ def build(since: datetime, until: datetime | None = None) -> Report:
         by_tenant={name: Usage(**usage(group)) for name, group in sorted(tenants.items())},
         tokens=sum(r.prompt_tokens + r.completion_tokens for r, _ in items),
         cost_usd=round(float(sum(r.cost_usd for r, _ in items)), 6),
+        unpriced_calls=sum(c.unpriced for c in calls.values()),
+        unpriced_models=unpriced_models,
         llm_calls=provider_ok,
         cache_hits=hits,
         cache_hit_rate=round(hits / (hits + provider_ok), 4) if hits + provider_ok else None,
@@ -332,4 +342,9 @@ def render_text(report: Report) -> str:
     rate = f"{report.cache_hit_rate:.1%}" if report.cache_hit_rate is not None else "-"
     without = f"{report.routed_without_llm:.1%}" if report.routed_without_llm is not None else "-"
     lines.append(f"  LLM calls {report.llm_calls:,}, cache hit rate {rate}, routed without an LLM {without}")
+    if report.unpriced_calls:
+        lines.append(
+            f"  unpriced: {report.unpriced_calls:,} calls of {', '.join(report.unpriced_models)} have no "
+            "price in SWITCHBOARD_PRICES; the costs above leave them out"
+        )
     return "\n".join(lines)

@@ -7,7 +7,7 @@ of a learned limit is one `limit_events` row. Bucket names are readable and neve
 `key:<host>/<key-id>/rpm`, `model:<host>/<key-id>/<group>/tpm`, `provider:<host>/rpm`.
 
 Revision ID: 0006_limit_levels
-Revises: 0005
+Revises: 0006_unpriced
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_limit_levels"
-down_revision = "0005"
+down_revision = "0006_unpriced"
 branch_labels = None
 depends_on = None
 

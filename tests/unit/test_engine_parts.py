@@ -49,7 +49,9 @@ def test_cost_uses_the_price_table() -> None:
     # sim-large: $2.50 in, $10.00 out per million tokens.
     assert call_cost("sim-large", 1_000_000, 0) == Decimal("2.500000")
     assert call_cost("sim-large", 2000, 500) == Decimal("0.010000")
-    assert call_cost("unpriced-model", 1000, 1000) == Decimal(0)
+    # A model with no price: unknown (None, NULL in the record), never $0; no tokens cost nothing.
+    assert call_cost("unpriced-model", 1000, 1000) is None
+    assert call_cost("unpriced-model", 0, 0) == Decimal(0)
 
 
 def test_failure_classes() -> None:
