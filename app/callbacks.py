@@ -2,8 +2,9 @@
 
 Only http(s) URLs on SWITCHBOARD_CALLBACK_ALLOWED_HOSTS, and never an internal address (loopback,
 private, link-local, multicast, reserved) unless SWITCHBOARD_CALLBACK_ALLOW_PRIVATE is set. The
-address is checked again when the callback is sent, after resolving the name, so a DNS answer
-that changed since the submit cannot point a callback inside the network.
+address is checked again when the callback is sent, after resolving the name once, and the POST
+connects to that checked address: a DNS answer that changed since the submit, or changes between
+the check and the connection, cannot point a callback inside the network.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import random
 import socket
 import time
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from pydantic import BaseModel
@@ -69,20 +70,41 @@ def check_url(url: str) -> str:
     return url
 
 
-def resolve_checked(url: str) -> None:
-    """Refuse a URL whose host now resolves to an internal address (checked before each POST)."""
+def resolve_checked(url: str) -> list[str]:
+    """The addresses the URL's host resolves to now, looked up once; refuses the URL if any of them
+    is internal (unless SWITCHBOARD_CALLBACK_ALLOW_PRIVATE). `post` connects to one of exactly these."""
     check_url(url)
-    if get_settings().callback_allow_private:
-        return
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        infos = socket.getaddrinfo(parts.hostname or "", port, proto=socket.IPPROTO_TCP)
+        infos = socket.getaddrinfo(parts.hostname or "", port, type=socket.SOCK_STREAM,
+                                   proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
         raise CallbackRefused(f"host {parts.hostname!r} does not resolve ({exc.strerror})") from None
-    for info in infos:
-        if _internal(str(info[4][0])):
-            raise CallbackRefused(f"host {parts.hostname!r} resolves to an internal address")
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not get_settings().callback_allow_private and any(_internal(a) for a in addresses):
+        raise CallbackRefused(f"host {parts.hostname!r} resolves to an internal address")
+    return addresses
+
+
+def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> httpx.Response:
+    """POST to the address that passed the check, never to a second lookup of the name: a DNS answer
+    that changes between the check and the connection (rebinding) cannot point the callback inside
+    the network. The request still names the host (Host header), and TLS sends it as SNI and
+    verifies the certificate against it. The next checked address is tried if one refuses."""
+    parts = urlsplit(url)
+    addresses = resolve_checked(url)
+    with httpx.Client(timeout=timeout_s, follow_redirects=False) as http:
+        for index, address in enumerate(addresses):
+            netloc = (f"[{address}]" if ":" in address else address) + (f":{parts.port}" if parts.port else "")
+            pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+            try:
+                return http.post(pinned, content=body, headers={**headers, "Host": parts.netloc},
+                                 extensions={"sni_hostname": parts.hostname})
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                if index == len(addresses) - 1:
+                    raise
+    raise CallbackRefused(f"host {parts.hostname!r} resolves to no address")
 
 
 # --- Delivery ---------------------------------------------------------------------------------
@@ -113,7 +135,8 @@ class Delivery(BaseModel):
 
 def _payload(request: Request) -> bytes:
     return json.dumps({
-        "id": request.id, "tenant": request.tenant, "status": request.status, "specialist": request.specialist,
+        "id": request.id, "tenant": request.tenant, "customer": request.customer, "status": request.status,
+        "specialist": request.specialist,
         "result": request.result,
         "tokens": {"prompt": request.prompt_tokens, "completion": request.completion_tokens},
         "cost_usd": float(request.cost_usd), "finished_at": request.finished_at.isoformat() if request.finished_at else None,
@@ -153,14 +176,14 @@ def deliver(request_id: str) -> Delivery:
             if tenant is None:
                 raise CallbackRefused(f"tenant {request.tenant!r} has no signing secret (not created with "
                                       "`switchboard tenants create`)")
-            resolve_checked(callback.url)
             body = _payload(request)
-            response = httpx.post(
-                callback.url, content=body, timeout=settings.callback_timeout_s, follow_redirects=False,
-                headers={"Content-Type": "application/json", "User-Agent": "switchboard-callbacks",
-                         "X-Switchboard-Delivery": request_id, "X-Switchboard-Attempt": str(callback.attempts),
-                         SIGNATURE_HEADER: sign(signing_secret(tenant.name, tenant.signing_salt), int(time.time()),
-                                                body)},
+            response = post(
+                callback.url, body,
+                {"Content-Type": "application/json", "User-Agent": "switchboard-callbacks",
+                 "X-Switchboard-Delivery": request_id, "X-Switchboard-Attempt": str(callback.attempts),
+                 SIGNATURE_HEADER: sign(signing_secret(tenant.name, tenant.signing_salt), int(time.time()),
+                                        body)},
+                settings.callback_timeout_s,
             )
             status_code = response.status_code
             outcome = "delivered" if 200 <= status_code < 300 else "retry"

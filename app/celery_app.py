@@ -15,6 +15,7 @@ from celery import Celery, concurrency
 from celery.signals import (
     after_setup_logger,
     after_setup_task_logger,
+    beat_init,
     worker_init,
     worker_process_shutdown,
 )
@@ -121,6 +122,27 @@ def use_broker(url: str) -> None:
     celery.amqp._producer_pool = None
 
 
+def _refuse_default_secrets(role: str) -> None:
+    from app.default_secrets import DefaultSecrets, refuse_defaults
+
+    try:
+        refuse_defaults(role)
+    except DefaultSecrets as exc:
+        print(f"switchboard: {exc}", file=sys.stderr, flush=True)
+        os._exit(78)  # a configuration error: restarting cannot fix it
+
+
+@worker_init.connect
+def _check_worker_secrets(sender: Any = None, **_: Any) -> None:
+    # First of the start-up hooks: a pool using development credentials must not start consuming.
+    _refuse_default_secrets("callbacks" if get_settings().process_name == CALLBACK_QUEUE else "worker")
+
+
+@beat_init.connect
+def _check_beat_secrets(sender: Any = None, **_: Any) -> None:
+    _refuse_default_secrets("beat")
+
+
 @worker_init.connect
 def _declare_topology(sender: Any = None, **_: Any) -> None:
     # A queue with conflicting arguments would make Celery's consumer reconnect forever; stop once
@@ -148,8 +170,7 @@ def _serve_metrics(sender: Any = None, **_: Any) -> None:
     from app import metrics
 
     settings = get_settings()
-    metrics.serve(settings.metrics_port, fleet=settings.process_name == ROUTER_QUEUE,
-                  address=settings.metrics_address)
+    metrics.serve(settings.metrics_port, fleet=settings.process_name == ROUTER_QUEUE)
 
 
 @worker_init.connect

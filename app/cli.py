@@ -72,6 +72,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     submission = client.submit(
         args.text,
         tenant=args.tenant,
+        customer=args.customer,
         priority=args.priority,
         idempotency_key=args.idempotency_key,
         conversation_id=args.conversation,
@@ -406,11 +407,15 @@ def cmd_workers(args: argparse.Namespace) -> int:
 
     from app.ops.fleet import Fleet
     from app.ops.supervisor import Supervisor
-    from app.topology import work_queue_names
+    from app.topology import CALLBACK_QUEUE, work_queue_names
 
     unknown = [q for q in args.queues or [] if q not in work_queue_names()]
     if unknown:
         raise CommandError(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(work_queue_names())}")
+    _dev_mode(args)
+    queues = args.queues or work_queue_names()
+    _refuse_defaults(*(["worker"] if set(queues) - {CALLBACK_QUEUE} else []),
+                     *(["callbacks"] if CALLBACK_QUEUE in queues else []))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     supervisor = Supervisor(Path(args.log_dir))
@@ -475,11 +480,34 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dev_mode(args: argparse.Namespace) -> None:
+    """`--dev`: this process and every process it starts accept the development secrets."""
+    import os
+
+    from app.config import reset_settings
+
+    if getattr(args, "dev", False):
+        os.environ["SWITCHBOARD_DEV"] = "true"
+        reset_settings()
+
+
+def _refuse_defaults(*roles: str) -> None:
+    from app.default_secrets import DefaultSecrets, refuse_defaults
+
+    try:
+        for role in roles:
+            refuse_defaults(role)
+    except DefaultSecrets as exc:
+        raise CommandError(str(exc), code=78) from None
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     import os
 
     from app.ops.pools import api_argv
 
+    _dev_mode(args)
+    _refuse_defaults("api")  # here, once, rather than in each server process it would start
     argv = api_argv()
     os.execv(argv[0], argv)
     return 0  # not reached
@@ -543,6 +571,9 @@ def _record_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--since-hours", type=_positive_hours, help="with --from-record: only requests accepted this recently")
 
 
+DEV_HELP = "accept the development secrets and credentials (local only)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -562,6 +593,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("submit", cmd_submit, "submit a request")
     p.add_argument("text")
     p.add_argument("--tenant", default="default")
+    p.add_argument("--customer", help="the end user the request acts for, as your app authenticated them "
+                   "(the demo: the account's e-mail); its tools see only this customer's data")
     p.add_argument("--priority", default="normal", help="high, normal or low")
     p.add_argument("--idempotency-key")
     p.add_argument("--conversation", help="conversation id: follow-ups share history and specialist")
@@ -634,6 +667,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["up"])
     p.add_argument("--queues", nargs="*", help="only these pools (default: router and every specialist)")
     p.add_argument("--log-dir", default=".switchboard/logs")
+    p.add_argument("--dev", action="store_true", help=DEV_HELP)
     p = command("tenants", cmd_tenants, "tenants of the HTTP API: create, list", json_flag=False)
     tsub = p.add_subparsers(dest="tenants_command", required=True)
     t = tsub.add_parser("create", help="a new tenant; prints its callback signing secret once")
@@ -653,9 +687,11 @@ def build_parser() -> argparse.ArgumentParser:
     k = ksub.add_parser("revoke", help="revoke a key by its id (sbk_...)")
     k.add_argument("key_id")
     k.add_argument("--json", action="store_true")
-    command("api", cmd_api, "serve the HTTP API with gunicorn", json_flag=False)
+    p = command("api", cmd_api, "serve the HTTP API with uvicorn", json_flag=False)
+    p.add_argument("--dev", action="store_true", help=DEV_HELP)
     p = command("flower", cmd_flower, "run Flower with basic auth and the broker API", json_flag=False)
-    p.add_argument("--dev", action="store_true", help="allow running without credentials (local only)")
+    p.add_argument("--dev", action="store_true",
+                   help="allow running without credentials or on the development ones (local only)")
     p = command("simulator", cmd_simulator, "run the simulated OpenAI-compatible provider", json_flag=False)
     p.add_argument("simulator_args", nargs=argparse.REMAINDER)
     p = command("demo", cmd_demo, "the Monday-morning surge on this machine's services")

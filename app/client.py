@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 from datetime import datetime
 from decimal import Decimal
@@ -33,6 +34,19 @@ log = logging.getLogger(__name__)
 
 Priority = Literal["high", "normal", "low"]
 MAX_METADATA_BYTES = 4096
+MAX_CUSTOMER_CHARS = 200
+# Printable ASCII without spaces: e-mail addresses, UUIDs, "user:42" and the like.
+_CUSTOMER_RE = re.compile(r"[\x21-\x7e]+")
+
+
+def check_customer(value: str | None) -> str | None:
+    """A customer id as the calling app authenticated it; compared exactly, never normalised."""
+    if value is None:
+        return None
+    if not 1 <= len(value) <= MAX_CUSTOMER_CHARS or not _CUSTOMER_RE.fullmatch(value):
+        raise ValueError(f"must be 1-{MAX_CUSTOMER_CHARS} printable ASCII characters without spaces: the id "
+                         "your app authenticated the end user by (e.g. their account e-mail)")
+    return value
 
 
 class InvalidRequest(ValueError):
@@ -71,11 +85,18 @@ class SubmitRequest(BaseModel):
 
     text: StrictStr
     tenant: StrictStr = Field("default", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    # The end user the calling app authenticated: tools and retrieval act for this customer only.
+    customer: StrictStr | None = None
     priority: Priority = "normal"
     idempotency_key: StrictStr | None = Field(None, min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")
     conversation_id: StrictStr | None = Field(None, pattern=r"^[A-Za-z0-9._:-]{1,64}$")
     metadata: dict[StrictStr, StrictStr | int | float | bool | None] = Field(default_factory=dict, max_length=32)
     callback_url: StrictStr | None = Field(None, max_length=2000)
+
+    @field_validator("customer")
+    @classmethod
+    def _customer(cls, value: str | None) -> str | None:
+        return check_customer(value)
 
     @field_validator("callback_url")
     @classmethod
@@ -129,6 +150,7 @@ class EventView(BaseModel):
 class RequestView(BaseModel):
     id: str
     tenant: str
+    customer: str | None = None
     status: str
     priority: str
     specialist: str | None
@@ -167,7 +189,7 @@ def refuse_if_overloaded(req: SubmitRequest) -> None:
     from app.degradation import Level, level, thresholds, waiting_counts
 
     bound = [ROUTER_QUEUE]
-    specialist = conversations.specialist_of(req.conversation_id) if req.conversation_id else None
+    specialist = conversations.specialist_of(req.tenant, req.conversation_id) if req.conversation_id else None
     specialist = specialist or match_rules(req.text)
     if specialist:
         bound.append(specialist)
@@ -205,6 +227,7 @@ def submit(
     text: str,
     *,
     tenant: str = "default",
+    customer: str | None = None,
     priority: str = "normal",
     idempotency_key: str | None = None,
     conversation_id: str | None = None,
@@ -214,11 +237,16 @@ def submit(
     """Accept a request. Raises InvalidRequest (nothing written) for bad input, and its kind
     Overloaded for a `low` request while its queue is past the refusal threshold.
 
+    `customer` is your app's id of the end user you authenticated (the demo uses the account's
+    e-mail); the request's tools read and change only that customer's rows of `tenant`, and with
+    no customer they refuse account data. It is recorded with the request and never changes.
+
     With an idempotency key, a repeated submit returns the first request and runs nothing again.
     """
     req = validate(
         text=text,
         tenant=tenant,
+        customer=customer,
         priority=priority,
         idempotency_key=idempotency_key,
         conversation_id=conversation_id,
@@ -241,7 +269,7 @@ def accept(req: SubmitRequest) -> Submission:
     with session_scope() as session:
         if req.conversation_id:
             try:
-                conversations.ensure(session, req.conversation_id, req.tenant)
+                conversations.ensure(session, req.conversation_id, req.tenant, req.customer)
             except conversations.ConversationError as exc:
                 raise InvalidRequest([f"conversation_id: {exc}"]) from None
         inserted = session.execute(
@@ -249,6 +277,7 @@ def accept(req: SubmitRequest) -> Submission:
             .values(
                 id=new_id(),
                 tenant=req.tenant,
+                customer=req.customer,
                 text=req.text,
                 metadata=req.metadata,
                 priority=req.priority,
@@ -299,6 +328,7 @@ def get(request_id: str, *, tenant: str | None = None, estimate: bool = True) ->
     return RequestView(
         id=request.id,
         tenant=request.tenant,
+        customer=request.customer,
         status=request.status,
         priority=request.priority,
         specialist=request.specialist,

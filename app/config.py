@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # The role of this process (router, billing, ...), set by the pool commands; shown in logs
     # and in PostgreSQL's pg_stat_activity.
     process_name: str = "client"
+    # Development mode (`--dev` on the commands that take it): the built-in development secrets
+    # and credentials are accepted. Off, every process refuses to start with them.
+    dev: bool = False
 
     # Which API the provider speaks (app/inference/adapters): `openai` (OpenAI and any
     # OpenAI-compatible /v1 server: vLLM, Ollama, LiteLLM, the simulator), `anthropic` (the
@@ -165,18 +168,29 @@ class Settings(BaseSettings):
     # overrides one; 0 turns metrics off). `metrics_port` is this process's port.
     metrics_base_port: int = 9560
     metrics_port: int = 0
-    metrics_address: str = "0.0.0.0"
+    # Loopback unless widened: /metrics shows what the engine does and for whom. The generated
+    # Kubernetes manifests set 0.0.0.0 so Prometheus can scrape the pods.
+    metrics_address: str = "127.0.0.1"
+    # A `tenant` label on the per-request usage histograms: one set of series per tenant, which
+    # names every tenant to whoever reads /metrics and grows with them. Off unless asked for.
+    metrics_tenant_labels: bool = False
     # Worker log lines as JSON objects carrying the request id, so one request can be followed
     # across the router and specialist processes.
     log_json: bool = True
 
-    # The HTTP ingress (gunicorn): where it listens, its processes and threads per process.
+    # The HTTP ingress (uvicorn): where it listens, its processes and the threads per process that
+    # run requests (connections themselves live on the event loop and take no thread).
     api_address: str = "127.0.0.1"
     api_port: int = 8080
     api_workers: int = 2
     # Threads per process; each holds at most two database connections during a submit.
     api_threads: int = 4
     api_max_body_bytes: int = 64 * 1024
+    # JSON bodies nested deeper are refused (400) before they are parsed; Python's parser recurses
+    # once per level, and far below its recursion limit.
+    api_max_json_depth: int = Field(default=32, ge=1, le=500)
+    # Seconds an idle kept-alive connection stays open.
+    api_keepalive_s: int = Field(default=5, ge=1)
     # Limits a new tenant gets unless `tenants create` says otherwise.
     tenant_default_rpm: int = 600
     tenant_default_max_concurrent: int = 100

@@ -119,7 +119,7 @@ def run_demo(tickets: int = 200, *, keep_running: bool = False, as_json: bool = 
     from app.ops.preflight import check_services
     from app.ops.supervisor import Supervisor, wait_for_workers, wait_http
     from app.ops.surge import POISON_TEXT, monday_morning
-    from app.seed import account_emails, invoice_ids, seed
+    from app.seed import DEMO_TENANT, account_emails, invoice_ids, invoice_owners, seed
     from app.topology import work_queue_names
 
     if tickets < 1:
@@ -131,9 +131,12 @@ def run_demo(tickets: int = 200, *, keep_running: bool = False, as_json: bool = 
     upgrade()
     with session_scope() as session:
         seed(session)
-        emails, invoices = account_emails(session), invoice_ids(session)
+        emails, invoices, owners = account_emails(session), invoice_ids(session), invoice_owners(session)
 
     run_id = uuid.uuid4().hex[:8]
+    # The demo is development mode, explicitly: its pools use this machine's guest and postgres
+    # accounts and the built-in development keys, which every process refuses outside it.
+    os.environ["SWITCHBOARD_DEV"] = "true"
     port = _free_port(get_settings().simulator_port)
     os.environ["SWITCHBOARD_SIMULATOR_PORT"] = str(port)
     os.environ["SWITCHBOARD_PROVIDER_BASE_URL"] = f"http://127.0.0.1:{port}/v1"
@@ -161,7 +164,10 @@ def run_demo(tickets: int = 200, *, keep_running: bool = False, as_json: bool = 
         wait_for_workers(work_queue_names(), timeout=90)
         print(f"Flower at {flower_url} (credentials from {source})", file=out)
 
-        surge = monday_morning(tickets, emails=emails, invoice_ids=invoices)
+        # Submitted as the seeded accounts' own tenant and customers, as an app that signed its users
+        # in would: each ticket's tools see the writer's account, so refunds of their own invoices go through.
+        surge = monday_morning(tickets, emails=emails, invoice_ids=invoices, owners=owners,
+                               tenant=DEMO_TENANT)
         expected: dict[str, str] = {}
         poison_at = len(surge) // 2
 
@@ -169,7 +175,8 @@ def run_demo(tickets: int = 200, *, keep_running: bool = False, as_json: bool = 
             if i == poison_at:
                 return client.submit(POISON_TEXT, tenant="acme", metadata={"demo_run": run_id, "poison": True}).id
             t = surge[i if i < poison_at else i - 1]
-            sub = client.submit(t.text, tenant=t.tenant, priority=t.priority, metadata={"demo_run": run_id})
+            sub = client.submit(t.text, tenant=t.tenant, customer=t.customer, priority=t.priority,
+                                metadata={"demo_run": run_id})
             expected[sub.id] = t.expected
             return sub.id
 

@@ -5,7 +5,8 @@ Each process kind (router, one per specialist pool) serves its own port (SWITCHB
 set per pool by app/ops/pools.py). Specialist pools use Celery's threads pool, one process each; a
 prefork pool runs with PROMETHEUS_MULTIPROC_DIR set, its children write their samples to files
 there and the parent serves them all (prometheus_client's multiprocess mode). Queue depths and
-breaker states are fleet-wide, so only the router process exports them, read when scraped.
+breaker states are fleet-wide, so only the router process exports them, read when scraped. Every
+endpoint listens on loopback unless SWITCHBOARD_METRICS_ADDRESS widens it.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import logging
 import os
 from collections.abc import Iterator
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
+
+from app.config import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +38,25 @@ ROUTING_DECISIONS = Counter(
     "Routing decisions by method (rule, classifier, llm, fallback, conversation) and specialist",
     ["method", "specialist"],
 )
-REQUEST_TOKENS = Histogram(
-    "switchboard_request_tokens",
-    "Tokens (prompt + completion) one specialist attempt spent on a request, per model",
-    ["specialist", "model", "tenant"],
-    buckets=(100, 250, 500, 1000, 2000, 4000, 8000, 16000, 32000, 64000),
-)
-REQUEST_COST = Histogram(
-    "switchboard_request_cost_usd",
-    "Cost in USD one specialist attempt spent on a request, per model",
-    ["specialist", "model", "tenant"],
-    buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
-)
+TOKEN_BUCKETS = (100, 250, 500, 1000, 2000, 4000, 8000, 16000, 32000, 64000)
+COST_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+
+
+@lru_cache(maxsize=1)
+def usage_histograms() -> tuple[Histogram, Histogram]:
+    """Tokens and cost per succeeded attempt and model. A `tenant` label only with
+    SWITCHBOARD_METRICS_TENANT_LABELS: otherwise /metrics neither names tenants nor grows a set
+    of series with each one (`switchboard report` has the per-tenant figures)."""
+    labels = ["specialist", "model"] + (["tenant"] if get_settings().metrics_tenant_labels else [])
+    tokens = Histogram("switchboard_request_tokens",
+                       "Tokens (prompt + completion) one specialist attempt spent on a request, per model",
+                       labels, buckets=TOKEN_BUCKETS)
+    cost = Histogram("switchboard_request_cost_usd",
+                     "Cost in USD one specialist attempt spent on a request, per model",
+                     labels, buckets=COST_BUCKETS)
+    return tokens, cost
+
+
 LLM_LATENCY = Histogram(
     "switchboard_llm_latency_seconds",
     "Provider call latency (cache hits excluded) by model, purpose and outcome",
@@ -84,9 +95,11 @@ BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
 
 def observe_request_usage(specialist: str, tenant: str, usage: dict[str, tuple[int, Decimal]]) -> None:
+    tokens_histogram, cost_histogram = usage_histograms()
     for model, (tokens, cost) in usage.items():
-        REQUEST_TOKENS.labels(specialist, model, tenant).observe(tokens)
-        REQUEST_COST.labels(specialist, model, tenant).observe(float(cost))
+        labels = (specialist, model, tenant) if get_settings().metrics_tenant_labels else (specialist, model)
+        tokens_histogram.labels(*labels).observe(tokens)
+        cost_histogram.labels(*labels).observe(float(cost))
 
 
 def observe_llm_call(row: dict[str, Any]) -> None:
@@ -156,10 +169,12 @@ class FleetCollector(Collector):
         return family
 
 
-def serve(port: int, *, fleet: bool, address: str = "0.0.0.0") -> CollectorRegistry | None:
-    """Serve this process's metrics on `port` (0: none); `fleet`: also queue depths and breakers."""
+def serve(port: int, *, fleet: bool, address: str | None = None) -> CollectorRegistry | None:
+    """Serve this process's metrics on `port` (0: none) at `address` (default
+    SWITCHBOARD_METRICS_ADDRESS, loopback); `fleet`: also queue depths and breakers."""
     if port <= 0:
         return None
+    address = address or get_settings().metrics_address
     registry: CollectorRegistry = REGISTRY
     multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if multiproc_dir:
@@ -178,7 +193,7 @@ def serve(port: int, *, fleet: bool, address: str = "0.0.0.0") -> CollectorRegis
         # Metrics must never keep a pool from working.
         log.warning("metrics: cannot listen on port %d (%s); this process exports no metrics", port, exc)
         return None
-    log.info("metrics on :%d/metrics", port)
+    log.info("metrics on %s:%d/metrics", address, port)
     return registry
 
 

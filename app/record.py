@@ -60,8 +60,8 @@ _ROUTED = (
 )
 _MARK_ROUTED = select(_ROUTED.c.id).add_cte(_with_event(_ROUTED, "routed", bindparam("detail", type_=JSONB)))
 
-_CLAIM_COLUMNS = (_R.c.attempts, _R.c.tenant, _R.c.text, _R.c.priority, _R.c.specialist, _R.c.conversation_id,
-                  _R.c.route_confidence)
+_CLAIM_COLUMNS = (_R.c.attempts, _R.c.tenant, _R.c.customer, _R.c.text, _R.c.priority, _R.c.specialist,
+                  _R.c.conversation_id, _R.c.route_confidence)
 
 
 # The finished steps' outputs, {step: output}, for a claimed attempt to resume after.
@@ -145,6 +145,7 @@ def mark_routed(request_id: str, specialist: str, confidence: float, method: str
 class Attempt:
     number: int
     tenant: str
+    customer: str | None
     text: str
     priority: str
     specialist: str
@@ -162,7 +163,7 @@ def start_attempt(request_id: str, *, take_over: bool = False) -> Attempt | None
     if row is None:
         return None
     return Attempt(
-        row.attempts, row.tenant, row.text, row.priority, row.specialist, row.conversation_id,
+        row.attempts, row.tenant, row.customer, row.text, row.priority, row.specialist, row.conversation_id,
         row.route_confidence, row.checkpoints,
     )
 
@@ -175,7 +176,8 @@ def mark_succeeded(conn: Connection, request_id: str, result: dict[str, Any], at
         return False  # taken over by another attempt, which finishes it
     if attempt.conversation_id:
         conversations.append_exchange(
-            conn, attempt.conversation_id, request_id, attempt.text, result.get("reply", ""), attempt.specialist
+            conn, attempt.tenant, attempt.conversation_id, request_id, attempt.text, result.get("reply", ""),
+            attempt.specialist,
         )
     return bool(done.callback_pending)
 

@@ -37,10 +37,11 @@ def _routing_prompt() -> str:
     )
 
 
-def _ask_llm(text: str, request_id: str | None) -> str | None:
+def _ask_llm(text: str, request_id: str | None, tenant: str | None) -> str | None:
     messages = [{"role": "system", "content": _routing_prompt()}, {"role": "user", "content": text}]
     try:
-        response = complete(messages, tier="cheap", purpose="route", request_id=request_id, max_tokens=5, cache=True)
+        response = complete(messages, tier="cheap", purpose="route", request_id=request_id, max_tokens=5,
+                            cache=True, tenant=tenant)
     except (ProviderError, Deferred) as exc:
         log.warning("routing LLM unavailable, using the fallback specialist: %s", exc)
         return None
@@ -53,6 +54,7 @@ def decide(
     *,
     current_specialist: str | None = None,
     request_id: str | None = None,
+    tenant: str | None = None,
     use_llm: bool = True,
 ) -> RouteDecision:
     settings = get_settings()
@@ -72,7 +74,7 @@ def decide(
     if prediction.confidence >= settings.router_confidence_threshold:
         return RouteDecision(specialist=prediction.specialist, confidence=prediction.confidence, method="classifier")
     if use_llm:
-        answer = _ask_llm(text, request_id)
+        answer = _ask_llm(text, request_id, tenant)
         if answer is not None:
             return RouteDecision(specialist=answer, confidence=prediction.scores.get(answer, 0.0), method="llm")
     fallback = settings.fallback_specialist

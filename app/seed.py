@@ -4,6 +4,9 @@
 component) and skips rows that exist, so re-running it neither duplicates nor overwrites anything.
 In particular an invoice refunded during a demo stays refunded.
 
+Every row belongs to the `default` tenant; each account's customer id is its e-mail (what the
+demo's apps authenticate their users by), and its invoices are that customer's.
+
 Invoice dates are relative to the day the seed first runs, spread over the last 120 days, so a
 fresh database always has both refundable invoices (paid, under 30 days old) and ones that are not.
 """
@@ -19,6 +22,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from app.db.models import Account, Base, Invoice, KbArticle, ServiceStatus
+
+# The tenant the demo data belongs to.
+DEMO_TENANT = "default"
 
 # --- Accounts ----------------------------------------------------------------------------------
 
@@ -615,30 +621,34 @@ def _customer_since(index: int, now: datetime) -> datetime:
 
 def _seed_accounts(session: Session, now: datetime) -> dict[str, int]:
     rows = [
-        {"email": email, "name": name, "plan": plan, "status": status, "created_at": _customer_since(i, now)}
+        {"tenant": DEMO_TENANT, "customer": email, "email": email, "name": name, "plan": plan,
+         "status": status, "created_at": _customer_since(i, now)}
         for i, (email, name, plan, status, _seats) in enumerate(ACCOUNTS)
     ]
-    session.execute(insert(Account).values(rows).on_conflict_do_nothing(index_elements=["email"]))
+    session.execute(insert(Account).values(rows).on_conflict_do_nothing(index_elements=["tenant", "email"]))
     emails = [row["email"] for row in rows]
-    found = session.execute(select(Account.email, Account.id).where(Account.email.in_(emails)))
+    found = session.execute(
+        select(Account.email, Account.id).where(Account.tenant == DEMO_TENANT, Account.email.in_(emails))
+    )
     return {email: account_id for email, account_id in found}
 
 
 def _seed_invoices(session: Session, account_ids: dict[str, int], now: datetime) -> None:
     rows = [
         {key: value for key, value in row.items() if key != "email"}
-        | {"account_id": account_ids[str(row["email"])]}
+        | {"account_id": account_ids[str(row["email"])], "tenant": DEMO_TENANT, "customer": row["email"]}
         for row in _invoice_rows(now)
     ]
     session.execute(insert(Invoice).values(rows).on_conflict_do_nothing(index_elements=["id"]))
 
 
 def _seed_kb(session: Session) -> None:
-    rows = [{"slug": slug, "title": title, "body": body} for slug, title, body in KB_ARTICLES]
+    rows = [{"tenant": DEMO_TENANT, "slug": slug, "title": title, "body": body}
+            for slug, title, body in KB_ARTICLES]
     stmt = insert(KbArticle).values(rows)
     # Edited article text reaches an existing database; an unchanged article is not rewritten.
     stmt = stmt.on_conflict_do_update(
-        index_elements=["slug"],
+        index_elements=["tenant", "slug"],
         set_={"title": stmt.excluded.title, "body": stmt.excluded.body},
         where=(KbArticle.title != stmt.excluded.title) | (KbArticle.body != stmt.excluded.body),
     )
@@ -646,9 +656,11 @@ def _seed_kb(session: Session) -> None:
 
 
 def _seed_status(session: Session) -> None:
-    rows = [{"component": c, "status": s, "message": m} for c, s, m in SERVICE_STATUS]
+    rows = [{"tenant": DEMO_TENANT, "component": c, "status": s, "message": m} for c, s, m in SERVICE_STATUS]
     # Do nothing on conflict: an operator who resolved the incident during a demo keeps that state.
-    session.execute(insert(ServiceStatus).values(rows).on_conflict_do_nothing(index_elements=["component"]))
+    session.execute(
+        insert(ServiceStatus).values(rows).on_conflict_do_nothing(index_elements=["tenant", "component"])
+    )
 
 
 def _count(session: Session, model: type[Base]) -> int:
@@ -672,10 +684,17 @@ def seed(session: Session) -> dict[str, int]:
 
 
 def account_emails(session: Session) -> list[str]:
-    return list(session.scalars(select(Account.email).order_by(Account.id)))
+    stmt = select(Account.email).where(Account.tenant == DEMO_TENANT).order_by(Account.id)
+    return list(session.scalars(stmt))
 
 
 def invoice_ids(session: Session) -> list[str]:
     # Numeric order, so INV-1010 follows INV-1009 rather than INV-1001.
-    ids = session.scalars(select(Invoice.id))
+    ids = session.scalars(select(Invoice.id).where(Invoice.tenant == DEMO_TENANT))
     return sorted(ids, key=lambda i: (len(i), i))
+
+
+def invoice_owners(session: Session) -> dict[str, str]:
+    """Each demo invoice's customer: a ticket about an invoice is written by the customer it bills."""
+    rows = session.execute(select(Invoice.id, Invoice.customer).where(Invoice.tenant == DEMO_TENANT))
+    return {row.id: row.customer for row in rows}

@@ -28,7 +28,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import uvicorn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -51,6 +51,7 @@ __all__ = [
 ]
 
 WINDOW_S = 60.0
+MAX_RECORDED_PROMPTS = 20_000
 # OpenAI always sends the x-ratelimit-* headers; when a limit is off we
 # advertise a huge one so header-driven clients never throttle themselves.
 UNLIMITED = 1_000_000_000
@@ -163,6 +164,10 @@ class SimulatorConfig(BaseSettings):
     # providers count per minute; a short window gives short retry-after values, so "wait as
     # told, then succeed" can be tested in seconds.
     rate_window_s: float = Field(default=WINDOW_S, gt=0)
+    # Test aid (tests/integration/test_authority.py): keep every prompt received, for
+    # `GET /admin/prompts`, so a test can check what the engine sent a provider. Also switched on
+    # and off live with `POST /admin/prompts {"record": true}`.
+    record_prompts: bool = False
     seed: int = 7
 
     @field_validator("models", "api_keys", mode="before")
@@ -199,6 +204,14 @@ class FaultUpdate(BaseModel):
     @classmethod
     def _parse_model_limits(cls, value: Any) -> Any:
         return parse_model_limits(value)
+
+
+class PromptRecording(BaseModel):
+    """Body of ``POST /admin/prompts``: start recording prompts afresh (true) or stop (false)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    record: bool
 
 
 class RuntimeSettings(BaseModel):
@@ -1015,6 +1028,24 @@ class Simulator:
         self.rng = random.Random(config.seed)
         self.outage_until = 0.0
         self._keys = frozenset(config.api_keys)
+        # Prompts received while recording (oldest dropped past the bound); None: not recording.
+        self.prompts: deque[dict[str, Any]] | None = (
+            deque(maxlen=MAX_RECORDED_PROMPTS) if config.record_prompts else None
+        )
+
+    def record(self, body: ChatCompletionRequest) -> None:
+        if self.prompts is None:
+            return
+        self.prompts.append({
+            "model": body.model,
+            "messages": [
+                {"role": m.role, "content": message_text(m),
+                 "tool_calls": [{"name": c.function.name, "arguments": c.function.arguments}
+                                for c in m.tool_calls or []]}
+                for m in body.messages
+            ],
+            "tools": [t.function.name for t in body.tools or []],
+        })
 
     def key_allowed(self, key: str) -> bool:
         return bool(key) and (not self._keys or key in self._keys)
@@ -1201,6 +1232,7 @@ async def _complete(request: Request, sim: Simulator) -> Response:
     if isinstance(parsed, JSONResponse):
         return parsed
     body = parsed
+    sim.record(body)
     sim.stats.by_model[body.model] += 1
     levels = sim.settings.levels(key_id, body.model)
     now = sim.clock()
@@ -1292,19 +1324,40 @@ async def admin_reset(request: Request) -> Response:
     return JSONResponse(sim.stats.as_dict())
 
 
+AdminT = TypeVar("AdminT", bound=BaseModel)
+
+
+async def _admin_body(request: Request, model: type[AdminT]) -> AdminT | JSONResponse:
+    try:
+        payload = await request.json()
+    except ValueError:
+        return _error(400, "We could not parse the JSON body of your request.", "invalid_request_error")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        return _validation_error(exc)
+
+
 async def admin_faults(request: Request) -> Response:
     sim: Simulator = request.app.state.simulator
     if request.method == "POST":
-        try:
-            payload = await request.json()
-        except ValueError:
-            return _error(400, "We could not parse the JSON body of your request.", "invalid_request_error")
-        try:
-            update = FaultUpdate.model_validate(payload)
-        except ValidationError as exc:
-            return _validation_error(exc)
+        update = await _admin_body(request, FaultUpdate)
+        if isinstance(update, JSONResponse):
+            return update
         sim.apply_faults(update)
     return JSONResponse(sim.fault_view())
+
+
+async def admin_prompts(request: Request) -> Response:
+    """GET: the prompts recorded so far. POST {"record": bool}: start recording afresh, or stop."""
+    sim: Simulator = request.app.state.simulator
+    if request.method == "POST":
+        recording = await _admin_body(request, PromptRecording)
+        if isinstance(recording, JSONResponse):
+            return recording
+        sim.prompts = deque(maxlen=MAX_RECORDED_PROMPTS) if recording.record else None
+    prompts = list(sim.prompts) if sim.prompts is not None else []
+    return JSONResponse({"recording": sim.prompts is not None, "prompts": prompts})
 
 
 def create_app(config: SimulatorConfig, *, clock: Callable[[], float] = time.monotonic) -> Starlette:
@@ -1317,6 +1370,7 @@ def create_app(config: SimulatorConfig, *, clock: Callable[[], float] = time.mon
             Route("/admin/stats", admin_stats, methods=["GET"]),
             Route("/admin/reset", admin_reset, methods=["POST"]),
             Route("/admin/faults", admin_faults, methods=["GET", "POST"]),
+            Route("/admin/prompts", admin_prompts, methods=["GET", "POST"]),
         ]
     )
     app.state.simulator = Simulator(config, clock)

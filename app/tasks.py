@@ -114,8 +114,8 @@ def route(self: Task, request_id: str) -> None:
             )
         if status != Status.ACCEPTED:
             return  # routed already: a duplicate message (a lost dispatch is the reconciler's job)
-        current = conversations.specialist_of(conversation_id) if conversation_id else None
-        decision = decide(text, current_specialist=current, request_id=request_id)
+        current = conversations.specialist_of(tenant, conversation_id) if conversation_id else None
+        decision = decide(text, current_specialist=current, request_id=request_id, tenant=tenant)
         # Only the copy that records the decision dispatches, so duplicate route messages (an
         # impatient client, a republish) never start a request twice.
         if record.mark_routed(request_id, decision.specialist, decision.confidence, decision.method, started_at):
@@ -147,12 +147,13 @@ def _specialist_task(spec: Specialist) -> Callable[..., Any]:
                 # The message keeps coming back (its worker died each time): stop the loop.
                 raise PermanentError(f"gave up after {attempt.number - 1} attempts without finishing")
             history = (
-                conversations.history(attempt.conversation_id, before_request=request_id)
+                conversations.history(attempt.tenant, attempt.conversation_id, before_request=request_id)
                 if attempt.conversation_id
                 else []
             )
             info = RequestInfo(
-                request_id, attempt.tenant, attempt.text, attempt.priority, history, attempt.route_confidence
+                request_id, attempt.tenant, attempt.text, attempt.priority, history, attempt.route_confidence,
+                customer=attempt.customer,
             )
             callback_pending = False
 

@@ -160,9 +160,11 @@ def scratch_switchboard(stack: contextlib.ExitStack, name: str, settings: dict[s
 
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:
-    """Environment for child processes: the repo importable (for `bench.*`), plus `extra`."""
+    """Environment for child processes: the repo importable (for `bench.*`), development mode (this
+    machine's guest/postgres accounts and the development keys), plus `extra`."""
     path = os.environ.get("PYTHONPATH", "")
-    return {"PYTHONPATH": str(REPO) + (os.pathsep + path if path else ""), "PYTHONUNBUFFERED": "1", **extra}
+    return {"PYTHONPATH": str(REPO) + (os.pathsep + path if path else ""), "PYTHONUNBUFFERED": "1",
+            "SWITCHBOARD_DEV": "true", **extra}
 
 
 def probed(argv: list[str], role: str) -> list[str]:

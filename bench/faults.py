@@ -294,7 +294,7 @@ class Submitted:
 
 
 def _submit(sub: Submitted, key: str, text: str, tenant: str, priority: str, give_up_at: float,
-            metadata: dict[str, Any]) -> str | None:
+            metadata: dict[str, Any], customer: str | None = None) -> str | None:
     """client.submit, retried with the same idempotency key while it raises (a database outage):
     what a careful caller does, and safe because the key makes a repeat return the first request."""
     from app import client
@@ -302,7 +302,8 @@ def _submit(sub: Submitted, key: str, text: str, tenant: str, priority: str, giv
     delay = 0.2
     while True:
         try:
-            s = client.submit(text, tenant=tenant, priority=priority, idempotency_key=key, metadata=metadata)
+            s = client.submit(text, tenant=tenant, customer=customer, priority=priority, idempotency_key=key,
+                              metadata=metadata)
         except client.InvalidRequest:
             raise
         except Exception as exc:
@@ -334,13 +335,18 @@ def _refundable_invoices(session: Any) -> list[str]:
     ))
 
 
-def _tickets(n: int, emails: list[str], invoices: list[str], refundable: list[str], seed: int) -> list[dict[str, str]]:
+def _tickets(n: int, emails: list[str], invoices: list[str], refundable: list[str], seed: int,
+             owners: dict[str, str]) -> list[dict[str, Any]]:
     """The Monday-morning surge, with about one ticket in six replaced by an explicit refund request
-    for a refundable invoice, two of them for the same invoice (only one may be paid)."""
+    for a refundable invoice, two of them for the same invoice (only one may be paid). Each comes
+    from the seeded customer it is about, as the demo submits them."""
     from app.ops.surge import monday_morning
+    from app.seed import DEMO_TENANT
 
-    surge = monday_morning(n, emails=emails, invoice_ids=invoices, seed=seed)
-    tickets = [{"text": t.text, "tenant": t.tenant, "priority": t.priority, "expected": t.expected} for t in surge]
+    surge = monday_morning(n, emails=emails, invoice_ids=invoices, seed=seed, owners=owners,
+                           tenant=DEMO_TENANT)
+    tickets = [{"text": t.text, "tenant": t.tenant, "priority": t.priority, "expected": t.expected,
+                "customer": t.customer} for t in surge]
     if refundable:
         slots = list(range(1, n, 6))
         for j, i in enumerate(slots):
@@ -348,6 +354,7 @@ def _tickets(n: int, emails: list[str], invoices: list[str], refundable: list[st
             tickets[i] = {
                 "text": f"Please refund {invoice}, we were charged for a plan we switched away from the same day.",
                 "tenant": tickets[i]["tenant"], "priority": tickets[i]["priority"], "expected": "billing",
+                "customer": owners.get(invoice),
             }
     return tickets
 
@@ -626,16 +633,16 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     from app.db.migrate import upgrade
     from app.ops.pools import pool_specs, simulator_spec
     from app.ops.supervisor import Supervisor, wait_for_workers
-    from app.seed import account_emails, invoice_ids, seed
+    from app.seed import account_emails, invoice_ids, invoice_owners, seed
     from app.topology import work_queue_names
 
     settings = get_settings()
     upgrade(services["database_url"])
     with session_scope() as session:
         seed(session)
-        emails, invoices = account_emails(session), invoice_ids(session)
+        emails, invoices, owners = account_emails(session), invoice_ids(session), invoice_owners(session)
         refundable = _refundable_invoices(session)
-    tickets = _tickets(opts.tickets, emails, invoices, refundable, opts.seed)
+    tickets = _tickets(opts.tickets, emails, invoices, refundable, opts.seed, owners)
     sim_base = f"http://127.0.0.1:{settings.simulator_port}"
     sub = Submitted()
     result: dict[str, Any] = {"name": name, "tickets": opts.tickets}
@@ -672,7 +679,7 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
             time.sleep(max(0.0, due - time.monotonic()))
             t = tickets[i]
             _submit(sub, f"{run}-{i}", t["text"], t["tenant"], t["priority"], give_up_at,
-                    {"fault_run": run, "ticket": i})
+                    {"fault_run": run, "ticket": i}, t["customer"])
 
         with ThreadPoolExecutor(opts.submit_threads, thread_name_prefix="submit") as pool:
             list(pool.map(send, range(len(tickets))))

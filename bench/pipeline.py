@@ -103,13 +103,14 @@ class Bench:
 
         from app.db import dispose_engine, session_scope
         from app.db.migrate import upgrade
-        from app.seed import account_emails, invoice_ids, seed
+        from app.seed import account_emails, invoice_ids, invoice_owners, seed
 
         h.log("migrating and seeding the Switchboard database")
         upgrade(self.sb_db)
         with session_scope() as session:
             seed(session)
             self.emails, self.invoices = account_emails(session), invoice_ids(session)
+            self.owners = invoice_owners(session)
         stack.callback(dispose_engine)
 
         import psycopg
@@ -192,8 +193,12 @@ class Bench:
 
     def tickets(self, n: int, seed: int) -> list[Any]:
         from app.ops.surge import monday_morning
+        from app.seed import DEMO_TENANT
 
-        return monday_morning(n, emails=self.emails, invoice_ids=self.invoices, seed=seed)
+        # As the demo submits them: each ticket from the seeded customer it is about, so the tools
+        # read that customer's rows as an app with signed-in users would have them do.
+        return monday_morning(n, emails=self.emails, invoice_ids=self.invoices, seed=seed, owners=self.owners,
+                              tenant=DEMO_TENANT)
 
     def _snap(self) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
         time.sleep(0.6)  # let every probe write its latest counters
@@ -215,7 +220,8 @@ class Bench:
         from app import client
 
         def send(t: Any) -> str:
-            return client.submit(t.text, tenant=t.tenant, priority=t.priority, metadata={"bench": tag}).id
+            return client.submit(t.text, tenant=t.tenant, customer=t.customer, priority=t.priority,
+                                 metadata={"bench": tag}).id
 
         # Every phase starts with an empty response cache, so phases are alike and the baseline's
         # call count (taken from a Switchboard phase) matches what the cache leaves to the provider.

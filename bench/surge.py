@@ -94,10 +94,10 @@ def _phase(args: argparse.Namespace, *, mode: str) -> dict[str, Any]:
         from app.ops.supervisor import Supervisor
         from app.ops.surge import monday_morning
         from app.registry import specialists
-        from app.seed import account_emails, invoice_ids
+        from app.seed import DEMO_TENANT, account_emails, invoice_ids, invoice_owners
 
         with session_scope() as session:
-            emails, invoices = account_emails(session), invoice_ids(session)
+            emails, invoices, owners = account_emails(session), invoice_ids(session), invoice_owners(session)
 
         log_dir = Path(".switchboard") / f"bench-surge-{run_id}"
         supervisor = stack.enter_context(Supervisor(log_dir, env=h.child_env(env), restart=False))
@@ -117,7 +117,8 @@ def _phase(args: argparse.Namespace, *, mode: str) -> dict[str, Any]:
             workers.append(spec.name)
         h.wait_for_celery(celery, ["router", *workers], timeout=120)
 
-        tickets = monday_morning(args.tickets, emails=emails, invoice_ids=invoices)
+        tickets = monday_morning(args.tickets, emails=emails, invoice_ids=invoices, owners=owners,
+                                 tenant=DEMO_TENANT)
         h.log(f"{mode}: {len(tickets)} tickets over {args.submit_s:g}s, provider {args.account_rpm} RPM / "
               f"{args.tpm} TPM per key across models, {args.model_rpm or 'no'} RPM per model, {args.models} "
               f"model(s), {args.workers} specialist worker processes")
@@ -127,7 +128,8 @@ def _phase(args: argparse.Namespace, *, mode: str) -> dict[str, Any]:
             delay = started + i * args.submit_s / len(tickets) - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            ids.append(client.submit(ticket.text, tenant=ticket.tenant, priority=ticket.priority).id)
+            ids.append(client.submit(ticket.text, tenant=ticket.tenant, customer=ticket.customer,
+                                     priority=ticket.priority).id)
         from sqlalchemy import func, select
 
         from app.db import LlmCall, Request

@@ -1,14 +1,16 @@
 """Billing specialist: charges, invoices, refunds, plans and payment methods.
 
-Its tools read the demo business tables (accounts, invoices, refunds). `issue_refund` is the one
-side effect in the demo, so it is written to survive a redelivered task: calling it again for the
-same request and invoice hands back the refund already made instead of paying twice.
+Its tools read the demo business tables (accounts, invoices, refunds), and only the rows of the
+request's tenant and customer (`owned()`): another customer's account or invoice answers "not found
+for this customer", word for word like one that does not exist. `issue_refund` is the one side
+effect in the demo, so it is written to survive a redelivered task: calling it again for the same
+request and invoice hands back the refund already made instead of paying twice.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field
@@ -18,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Account, Invoice, Refund
 from app.db.session import session_scope
-from app.specialist import Specialist, Tool, ToolContext
+from app.specialist import NOT_FOUND, Specialist, Tool, ToolContext, owned
 
 REFUND_WINDOW = timedelta(days=30)
 REFUNDED = "refunded"
@@ -73,10 +75,22 @@ class IssueRefundArgs(BaseModel):
 
 
 # --- Queries -----------------------------------------------------------------------------------
+# Every query goes through `owned()`: the request's tenant and customer are part of each statement,
+# so a row of anyone else is never read, whatever id or e-mail the model passes.
 
 
-def _account_by_email(session: Session, email: str) -> Account | None:
-    return session.scalar(select(Account).where(func.lower(Account.email) == email.lower()))
+def _own_account(session: Session, ctx: ToolContext, email: str | None = None) -> Account | None:
+    """The request's customer's account; with `email`, only if it is that account's e-mail."""
+    stmt = owned(select(Account), ctx)
+    if email is not None:
+        stmt = stmt.where(func.lower(Account.email) == email.lower())
+    return session.scalar(stmt)
+
+
+def _own_invoice(session: Session, ctx: ToolContext, invoice_id: str, *,
+                 lock: bool = False) -> Invoice | None:
+    stmt = owned(select(Invoice), ctx).where(Invoice.id == invoice_id)
+    return session.scalar(stmt.with_for_update() if lock else stmt)
 
 
 def _account_summary(account: Account) -> dict[str, Any]:
@@ -100,9 +114,9 @@ def _invoice_summary(invoice: Invoice) -> dict[str, Any]:
     }
 
 
-def _recent_invoices(session: Session, account_id: int, limit: int) -> list[Invoice]:
+def _recent_invoices(session: Session, ctx: ToolContext, account_id: int, limit: int) -> list[Invoice]:
     stmt = (
-        select(Invoice)
+        owned(select(Invoice), ctx)
         .where(Invoice.account_id == account_id)
         .order_by(Invoice.issued_at.desc(), Invoice.id.desc())
         .limit(limit)
@@ -110,8 +124,9 @@ def _recent_invoices(session: Session, account_id: int, limit: int) -> list[Invo
     return list(session.scalars(stmt))
 
 
-def _refunds_for(session: Session, invoice_id: str) -> list[Refund]:
-    return list(session.scalars(select(Refund).where(Refund.invoice_id == invoice_id).order_by(Refund.id)))
+def _refunds_for(session: Session, ctx: ToolContext, invoice_id: str) -> list[Refund]:
+    stmt = owned(select(Refund), ctx).where(Refund.invoice_id == invoice_id).order_by(Refund.id)
+    return list(session.scalars(stmt))
 
 
 def _days_ago(days: int) -> str:
@@ -153,7 +168,12 @@ def _eligibility(invoice: Invoice, refunds: list[Refund], now: datetime) -> dict
 
 
 def _no_invoice(invoice_id: str) -> dict[str, Any]:
-    return {"error": f"no invoice with id {invoice_id}"}
+    # The same words for an invoice of another customer as for one that does not exist.
+    return {"error": f"invoice {invoice_id} {NOT_FOUND}"}
+
+
+def _no_account(email: str) -> dict[str, Any]:
+    return {"error": f"account {email} {NOT_FOUND}; only the customer's own account can be looked up"}
 
 
 def _refund_summary(refund: Refund, *, replayed: bool) -> dict[str, Any]:
@@ -174,48 +194,50 @@ def _refund_summary(refund: Refund, *, replayed: bool) -> dict[str, Any]:
 
 def get_account(ctx: ToolContext, args: EmailArgs) -> dict[str, Any]:
     with session_scope() as session:
-        account = _account_by_email(session, args.email)
+        account = _own_account(session, ctx, args.email)
         if account is None:
-            return {"error": "no account with that email"}
+            return _no_account(args.email)
         return _account_summary(account)
 
 
 def list_invoices(ctx: ToolContext, args: ListInvoicesArgs) -> dict[str, Any]:
     with session_scope() as session:
-        account = _account_by_email(session, args.email)
+        account = _own_account(session, ctx, args.email)
         if account is None:
-            return {"error": "no account with that email"}
-        invoices = _recent_invoices(session, account.id, args.limit)
+            return _no_account(args.email)
+        invoices = _recent_invoices(session, ctx, account.id, args.limit)
         return {"email": account.email, "invoices": [_invoice_summary(i) for i in invoices]}
 
 
 def check_refund_eligibility(ctx: ToolContext, args: InvoiceArgs) -> dict[str, Any]:
     with session_scope() as session:
-        invoice = session.get(Invoice, args.invoice_id)
+        invoice = _own_invoice(session, ctx, args.invoice_id)
         if invoice is None:
             return _no_invoice(args.invoice_id)
-        return _eligibility(invoice, _refunds_for(session, invoice.id), datetime.now(timezone.utc))
+        return _eligibility(invoice, _refunds_for(session, ctx, invoice.id), datetime.now(UTC))
 
 
 def issue_refund(ctx: ToolContext, args: IssueRefundArgs) -> dict[str, Any]:
     with session_scope() as session:
         # The row lock serialises two requests refunding the same invoice at once; the loser then
         # sees the winner's refund and is refused instead of paying a second time.
-        invoice = session.scalar(select(Invoice).where(Invoice.id == args.invoice_id).with_for_update())
+        invoice = _own_invoice(session, ctx, args.invoice_id, lock=True)
         if invoice is None:
             return _no_invoice(args.invoice_id)
-        refunds = _refunds_for(session, invoice.id)
+        refunds = _refunds_for(session, ctx, invoice.id)
         mine = next((r for r in refunds if r.request_id == ctx.request_id), None)
         if mine is not None:
             # A redelivered task calling again: the invoice is already "refunded" by this very
             # request, so report that refund rather than re-running the policy and refusing it.
             return _refund_summary(mine, replayed=True)
-        verdict = _eligibility(invoice, refunds, datetime.now(timezone.utc))
+        verdict = _eligibility(invoice, refunds, datetime.now(UTC))
         if not verdict["eligible"]:
             return {"error": f"refund refused for {invoice.id}: {verdict['reason']}", "refunded": False}
         stmt = (
             insert(Refund)
             .values(
+                tenant=invoice.tenant,
+                customer=invoice.customer,
                 invoice_id=invoice.id,
                 request_id=ctx.request_id,
                 amount_usd=invoice.amount_usd,
@@ -233,48 +255,38 @@ def issue_refund(ctx: ToolContext, args: IssueRefundArgs) -> dict[str, Any]:
 
 # --- Retrieval ---------------------------------------------------------------------------------
 
-
-def _account_context(email: str) -> dict[str, Any]:
-    with session_scope() as session:
-        account = _account_by_email(session, email)
-        if account is None:
-            return {}
-        return {"account": _account_summary(account), "account_id": account.id}
-
-
-def _invoices_context(account_id: int) -> list[dict[str, Any]]:
-    with session_scope() as session:
-        return [_invoice_summary(i) for i in _recent_invoices(session, account_id, 5)]
-
-
-def _named_invoice_context(invoice_id: str) -> dict[str, Any]:
-    with session_scope() as session:
-        invoice = session.get(Invoice, invoice_id)
-        if invoice is None:
-            return {}
-        owner = session.get(Account, invoice.account_id)
-        summary = _invoice_summary(invoice)
-        # The owner lets the agent notice an invoice that is not the writer's own.
-        summary["account_email"] = owner.email if owner else None
-        eligibility = _eligibility(invoice, _refunds_for(session, invoice.id), datetime.now(timezone.utc))
-        summary["refund_eligibility"] = {k: eligibility[k] for k in ("eligible", "reason")}
-        return summary
+# Invoices named in one ticket that retrieval looks at; a ticket listing a hundred gets five.
+MAX_NAMED_INVOICES = 5
 
 
 def retrieve(ctx: ToolContext, text: str) -> dict[str, Any]:
-    """The account and invoices a ticket is about, when it names an email or an invoice id."""
+    """The requester's own account and recent invoices, and those of the invoices the ticket names
+    that are theirs. E-mails in the text are not looked up: the ticket's writer is the request's
+    customer, whoever the text claims to be."""
+    if ctx.customer is None:
+        return {"note": "no verified customer on this request: no account data was looked up"}
     found: dict[str, Any] = {}
-    email_match = EMAIL_RE.search(text)
-    if email_match:
-        account = _account_context(email_match.group(0).lower())
-        if account:
-            found["account"] = account["account"]
-            found["recent_invoices"] = _invoices_context(account["account_id"])
-    invoice_match = INVOICE_RE.search(text)
-    if invoice_match:
-        invoice = _named_invoice_context(invoice_match.group(0).upper())
-        if invoice:
-            found["invoice"] = invoice
+    named = list(dict.fromkeys(m.upper() for m in INVOICE_RE.findall(text)))[:MAX_NAMED_INVOICES]
+    now = datetime.now(UTC)
+    with session_scope() as session:
+        account = _own_account(session, ctx)
+        if account is not None:
+            found["account"] = _account_summary(account)
+            recent = _recent_invoices(session, ctx, account.id, 5)
+            found["recent_invoices"] = [_invoice_summary(i) for i in recent]
+        invoices = []
+        for invoice_id in named:
+            invoice = _own_invoice(session, ctx, invoice_id)
+            if invoice is None:
+                continue
+            summary = _invoice_summary(invoice)
+            eligibility = _eligibility(invoice, _refunds_for(session, ctx, invoice.id), now)
+            summary["refund_eligibility"] = {k: eligibility[k] for k in ("eligible", "reason")}
+            invoices.append(summary)
+    if invoices:
+        found["invoice"] = invoices[0]
+        if len(invoices) > 1:
+            found["other_named_invoices"] = invoices[1:]
     return found
 
 
@@ -285,15 +297,15 @@ You are a billing support specialist for a subscription software product. You he
 charges, invoices, receipts, refunds, plans, payment methods, tax details and cancellations.
 
 How you work
-- Look before you answer. Use get_account and list_invoices with the email the customer writes \
-from or mentions, and check_refund_eligibility before you promise or issue any refund. Context \
-retrieved for the ticket may already hold the account and its recent invoices.
+- Look before you answer. Use get_account and list_invoices with the customer's account email, and \
+check_refund_eligibility before you promise or issue any refund. Context retrieved for the ticket \
+already holds the customer's own account and recent invoices when we know who is writing.
 - Never invent amounts, dates, invoice numbers, plan names or card details. Quote figures exactly as \
 the tools return them (amounts are in US dollars). If you do not have a figure, say what you need \
 (usually the invoice number or the account email) instead of estimating.
-- Only discuss an account with its owner. If the invoice or account in question does not belong to \
-the email the customer writes from, do not reveal its details; ask them to write from the account \
-email or have the account owner contact us.
+- The tools only see the account of the customer who is signed in. When a tool says an account or \
+invoice was not found for this customer, say you could not find it on their account; ask them to \
+check the number, or to have the account owner sign in and write to us.
 
 Refund policy
 - A paid invoice issued within the last 30 days can be refunded in full, once.

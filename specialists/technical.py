@@ -1,7 +1,8 @@
 """Technical specialist: API errors, integrations, login and SSO, imports/exports, the apps.
 
 Its tools read the knowledge base (PostgreSQL full-text search over `kb_articles.search`) and the
-status page (`service_status`). Both are read-only.
+status page (`service_status`). Both are read-only, and both are the request's tenant's: shared by
+its customers, never another tenant's. Nothing here is per customer.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from sqlalchemy import (
 
 from app.db.models import KbArticle, ServiceStatus
 from app.db.session import autocommit_scope, session_scope
-from app.specialist import Specialist, Tool, ToolContext
+from app.specialist import Specialist, Tool, ToolContext, in_tenant
 
 EXCERPT_CHARS = 200
 OPERATIONAL = "operational"
@@ -82,7 +83,8 @@ def _ranked_statement(tsquery: ColumnElement[Any], mode: str, limit: str) -> Sel
     mode_column = literal_column(f"'{mode}'").label("mode")
     return (
         select(mode_column, KbArticle.slug, KbArticle.title, KbArticle.body, rank)
-        .where(KbArticle.search.bool_op("@@")(tsquery))
+        # The tenant's own articles only (a bound parameter: the statement is built once).
+        .where(KbArticle.tenant == bindparam("tenant"), KbArticle.search.bool_op("@@")(tsquery))
         .order_by(rank.desc(), KbArticle.slug)
         .limit(bindparam(limit))
     )
@@ -101,12 +103,15 @@ def _article(row: Row[Any]) -> dict[str, Any]:
     return {"slug": row.slug, "title": row.title, "excerpt": _excerpt(row.body)}
 
 
-def _search(conn: Connection, query: str, limit: int) -> list[dict[str, Any]]:
+def _search(conn: Connection, tenant: str, query: str, limit: int) -> list[dict[str, Any]]:
     any_word = _any_word_query(query)
     if any_word is None:
-        return [_article(row) for row in conn.execute(_ALL_WORDS, {"q": query, "limit": limit})]
+        exact = conn.execute(_ALL_WORDS, {"q": query, "limit": limit, "tenant": tenant})
+        return [_article(row) for row in exact]
     # An any-word hit may repeat an all-words one, so ask for enough to fill `limit` after dropping those.
-    rows = conn.execute(_BOTH, {"q": query, "limit": limit, "any_q": any_word, "any_limit": 2 * limit}).all()
+    rows = conn.execute(
+        _BOTH, {"q": query, "limit": limit, "any_q": any_word, "any_limit": 2 * limit, "tenant": tenant}
+    ).all()
     articles = [_article(row) for row in rows if row.mode == "all"]
     if len(articles) >= limit or (articles and _SEARCH_SYNTAX_RE.search(query)):
         # A query with quotes or -exclusions meant exactly what it matched; do not widen it.
@@ -128,7 +133,7 @@ def _search(conn: Connection, query: str, limit: int) -> list[dict[str, Any]]:
 def search_kb(ctx: ToolContext, args: SearchKbArgs) -> dict[str, Any]:
     # Reads only: no transaction around them, which saves its BEGIN and COMMIT round trips.
     with autocommit_scope() as conn:
-        articles = _search(conn, args.query, args.limit)
+        articles = _search(conn, ctx.tenant, args.query, args.limit)
     if not articles:
         return {"articles": [], "note": "no knowledge-base article matches; do not cite one"}
     return {"articles": articles}
@@ -148,7 +153,7 @@ def _status_row(row: ServiceStatus | Row[str, str, str, datetime]) -> dict[str, 
 
 def check_service_status(ctx: ToolContext, args: ServiceStatusArgs) -> dict[str, Any]:
     with session_scope() as session:
-        rows = list(session.scalars(select(ServiceStatus).order_by(ServiceStatus.component)))
+        rows = list(session.scalars(in_tenant(select(ServiceStatus), ctx).order_by(ServiceStatus.component)))
     components = [_status_row(r) for r in rows]
     if args.component is None or not args.component.strip():
         return {"components": components}
@@ -165,13 +170,13 @@ def check_service_status(ctx: ToolContext, args: ServiceStatusArgs) -> dict[str,
 
 _INCIDENTS = (
     select(ServiceStatus.component, ServiceStatus.status, ServiceStatus.message, ServiceStatus.updated_at)
-    .where(ServiceStatus.status != OPERATIONAL)
+    .where(ServiceStatus.tenant == bindparam("tenant"), ServiceStatus.status != OPERATIONAL)
     .order_by(ServiceStatus.component)
 )
 
 
-def _incidents(conn: Connection) -> list[dict[str, Any]]:
-    return [_status_row(r) for r in conn.execute(_INCIDENTS)]
+def _incidents(conn: Connection, tenant: str) -> list[dict[str, Any]]:
+    return [_status_row(r) for r in conn.execute(_INCIDENTS, {"tenant": tenant})]
 
 
 def retrieve(ctx: ToolContext, text: str) -> dict[str, Any]:
@@ -179,8 +184,8 @@ def retrieve(ctx: ToolContext, text: str) -> dict[str, Any]:
     found: dict[str, Any] = {}
     # Reads only, on one connection and outside a transaction: this runs for every ticket.
     with autocommit_scope() as conn:
-        articles = _search(conn, text, 3)
-        incidents = _incidents(conn)
+        articles = _search(conn, ctx.tenant, text, 3)
+        incidents = _incidents(conn, ctx.tenant)
     if articles:
         found["kb_articles"] = articles
     if incidents:

@@ -41,6 +41,9 @@ def pytest_configure(config: pytest.Config) -> None:
     port = _free_port()
     os.environ.update(
         {
+            # Development mode, explicitly: the processes the tests start use this machine's
+            # guest/postgres accounts and the built-in development keys.
+            "SWITCHBOARD_DEV": "true",
             "SWITCHBOARD_BROKER_URL": SERVICES.broker_url,
             "SWITCHBOARD_DATABASE_URL": SERVICES.database_url,
             "SWITCHBOARD_SIMULATOR_PORT": str(port),

@@ -72,6 +72,8 @@ class RequestInfo:
     priority: str
     history: list[dict[str, str]]
     route_confidence: float | None = None
+    # The verified end user the request acts for (requests.customer); tools see only their rows.
+    customer: str | None = None
 
 
 @dataclass
@@ -130,6 +132,7 @@ class StepContext:
                 tool_choice=tool_choice,
                 response_format=fmt,
                 cache=self.step.single_shot and not tools,
+                tenant=self.request.tenant,
                 record_into=self.calls,
                 writes_into=self.writes,
             )
@@ -157,7 +160,8 @@ class StepContext:
         self.writes.append(lambda conn: conn.execute(statement))
 
     def tool_context(self) -> ToolContext:
-        return ToolContext(request_id=self.request.id, tenant=self.request.tenant, step=self.step.name)
+        return ToolContext(request_id=self.request.id, tenant=self.request.tenant, step=self.step.name,
+                           customer=self.request.customer)
 
 
 @dataclass

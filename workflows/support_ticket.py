@@ -11,6 +11,7 @@ from app.config import get_settings
 from app.db import Delivery
 from app.inference.history import compress
 from app.metrics import TOOL_CALLS
+from app.specialist import ToolError
 from workflows.engine import StepContext, Workflow
 
 WORKFLOW = Workflow("support_ticket")
@@ -36,7 +37,10 @@ def understand(ctx: StepContext) -> dict[str, Any]:
 def retrieve(ctx: StepContext) -> dict[str, Any]:
     if ctx.specialist.retrieve is None:
         return {"context": {}}
-    return {"context": ctx.specialist.retrieve(ctx.tool_context(), ctx.request.text)}
+    try:
+        return {"context": ctx.specialist.retrieve(ctx.tool_context(), ctx.request.text)}
+    except ToolError as refused:  # e.g. no customer: the draft goes on without account context
+        return {"context": {"note": str(refused)}}
 
 
 @WORKFLOW.step(tier="capable", retries=1, timeout_s=300, after=("understand", "retrieve"))

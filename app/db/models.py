@@ -17,6 +17,7 @@ from sqlalchemy import (
     Computed,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     Numeric,
@@ -28,6 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from app.specialist import CustomerOwned, TenantOwned
 
 
 class Base(DeclarativeBase):
@@ -57,10 +60,14 @@ def _now() -> Any:
 
 
 class Conversation(Base):
+    """Conversation ids are the calling app's, so each tenant has its own: (tenant, id)."""
+
     __tablename__ = "conversations"
 
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    tenant: Mapped[str] = mapped_column(String(64))
+    # The customer of its first request; a request of another customer cannot continue it.
+    customer: Mapped[str | None] = mapped_column(String(200))
     specialist: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
@@ -70,6 +77,8 @@ class Request(Base):
     __tablename__ = "requests"
     __table_args__ = (
         UniqueConstraint("tenant", "idempotency_key", name="uq_requests_tenant_idempotency_key"),
+        ForeignKeyConstraint(["tenant", "conversation_id"], ["conversations.tenant", "conversations.id"],
+                             name="fk_requests_conversation"),
         CheckConstraint(STATUS_CHECK, name="ck_requests_status"),
         CheckConstraint("priority IN ('high','normal','low')", name="ck_requests_priority"),
         Index("ix_requests_status_accepted_at", "status", "accepted_at"),
@@ -84,11 +93,14 @@ class Request(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     tenant: Mapped[str] = mapped_column(String(64))
+    # The calling app's id of the end user it authenticated; tools act for this customer only. Like
+    # the tenant, a trigger refuses any change after insert.
+    customer: Mapped[str | None] = mapped_column(String(200))
     text: Mapped[str] = mapped_column(Text)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict, server_default="{}")
     priority: Mapped[str] = mapped_column(String(8), default="normal", server_default="normal")
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
-    conversation_id: Mapped[str | None] = mapped_column(ForeignKey("conversations.id"))
+    conversation_id: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default=Status.ACCEPTED, server_default="accepted")
     specialist: Mapped[str | None] = mapped_column(String(64))
     route_confidence: Mapped[float | None]
@@ -174,10 +186,15 @@ class Turn(Base):
     """A conversation's history, in PostgreSQL so any worker can take any turn."""
 
     __tablename__ = "turns"
-    __table_args__ = (Index("ix_turns_conversation", "conversation_id", "id"),)
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant", "conversation_id"], ["conversations.tenant", "conversations.id"],
+                             name="fk_turns_conversation"),
+        Index("ix_turns_conversation", "tenant", "conversation_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"))
+    tenant: Mapped[str] = mapped_column(String(64))
+    conversation_id: Mapped[str] = mapped_column(String(64))
     request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"))
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
@@ -196,21 +213,28 @@ class Delivery(Base):
 
 
 # --- Demo business data the specialists' tools read and act on -------------------------------
+# Every row carries its tenant, and a customer's rows their customer (app/specialist.py): tools
+# read them only through `owned()` / `in_tenant()`.
 
 
-class Account(Base):
+class Account(CustomerOwned, Base):
     __tablename__ = "accounts"
+    __table_args__ = (
+        UniqueConstraint("tenant", "customer", name="uq_accounts_tenant_customer"),
+        UniqueConstraint("tenant", "email", name="uq_accounts_tenant_email"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    email: Mapped[str] = mapped_column(String(200), unique=True)
+    email: Mapped[str] = mapped_column(String(200))
     name: Mapped[str] = mapped_column(String(200))
     plan: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
 
 
-class Invoice(Base):
+class Invoice(CustomerOwned, Base):
     __tablename__ = "invoices"
+    __table_args__ = (Index("ix_invoices_owner", "tenant", "customer", "issued_at"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
@@ -220,7 +244,7 @@ class Invoice(Base):
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-class Refund(Base):
+class Refund(CustomerOwned, Base):
     __tablename__ = "refunds"
     # One refund per invoice per request: a redelivered task that calls the tool again gets the
     # existing refund back instead of paying twice.
@@ -234,12 +258,15 @@ class Refund(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
 
 
-class KbArticle(Base):
+class KbArticle(TenantOwned, Base):
     __tablename__ = "kb_articles"
-    __table_args__ = (Index("ix_kb_articles_search", "search", postgresql_using="gin"),)
+    __table_args__ = (
+        Index("ix_kb_articles_search", "search", postgresql_using="gin"),
+        UniqueConstraint("tenant", "slug", name="uq_kb_articles_tenant_slug"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    slug: Mapped[str] = mapped_column(String(100))
     title: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
     search: Mapped[Any] = mapped_column(
@@ -248,9 +275,11 @@ class KbArticle(Base):
     )
 
 
-class ServiceStatus(Base):
+class ServiceStatus(TenantOwned, Base):
     __tablename__ = "service_status"
 
+    # A tenant's own status page: its tenant is part of the key.
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
     component: Mapped[str] = mapped_column(String(64), primary_key=True)
     status: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(Text, default="")

@@ -1,7 +1,9 @@
 """Exact response cache for single-shot calls (classification, FAQ-style answers).
 
-Keyed by model + normalized messages + tools. Never used for multi-turn agent steps: the caller
-opts in per call, and the workflow engine only does so for steps declared single-shot.
+Keyed by tenant + model + normalized messages + tools: one tenant's answers are never served to
+another, whose identical prompt would otherwise learn what the first asked and when. Never used
+for multi-turn agent steps: the caller opts in per call, and the workflow engine only does so for
+steps declared single-shot.
 """
 
 from __future__ import annotations
@@ -37,12 +39,12 @@ def _normalize(value: Any) -> Any:
 
 
 def cache_key(model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
-              max_tokens: int, params: dict[str, Any] | None = None) -> str:
+              max_tokens: int, params: dict[str, Any] | None = None, *, tenant: str | None = None) -> str:
     """`params`: the call's other parameters (temperature, response_format, ...); a JSON-mode
-    answer is not the answer to the same messages without it."""
+    answer is not the answer to the same messages without it. `tenant`: whose answer it is."""
     fields: dict[str, Any] = {
         "model": model, "messages": _normalize(messages), "tools": _normalize(tools or []),
-        "max_tokens": max_tokens,
+        "max_tokens": max_tokens, "tenant": tenant,
     }
     if params and any(v is not None for v in params.values()):
         fields["params"] = _normalize(params)  # absent when unset: keys of plain calls stay as they were

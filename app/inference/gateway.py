@@ -148,21 +148,25 @@ def complete(
     tool_choice: str | dict[str, Any] | None = None,
     response_format: dict[str, Any] | None = None,
     cache: bool = False,
+    tenant: str | None = None,
     record_into: list[dict[str, Any]] | None = None,
     writes_into: list[Callable[[Connection], object]] | None = None,
 ) -> provider.ChatResponse:
     """Call the model of `tier`. `temperature`, `tool_choice` and `response_format` take OpenAI's
     forms; every provider's adapter passes them on in its own API's terms. `cache=True` only for
     single-shot calls whose answer depends on nothing but the messages (never for a multi-turn
-    agent step). With `record_into`, successful calls are appended there for the caller to write
-    with its own checkpoint (see write_calls); with `writes_into`, so is the cache entry, as a
-    write to run in that transaction."""
+    agent step); cached answers are the `tenant`'s own, never served to another tenant. With
+    `record_into`, successful calls are appended there for the caller to write with its own
+    checkpoint (see write_calls); with `writes_into`, so is the cache entry, as a write to run in
+    that transaction."""
     settings = get_settings()
     params = Params(temperature, tool_choice, response_format)
     call = _Call(messages, tier, purpose, request_id, step, tools, max_tokens, record_into, params)
     targets = chain(settings.model_for_tier(tier))
     b = backends()
-    key = cache_key(targets[0].model, messages, tools, max_tokens, params.__dict__) if cache else None
+    key = None
+    if cache:
+        key = cache_key(targets[0].model, messages, tools, max_tokens, params.__dict__, tenant=tenant)
     if key is not None:
         hit = b.cache.get(key)
         if hit is not None:

@@ -1,4 +1,4 @@
-"""The HTTP API: `create_app()` builds the Flask app that gunicorn serves (`switchboard api`)."""
+"""The HTTP API: `create_app()` builds the Flask app; uvicorn serves `asgi.create_asgi()`."""
 
 from app.ingress.app import create_app
 

@@ -22,7 +22,8 @@ from app.config import get_settings
 from app.db import Callback, Request, connection_scope, session_scope
 from app.inference.cost import warn_unpriced
 from app.ingress.auth import require_key
-from app.ingress.errors import ApiError, api_error
+from app.ingress.errors import ApiError, api_error, too_large
+from app.ingress.json_body import DepthLimitedJSON
 from app.ingress.limits import admission
 from app.ingress.models import Accepted, EventList, Health, NewRequest
 from app.ingress.openapi import REQUEST_ID, document
@@ -53,11 +54,12 @@ def _same_request(request_id: str, body: NewRequest) -> bool:
     """Whether an idempotent repeat asks for what the first request asked."""
     with session_scope() as session:
         row = session.execute(
-            select(Request.text, Request.priority, Request.metadata_, Request.conversation_id, Callback.url)
+            select(Request.text, Request.customer, Request.priority, Request.metadata_,
+                   Request.conversation_id, Callback.url)
             .outerjoin(Callback, Callback.request_id == Request.id).where(Request.id == request_id)
         ).one()
-    return (row.text, row.priority, row.metadata_, row.conversation_id, row.url) == (
-        body.text, body.priority, body.metadata, body.conversation_id, body.callback_url)
+    return (row.text, row.customer, row.priority, row.metadata_, row.conversation_id, row.url) == (
+        body.text, body.customer, body.priority, body.metadata, body.conversation_id, body.callback_url)
 
 
 def _request_id(value: str) -> str:
@@ -132,8 +134,7 @@ def _handle(exc: Exception) -> Response:
         status = exc.code or 500
         messages = {404: "no such endpoint; see /openapi.json",
                     405: "this endpoint does not take that method; see /openapi.json",
-                    413: f"the body is larger than {get_settings().api_max_body_bytes} bytes "
-                         "(SWITCHBOARD_API_MAX_BODY_BYTES); send less",
+                    413: too_large(get_settings().api_max_body_bytes).message,
                     400: "the request could not be read; send a JSON object"}
         error = ApiError(status if status in messages else 400, messages.get(status, messages[400]))
     if error is None:
@@ -150,13 +151,13 @@ def _handle(exc: Exception) -> Response:
 
 def create_app() -> Flask:
     if not logging.getLogger().handlers:
-        # Under gunicorn nothing configures the root logger: submits and failures go to stderr,
-        # beside gunicorn's own lines. Keys appear only by id.
+        # Under uvicorn nothing configures the root logger: submits and failures go to stderr,
+        # beside uvicorn's own lines. Keys appear only by id.
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     warn_unpriced()
     app = Flask("switchboard")
     app.config["MAX_CONTENT_LENGTH"] = get_settings().api_max_body_bytes
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json = DepthLimitedJSON(app)  # keys in model order; JSON bodies nested too deep are refused
     app.add_url_rule("/v1/requests", view_func=submit, methods=["POST"])
     app.add_url_rule("/v1/requests/<request_id>", view_func=get_request, methods=["GET"])
     app.add_url_rule("/v1/requests/<request_id>/events", view_func=get_events, methods=["GET"])

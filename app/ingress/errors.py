@@ -64,6 +64,11 @@ class ApiError(Exception):
         return headers
 
 
+def too_large(max_bytes: int) -> ApiError:
+    return ApiError(413, f"the body is larger than {max_bytes} bytes (SWITCHBOARD_API_MAX_BODY_BYTES); "
+                         "send less")
+
+
 def _invalid(exc: InvalidRequest) -> ApiError:
     return ApiError(422, "the request is invalid: fix the fields listed in details and send it again",
                     details=exc.problems)

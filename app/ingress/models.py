@@ -17,6 +17,11 @@ class NewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: StrictStr = Field(description="the customer's message; at most SWITCHBOARD_MAX_TEXT_BYTES bytes")
+    customer: StrictStr | None = Field(
+        None, min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$",
+        description="your app's id of the end user you authenticated (e.g. their account e-mail): the "
+        "request's tools read and change only this customer's data; without one, account tools refuse. "
+        "Recorded with the request; it never changes")
     priority: Literal["high", "normal", "low"] = "normal"
     metadata: dict[StrictStr, StrictStr | int | float | bool | None] = Field(
         default_factory=dict, max_length=32, description="flat JSON object, at most 4096 bytes")

@@ -8,6 +8,7 @@ import sys
 from kombu.utils.url import url_to_parts
 
 from app.config import get_settings
+from app.default_secrets import DefaultSecrets, refuse_defaults
 
 
 def broker_api_url(management_port: int = 15672) -> str:
@@ -19,11 +20,8 @@ def flower_env(dev: bool = False) -> dict[str, str]:
     """Credentials travel in the environment, never on the command line where `ps` shows them."""
     settings = get_settings()
     auth = settings.flower_basic_auth.get_secret_value() if settings.flower_basic_auth else ""
-    if not auth and not dev:
-        raise SystemExit(
-            "switchboard: Flower needs credentials: set SWITCHBOARD_FLOWER_BASIC_AUTH=user:password "
-            "(or pass --dev to run without them on a local machine)"
-        )
+    # Without credentials (or on RabbitMQ's guest account) only in development mode.
+    refuse_defaults("flower", dev=dev, settings=settings)
     env = {
         "FLOWER_BROKER_API": broker_api_url(),
         "FLOWER_PORT": str(settings.flower_port),
@@ -39,7 +37,10 @@ def flower_argv() -> list[str]:
 
 
 def run_flower(dev: bool = False) -> int:
-    os.environ.update(flower_env(dev))
+    try:
+        os.environ.update(flower_env(dev))
+    except DefaultSecrets as exc:
+        raise SystemExit(f"switchboard: {exc}") from None
     argv = flower_argv()
     os.execv(argv[0], argv)
     return 0  # not reached

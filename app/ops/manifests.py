@@ -123,13 +123,23 @@ def _deployment(component: str, pod: dict[str, Any], **spec: Any) -> dict[str, A
             "spec": {**spec, "selector": {"matchLabels": _labels(component)}, "template": pod}}
 
 
+# Each pod has its own address, so every pool serves /metrics on the same port.
+METRICS_PORT = int(declared("metrics_base_port"))
+
+
 def worker_deployment(queue: str, concurrency: int) -> dict[str, Any]:
     # No exec liveness probe: `celery inspect ping` starts a whole Python process per probe (seconds of
     # CPU on a busy node); time limits and step deadlines end a stuck task, and KEDA watches the queue.
     argv = worker_argv(queue, concurrency, str(declared("specialist_pool")), python="python")
     grace = int(declared("task_time_limit_s")) + 30
     secrets = SIGNING_SECRETS if queue == CALLBACK_QUEUE else WORKER_SECRETS
-    return _deployment(queue, _pod(queue, argv, env=_env(queue, secrets), grace_s=grace))
+    # Metrics listen on loopback unless told otherwise: here Prometheus scrapes the pod's address.
+    metrics = {"SWITCHBOARD_METRICS_PORT": str(METRICS_PORT), "SWITCHBOARD_METRICS_ADDRESS": "0.0.0.0"}
+    pod = _pod(queue, argv, env=_env(queue, secrets, metrics), grace_s=grace,
+               container={"ports": [{"name": "metrics", "containerPort": METRICS_PORT}]})
+    pod["metadata"]["annotations"] = {"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT),
+                                      "prometheus.io/path": "/metrics"}
+    return _deployment(queue, pod)
 
 
 def scaled_object(queue: str, concurrency: int) -> dict[str, Any]:

@@ -114,15 +114,24 @@ def simulator_spec(settings: Settings | None = None, *extra: str) -> ProcessSpec
 
 
 def api_argv(settings: Settings | None = None, *, python: str = sys.executable) -> list[str]:
-    """gunicorn serving the HTTP API; threads because a request mostly waits on PostgreSQL and RabbitMQ."""
+    """uvicorn serving the HTTP API (app/ingress/asgi.py).
+
+    Connections live on the event loop, so slow clients (a header line every few seconds) cost a
+    socket each and never a thread; a request takes one of SWITCHBOARD_API_THREADS threads, where
+    its database and broker work runs, only once it has fully arrived. Before this, gunicorn's
+    gthread worker gave each connection a thread while it read the headers: 8 slow clients stopped
+    /healthz (bench/slow_clients.py).
+    """
     settings = settings or get_settings()
     return [
-        python, "-m", "gunicorn", "app.ingress:create_app()",
-        "--bind", f"{settings.api_address}:{settings.api_port}",
-        "--workers", str(settings.api_workers), "--worker-class", "gthread", "--threads", str(settings.api_threads),
-        # The access log shows method, path and status; never headers, so no API key reaches it.
-        "--access-logfile", "-", "--access-logformat", '%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
-        "--error-logfile", "-",
+        python, "-m", "uvicorn", "app.ingress.asgi:create_asgi", "--factory",
+        "--host", settings.api_address, "--port", str(settings.api_port),
+        "--workers", str(settings.api_workers),
+        # h11 bounds the headers of one request (16 KiB) and idle kept-alive connections.
+        "--http", "h11", "--timeout-keep-alive", str(settings.api_keepalive_s),
+        "--lifespan", "off", "--no-server-header",
+        # The access log shows client, method, path and status; never headers, so no API key reaches it.
+        "--log-level", "info",
     ]
 
 

@@ -2,12 +2,17 @@
 
 Tickets are built from templates written independently of the specialists' routing examples, so
 routing them measures the router rather than its memory. Real account emails and invoice ids from
-the seed are slotted in, so the billing specialist's tools find what the tickets talk about.
+the seed are slotted in, so the billing specialist's tools find what the tickets talk about. Each
+ticket carries the customer who writes it, as the submitting app authenticated them: the account
+it names, or the one billed by the invoice it names (given `owners`); the tools act for that
+customer only, so a ticket's refund of its own invoice goes through.
 """
 
 from __future__ import annotations
 
 import random
+import string
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 TENANTS = ("acme", "globex", "initech")
@@ -30,6 +35,8 @@ class Ticket:
     tenant: str
     # The specialist that should handle it: the ground truth for routing accuracy.
     expected: str
+    # Who writes it (the submitting app's authenticated user): an account e-mail.
+    customer: str | None = None
 
 
 TECHNICAL_TEMPLATES: tuple[str, ...] = (
@@ -159,12 +166,18 @@ def _request_id(rng: random.Random) -> str:
     return "req_" + "".join(rng.choice(alphabet) for _ in range(12))
 
 
-def _fill(template: str, rng: random.Random, emails: list[str], invoice_ids: list[str]) -> str:
+def _fill(template: str, rng: random.Random, emails: list[str], invoice_ids: list[str],
+          owners: Mapping[str, str] | None) -> tuple[str, str]:
+    """The ticket's text and its writer: the account it names, else the invoice's customer."""
     values = {key: rng.choice(options) for key, options in _FILLERS.items()}
     values["email"] = rng.choice(emails)
     values["invoice"] = rng.choice(invoice_ids)
     values["request_id"] = _request_id(rng)
-    return template.format(**values)
+    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    customer = values["email"]
+    if "email" not in fields and "invoice" in fields and owners is not None:
+        customer = owners.get(values["invoice"], customer)
+    return template.format(**values), customer
 
 
 def _quota(labels: list[tuple[str, float]], n: int) -> list[str]:
@@ -178,9 +191,13 @@ def _quota(labels: list[tuple[str, float]], n: int) -> list[str]:
 
 
 def monday_morning(
-    n: int = 200, *, emails: list[str], invoice_ids: list[str], seed: int = 42
+    n: int = 200, *, emails: list[str], invoice_ids: list[str], seed: int = 42,
+    owners: Mapping[str, str] | None = None, tenant: str | None = None,
 ) -> list[Ticket]:
-    """n tickets, the same ones for the same arguments: ~55% technical, priorities 15/65/20."""
+    """n tickets, the same ones for the same arguments: ~55% technical, priorities 15/65/20.
+
+    `owners` maps invoice ids to their customers; `tenant`, when given, is every ticket's tenant
+    (the one owning those accounts), else each gets one of TENANTS."""
     if n < 0:
         raise ValueError("n must not be negative")
     if not emails or not invoice_ids:
@@ -191,12 +208,10 @@ def monday_morning(
     rng.shuffle(kinds)
     rng.shuffle(priorities)
     templates = {"technical": TECHNICAL_TEMPLATES, "billing": BILLING_TEMPLATES}
-    return [
-        Ticket(
-            text=_fill(rng.choice(templates[kind]), rng, emails, invoice_ids),
-            priority=priority,
-            tenant=rng.choice(TENANTS),
-            expected=kind,
-        )
-        for kind, priority in zip(kinds, priorities, strict=True)
-    ]
+    tickets = []
+    for kind, priority in zip(kinds, priorities, strict=True):
+        text, customer = _fill(rng.choice(templates[kind]), rng, emails, invoice_ids, owners)
+        drawn = rng.choice(TENANTS)  # drawn either way, so `tenant` does not change the texts
+        tickets.append(Ticket(text=text, priority=priority, tenant=tenant or drawn, expected=kind,
+                              customer=customer))
+    return tickets

@@ -46,13 +46,13 @@ class EmptySample(LookupError):
     """The record holds no succeeded request in scope: nothing to measure."""
 
 
-def _scoped_requests(scope: SampleScope) -> Select[str, str | None]:
+def _scoped_requests(scope: SampleScope) -> Select[str, str, str | None]:
     conditions = [Request.status == Status.SUCCEEDED]
     if scope.tenant is not None:
         conditions.append(Request.tenant == scope.tenant)
     if scope.since is not None:
         conditions.append(Request.accepted_at >= scope.since)
-    return select(Request.id, Request.conversation_id).where(and_(*conditions))
+    return select(Request.id, Request.tenant, Request.conversation_id).where(and_(*conditions))
 
 
 def measure(scope: SampleScope | None = None) -> TrafficSample:
@@ -60,8 +60,10 @@ def measure(scope: SampleScope | None = None) -> TrafficSample:
     scoped = _scoped_requests(scope).subquery()
     provider_call = LlmCall.cache_hit.is_(False)
     with session_scope() as session:
+        # A conversation id names a conversation within its tenant ("/" is in no tenant name).
+        conversation = scoped.c.tenant + "/" + func.coalesce(scoped.c.conversation_id, scoped.c.id)
         turns, conversations = session.execute(
-            select(func.count(), func.count(func.distinct(func.coalesce(scoped.c.conversation_id, scoped.c.id))))
+            select(func.count(), func.count(func.distinct(conversation)))
         ).one()
         if not turns:
             where = " and ".join(

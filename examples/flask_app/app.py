@@ -5,7 +5,8 @@
 Endpoints:
 
     POST /tickets                   {"text": ..., "priority"?: "high"|"normal"|"low", "conversation_id"?: ...}
-                                    headers: X-Tenant (default "default"), Idempotency-Key (optional)
+                                    headers: X-Tenant (default "default"), X-Customer (the signed-in
+                                    user; stands in for your login), Idempotency-Key (optional)
                                     -> 202 {"id", "status"}; 422 {"error", "problems"} for bad input
     GET  /tickets/<id>              -> 200 the request as Switchboard records it; 404 if unknown
     GET  /tickets/<id>/wait?timeout=S
@@ -43,6 +44,12 @@ def _tenant() -> str:
     return request.headers.get("X-Tenant", "default")
 
 
+def _customer() -> str | None:
+    # The end user your app authenticated (e.g. flask_login's current_user.email); the header stands
+    # in for a login here. Never take it from the ticket body: the tools act for this customer only.
+    return request.headers.get("X-Customer")
+
+
 def _not_found(request_id: str) -> tuple[Response, int]:
     return _error(404, f"no ticket {request_id!r}")
 
@@ -69,6 +76,7 @@ def create_app() -> Flask:
             submission = client.submit(
                 body["text"],
                 tenant=_tenant(),
+                customer=_customer(),
                 priority=body.get("priority") or "normal",
                 idempotency_key=request.headers.get("Idempotency-Key"),
                 conversation_id=body.get("conversation_id"),

@@ -68,14 +68,14 @@ def workers(supervisor: object, simulator: str) -> object:
 
 @pytest.fixture(scope="session")
 def api(supervisor: object) -> str:
-    """The HTTP API under gunicorn on a free port, as the Procfile runs it; its base URL."""
+    """The HTTP API under uvicorn on a free port, as the Procfile runs it; its base URL."""
     from dataclasses import replace
 
     from app.config import get_settings
     from app.ops.pools import api_spec
 
     port = root._free_port()
-    # One gunicorn process: the database server is shared with other test runs on this machine.
+    # One server process: the database server is shared with other test runs on this machine.
     spec = api_spec(get_settings().model_copy(update={"api_port": port, "api_workers": 1}))
     supervisor.start(replace(spec, env={**spec.env, "SWITCHBOARD_API_PORT": str(port)}))  # type: ignore[attr-defined]
     base = f"http://127.0.0.1:{port}"

@@ -1,4 +1,4 @@
-"""The HTTP API through gunicorn on real services: submit to result, every error code, tenant
+"""The HTTP API as `switchboard api` serves it on real services: submit to result, every error code, tenant
 isolation, per-tenant limits; a refused request writes and publishes nothing."""
 
 from __future__ import annotations

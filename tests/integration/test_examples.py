@@ -137,7 +137,7 @@ def _wait_until_finished(web: WebApp, request_id: str, headers: dict[str, str]) 
 
 def test_billing_ticket_runs_to_a_reply(web: WebApp) -> None:
     tenant = _tenant("acme")
-    headers = {"X-Tenant": tenant}
+    headers = {"X-Tenant": tenant, "X-Customer": "maria.gonzalez@example.com"}
     key = f"ticket-{uuid.uuid4().hex}"
 
     ticket = {"text": BILLING_TICKET, "priority": "high"}
@@ -155,7 +155,7 @@ def test_billing_ticket_runs_to_a_reply(web: WebApp) -> None:
     finished = _wait_until_finished(web, request_id, headers)
     view = finished.body
     assert view["id"] == request_id
-    assert view["tenant"] == tenant
+    assert view["tenant"] == tenant and view["customer"] == "maria.gonzalez@example.com"
     assert view["priority"] == "high"
     assert view["status"] == "succeeded", view
     assert view["specialist"] == "billing", view

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from app.specialist import ToolContext
 from specialists.technical import SearchKbArgs, search_kb
 
+# The seeded articles are the default tenant's.
+CTX = ToolContext(request_id="00000000-0000-0000-0000-000000000000", tenant="default", step="draft")
 
-def slugs(query: str, limit: int = 3) -> list[str]:
-    return [a["slug"] for a in search_kb(None, SearchKbArgs(query=query, limit=limit))["articles"]]  # type: ignore[arg-type]
+
+def slugs(query: str, limit: int = 3, ctx: ToolContext = CTX) -> list[str]:
+    return [a["slug"] for a in search_kb(ctx, SearchKbArgs(query=query, limit=limit))["articles"]]
 
 
 def test_a_whole_sentence_finds_its_article_first(services: object) -> None:
@@ -24,7 +28,7 @@ def test_search_syntax_is_taken_at_its_word(services: object) -> None:
 
 
 def test_no_match_says_so_rather_than_returning_a_weak_guess(services: object) -> None:
-    answer = search_kb(None, SearchKbArgs(query="zzzz qqqq"))  # type: ignore[arg-type]
+    answer = search_kb(CTX, SearchKbArgs(query="zzzz qqqq"))
     assert answer["articles"] == [] and "do not cite" in answer["note"]
 
 
@@ -32,3 +36,9 @@ def test_limit_is_respected_and_results_do_not_repeat(services: object) -> None:
     for limit in (1, 2, 5):
         found = slugs("webhook api errors and timeouts", limit)
         assert 0 < len(found) <= limit and len(set(found)) == len(found)
+
+
+def test_another_tenant_never_sees_these_articles(services: object) -> None:
+    other = ToolContext(request_id=CTX.request_id, tenant="someone-else", step="draft")
+    assert slugs("rotate our api key")
+    assert slugs("rotate our api key", ctx=other) == []

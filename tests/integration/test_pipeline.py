@@ -73,13 +73,15 @@ def test_technical_ticket_uses_the_knowledge_base(workers: object) -> None:
 
 def test_refund_is_not_paid_twice_for_one_request(workers: object) -> None:
     email, invoice = _email_with_recent_paid_invoice()
+    # Written by the invoice's own customer: the tools act for them, so the refund goes through once.
     view = client.wait(
-        client.submit(f"Please refund invoice {invoice}, account {email}, I cancelled before renewal").id, timeout=60
+        client.submit(f"Please refund invoice {invoice}, I cancelled before renewal", customer=email).id,
+        timeout=60
     )
     assert view.status == "succeeded", view.error
     with session_scope() as session:
         refunds = session.scalar(select(func.count()).select_from(Refund).where(Refund.invoice_id == invoice))
-    assert refunds <= 1
+    assert refunds == 1, view.result
 
 
 def test_idempotency_key_returns_the_same_request_and_runs_it_once(workers: object) -> None:
@@ -145,11 +147,15 @@ def test_follow_up_turn_keeps_history_and_specialist(workers: object) -> None:
     assert turns == ["user", "assistant", "user", "assistant"]
 
 
-def test_conversation_of_another_tenant_is_refused(services: object) -> None:
+def test_conversation_of_another_customer_is_refused(services: object) -> None:
+    # Another tenant's use of the same id is a conversation of its own (tests/integration/test_authority.py).
     conversation = f"conv-{uuid.uuid4().hex[:12]}"
-    client.submit("Where is my invoice?", tenant="acme", conversation_id=conversation)
-    with pytest.raises(client.InvalidRequest, match="conversation"):
-        client.submit("Where is my invoice?", tenant="globex", conversation_id=conversation)
+    client.submit("Where is my invoice?", tenant="acme", customer="ann", conversation_id=conversation)
+    client.submit("And the one before?", tenant="acme", customer="ann", conversation_id=conversation)
+    with pytest.raises(client.InvalidRequest, match="conversation_id: .*another customer"):
+        client.submit("Where is my invoice?", tenant="acme", customer="bob", conversation_id=conversation)
+    with pytest.raises(client.InvalidRequest, match="conversation_id: .*another customer"):
+        client.submit("Where is my invoice?", tenant="acme", conversation_id=conversation)
 
 
 def test_event_log_is_append_only(services: object) -> None:

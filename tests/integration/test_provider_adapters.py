@@ -51,6 +51,12 @@ def _paid_invoice() -> str:
         )).scalar_one()
 
 
+def _customer_of(invoice: str) -> str:
+    with session_scope() as session:
+        found = session.execute(text("SELECT customer FROM invoices WHERE id = :id"), {"id": invoice})
+        return str(found.scalar_one())
+
+
 def _rules(invoice: str, server_error: int) -> dict[str, object]:
     """fakellm's rules: first match wins; a conversation is keyed by its first user message (the
     ticket), and its turns count every call of the ticket's flow."""
@@ -126,7 +132,9 @@ def test_ticket_flow_with_a_tool_call_a_429_and_a_5xx(stack: Stack) -> None:
         "429": f"[{kind}] scenario-429: please refund {invoice}, it was a duplicate charge.",
         "5xx": f"[{kind}] scenario-5xx: refund {invoice} please, I was billed twice.",
     }
-    ids = {name: client.submit(ticket).id for name, ticket in tickets.items()}
+    # From the invoice's own customer: the tool sees only that customer's invoices.
+    customer = _customer_of(invoice)
+    ids = {name: client.submit(ticket, customer=customer).id for name, ticket in tickets.items()}
     views = {name: client.wait(rid, timeout=120) for name, rid in ids.items()}
 
     for name, view in views.items():

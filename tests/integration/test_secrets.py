@@ -128,5 +128,5 @@ def test_no_secret_reaches_logs_record_bodies_or_status(
 
 
 def test_flower_refuses_to_start_without_credentials() -> None:
-    result = run_cli("flower", env={"SWITCHBOARD_FLOWER_BASIC_AUTH": ""})
+    result = run_cli("flower", env={"SWITCHBOARD_FLOWER_BASIC_AUTH": "", "SWITCHBOARD_DEV": "false"})
     assert result.returncode != 0 and "SWITCHBOARD_FLOWER_BASIC_AUTH" in result.stderr + result.stdout

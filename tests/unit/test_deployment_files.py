@@ -135,12 +135,18 @@ def test_every_pool_has_its_deployment_and_scalers() -> None:
 def test_secrets_are_referenced_never_inlined() -> None:
     text = "".join(p.read_text() for p in (ROOT / manifests.K8S_DIR).glob("*/*.yaml"))
     assert not re.search(r"sk-|password|guest|://\w+:\w+@", text, re.IGNORECASE)
-    # Compose takes credentials from the environment (a developer's local defaults at most).
+    # Compose takes credentials from the environment (a developer's local defaults at most); the
+    # engine's own secrets are passed through (no value: unset stays unset), never defaulted.
     for service in compose_file()["services"].values():
         for name, value in service.get("environment", {}).items():
-            if re.search(r"PASS|AUTH|KEYS", name):
-                assert value.startswith("${"), f"{name} is inlined"
-            assert not re.search(r"://[^$]*:[^$]*@", value), f"{name} has an inlined credential"
+            if re.search(r"PASS|AUTH|KEY", name):
+                assert value is None or value.startswith("${"), f"{name} is inlined"
+            inlined = value is not None and re.search(r"://[^$]*:[^$]*@", value)
+            assert not inlined, f"{name} has an inlined credential"
+    services = compose_file()["services"]
+    for name in ("api", "callbacks"):
+        assert services[name]["environment"]["SWITCHBOARD_SIGNING_KEY"] is None
+    assert services["billing"]["environment"]["SWITCHBOARD_PROVIDER_API_KEYS"] is None
     docs = [doc for found in committed().values() for doc in found]
     assert not [d for d in docs if d["kind"] == "Secret"]
     for doc in docs:
@@ -225,3 +231,34 @@ def test_dockerfile_runs_as_a_non_root_user_and_copies_what_exists() -> None:
     for line in (line for line in lines if line.startswith("COPY ")):
         for source in line.split()[1:-1]:
             assert (ROOT / source).exists(), f"Dockerfile copies {source}, which is not in the repository"
+
+
+def test_no_generated_file_ships_a_development_secret_or_dev_mode() -> None:
+    from app.config import Settings
+
+    defaults = Settings.model_fields
+    development = [defaults["signing_key"].default.get_secret_value(),
+                   *(k.get_secret_value() for k in defaults["provider_api_keys"].default)]
+    texts = {p.name: p.read_text() for p in (ROOT / manifests.K8S_DIR).glob("*/*.yaml")}
+    texts["compose.yaml"] = (ROOT / compose.COMPOSE_FILE).read_text()
+    texts["Procfile"] = (ROOT / "Procfile").read_text()
+    assert not [(name, value) for name, text in texts.items() for value in development if value in text]
+    # Dev mode is never switched on by a generated file; compose passes the operator's choice through.
+    settings = {name: "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+                for name, text in texts.items()}
+    assert not [name for name, text in settings.items() if re.search(r"SWITCHBOARD_DEV\b.*(true|1)", text)]
+    assert all(s["environment"].get("SWITCHBOARD_DEV") is None for s in compose_file()["services"].values())
+
+
+def test_worker_pods_serve_metrics_on_their_own_address_for_prometheus() -> None:
+    files = committed()
+    for queue in work_queue_names():
+        (deployment,) = files[Path(f"base/{queue}.yaml")]
+        pod = deployment["spec"]["template"]
+        (container,) = pod["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        port = env["SWITCHBOARD_METRICS_PORT"]
+        # The engine's default is loopback; a pod must listen on its address to be scraped.
+        assert env["SWITCHBOARD_METRICS_ADDRESS"] == "0.0.0.0" and int(port) > 0
+        assert {"name": "metrics", "containerPort": int(port)} in container["ports"]
+        assert pod["metadata"]["annotations"]["prometheus.io/port"] == port

@@ -41,6 +41,10 @@ def test_cache_key_ignores_whitespace_but_not_content_model_or_tools() -> None:
     assert base != cache_key("m", [{"role": "user", "content": "Reset my passwords"}], None, 100)
     assert base != cache_key("other", [{"role": "user", "content": "Reset my password"}], None, 100)
     assert base != cache_key("m", [{"role": "user", "content": "Reset my password"}], [{"type": "function"}], 100)
+    # One tenant's answer is never another's.
+    acme = cache_key("m", [{"role": "user", "content": "Reset my password"}], None, 100, tenant="acme")
+    assert acme not in (base, cache_key("m", [{"role": "user", "content": "Reset my password"}], None, 100,
+                                        tenant="globex"))
 
 
 def test_memory_cache_expires() -> None:

@@ -91,3 +91,45 @@ def test_every_mapped_error_has_a_documented_status_and_retry_after_when_it_shou
     documented = {int(code) for path in document()["paths"].values() for op in path.values()
                   for code in op["responses"]}
     assert {400, 401, 403, 404, 409, 413, 422, 429, 503} <= documented
+
+
+@pytest.mark.parametrize("text, past", [
+    ('{"a": [[1, 2], {"b": [3]}]}', False),  # depth 4
+    ('{"a": [[[[1]]]]}', True),  # depth 5
+    # Brackets inside strings, escaped quotes among them, are text: a ticket may quote any.
+    ('{"text": "[[[[[[[[ {{{{ \\" [[[[[[", "b": "\\\\"}', False),
+    ('{"text": "\\\\\\"", "a": [[[[1]]]]}', True),
+])
+def test_json_nesting_is_measured_outside_strings(text: str, past: bool) -> None:
+    import json
+
+    from app.ingress.json_body import nested_past
+
+    json.loads(text)  # each case is valid JSON
+    assert nested_past(text, 4) is past
+
+
+def test_every_route_reading_json_refuses_it_nested_too_deep_before_parsing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check is in the app's JSON provider: a route of its own, added later, has it too."""
+    import json
+
+    from flask import request
+
+    from app.ingress import create_app
+
+    app = create_app()
+    app.add_url_rule("/echo", "echo", lambda: {"got": request.get_json(force=True, silent=True)},
+                     methods=["POST"])
+    client = app.test_client()
+    parsed: list[object] = []
+    real_loads = json.loads
+    monkeypatch.setattr(json, "loads", lambda s, **kw: parsed.append(s) or real_loads(s, **kw))
+    deep = client.post("/echo", data=b"[" * 60_000)
+    assert deep.status_code == 400 and deep.json["error"]["code"] == "bad_request"
+    assert f"nested deeper than {get_settings().api_max_json_depth} levels" in deep.json["error"]["message"]
+    assert not [s for s in parsed if len(s) >= 60_000]  # refused before the parser saw the body
+    assert client.post("/echo", data=b'{"text": "hi"}').json == {"got": {"text": "hi"}}
+    # Not UTF-8, or not JSON: Flask's "no JSON" (None here), never a 500.
+    assert client.post("/echo", data="[1]".encode("utf-16")).json == {"got": None}
+    assert client.post("/echo", data=b'{"text": ').json == {"got": None}

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
 
+from app.config import reset_settings
 from app.context import bound, carry
 from app.logs import JsonFormatter, RequestIdFilter
 from app.ops.report import bottleneck, parse_since
@@ -171,3 +174,69 @@ def test_each_process_kind_gets_its_own_metrics_port(monkeypatch: pytest.MonkeyP
         prefork["PROMETHEUS_MULTIPROC_DIR"]
         != pool_env("technical", Settings(specialist_pool="prefork"))["PROMETHEUS_MULTIPROC_DIR"]
     )
+
+
+@pytest.fixture
+def fresh_usage_histograms() -> Iterator[None]:
+    """The usage histograms are built once per process from the settings: rebuilt for this test."""
+    from prometheus_client import REGISTRY
+
+    from app import metrics
+
+    def drop() -> None:
+        for histogram in metrics.usage_histograms():
+            REGISTRY.unregister(histogram)
+        metrics.usage_histograms.cache_clear()
+
+    drop()
+    yield
+    drop()
+    reset_settings()
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_usage_metrics_carry_a_tenant_label_only_when_the_setting_allows(
+        monkeypatch: pytest.MonkeyPatch, fresh_usage_histograms: None, allowed: bool) -> None:
+    from prometheus_client import REGISTRY, generate_latest
+
+    from app import metrics
+
+    monkeypatch.setenv("SWITCHBOARD_METRICS_TENANT_LABELS", str(allowed).lower())
+    reset_settings()
+    metrics.observe_request_usage("billing", "acme", {"sim-small": (120, Decimal("0.0001"))})
+    lines = [line for line in generate_latest(REGISTRY).decode().splitlines()
+             if line.startswith(("switchboard_request_tokens_count", "switchboard_request_cost_usd_count"))]
+    assert len(lines) == 2
+    assert all(('tenant="acme"' in line) is allowed for line in lines), lines
+    assert all(("tenant=" in line) is allowed for line in lines)
+
+
+@pytest.mark.parametrize("address, answers_elsewhere", [(None, False), ("0.0.0.0", True)])
+def test_metrics_listen_on_loopback_unless_widened(
+        monkeypatch: pytest.MonkeyPatch, address: str | None, answers_elsewhere: bool) -> None:
+    """127.0.0.2 is this machine too; a socket bound to 127.0.0.1 does not answer there."""
+    import socket
+
+    import httpx
+
+    from app import metrics
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    if address:
+        monkeypatch.setenv("SWITCHBOARD_METRICS_ADDRESS", address)
+    else:
+        monkeypatch.delenv("SWITCHBOARD_METRICS_ADDRESS", raising=False)
+    reset_settings()
+    try:
+        assert metrics.serve(port, fleet=False) is not None
+        assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).status_code == 200
+        try:
+            elsewhere = httpx.get(f"http://127.0.0.2:{port}/metrics", timeout=5).status_code == 200
+        except httpx.ConnectError:
+            elsewhere = False
+        assert elsewhere is answers_elsewhere
+    finally:
+        monkeypatch.undo()
+        reset_settings()

@@ -526,3 +526,26 @@ def test_account_and_model_limits_change_live() -> None:
     assert view["account_rpm"] == 1 and view["model_limits"] == {"sim-large": [5, 0]}
     assert codes == [200, 429]
     assert bad.status_code == 400
+
+
+def test_prompts_are_recorded_only_while_recording_is_on() -> None:
+    async def scenario(client: httpx.AsyncClient) -> list[Any]:
+        await chat(client, [{"role": "user", "content": "before"}])
+        started = await client.post("/admin/prompts", json={"record": True})
+        await chat(client, [{"role": "system", "content": "be brief"}, {"role": "user", "content": "during"}],
+                   tools=TOOLS)
+        during = (await client.get("/admin/prompts")).json()
+        stopped = await client.post("/admin/prompts", json={"record": False})
+        await chat(client, [{"role": "user", "content": "after"}])
+        bad = await client.post("/admin/prompts", json={"recrod": True})
+        return [started.json(), during, stopped.json(), bad.status_code]
+
+    started, during, stopped, bad = run(make_app(), scenario)
+    assert started == {"recording": True, "prompts": []}
+    assert during["recording"] and len(during["prompts"]) == 1
+    prompt = during["prompts"][0]
+    roles_and_texts = [(m["role"], m["content"]) for m in prompt["messages"]]
+    assert roles_and_texts == [("system", "be brief"), ("user", "during")]
+    assert prompt["model"] == "sim-small" and prompt["tools"] == [t["function"]["name"] for t in TOOLS]
+    assert stopped == {"recording": False, "prompts": []}
+    assert bad == 400

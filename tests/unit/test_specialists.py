@@ -15,7 +15,7 @@ import pytest
 
 from app.ops.surge import POISON_MARKER, POISON_TEXT, TENANTS, Ticket, monday_morning
 from app.registry import specialists
-from app.specialist import Specialist, Tool, ToolContext
+from app.specialist import Specialist, Tool, ToolContext, ToolError, in_tenant, owned
 
 EVAL_PATH = Path(__file__).resolve().parents[1] / "data" / "routing_eval.jsonl"
 NAMES = ("billing", "technical")
@@ -214,3 +214,68 @@ def test_poison_ticket_looks_like_billing_and_carries_the_marker() -> None:
     assert POISON_MARKER in POISON_TEXT
     assert re.search(r"charged|invoice|payment", POISON_TEXT, re.IGNORECASE)
     assert not any(POISON_MARKER in t.text for t in monday_morning(300, emails=EMAILS, invoice_ids=INVOICES))
+
+
+def test_surge_tickets_carry_the_customer_they_are_about() -> None:
+    owners = {invoice: EMAILS[i % len(EMAILS)] for i, invoice in enumerate(INVOICES)}
+    tickets = monday_morning(200, emails=EMAILS, invoice_ids=INVOICES, owners=owners, tenant="default")
+    unowned = monday_morning(200, emails=EMAILS, invoice_ids=INVOICES)
+    assert [t.text for t in tickets] == [t.text for t in unowned]
+    assert {t.tenant for t in tickets} == {"default"}
+    for t in tickets:
+        named = re.findall(r"[\w.+-]+@[\w-]+\.[\w.]+\w", t.text)
+        invoices = re.findall(r"\bINV-\d+\b", t.text)
+        if named:
+            assert t.customer == named[0]
+        elif invoices:
+            assert t.customer == owners[invoices[0]]
+        assert t.customer in EMAILS
+
+
+# --- The authority helpers ---------------------------------------------------------------------
+
+
+def _where(stmt: Any) -> str:
+    from sqlalchemy.dialects import postgresql
+
+    return str(stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+
+
+def test_owned_scopes_every_owned_entity_to_the_tenant_and_customer() -> None:
+    from sqlalchemy import select
+
+    from app.db.models import Account, Invoice, KbArticle
+
+    ctx = ToolContext(request_id="r", tenant="acme", step="draft", customer="ann@example.com")
+    sql = _where(owned(select(Invoice, Account).join(Account, Account.id == Invoice.account_id), ctx))
+    assert "invoices.tenant = 'acme' AND invoices.customer = 'ann@example.com'" in sql
+    assert "accounts.tenant = 'acme' AND accounts.customer = 'ann@example.com'" in sql
+    assert "kb_articles.tenant = 'acme'" in _where(in_tenant(select(KbArticle), ctx))
+
+
+def test_owned_refuses_without_a_customer_and_without_an_owned_table() -> None:
+    from sqlalchemy import select
+
+    from app.db.models import Invoice, Request
+
+    anonymous = ToolContext(request_id="r", tenant="acme", step="draft")
+    with pytest.raises(ToolError, match="no verified customer"):
+        owned(select(Invoice), anonymous)
+    with pytest.raises(TypeError, match="nothing to scope"):
+        owned(select(Request), ToolContext(request_id="r", tenant="acme", step="draft", customer="ann"))
+
+
+def test_a_tool_error_goes_back_to_the_model_as_the_result() -> None:
+    from pydantic import BaseModel
+
+    class NoArgs(BaseModel):
+        pass
+
+    def needs_customer(ctx: ToolContext, args: NoArgs) -> dict[str, Any]:
+        return {"customer": ctx.require_customer()}
+
+    tool = Tool(name="whoami", description="d", args=NoArgs, run=needs_customer)
+    refused = tool.invoke(CTX, "{}")
+    assert set(refused) == {"error"} and "no verified customer" in refused["error"]
+    signed_in = ToolContext(request_id=CTX.request_id, tenant="acme", step="agent", customer="ann")
+    assert tool.invoke(signed_in, "{}") == {"customer": "ann"}

@@ -1,7 +1,8 @@
 """Ticket endpoints as plain Django function views; only `app.client` is imported.
 
     POST /tickets                   {"text": ..., "priority"?: "high"|"normal"|"low", "conversation_id"?: ...}
-                                    headers: X-Tenant (default "default"), Idempotency-Key (optional)
+                                    headers: X-Tenant (default "default"), X-Customer (the signed-in
+                                    user; stands in for your login), Idempotency-Key (optional)
                                     -> 202 {"id", "status"}; 422 {"error", "problems"} for bad input
     GET  /tickets/<id>              -> 200 the request as Switchboard records it; 404 if unknown
     GET  /tickets/<id>/wait?timeout=S
@@ -40,6 +41,15 @@ def _tenant(request: HttpRequest) -> str:
     return request.headers.get("X-Tenant", "default")
 
 
+def _customer(request: HttpRequest) -> str | None:
+    # The signed-in user (django.contrib.auth), else the X-Customer header that stands in for a login
+    # in this example. Never taken from the ticket body: the tools act for this customer only.
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return str(user.get_username())
+    return request.headers.get("X-Customer")
+
+
 def _not_found(request_id: str) -> JsonResponse:
     return _error(404, f"no ticket {request_id!r}")
 
@@ -62,6 +72,7 @@ def submit_ticket(request: HttpRequest) -> JsonResponse:
         submission = client.submit(
             body["text"],
             tenant=_tenant(request),
+            customer=_customer(request),
             priority=body.get("priority") or "normal",
             idempotency_key=request.headers.get("Idempotency-Key"),
             conversation_id=body.get("conversation_id"),
