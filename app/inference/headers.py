@@ -98,11 +98,14 @@ def _count(headers: Mapping[str, str], *names: str) -> int | None:
 
 def reported_limits(headers: Mapping[str, str]) -> ReportedLimits:
     """OpenAI's x-ratelimit-limit-{requests,tokens}; Anthropic's anthropic-ratelimit-requests-limit,
-    -tokens-limit (the most restrictive token limit in force), -input-tokens-limit and
-    -output-tokens-limit."""
+    -input-tokens-limit, -output-tokens-limit and -tokens-limit (the most restrictive of the two).
+    `tokens` is a limit on input and output together, as the limiter counts them: for Anthropic
+    the input limit (a call's tokens are mostly input; its far smaller output limit would starve
+    the input), else its most restrictive one."""
     return ReportedLimits(
         requests=_count(headers, "x-ratelimit-limit-requests", "anthropic-ratelimit-requests-limit"),
-        tokens=_count(headers, "x-ratelimit-limit-tokens", "anthropic-ratelimit-tokens-limit"),
+        tokens=_count(headers, "x-ratelimit-limit-tokens", "anthropic-ratelimit-input-tokens-limit",
+                      "anthropic-ratelimit-tokens-limit"),
         input_tokens=_count(headers, "anthropic-ratelimit-input-tokens-limit"),
         output_tokens=_count(headers, "anthropic-ratelimit-output-tokens-limit"),
     )

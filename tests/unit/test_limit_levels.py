@@ -97,7 +97,8 @@ def test_limit_headers_of_openai_and_anthropic() -> None:
                             "anthropic-ratelimit-tokens-limit": "90000",
                             "anthropic-ratelimit-input-tokens-limit": "80000",
                             "anthropic-ratelimit-output-tokens-limit": "16000"}) == \
-        ReportedLimits(requests=50, tokens=90000, input_tokens=80000, output_tokens=16000)
+        ReportedLimits(requests=50, tokens=80000, input_tokens=80000, output_tokens=16000)
+    assert reported_limits({"anthropic-ratelimit-tokens-limit": "90000"}).tokens == 90000
     assert reported_limits({"x-ratelimit-limit-requests": "lots"}) == ReportedLimits()
 
 
