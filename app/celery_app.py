@@ -23,7 +23,15 @@ from kombu import Connection
 
 from app.config import get_settings
 from app.registry import get_specialist
-from app.topology import CALLBACK_QUEUE, EXCHANGE, MAX_PRIORITY, ROUTER_QUEUE, TopologyError, declare, work_queues
+from app.topology import (
+    CALLBACK_QUEUE,
+    EXCHANGE,
+    ROUTER_QUEUE,
+    SUBMIT_QUEUE,
+    TopologyError,
+    declare,
+    work_queues,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +45,15 @@ ROUTE_TASK = "switchboard.route"
 SPECIALIST_TASK_PREFIX = "switchboard.specialist."
 RECONCILE_TASK = "switchboard.reconcile"
 CALLBACK_TASK = "switchboard.callback"
+# What an app with no Switchboard code sends by name (kwargs only) to the `submit` queue.
+SUBMIT_TASK = "switchboard.submit"
 
 
 def route_for_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any) -> dict | None:
     if name == ROUTE_TASK:
         return {"queue": ROUTER_QUEUE, "routing_key": ROUTER_QUEUE}
+    if name == SUBMIT_TASK:
+        return {"queue": SUBMIT_QUEUE, "routing_key": SUBMIT_QUEUE}
     if name == CALLBACK_TASK:
         return {"queue": CALLBACK_QUEUE, "routing_key": CALLBACK_QUEUE}
     if name.startswith(SPECIALIST_TASK_PREFIX):
@@ -65,7 +77,8 @@ def create_celery() -> Celery:
         task_default_routing_key=ROUTER_QUEUE,
         task_routes=(route_for_task,),
         task_create_missing_queues=False,
-        task_queue_max_priority=MAX_PRIORITY,
+        # No task_queue_max_priority: every work queue sets x-max-priority itself, and that default
+        # would add it to `submit` too, which must stay declared as a plain Celery app declares it.
         task_default_priority=5,
         task_serializer="json",
         accept_content=["json"],

@@ -104,9 +104,10 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     from app.ops import dlq
 
     if args.dlq_command == "list":
-        items = dlq.list_dead_letters()
+        items = dlq.dead_letters()
         _emit(args, [i.model_dump(mode="json") for i in items],
-              lambda: [print(f"{i.id}\t{i.queue}\tattempts={i.attempts}\t{i.error}") for i in items])
+              lambda: [print(f"{i.id}\t{i.queue}\tattempts={i.attempts}\t"
+                             f"{'' if i.in_record else '(broker only) '}{i.error}") for i in items])
     elif args.dlq_command == "show":
         try:
             detail = dlq.show(args.id)
@@ -259,14 +260,16 @@ def cmd_topology(args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    from app.reconciler import redispatch_stale, republish_unpublished
+    from app.reconciler import mark_in_doubt, redispatch_stale, republish_unpublished
 
     result = {
         "republished": republish_unpublished(min_age_s=args.min_age),
         "redispatched": redispatch_stale(lease_s=args.lease),
+        "llm_calls_in_doubt": mark_in_doubt(lease_s=args.lease),
     }
     _emit(args, result, lambda: print(f"republished {result['republished']}, "
-                                      f"re-dispatched {result['redispatched']} request(s)"))
+                                      f"re-dispatched {result['redispatched']} request(s), "
+                                      f"{result['llm_calls_in_doubt']} LLM call(s) marked in doubt"))
     return 0
 
 
@@ -454,13 +457,51 @@ def cmd_tenants(args: argparse.Namespace) -> int:
             _emit(args, created, lambda: print(
                 f"tenant {created.name}: {created.rpm_limit} requests/min, {created.max_concurrent} concurrent\n"
                 f"callback signing secret (shown once): {created.signing_secret}"))
+        elif args.tenants_command == "update":
+            daily, request = (tenants.UNCHANGED if v is _UNCHANGED else v
+                              for v in (args.daily_budget_usd, args.request_budget_usd))
+            updated = tenants.update_budgets(args.name, daily_usd=daily, request_usd=request)
+            _emit(args, updated, lambda: print(f"tenant {updated.name}: {_budgets_line(updated)}"))
         else:
             views = tenants.list_tenants()
-            _emit(args, [v.model_dump(mode="json") for v in views], lambda: [
-                print(f"{v.name}\trpm={v.rpm_limit}\tconcurrent={v.max_concurrent}\tkeys={v.keys}") for v in views])
+            today = _spend_today()
+            listed = [{**v.model_dump(mode="json"), "spend_today": today.get(v.name)} for v in views]
+            _emit(args, listed, lambda: [
+                print(f"{v.name}\trpm={v.rpm_limit}\tconcurrent={v.max_concurrent}\tkeys={v.keys}\t"
+                      f"{_budgets_line(v)}\tspent today ${(today.get(v.name) or {}).get('spent_usd', 0):.4f}")
+                for v in views])
     except tenants.TenantError as exc:
         raise CommandError(str(exc)) from None
     return 0
+
+
+def _budgets_line(view: Any) -> str:
+    def one(value: float | None) -> str:
+        return "default" if value is None else ("none" if value == 0 else f"${value:g}")
+
+    return f"daily budget {one(view.daily_budget_usd)}, request ceiling {one(view.request_budget_usd)}"
+
+
+def _spend_today() -> dict[str, dict[str, Any]]:
+    """Today's (UTC) spend per tenant: spent, in flight and in doubt."""
+    from datetime import UTC, datetime
+
+    from app.db import session_scope
+    from app.ops.spend import by_tenant_day
+
+    with session_scope() as session:
+        days = by_tenant_day(session, datetime.now(UTC).date())
+    return {d.tenant: d.model_dump(mode="json", exclude={"tenant"}) for d in days}
+
+
+_UNCHANGED = object()  # a budget flag not given
+
+
+def _budget_usd(text: str) -> Decimal | None:
+    """A budget flag's value: dollars (0: no limit) or `none` (back to the setting's default)."""
+    if text.strip().lower() in ("none", "default"):
+        return None
+    return _decimal(text)
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -614,7 +655,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--all", action="store_true")
     d.add_argument("--json", action="store_true")
     d = dsub.add_parser("purge", help="delete dead-letter messages for good (asks first)")
-    d.add_argument("queue", nargs="?", help="the work queue whose DLQ to purge, e.g. billing (default: all)")
+    d.add_argument("queue", nargs="?",
+                   help="the DLQ to purge, by its name or its work queue's: billing.dlq or billing "
+                        "(default: all)")
     d.add_argument("--yes", action="store_true", help="do not ask")
     d.add_argument("--json", action="store_true")
     command("pools", cmd_pools, "per queue (and dead-letter queue): depth, consumers, workers, concurrency")
@@ -635,7 +678,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("reconcile", cmd_reconcile, "publish requests that never reached the broker; re-dispatch lost ones")
     p.add_argument("--min-age", type=float, default=30.0, help="only requests older than this (seconds)")
     p.add_argument("--lease", type=float, default=None,
-                   help="re-dispatch requests silent this long (default: task time limit + 60 s)")
+                   help="re-dispatch requests silent this long, and mark LLM calls in flight this long "
+                        "in doubt (default: task time limit + 60 s)")
     p = command("procfile", cmd_procfile, "print the Procfile for the current specialists", json_flag=False)
     p.add_argument("--write", action="store_true", help="write ./Procfile")
     p = command("capacity", cmd_capacity, "worker slots for a daily audience, each step shown (see README)")
@@ -668,7 +712,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queues", nargs="*", help="only these pools (default: router and every specialist)")
     p.add_argument("--log-dir", default=".switchboard/logs")
     p.add_argument("--dev", action="store_true", help=DEV_HELP)
-    p = command("tenants", cmd_tenants, "tenants of the HTTP API: create, list", json_flag=False)
+    p = command("tenants", cmd_tenants, "tenants of the HTTP API: create, list, update budgets",
+                json_flag=False)
     tsub = p.add_subparsers(dest="tenants_command", required=True)
     t = tsub.add_parser("create", help="a new tenant; prints its callback signing secret once")
     t.add_argument("name")
@@ -676,7 +721,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-concurrent", type=int,
                    help="unfinished requests at once (default SWITCHBOARD_TENANT_DEFAULT_MAX_CONCURRENT)")
     t.add_argument("--json", action="store_true")
-    t = tsub.add_parser("list", help="every tenant with its limits and active keys")
+    t = tsub.add_parser("list", help="every tenant with its limits, budgets, active keys and spend today")
+    t.add_argument("--json", action="store_true")
+    t = tsub.add_parser("update", help="set a tenant's LLM budgets (USD; 0: no limit; none: the default)")
+    t.add_argument("name")
+    t.add_argument("--daily-budget-usd", type=_budget_usd, default=_UNCHANGED,
+                   help="spend per UTC day (default SWITCHBOARD_TENANT_DAILY_BUDGET_USD)")
+    t.add_argument("--request-budget-usd", type=_budget_usd, default=_UNCHANGED,
+                   help="ceiling per request (default SWITCHBOARD_REQUEST_BUDGET_USD)")
     t.add_argument("--json", action="store_true")
     p = command("keys", cmd_keys, "API keys: create (shown once), revoke", json_flag=False)
     ksub = p.add_subparsers(dest="keys_command", required=True)

@@ -17,14 +17,14 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from app import backlog, callbacks, conversations, record
 from app.celery_app import ROUTE_TASK, celery
 from app.config import get_settings
 from app.context import bound
-from app.db import Callback, Request, RequestEvent, session_scope
+from app.db import Callback, LlmCall, Request, RequestEvent, Tenant, session_scope
 from app.db.models import TERMINAL, new_id
 from app.registry import match_rules
 from app.timings import call_rows, request_timings, seconds_between, step_rows
@@ -147,6 +147,16 @@ class EventView(BaseModel):
     detail: dict[str, Any]
 
 
+class BudgetView(BaseModel):
+    """A request's LLM spend against its ceiling (None: no ceiling), in USD. `reserved_usd` is held
+    by its unfinished calls, those in doubt (their process died) included."""
+
+    ceiling_usd: float | None
+    spent_usd: float
+    reserved_usd: float
+    in_doubt_usd: float
+
+
 class RequestView(BaseModel):
     id: str
     tenant: str
@@ -161,6 +171,7 @@ class RequestView(BaseModel):
     error: str | None
     tokens: dict[str, int]
     cost_usd: float
+    budget: BudgetView | None = None
     timings: dict[str, float | None]
     accepted_at: datetime
     started_at: datetime | None
@@ -253,6 +264,11 @@ def submit(
         metadata=metadata or {},
         callback_url=callback_url,
     )
+    return submit_valid(req)
+
+
+def submit_valid(req: SubmitRequest) -> Submission:
+    """Record a validated request and publish it: what `submit` and the `switchboard.submit` task do."""
     submission = accept(req)
     if submission.duplicate:
         return submission
@@ -320,7 +336,16 @@ def get(request_id: str, *, tenant: str | None = None, estimate: bool = True) ->
         this = Request.id == request_id
         steps = {s.step: round(s.duration_ms / 1000, 4) for s in session.execute(step_rows(this))}
         calls = session.execute(call_rows(this)).first()
+        ceiling, in_doubt = session.execute(
+            select(
+                select(Tenant.request_budget_usd).where(Tenant.name == request.tenant).scalar_subquery(),
+                select(func.coalesce(func.sum(LlmCall.estimated_cost_usd), 0))
+                .where(LlmCall.request_id == request_id, LlmCall.outcome == "in_doubt").scalar_subquery(),
+            )
+        ).one()
         where = backlog.estimate(session, request) if estimate else None
+    if ceiling is None:
+        ceiling = get_settings().request_budget_usd
     timings = request_timings(
         request, steps, calls.llm_ms / 1000 if calls else 0.0, calls.limiter_ms / 1000 if calls else 0.0
     ).as_dict()
@@ -343,6 +368,8 @@ def get(request_id: str, *, tenant: str | None = None, estimate: bool = True) ->
             "total": request.prompt_tokens + request.completion_tokens,
         },
         cost_usd=float(request.cost_usd or Decimal(0)),
+        budget=BudgetView(ceiling_usd=float(ceiling) if ceiling else None, spent_usd=float(request.cost_usd),
+                          reserved_usd=float(request.reserved_usd), in_doubt_usd=float(in_doubt)),
         timings=timings,
         accepted_at=request.accepted_at,
         started_at=request.started_at,

@@ -121,6 +121,14 @@ class Settings(BaseSettings):
         "sim-large": (Decimal("2.50"), Decimal("10.00")),
     }
 
+    # Budgets (app/inference/budget.py), in USD; 0 means none. A request's calls stop at its
+    # ceiling, a tenant's at its daily budget (UTC days); `switchboard tenants update` overrides
+    # both per tenant. Each call reserves its estimated maximum cost before it is made.
+    request_budget_usd: Decimal = Field(default=Decimal(0), ge=0)
+    tenant_daily_budget_usd: Decimal = Field(default=Decimal(0), ge=0)
+    # Past this share of a ceiling, a request's remaining calls use the cheap tier.
+    budget_cheap_share: float = Field(default=0.8, gt=0, le=1)
+
     router_confidence_threshold: float = 0.6
     # A follow-up turn leaves its conversation's specialist only on this much confidence.
     topic_change_confidence: float = 0.85

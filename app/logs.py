@@ -29,12 +29,18 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+# RECONCILE_TASK and SUBMIT_TASK (app/celery_app.py, which this module must not import).
+_TAKE_NO_REQUEST_ID = frozenset({"switchboard.reconcile", "switchboard.submit"})
+
+
 def _celery_request_id(record: logging.LogRecord) -> str | None:
     """Celery's own lines about a task ("received", "succeeded in") are logged outside the task;
     their `data` names the task and its arguments, and every Switchboard task's first argument
-    is the request id."""
+    is the request id, but for the reconciler's and submit's (whose arguments are the submission)."""
     data = getattr(record, "data", None)
     if not isinstance(data, dict) or not str(data.get("name", "")).startswith("switchboard."):
+        return None
+    if data.get("name") in _TAKE_NO_REQUEST_ID:
         return None
     args = data.get("args")
     try:

@@ -91,6 +91,12 @@ DEAD_LETTERS = Counter(
     "switchboard_dead_letters", "Requests dead-lettered, by the queue whose DLQ took them", ["queue"]
 )
 
+BUDGET_REFUSALS = Counter(
+    "switchboard_budget_refusals",
+    "LLM calls not made because a budget could not cover them, by scope (request, tenant_day)",
+    ["scope"],
+)
+
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
 
@@ -112,7 +118,8 @@ def observe_llm_call(row: dict[str, Any]) -> None:
 
 
 class FleetCollector(Collector):
-    """Queue depths from the broker and breaker states from PostgreSQL, read at scrape time."""
+    """Queue depths from the broker, breaker states and today's LLM spend from PostgreSQL, read at
+    scrape time."""
 
     def describe(self) -> list[GaugeMetricFamily]:
         # Without it, registering would collect once, talking to the broker during worker start.
@@ -148,6 +155,45 @@ class FleetCollector(Collector):
         yield unacked
         yield consumers
         yield self._breakers()
+        yield from self._spend()
+
+    @staticmethod
+    def _spend() -> Iterator[GaugeMetricFamily]:
+        from datetime import UTC, datetime
+
+        from app.db import session_scope
+        from app.ops.spend import by_tenant_day, in_doubt
+
+        # Per tenant only with SWITCHBOARD_METRICS_TENANT_LABELS, like the usage histograms.
+        per_tenant = get_settings().metrics_tenant_labels
+        spend = GaugeMetricFamily(
+            "switchboard_llm_spend_today_usd",
+            "LLM spend today (UTC), by state: spent (completed calls), in_flight (reserved by calls "
+            "being made), in_doubt (estimated cost of calls whose process died)"
+            + (", per tenant" if per_tenant else ", all tenants together"),
+            labels=["state", "tenant"] if per_tenant else ["state"],
+        )
+        doubt_calls = GaugeMetricFamily(
+            "switchboard_llm_calls_in_doubt", "LLM calls in doubt in the record (their process died mid-call)")
+        doubt_usd = GaugeMetricFamily(
+            "switchboard_llm_in_doubt_usd", "Estimated cost of the LLM calls in doubt in the record")
+        try:
+            with session_scope() as session:
+                days = by_tenant_day(session, datetime.now(UTC).date())
+                doubt = in_doubt(session)
+            for state in ("spent", "in_flight", "in_doubt"):
+                if per_tenant:
+                    for day in days:
+                        spend.add_metric([state, day.tenant], getattr(day, f"{state}_usd"))
+                else:
+                    spend.add_metric([state], round(sum(getattr(d, f"{state}_usd") for d in days), 6))
+            doubt_calls.add_metric([], doubt.calls)
+            doubt_usd.add_metric([], doubt.usd)
+        except Exception as exc:
+            log.warning("LLM spend unavailable for metrics: %s", type(exc).__name__)
+        yield spend
+        yield doubt_calls
+        yield doubt_usd
 
     @staticmethod
     def _breakers() -> GaugeMetricFamily:

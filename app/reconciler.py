@@ -2,7 +2,9 @@
 
 - accepted but never published (a crash or a broker outage between the record and the publish);
 - routed, running or failed with no sign of life for longer than the lease (a message lost
-  outside Switchboard's control, e.g. a queue deleted by hand): dispatched to its specialist again.
+  outside Switchboard's control, e.g. a queue deleted by hand): dispatched to its specialist again;
+- LLM calls still in flight past the lease (their process died between writing the call's intent
+  and completing it): marked in doubt, counted at their estimated cost, their reservations kept.
 
 Safe on several machines at once: rows are claimed with FOR UPDATE SKIP LOCKED, and re-running a
 request is safe (checkpointed steps, idempotent side effects, conditional status updates).
@@ -14,7 +16,7 @@ from sqlalchemy import and_, exists, func, or_, select, text, update
 
 from app.celery_app import ROUTE_TASK, celery
 from app.config import get_settings
-from app.db import Request, RequestEvent, Status, session_scope
+from app.db import LlmCall, Request, RequestEvent, Status, autocommit_scope, session_scope
 from app.record import add_event
 from app.registry import get_specialist
 from app.topology import PRIORITIES, ROUTER_QUEUE
@@ -81,3 +83,22 @@ def redispatch_stale(lease_s: float | None = None, batch: int = 500) -> int:
                                  routing_key=spec.queue, priority=PRIORITIES[row.priority])
             add_event(session, row.id, "redispatched", lease_s=lease)
     return len(rows)
+
+
+def mark_in_doubt(lease_s: float | None = None) -> int:
+    """Mark LLM calls in flight for longer than the lease as in doubt; returns how many.
+
+    The provider may have answered (and billed) a call whose process then died, so its estimated
+    cost stays reserved against the request and the tenant's day, and reports count it as in
+    doubt. A completion that still arrives (a slow process, not a dead one) completes it as usual.
+    The lease defaults to the task time limit plus a margin, like `redispatch_stale`'s."""
+    settings = get_settings()
+    lease = lease_s if lease_s is not None else settings.task_time_limit_s + 60
+    with autocommit_scope() as conn:  # one statement: it commits by itself
+        marked = conn.execute(
+            update(LlmCall)
+            .where(LlmCall.outcome == "in_flight", LlmCall.created_at < _older_than(lease))
+            .values(outcome="in_doubt",
+                    error=f"no completion within {lease:g}s: the process making the call ended")
+        )
+    return marked.rowcount

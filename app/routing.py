@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from app.classifier import classifier
 from app.config import get_settings
-from app.inference import Deferred, ProviderError, complete
+from app.inference import BudgetExhausted, Deferred, ProviderError, complete
 from app.registry import match_rules, specialists
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def _ask_llm(text: str, request_id: str | None, tenant: str | None) -> str | Non
     try:
         response = complete(messages, tier="cheap", purpose="route", request_id=request_id, max_tokens=5,
                             cache=True, tenant=tenant)
-    except (ProviderError, Deferred) as exc:
+    except (ProviderError, Deferred, BudgetExhausted) as exc:
         log.warning("routing LLM unavailable, using the fallback specialist: %s", exc)
         return None
     answer = re.sub(r"[^a-z0-9_]", "", (response.content or "").strip().lower())

@@ -63,6 +63,10 @@ SLOW_MARKER = "[[sim:slow]]"
 # with OpenAI's context-length error (HTTP 400, code context_length_exceeded), so the gateway's
 # trim-and-retry path can be exercised on a real provider process.
 CONTEXT_LENGTH_MARKER = "[[sim:context_length]]"
+# Test aid (tests/integration/test_budgets.py): a conversation whose user message carries this
+# marker is answered with tool calls whenever tools are offered, however many results came back:
+# a runaway agent loop, which only a step cap or a budget stops.
+TOOL_LOOP_MARKER = "[[sim:tool_loop]]"
 # Test aid: in JSON mode, a last user message carrying this marker is answered with broken JSON,
 # as models sometimes do; the step's repair prompt (without the marker) gets valid JSON.
 BAD_JSON_MARKER = "[[sim:bad_json]]"
@@ -707,8 +711,9 @@ def _plain_reply(body: ChatCompletionRequest) -> Reply:
     if label_prompt is not None:
         return _truncate(_classify(label_prompt, user_text), body)
     results = _tool_results(messages, last_user if last_user is not None else -1)
-    if body.tools and not results and body.tool_choice != "none":
-        chosen = _choose_tools(body.tools, body.tool_choice, user_text)
+    looping = TOOL_LOOP_MARKER in user_text
+    if body.tools and (not results or looping) and body.tool_choice != "none":
+        chosen = _choose_tools(body.tools, "required" if looping else body.tool_choice, user_text)
         if chosen:
             calls = [_tool_call_payload(i, f, args, user_text) for i, (f, args) in enumerate(chosen)]
             return Reply(None, calls, "tool_calls")

@@ -17,6 +17,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel
@@ -52,6 +53,10 @@ class TenantView(BaseModel):
     max_concurrent: int
     created_at: datetime
     keys: int
+    # USD; None: the setting's default applies (SWITCHBOARD_TENANT_DAILY_BUDGET_USD,
+    # SWITCHBOARD_REQUEST_BUDGET_USD); 0: no limit.
+    daily_budget_usd: float | None = None
+    request_budget_usd: float | None = None
 
 
 class NewTenant(BaseModel):
@@ -102,8 +107,44 @@ def list_tenants() -> list[TenantView]:
             .where(ApiKey.tenant == Tenant.name, ApiKey.revoked_at.is_(None)).scalar_subquery()
         )
         rows = session.execute(select(Tenant, keys).order_by(Tenant.name)).all()
-    return [TenantView(name=t.name, rpm_limit=t.rpm_limit, max_concurrent=t.max_concurrent,
-                       created_at=t.created_at, keys=n) for t, n in rows]
+    return [_view(t, n) for t, n in rows]
+
+
+def _view(t: Tenant, keys: int) -> TenantView:
+    return TenantView(name=t.name, rpm_limit=t.rpm_limit, max_concurrent=t.max_concurrent,
+                      created_at=t.created_at, keys=keys, daily_budget_usd=_usd(t.daily_budget_usd),
+                      request_budget_usd=_usd(t.request_budget_usd))
+
+
+def _usd(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+# `update_budgets` leaves a budget passed as UNCHANGED as it is; None clears it (the default applies).
+UNCHANGED = Decimal(-1)
+
+
+def update_budgets(name: str, *, daily_usd: Decimal | None = UNCHANGED,
+                   request_usd: Decimal | None = UNCHANGED) -> TenantView:
+    """Set or clear (None) a tenant's daily budget and request ceiling, in USD (0: no limit)."""
+    given = (("daily_budget_usd", daily_usd), ("request_budget_usd", request_usd))
+    values = {column: value for column, value in given if value is not UNCHANGED}
+    if not values:
+        raise TenantError("nothing to change: give --daily-budget-usd and/or --request-budget-usd")
+    for column, value in values.items():
+        if value is not None and (not value.is_finite() or value < 0 or value >= Decimal("1e10")):
+            raise TenantError(f"--{column.removesuffix('_usd').replace('_', '-')}-usd must be 0 (no limit) "
+                              "or a positive amount of dollars, or 'none' for the default")
+    with session_scope() as session:
+        tenant = session.get(Tenant, name, with_for_update=True)
+        if tenant is None:
+            raise TenantError(f"no tenant {name!r}: create it first with `switchboard tenants create {name}`")
+        for column, value in values.items():
+            setattr(tenant, column, value)
+        session.flush()
+        keys = session.scalar(select(func.count()).select_from(ApiKey)
+                              .where(ApiKey.tenant == name, ApiKey.revoked_at.is_(None))) or 0
+        return _view(tenant, keys)
 
 
 def tenant_signing_secret(name: str) -> str:

@@ -17,6 +17,8 @@ DEAD_LETTER_EXCHANGE = Exchange("switchboard.dlx", type="direct", durable=True)
 ROUTER_QUEUE = "router"
 # Delivery callbacks have a queue and a pool of their own: a slow receiver never holds a specialist.
 CALLBACK_QUEUE = "callbacks"
+# Where apps send `switchboard.submit` by name; the router pool consumes it beside its own queue.
+SUBMIT_QUEUE = "submit"
 MAX_PRIORITY = 9
 PRIORITIES: dict[str, int] = {"high": 9, "normal": 5, "low": 1}
 
@@ -47,17 +49,37 @@ def dead_letter_queue(name: str) -> Queue:
     return Queue(dlq_name(name), DEAD_LETTER_EXCHANGE, routing_key=dlq_name(name), durable=True)
 
 
+def submit_queue() -> Queue:
+    """The `submit` queue, declared exactly as a plain Celery app declares a queue it is told to send
+    to (its own durable direct exchange, routing key = name, no arguments), so an app's default
+    declaration and ours never clash with PRECONDITION_FAILED. Having no dead-letter exchange, it
+    relies on the submit task to publish bad input to `submit.dlq` itself."""
+    return Queue(SUBMIT_QUEUE, Exchange(SUBMIT_QUEUE, type="direct", durable=True), routing_key=SUBMIT_QUEUE,
+                 durable=True)
+
+
+def pool_queues(queue: str) -> list[str]:
+    """The queues the pool named by `queue` consumes: its own, and for the router also `submit`
+    (validating and recording a submission is router-sized work, not worth a pool of its own)."""
+    return [ROUTER_QUEUE, SUBMIT_QUEUE] if queue == ROUTER_QUEUE else [queue]
+
+
 def work_queue_names() -> list[str]:
     return [ROUTER_QUEUE, *(spec.queue for spec in specialists().values()), CALLBACK_QUEUE]
 
 
 def work_queues() -> list[Queue]:
     """What workers consume."""
-    return [work_queue(name) for name in work_queue_names()]
+    return [*(work_queue(name) for name in work_queue_names()), submit_queue()]
+
+
+def dead_lettering_queue_names() -> list[str]:
+    """Every queue with a `<queue>.dlq`: the work queues, and `submit`, whose task fills its own."""
+    return [*work_queue_names(), SUBMIT_QUEUE]
 
 
 def all_queues() -> list[Queue]:
-    return [*work_queues(), *(dead_letter_queue(name) for name in work_queue_names())]
+    return [*work_queues(), *(dead_letter_queue(name) for name in dead_lettering_queue_names())]
 
 
 def declare(connection: Connection) -> list[str]:

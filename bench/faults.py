@@ -26,7 +26,9 @@ Every service stopped is restored; then the driver waits until every submitted r
   succeeded (written in another transaction than its checkpoint, after its finished_at): a finished
   step run again after a redelivery;
 - unrecorded_llm_calls: answers the provider gave (HTTP 200) that are not in llm_calls (paid for,
-  not in the record: e.g. the calls of a step whose worker died before its checkpoint).
+  not in the record). A call's row is written before the call, so one whose worker died before
+  completing it is in the record as in flight, or in doubt once the reconciler's lease passed;
+- in_doubt_llm_calls / in_doubt_usd: those rows at the end, and their estimated cost.
 
 Progress goes to stderr; the last stdout line is `{"scenarios": [...]}`. Each scenario runs in a
 subprocess of its own (`--child`), so cached settings, engines and Celery apps start clean.
@@ -208,7 +210,7 @@ def run_all(names: list[str], opts: Options, log_dir: Path) -> list[dict[str, An
 
 
 _HEADLINE = ("submitted", "succeeded", "dead_lettered", "lost", "duplicated_side_effects", "repaid_llm_calls",
-             "ok", "skipped", "error")
+             "unrecorded_llm_calls", "in_doubt_llm_calls", "ok", "skipped", "error")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -257,6 +259,7 @@ class Reconciler:
         self.every_s, self.min_age_s, self.lease_s = every_s, min_age_s, lease_s
         self.republished = 0
         self.redispatched = 0
+        self.in_doubt = 0
         self.errors: Counter[str] = Counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="reconciler")
@@ -266,7 +269,7 @@ class Reconciler:
         return self
 
     def _loop(self) -> None:
-        from app.reconciler import redispatch_stale, republish_unpublished
+        from app.reconciler import mark_in_doubt, redispatch_stale, republish_unpublished
 
         while not self._stop.wait(self.every_s):
             try:
@@ -275,6 +278,7 @@ class Reconciler:
                 self.errors[type(exc).__name__] += 1
             try:
                 self.redispatched += redispatch_stale(lease_s=self.lease_s)
+                self.in_doubt += mark_in_doubt(lease_s=self.lease_s)
             except Exception as exc:
                 self.errors[type(exc).__name__] += 1
 
@@ -529,7 +533,11 @@ def _measure(db_url: str, ids: list[str], sim_stats: dict[str, Any], broker_url:
                 "AND s.step = c.step WHERE s.status = 'succeeded' AND c.outcome = 'ok' AND NOT c.cache_hit "
                 "AND NOT (c.xmin = s.xmin) AND c.created_at > s.finished_at"
             )
-            recorded_ok = one("SELECT count(*) FROM llm_calls WHERE outcome = 'ok' AND NOT cache_hit")
+            recorded_ok = one("SELECT count(*) FROM llm_calls WHERE outcome IN ('ok', 'in_flight', 'in_doubt') "
+                              "AND NOT cache_hit")
+            in_doubt = conn.execute(text(
+                "SELECT count(*), coalesce(sum(estimated_cost_usd), 0) FROM llm_calls "
+                "WHERE outcome IN ('in_flight', 'in_doubt')")).one()
             refunds = one("SELECT count(*) FROM refunds")
             deliveries = one("SELECT count(*) FROM deliveries")
             missing_deliveries = one(
@@ -576,6 +584,8 @@ def _measure(db_url: str, ids: list[str], sim_stats: dict[str, Any], broker_url:
         "repaid_llm_calls": int(repaid),
         "repaid_llm_requests": int(repaid_requests),
         "unrecorded_llm_calls": max(0, provider_ok - int(recorded_ok)),
+        "in_doubt_llm_calls": int(in_doubt[0]),
+        "in_doubt_usd": float(in_doubt[1]),
         "provider_calls_ok": provider_ok,
         "provider_faults": sim_stats.get("faults_injected", {}),
         "refunds": int(refunds),
@@ -733,7 +743,7 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
             "submit_retries": sub.retried,
             "unpublished_at_submit": sub.unpublished,
             "reconciler": {"republished": reconciler.republished, "redispatched": reconciler.redispatched,
-                           "errors": dict(reconciler.errors), "lease_s": opts.lease_s},
+                           "llm_calls_in_doubt": reconciler.in_doubt, "errors": dict(reconciler.errors), "lease_s": opts.lease_s},
             "fault": {**fault.info, **({"error": fault.error} if fault.error else {})},
         })
         poison_id = fault.info.get("poison_id")
@@ -751,6 +761,7 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
         result["ok"] = bool(
             result["lost"] == 0
             and result["duplicated_side_effects"] == 0
+            and result["unrecorded_llm_calls"] == 0
             and result["others_succeeded"] == len(others)
             and (poison_id is None or result["poison_status"] == "dead_lettered")
             and not sub.refused

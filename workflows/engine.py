@@ -82,7 +82,8 @@ class StepContext:
     specialist: Specialist
     step: Step
     outputs: dict[str, dict[str, Any]]
-    # This step's successful LLM calls, written with its checkpoint in one transaction.
+    # This step's answered LLM calls (their intent rows are in the record already), completed with
+    # its checkpoint in one transaction.
     calls: list[dict[str, Any]] = field(default_factory=list)
     # Writes that must commit with the checkpoint or not at all (see `write`).
     writes: list[Callable[[Connection], object]] = field(default_factory=list)

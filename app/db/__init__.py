@@ -24,6 +24,7 @@ from app.db.models import (
     Status,
     StepRun,
     Tenant,
+    TenantSpend,
     Turn,
 )
 from app.db.session import autocommit_scope, connection_scope, dispose_engine, get_engine, session_scope
@@ -54,6 +55,7 @@ __all__ = [
     "Status",
     "StepRun",
     "Tenant",
+    "TenantSpend",
     "Turn",
     "autocommit_scope",
     "connection_scope",

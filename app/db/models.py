@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Computed,
+    Date,
     DateTime,
     ForeignKey,
     ForeignKeyConstraint,
@@ -111,6 +112,8 @@ class Request(Base):
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     cost_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=Decimal(0), server_default="0")
+    # What the request's unfinished (in flight or in doubt) LLM calls hold against its ceiling.
+    reserved_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=Decimal(0), server_default="0")
     accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # When a router worker took the request off its queue (the database's clock, like the others).
@@ -155,10 +158,15 @@ class StepRun(Base):
 
 
 class LlmCall(Base):
+    """One provider call (or cache hit). Written before the provider is called (`in_flight`, with
+    its estimates) and completed after; `in_doubt`: its process died in between (app/reconciler.py)."""
+
     __tablename__ = "llm_calls"
     __table_args__ = (
         Index("ix_llm_calls_request", "request_id"),
         Index("ix_llm_calls_target_created", "provider", "model", "created_at"),
+        Index("ix_llm_calls_in_flight", "created_at",
+              postgresql_where=text("outcome IN ('in_flight', 'in_doubt')")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -179,6 +187,12 @@ class LlmCall(Base):
     limiter_wait_ms: Mapped[float] = mapped_column(default=0.0, server_default="0")
     retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     cache_hit: Mapped[bool] = mapped_column(default=False, server_default="false")
+    # Prompt estimate + max tokens, and their cost at the model's price (the fallback price for an
+    # unpriced model): reserved against the budgets while the call is unfinished, and what a call
+    # in doubt is counted at.
+    estimated_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    estimated_cost_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=Decimal(0),
+                                                        server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
 
 
@@ -384,6 +398,10 @@ class Tenant(Base):
     """Who owns requests. `requests.tenant` names one; limits apply to all its keys together."""
 
     __tablename__ = "tenants"
+    __table_args__ = (
+        CheckConstraint("coalesce(daily_budget_usd, 0) >= 0 AND coalesce(request_budget_usd, 0) >= 0",
+                        name="ck_tenants_budgets"),
+    )
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     rpm_limit: Mapped[int] = mapped_column(Integer)
@@ -392,6 +410,22 @@ class Tenant(Base):
     # record never holds a usable secret; a new salt rotates it.
     signing_salt: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+    # USD; NULL takes the setting (SWITCHBOARD_TENANT_DAILY_BUDGET_USD, SWITCHBOARD_REQUEST_BUDGET_USD),
+    # 0 means no limit.
+    daily_budget_usd: Mapped[Decimal | None] = mapped_column(Numeric(14, 4))
+    request_budget_usd: Mapped[Decimal | None] = mapped_column(Numeric(14, 4))
+
+
+class TenantSpend(Base):
+    """A tenant's LLM spend on one UTC day: completed calls, and what unfinished calls reserve.
+    Every reservation of the tenant is a conditional update of this row (app/inference/budget.py)."""
+
+    __tablename__ = "tenant_spend"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    spent_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=Decimal(0), server_default="0")
+    reserved_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=Decimal(0), server_default="0")
 
 
 class ApiKey(Base):

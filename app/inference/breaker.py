@@ -22,6 +22,7 @@ from sqlalchemy import Float, func, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from app.db import BreakerEvent, CircuitBreaker, LlmCall, session_scope
+from app.inference.call_log import UNFINISHED
 from app.inference.errors import FailureClass
 
 UNHEALTHY = frozenset({FailureClass.SERVER, FailureClass.TIMEOUT, FailureClass.CONNECTION})
@@ -211,12 +212,13 @@ class PostgresBreaker(Breaker):
             ).one()
             if row.state == "open":
                 return True
-            # The calls already recorded (the caller records this failure before reporting it).
+            # The calls already recorded (the caller records this failure before reporting it);
+            # calls still unanswered say nothing about the target's health yet.
             recent = session.execute(
                 select(LlmCall.outcome)
                 .where(LlmCall.provider == provider, LlmCall.model == model,
                        LlmCall.created_at > func.now() - text(f"interval '{float(self.policy.window_s)} seconds'"),
-                       LlmCall.cache_hit.is_(False))
+                       LlmCall.cache_hit.is_(False), LlmCall.outcome.not_in(UNFINISHED))
                 .order_by(LlmCall.id.desc())
             ).scalars().all()
             unhealthy = {k.value for k in UNHEALTHY}

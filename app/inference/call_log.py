@@ -1,66 +1,99 @@
-"""Writes LLM-call rows to the record, and adds their tokens and cost to their requests' totals."""
+"""Writes LLM-call rows to the record, and adds their tokens and cost to their requests' totals.
+
+A provider call has a row before it is made (its intent, `in_flight`, written with its budget
+reservation by app/inference/budget.py); writing it here completes that row, by its id, and swaps
+the reservation for what the call really cost, on the request and on its tenant's day. A row with
+no id (a cache hit) is inserted. A row completes once: a late or repeated completion of a row no
+longer in flight or in doubt changes nothing, so the checkpoint that completes a step's calls can
+never count them twice.
+"""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, column, func, insert, select, update
+from sqlalchemy import Connection, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 
-from app.db import LlmCall, Request
-
-_CALLS = LlmCall.__table__
-_REQUESTS = Request.__table__
 COLUMNS = (
     "request_id", "step", "purpose", "provider", "model", "tier", "key_id", "prompt_tokens", "completion_tokens",
     "cost_usd", "latency_ms", "limiter_wait_ms", "retries", "cache_hit", "outcome", "error",
 )
+# Beside COLUMNS, a row may carry: `call_id` (its intent row), and `charged_usd` (what it counts
+# against the budgets: its cost, or its cost at the fallback price for an unpriced model).
+UNFINISHED = ("in_flight", "in_doubt")
 
-# One statement, built once, for any number of rows: the rows travel as one JSON array, the
-# INSERT returns what it wrote, and the UPDATE adds it up per request. The rows and the totals
-# cannot disagree, and a step's calls cost one round trip inside its checkpoint transaction.
-_rows = (
-    func.jsonb_to_recordset(bindparam("rows", type_=JSONB))
-    .table_valued(*(column(name, _CALLS.c[name].type) for name in COLUMNS))
-    .render_derived(name="new_call", with_types=True)
+_ROW_TYPES = (
+    "call_id bigint, request_id varchar, step varchar, purpose varchar, provider varchar, model varchar, "
+    "tier varchar, key_id varchar, prompt_tokens integer, completion_tokens integer, cost_usd numeric, "
+    "latency_ms double precision, limiter_wait_ms double precision, retries integer, cache_hit boolean, "
+    "outcome varchar, error text, charged_usd numeric"
 )
-_inserted = (
-    insert(_CALLS)
-    .from_select(list(COLUMNS), select(*(_rows.c[name] for name in COLUMNS)))
-    .returning(_CALLS.c.request_id, _CALLS.c.prompt_tokens, _CALLS.c.completion_tokens, _CALLS.c.cost_usd)
-    .cte("inserted")
+_INSERTED = ", ".join(COLUMNS)
+
+# One statement, for any number of rows: the rows travel as one JSON array. Requests are updated
+# before their tenants' days (the second depends on the first's RETURNING), the order every
+# reservation locks them in too.
+_WRITE = text(f"""
+WITH new_call AS (
+    SELECT * FROM jsonb_to_recordset(:rows) AS x({_ROW_TYPES})
+), completed AS (
+    UPDATE llm_calls c
+    SET key_id = coalesce(n.key_id, c.key_id), prompt_tokens = n.prompt_tokens,
+        completion_tokens = n.completion_tokens, cost_usd = n.cost_usd, latency_ms = n.latency_ms,
+        limiter_wait_ms = n.limiter_wait_ms, retries = n.retries, outcome = n.outcome, error = n.error
+    FROM new_call n
+    WHERE n.call_id IS NOT NULL AND c.id = n.call_id AND c.outcome IN ('in_flight', 'in_doubt')
+    RETURNING c.request_id, c.prompt_tokens, c.completion_tokens, c.cost_usd, n.charged_usd,
+              c.estimated_cost_usd AS released, (c.created_at AT TIME ZONE 'UTC')::date AS day
+), inserted AS (
+    INSERT INTO llm_calls ({_INSERTED})
+    SELECT {_INSERTED} FROM new_call WHERE call_id IS NULL
+    RETURNING request_id, prompt_tokens, completion_tokens, cost_usd, 0::numeric AS charged_usd,
+              0::numeric AS released, (created_at AT TIME ZONE 'UTC')::date AS day
+), written AS (
+    SELECT * FROM completed UNION ALL SELECT * FROM inserted
+), per_request_day AS (
+    -- A call of an unpriced model may carry no known cost (NULL): it adds nothing known to its
+    -- request's cost, while the budgets count what it was charged (the fallback price).
+    SELECT request_id, day, sum(prompt_tokens) AS prompt, sum(completion_tokens) AS completion,
+           coalesce(sum(cost_usd), 0) AS cost, coalesce(sum(coalesce(charged_usd, cost_usd)), 0) AS charged,
+           sum(released) AS released
+    FROM written WHERE request_id IS NOT NULL
+    GROUP BY request_id, day
+    -- Calls that used no tokens and held nothing (cache hits) leave their request alone.
+    HAVING sum(prompt_tokens + completion_tokens) > 0 OR sum(released) > 0
+), totals AS (
+    UPDATE requests r
+    SET prompt_tokens = r.prompt_tokens + p.prompt, completion_tokens = r.completion_tokens + p.completion,
+        cost_usd = r.cost_usd + p.cost, reserved_usd = greatest(r.reserved_usd - p.released, 0)
+    FROM (SELECT request_id, sum(prompt) AS prompt, sum(completion) AS completion, sum(cost) AS cost,
+                 sum(released) AS released
+          FROM per_request_day GROUP BY request_id) p
+    WHERE r.id = p.request_id
+    RETURNING r.id, r.tenant
 )
-_per_request = (
-    select(
-        _inserted.c.request_id,
-        func.sum(_inserted.c.prompt_tokens).label("prompt"),
-        func.sum(_inserted.c.completion_tokens).label("completion"),
-        # Unpriced calls (cost NULL) add nothing known to the request's total.
-        func.coalesce(func.sum(_inserted.c.cost_usd), 0).label("cost"),
-    )
-    .where(_inserted.c.request_id.is_not(None))
-    .group_by(_inserted.c.request_id)
-    # Calls that used no tokens (cache hits, failures) leave the request's row alone.
-    .having(func.sum(_inserted.c.prompt_tokens + _inserted.c.completion_tokens) > 0)
-    .subquery("per_request")
-)
-_WRITE = (
-    update(_REQUESTS)
-    .where(_REQUESTS.c.id == _per_request.c.request_id)
-    .values(
-        prompt_tokens=_REQUESTS.c.prompt_tokens + _per_request.c.prompt,
-        completion_tokens=_REQUESTS.c.completion_tokens + _per_request.c.completion,
-        cost_usd=_REQUESTS.c.cost_usd + _per_request.c.cost,
-    )
-)
+-- `reserved_usd` carries what to give back; a day row that does not exist yet has nothing
+-- reserved (every reservation creates its row), so the value inserted there is 0.
+INSERT INTO tenant_spend AS d (tenant, day, spent_usd, reserved_usd)
+SELECT t.tenant, q.day, sum(q.charged), sum(q.released)
+FROM per_request_day q JOIN totals t ON t.id = q.request_id
+GROUP BY t.tenant, q.day
+ON CONFLICT (tenant, day) DO UPDATE
+SET spent_usd = d.spent_usd + excluded.spent_usd,
+    reserved_usd = greatest(d.reserved_usd - excluded.reserved_usd, 0)
+""").bindparams(bindparam("rows", type_=JSONB))
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    # Decimal is not JSON; its string keeps every digit, and PostgreSQL reads it back as numeric.
+    return {k: str(v) if isinstance(v, Decimal) else v for k, v in row.items()}
 
 
 def write_calls(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert LLM-call rows (dicts with the keys in COLUMNS) and add them to their requests' totals."""
+    """Complete (rows with a `call_id`) or insert LLM-call rows (dicts with the keys in COLUMNS)
+    and add them to their requests' totals and their tenants' days."""
     if not rows:
         return
-    # Decimal is not JSON; its string keeps every digit, and PostgreSQL reads it back as numeric.
-    # None (an unpriced model) stays JSON null: NULL in the record, not $0.
-    conn.execute(_WRITE, {"rows": [
-        {**row, "cost_usd": None if row["cost_usd"] is None else str(row["cost_usd"])} for row in rows
-    ]})
+    conn.execute(_WRITE, {"rows": [_jsonable(row) for row in rows]})

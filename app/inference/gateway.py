@@ -26,8 +26,8 @@ from app import metrics
 from app.config import get_settings
 from app.context import current
 from app.db import autocommit_scope
+from app.inference import budget, limits, provider
 from app.inference import keys as key_state
-from app.inference import limits, provider
 from app.inference.adapters import ChatRequest, adapter_for
 from app.inference.breaker import UNHEALTHY, Breaker, BreakerOpen, BreakerPolicy, Permit, PostgresBreaker
 from app.inference.cache import PostgresCache, ResponseCache, cache_key
@@ -156,11 +156,39 @@ def complete(
     forms; every provider's adapter passes them on in its own API's terms. `cache=True` only for
     single-shot calls whose answer depends on nothing but the messages (never for a multi-turn
     agent step); cached answers are the `tenant`'s own, never served to another tenant. With
-    `record_into`, successful calls are appended there for the caller to write with its own
+    `record_into`, successful calls are appended there for the caller to complete with its own
     checkpoint (see write_calls); with `writes_into`, so is the cache entry, as a write to run in
-    that transaction."""
+    that transaction.
+    Raises budget.BudgetExhausted when the request's or tenant's budget cannot cover the call."""
+    attempt = partial(_complete, messages, purpose=purpose, request_id=request_id, step=step, tools=tools,
+                      max_tokens=max_tokens, params=Params(temperature, tool_choice, response_format),
+                      cache=cache, tenant=tenant, record_into=record_into, writes_into=writes_into)
+    chosen = budget.tier_for(request_id, tier)
+    try:
+        return attempt(tier=chosen)
+    except budget.BudgetExhausted as refused:
+        if chosen == "cheap":
+            raise
+        log.info("%s; trying the cheap tier", refused)
+        return attempt(tier="cheap")
+
+
+def _complete(
+    messages: list[dict[str, Any]],
+    *,
+    tier: str,
+    purpose: str,
+    request_id: str | None,
+    step: str | None,
+    tools: list[dict[str, Any]] | None,
+    max_tokens: int,
+    params: Params,
+    cache: bool,
+    tenant: str | None,
+    record_into: list[dict[str, Any]] | None,
+    writes_into: list[Callable[[Connection], object]] | None,
+) -> provider.ChatResponse:
     settings = get_settings()
-    params = Params(temperature, tool_choice, response_format)
     call = _Call(messages, tier, purpose, request_id, step, tools, max_tokens, record_into, params)
     targets = chain(settings.model_for_tier(tier))
     b = backends()
@@ -218,7 +246,8 @@ def _call_target(call: _Call, target: Target, permit: Permit, b: _Backends) -> p
         usable = [k for k in p.key_ids() if k not in key_state.disabled_key_ids()]
         if not usable:
             raise ProviderError(FailureClass.AUTH, f"every API key of {p.host} is out of rotation")
-        estimate = estimate_prompt_tokens(messages, call.tools) + call.max_tokens
+        prompt_estimate = estimate_prompt_tokens(messages, call.tools)
+        estimate = prompt_estimate + call.max_tokens
         reservation: Reservation | None = None
         # Every level's bucket (key, model group, provider) at once; none when nothing is limited.
         candidates = limits.candidates(target, usable, estimate)
@@ -230,6 +259,13 @@ def _call_target(call: _Call, target: Target, permit: Permit, b: _Backends) -> p
             kid = reservation.key_id
         else:
             kid, _ = _ring(target).next(exclude=set(key_state.disabled_key_ids()))
+        wait_s = reservation.wait_s if reservation else 0.0
+        try:
+            call_id = _open_call(call, target, kid, prompt_estimate, wait_s, retries)
+        except budget.BudgetExhausted:
+            if reservation:
+                b.limiter.reconcile(reservation, 0)  # no call made: its tokens go back
+            raise
         started = time.perf_counter()
         try:
             response = provider.chat(
@@ -239,7 +275,7 @@ def _call_target(call: _Call, target: Target, permit: Permit, b: _Backends) -> p
             )
         except ProviderError as exc:
             _record(call, target, kid, outcome=exc.kind, error=str(exc), started=started,
-                    wait_s=reservation.wait_s if reservation else 0.0, retries=retries)
+                    wait_s=wait_s, retries=retries, call_id=call_id)
             if exc.kind is FailureClass.RATE_LIMITED:
                 if permit.probe:
                     b.breaker.on_success(permit)  # it answered: the target is up
@@ -279,8 +315,20 @@ def _call_target(call: _Call, target: Target, permit: Permit, b: _Backends) -> p
                 b.limiter.pause(limits.pause_bucket(target, kid), pause)
         b.breaker.on_success(permit)
         _record(call, target, kid, outcome="ok", response=response, started=started,
-                wait_s=reservation.wait_s if reservation else 0.0, retries=retries)
+                wait_s=wait_s, retries=retries, call_id=call_id)
         return response
+
+
+def _open_call(call: _Call, target: Target, kid: str | None, prompt_estimate: int, wait_s: float,
+               retries: int) -> int:
+    """The call's intent row, with its budget reservation, before the provider is called: a process
+    that dies before the call completes leaves it in the record (app/inference/budget.py)."""
+    return budget.open_call(budget.Intent(
+        request_id=call.request_id, step=call.step, purpose=call.purpose, provider=target.provider.host,
+        model=target.model, tier=call.tier, key_id=kid, estimated_tokens=prompt_estimate + call.max_tokens,
+        amount=budget.estimate(target.model, prompt_estimate, call.max_tokens), limiter_wait_ms=wait_s * 1000,
+        retries=retries,
+    ))
 
 
 def _record(
@@ -295,12 +343,16 @@ def _record(
     wait_s: float = 0.0,
     retries: int = 0,
     cache_hit: bool = False,
+    call_id: int | None = None,
 ) -> None:
     prompt = response.usage.prompt_tokens if response and not cache_hit else 0
     completion = response.usage.completion_tokens if response and not cache_hit else 0
     # None: tokens on a model with no price (recorded as unknown, see cost.py).
     cost = call_cost(target.model, prompt, completion) if outcome == "ok" else Decimal(0)
     row = {
+        # Completes the call's intent row; what it counts against the budgets.
+        "call_id": call_id,
+        "charged_usd": budget.charge(target.model, prompt, completion) if outcome == "ok" else 0,
         "request_id": call.request_id, "step": call.step, "purpose": call.purpose, "provider": target.provider.host,
         "model": target.model, "tier": call.tier, "key_id": kid, "prompt_tokens": prompt,
         "completion_tokens": completion, "cost_usd": cost,
@@ -313,8 +365,8 @@ def _record(
     if scope is not None and outcome == "ok":
         scope.add_usage(target.model, prompt + completion, cost)
     if call.sink is not None and outcome == "ok":
-        # Written with the caller's step checkpoint, in the same transaction. Failures are written
-        # at once: the circuit breaker counts them from the record.
+        # Completed with the caller's step checkpoint, in the same transaction (its intent row is in
+        # the record already). Failures are written at once: the circuit breaker counts them.
         call.sink.append(row)
         return
     with autocommit_scope() as conn:  # one statement: it commits by itself

@@ -1,12 +1,14 @@
-"""Dead letters: what failed for good, from the record, and the messages RabbitMQ holds for them."""
+"""Dead letters: what failed for good, from the record, and the messages RabbitMQ holds for them,
+including messages that have no request row (bad submissions, messages from another database)."""
 
 from __future__ import annotations
 
-import json
+import logging
 from datetime import datetime
 from typing import Any
 
 from kombu import Connection
+from kombu.exceptions import KombuError
 from pydantic import BaseModel
 from sqlalchemy import select
 
@@ -14,23 +16,34 @@ from app import record
 from app.celery_app import ROUTE_TASK, celery
 from app.config import get_settings
 from app.db import Request, RequestEvent, Status, session_scope
+from app.ops.dead_letter_messages import PEEK_LIMIT, BrokerMessage, peek, remove_messages
 from app.registry import get_specialist
-from app.topology import PRIORITIES, ROUTER_QUEUE, dlq_name, work_queue_names
+from app.submissions import ERROR_HEADER, REJECTED_AT_HEADER, resubmit
+from app.topology import PRIORITIES, ROUTER_QUEUE, SUBMIT_QUEUE, dead_lettering_queue_names, dlq_name
+
+log = logging.getLogger(__name__)
 
 
 class DeadLetter(BaseModel):
     id: str
-    tenant: str
+    tenant: str | None
     queue: str
     specialist: str | None
     attempts: int
     error: str | None
     dead_lettered_at: datetime | None
+    # False: only RabbitMQ holds it; no request row says dead_lettered (the id is then the request's
+    # if the message names one, else the Celery task id).
+    in_record: bool = True
+    task: str | None = None
 
 
 class DeadLetterDetail(DeadLetter):
     text: str
     events: list[dict[str, Any]]
+    # For a message only the broker holds: its task's arguments, as sent.
+    args: list[Any] | None = None
+    kwargs: dict[str, Any] | None = None
 
 
 def _queue_of(request: Request) -> str:
@@ -63,43 +76,77 @@ def list_dead_letters(limit: int = 1000) -> list[DeadLetter]:
 def show(request_id: str) -> DeadLetterDetail:
     with session_scope() as session:
         request = session.scalar(select(Request).where(Request.id == request_id))
-        if request is None or request.status != Status.DEAD_LETTERED:
-            raise LookupError(f"no dead-lettered request {request_id!r} (see `switchboard dlq list`)")
-        events = session.scalars(
-            select(RequestEvent).where(RequestEvent.request_id == request_id).order_by(RequestEvent.id)
-        ).all()
-        return DeadLetterDetail(
-            **_view(request).model_dump(),
-            text=request.text,
-            events=[{"at": e.at.isoformat(), "kind": e.kind, **e.detail} for e in events],
-        )
+        if request is not None and request.status == Status.DEAD_LETTERED:
+            events = session.scalars(
+                select(RequestEvent).where(RequestEvent.request_id == request_id).order_by(RequestEvent.id)
+            ).all()
+            return DeadLetterDetail(
+                **_view(request).model_dump(),
+                text=request.text,
+                events=[{"at": e.at.isoformat(), "kind": e.kind, **e.detail} for e in events],
+            )
+    for dead, message in broker_only():
+        if dead.id == request_id:
+            text = message.kwargs.get("text")
+            return DeadLetterDetail(**dead.model_dump(), text=text if isinstance(text, str) else "",
+                                    events=[], args=message.args, kwargs=message.kwargs)
+    raise LookupError(f"no dead-lettered request {request_id!r} (see `switchboard dlq list`)")
 
 
-def _request_id_of(body: bytes) -> str | None:
+def _broker_error(message: BrokerMessage, status: str | None) -> str:
+    queue = message.dlq.removesuffix(".dlq")
+    if message.headers.get(ERROR_HEADER):
+        return str(message.headers[ERROR_HEADER])
+    if message.request_id and status is None:
+        return f"no request {message.request_id} in the record: rejected from {queue}"
+    if status is not None:
+        return f"a stale copy: the record says {status} (replayed or finished since)"
+    return f"{message.task or 'a message'} with no request id, rejected from {queue}"
+
+
+def _death_time(headers: dict[str, Any]) -> datetime | None:
+    deaths = headers.get("x-death") or [{}]
+    raw = headers.get(REJECTED_AT_HEADER) or deaths[0].get("time")
     try:
-        args = json.loads(body)[0]
-    except (ValueError, IndexError, KeyError, TypeError):
+        return datetime.fromisoformat(str(raw)) if raw else None
+    except ValueError:
         return None
-    return args[0] if args and isinstance(args[0], str) else None
 
 
-def remove_messages(queue: str, request_ids: set[str]) -> int:
-    """Ack the DLQ messages of these requests; every other message goes back untouched."""
-    removed = 0
-    with Connection(get_settings().broker_url.get_secret_value()) as conn:
-        channel = conn.channel()
-        try:
-            while True:
-                message = channel.basic_get(queue=queue, no_ack=False)
-                if message is None:
-                    break
-                if _request_id_of(message.body) in request_ids:
-                    channel.basic_ack(message.delivery_tag)
-                    removed += 1
-        finally:
-            # Closing the channel returns every message we looked at but did not ack.
-            channel.close()
-    return removed
+def broker_only(limit: int = PEEK_LIMIT) -> list[tuple[DeadLetter, BrokerMessage]]:
+    """Dead-letter messages that no dead-lettered request row accounts for."""
+    messages = peek(dlq_names(), limit)
+    ids = {m.request_id for m in messages if m.request_id}
+    statuses: dict[str, str] = {}
+    if ids:
+        with session_scope() as session:
+            rows = session.execute(select(Request.id, Request.status).where(Request.id.in_(ids))).all()
+        statuses = {row.id: row.status for row in rows}
+    found = []
+    for message in messages:
+        status = statuses.get(message.request_id) if message.request_id else None
+        if status == Status.DEAD_LETTERED:
+            continue
+        queue = message.dlq.removesuffix(".dlq")
+        tenant = message.kwargs.get("tenant")
+        found.append((DeadLetter(
+            id=message.id, tenant=tenant if isinstance(tenant, str) else None, queue=queue,
+            specialist=None, attempts=int((message.headers.get("x-death") or [{}])[0].get("count") or 1),
+            error=_broker_error(message, status), dead_lettered_at=_death_time(message.headers),
+            in_record=False, task=message.task), message))
+    return found
+
+
+def dead_letters(limit: int = 1000) -> list[DeadLetter]:
+    """`dlq list`: dead-lettered requests from the record, then messages only the broker holds (the
+    record's alone, with a warning, while the broker does not answer)."""
+    recorded = list_dead_letters(limit)
+    try:
+        return [*recorded, *(dead for dead, _ in broker_only())]
+    except (OSError, KombuError) as exc:
+        log.warning("RabbitMQ did not answer (%s): only the record's dead letters are listed",
+                    type(exc).__name__)
+        return recorded
 
 
 def _republish(request: Request) -> str:
@@ -123,11 +170,21 @@ def replay_many(request_ids: list[str]) -> dict[str, str]:
     for request_id in request_ids:
         request = record.reset_for_replay(request_id)
         if request is None:
-            raise LookupError(f"request {request_id!r} is not dead-lettered; nothing to replay")
+            replayed[request_id] = _replay_submission(request_id)
+            continue
         replayed[request_id] = _republish(request)
     for queue in set(replayed.values()):
         remove_messages(dlq_name(queue), {rid for rid, q in replayed.items() if q == queue})
     return replayed
+
+
+def _replay_submission(task_id: str) -> str:
+    """A submission in submit.dlq goes back to the `submit` queue (to be validated again)."""
+    for message in peek([dlq_name(SUBMIT_QUEUE)]):
+        if message.task_id == task_id:
+            resubmit(message.args, message.kwargs)
+            return SUBMIT_QUEUE
+    raise LookupError(f"request {task_id!r} is not dead-lettered; nothing to replay")
 
 
 def replay(request_id: str) -> str:
@@ -139,8 +196,9 @@ def replay_all() -> dict[str, str]:
 
 
 def purge(queue: str | None = None) -> dict[str, int]:
-    """Drop dead letters for good: their messages leave the DLQs; their records stay, as history."""
-    names = [dlq_name(queue)] if queue else dlq_names()
+    """Drop dead letters for good: their messages leave the DLQs; their records stay, as history.
+    `queue` names a work queue (`router`) or its dead-letter queue (`router.dlq`)."""
+    names = [queue if queue.endswith(".dlq") else dlq_name(queue)] if queue else dlq_names()
     unknown = set(names) - set(dlq_names())
     if unknown:
         raise LookupError(f"no dead-letter queue {sorted(unknown)[0]!r}; known: {', '.join(dlq_names())}")
@@ -152,4 +210,4 @@ def purge(queue: str | None = None) -> dict[str, int]:
 
 
 def dlq_names() -> list[str]:
-    return [dlq_name(q) for q in work_queue_names()]
+    return [dlq_name(q) for q in dead_lettering_queue_names()]

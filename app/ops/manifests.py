@@ -20,7 +20,7 @@ import yaml
 from app.config import Settings
 from app.ops.pools import worker_argv
 from app.registry import specialists
-from app.topology import CALLBACK_QUEUE, ROUTER_QUEUE
+from app.topology import CALLBACK_QUEUE, ROUTER_QUEUE, pool_queues
 
 K8S_DIR = Path("docker/k8s")
 IMAGE = "switchboard:0.1.0"
@@ -155,6 +155,8 @@ def scaled_object(queue: str, concurrency: int) -> dict[str, Any]:
             "cooldownPeriod": 300,
             "advanced": {"horizontalPodAutoscalerConfig": {
                 "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}}}},
+            # One trigger per queue the pool consumes (the router's also takes `submit`); KEDA
+            # scales to the largest.
             "triggers": [{
                 "type": "rabbitmq",
                 # The management API (protocol http) is the only way KEDA counts unacknowledged
@@ -163,12 +165,12 @@ def scaled_object(queue: str, concurrency: int) -> dict[str, Any]:
                 "metadata": {
                     "protocol": "http",
                     "mode": "QueueLength",
-                    "queueName": queue,
+                    "queueName": name,
                     "excludeUnacknowledged": "false",
                     "value": str(concurrency + PENDING_PER_POD),
                 },
                 "authenticationRef": {"name": TRIGGER_AUTH},
-            }],
+            } for name in pool_queues(queue)],
         },
     }
 
@@ -187,10 +189,11 @@ def hpa(queue: str, concurrency: int) -> dict[str, Any]:
                 "external": {
                     # RabbitMQ's Prometheus plugin: ready + unacknowledged messages per queue,
                     # served to the HPA as an external metric by prometheus-adapter.
-                    "metric": {"name": "rabbitmq_queue_messages", "selector": {"matchLabels": {"queue": queue}}},
+                    "metric": {"name": "rabbitmq_queue_messages",
+                               "selector": {"matchLabels": {"queue": name}}},
                     "target": {"type": "AverageValue", "averageValue": str(concurrency + PENDING_PER_POD)},
                 },
-            }],
+            } for name in pool_queues(queue)],
             "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}},
         },
     }

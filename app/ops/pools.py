@@ -15,7 +15,7 @@ from pathlib import Path
 
 from app.config import Settings, get_settings
 from app.registry import specialists
-from app.topology import CALLBACK_QUEUE, ROUTER_QUEUE, work_queue_names
+from app.topology import CALLBACK_QUEUE, ROUTER_QUEUE, pool_queues, work_queue_names
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def queue_of_node(node: str) -> str:
 def worker_argv(queue: str, concurrency: int, pool: str, *, python: str = sys.executable, index: int = 0) -> list[str]:
     return [
         python, "-m", "celery", "-A", "app.celery_app:celery", "worker",
-        "-Q", queue,
+        "-Q", ",".join(pool_queues(queue)),
         # Named by pool, so Flower and `celery inspect` show which pool a worker belongs to.
         "-n", f"{process_name(queue, index)}@%h",
         "-P", pool,
@@ -150,7 +150,8 @@ def procfile() -> str:
         fallback = "${SWITCHBOARD_SPECIALIST_CONCURRENCY:-16}" if name in specialists() else "4"
         port = f"${{SWITCHBOARD_{name.upper()}_METRICS_PORT:-{9560 + index}}}"
         lines.append(
-            f"{name}: SWITCHBOARD_PROCESS_NAME={name} SWITCHBOARD_METRICS_PORT={port} celery -A app.celery_app:celery worker -Q {name} -n {name}@%h "
+            f"{name}: SWITCHBOARD_PROCESS_NAME={name} SWITCHBOARD_METRICS_PORT={port} "
+            f"celery -A app.celery_app:celery worker -Q {','.join(pool_queues(name))} -n {name}@%h "
             f"-P ${{SWITCHBOARD_SPECIALIST_POOL:-threads}} -c ${{{var}:-{fallback}}} "
             "--without-gossip --without-mingle -l INFO"
         )

@@ -1,9 +1,13 @@
 """`switchboard report`: where the time and the money went, from the record alone.
 
 Per stage and specialist p50/p95/p99, throughput, tokens and cost per specialist and tenant, cache
-hit rate, the share routed without an LLM, what waited in the queues over time, and the bottleneck:
-the part of end-to-end time (queue waits, LLM, rate-limit waits, database, other work) that is the
-largest share of all finished requests' time.
+hit rate, the share routed without an LLM, what waited in the queues over time, LLM spend per
+tenant and UTC day with what is in doubt, and the bottleneck: the part of end-to-end time (queue
+waits, LLM, rate-limit waits, database, other work) that is the largest share of all finished
+requests' time. A queue wait is only the symptom when the pool's workers spend most of their
+running time waiting on the rate limiter: then the provider's limit binds, and the verdict says
+so, as the autoscaler does when it holds a pool at its rate-limit cap (more workers would only
+wait on the limiter too).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from sqlalchemy import and_, select
 
 from app.db import LlmCall, Request, session_scope
 from app.db.models import TERMINAL
+from app.ops.spend import DaySpend, InDoubt, by_tenant_day, in_doubt
 from app.timings import (
     KIND_OF_PART,
     PARTS,
@@ -40,7 +45,8 @@ VERDICT = {
 ADVICE = {
     "queue": "requests wait for a free worker: add workers or concurrency to that pool",
     "llm": "requests wait on the provider: a faster or cheaper tier, caching, fewer calls per request",
-    "rate_limit": "calls wait for rate-limit slots: raise the provider limits or add API keys",
+    "rate_limit": "the provider's rate limit binds: calls wait for rate-limit slots; raise the provider "
+                  "limits, add API keys or cut tokens per request",
     "database": "statements take the time: look at pg_stat_statements and the connection pool",
     "compute": "the workers' own work takes the time: tools, CPU, retry backoff",
 }
@@ -82,6 +88,11 @@ class Bottleneck(BaseModel):
     where: str | None  # the queue(s) for a queue-bound run
     shares: dict[str, float]
     advice: str
+    # How the running time (after the queues) split into llm, limiter_wait, database and
+    # other_work: for a queue wait, the waiting pool's, which decides whether the pool or the
+    # provider's limit is what binds.
+    running_shares: dict[str, float] | None = None
+    because: str | None = None
 
 
 class Usage(BaseModel):
@@ -120,6 +131,10 @@ class Report(BaseModel):
     # Of the priced calls only: calls of models with no price in SWITCHBOARD_PRICES are counted
     # in unpriced_calls (their cost is unknown, not $0).
     cost_usd: float
+    # LLM calls of the window whose process died before completing them, at their estimated cost
+    # (not in cost_usd), and each tenant's spend per UTC day since the window's first day.
+    in_doubt: InDoubt
+    spend_by_tenant_day: list[DaySpend]
     unpriced_calls: int
     unpriced_models: list[str]
     llm_calls: int
@@ -167,6 +182,15 @@ def bottleneck(items: list[tuple[Any, RequestTimings]]) -> Bottleneck | None:
         for row, timing in finished:
             waited[row.specialist or "unrouted"] += timing.queued_for_specialist or 0.0
         where = max(waited, key=lambda k: waited[k])
+    because = None
+    pool = [t for row, t in finished if where in (None, "router") or (row.specialist or "unrouted") == where]
+    running_shares = _running_shares(pool)
+    if kind == "queue" and running_shares:
+        if max(running_shares, key=lambda p: running_shares[p]) == "limiter_wait":
+            kind = "rate_limit"
+            because = (f"requests queue for {where}, whose workers spend {running_shares['limiter_wait']:.0%} "
+                       "of their running time waiting on the rate limiter: more workers would only add "
+                       "contention")
     return Bottleneck(
         stage=stage,
         kind=kind,
@@ -175,7 +199,19 @@ def bottleneck(items: list[tuple[Any, RequestTimings]]) -> Bottleneck | None:
         where=where,
         shares={p: round(totals[p] / whole, 4) for p in PARTS},
         advice=ADVICE[kind],
+        running_shares=running_shares,
+        because=because,
     )
+
+
+RUNNING_PARTS = ("llm", "limiter_wait", "database", "other_work")
+
+
+def _running_shares(timings: list[RequestTimings]) -> dict[str, float] | None:
+    """How these requests' running time (after they left the queues) split."""
+    totals = {p: sum(t.parts[p] for t in timings) for p in RUNNING_PARTS}
+    whole = sum(totals.values())
+    return {p: round(v / whole, 4) for p, v in totals.items()} if whole > 0 else None
 
 
 def _stages(timings: list[RequestTimings]) -> dict[str, StageStats]:
@@ -226,6 +262,8 @@ def build(since: datetime, until: datetime | None = None) -> Report:
         for s in session.execute(step_rows(window)):
             steps[s.request_id][s.step] = round(s.duration_ms / 1000, 4)
         calls = {c.request_id: c for c in session.execute(call_rows(window))}
+        doubt = in_doubt(session, since)
+        spend = by_tenant_day(session, since.astimezone(UTC).date())
         unpriced_models = sorted(session.scalars(
             select(LlmCall.model).distinct().join(Request, Request.id == LlmCall.request_id)
             .where(window, LlmCall.cost_usd.is_(None))
@@ -284,6 +322,8 @@ def build(since: datetime, until: datetime | None = None) -> Report:
         by_tenant={name: Usage(**usage(group)) for name, group in sorted(tenants.items())},
         tokens=sum(r.prompt_tokens + r.completion_tokens for r, _ in items),
         cost_usd=round(float(sum(r.cost_usd for r, _ in items)), 6),
+        in_doubt=doubt,
+        spend_by_tenant_day=spend,
         unpriced_calls=sum(c.unpriced for c in calls.values()),
         unpriced_models=unpriced_models,
         llm_calls=provider_ok,
@@ -327,6 +367,8 @@ def render_text(report: Report) -> str:
         lines.append(
             f"  bottleneck: {b.verdict}: {b.stage}{where} is {b.share:.0%} of end-to-end time; {b.advice}"
         )
+        if b.because:
+            lines.append(f"    ({b.because})")
     lines.append(f"  {'stage':<24}{'p50':>9}{'p95':>9}{'p99':>9}")
     for name in [*MAIN_STAGES, *sorted(k for k in report.stages if k.startswith("step."))]:
         s = report.stages.get(name)
@@ -342,6 +384,13 @@ def render_text(report: Report) -> str:
     rate = f"{report.cache_hit_rate:.1%}" if report.cache_hit_rate is not None else "-"
     without = f"{report.routed_without_llm:.1%}" if report.routed_without_llm is not None else "-"
     lines.append(f"  LLM calls {report.llm_calls:,}, cache hit rate {rate}, routed without an LLM {without}")
+    if report.in_doubt.calls:
+        lines.append(f"  in doubt: {report.in_doubt.calls} call(s), ~${report.in_doubt.usd:.4f} estimated "
+                     "(their process died before completing them; not in the cost above)")
+    for d in report.spend_by_tenant_day:
+        budget = f" of ${d.daily_budget_usd:g}" if d.daily_budget_usd else ""
+        lines.append(f"  spend {d.day} {d.tenant:<12} ${d.spent_usd:.4f}{budget}, "
+                     f"in flight ${d.in_flight_usd:.4f}, in doubt ${d.in_doubt_usd:.4f}")
     if report.unpriced_calls:
         lines.append(
             f"  unpriced: {report.unpriced_calls:,} calls of {', '.join(report.unpriced_models)} have no "

@@ -138,6 +138,7 @@ def render_html(report: Report) -> str:
     headline = (
         f"{escape(b.verdict)}: <b>{escape(b.stage)}</b>{' (' + escape(b.where) + ')' if b.where else ''} "
         f"is {b.share:.0%} of end-to-end time. {escape(b.advice)}."
+        + (f" ({escape(b.because)})" if b.because else "")
         if b
         else "No finished requests."
     )

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Django's command-line utility for the Switchboard example: python examples/django_app/manage.py runserver"""
+"""Django's command-line utility for the Switchboard example: python manage.py runserver"""
 
 import os
 import sys

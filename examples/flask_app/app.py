@@ -1,118 +1,90 @@
-"""A Flask app that hands support tickets to Switchboard.
+"""A Flask app that hands support tickets to Switchboard with `switchboard-client` (HTTP, an API key).
 
-    flask --app examples.flask_app.app run
+    pip install -r requirements.txt
+    SWITCHBOARD_URL=http://127.0.0.1:8080 SWITCHBOARD_API_KEY=sbk_... flask --app app run
 
-Endpoints:
+This file is the project's `app` module, Flask's most common layout; the client imports as
+`switchboard`, so the two never meet. Endpoints:
 
-    POST /tickets                   {"text": ..., "priority"?: "high"|"normal"|"low", "conversation_id"?: ...}
-                                    headers: X-Tenant (default "default"), X-Customer (the signed-in
-                                    user; stands in for your login), Idempotency-Key (optional)
-                                    -> 202 {"id", "status"}; 422 {"error", "problems"} for bad input
-    GET  /tickets/<id>              -> 200 the request as Switchboard records it; 404 if unknown
+    POST /tickets               {"text": ..., "priority"?: "high"|"normal"|"low", "conversation_id"?: ...}
+                                headers: X-Customer (the end user; see current_customer), Idempotency-Key
+                                -> 202 {"id", "status"}; 200 for a repeated Idempotency-Key;
+                                   422 {"error", "problems"} for bad input
+    GET  /tickets/<id>          -> 200 the request as Switchboard records it; 404 if unknown
     GET  /tickets/<id>/wait?timeout=S
-                                    -> 200 once finished (succeeded or dead-lettered),
-                                       202 with the current view if still running after S seconds
+                                -> 200 once finished (succeeded or dead-lettered),
+                                   202 with the current view if still running after S seconds
 
-Only `app.client` is imported: the web process needs the settings (SWITCHBOARD_BROKER_URL,
-SWITCHBOARD_DATABASE_URL), not the worker code. Tenants are isolated: a tenant asking for
-another tenant's ticket gets 404, exactly as for an id that does not exist.
+The API key decides the tenant: another tenant's ticket is 404, exactly as an id that does not exist.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+import os
 
 from flask import Flask, Response, jsonify, request
-
-from app import client
+from switchboard import APIError, Client, RequestView, WaitTimeout
 
 DEFAULT_WAIT_S = 10.0
 # A waiting request holds a server thread; keep the wait short and let callers poll again on 202.
 MAX_WAIT_S = 30.0
-FIELDS = ("text", "priority", "conversation_id")
 
 
-def _error(status: int, error: str, problems: list[str] | None = None) -> tuple[Response, int]:
-    body: dict[str, Any] = {"error": error}
-    if problems is not None:
-        body["problems"] = problems
-    return jsonify(body), status
-
-
-def _tenant() -> str:
-    return request.headers.get("X-Tenant", "default")
-
-
-def _customer() -> str | None:
-    # The end user your app authenticated (e.g. flask_login's current_user.email); the header stands
-    # in for a login here. Never take it from the ticket body: the tools act for this customer only.
+def current_customer() -> str | None:
+    """The end user this request acts for: replace with your own authentication (Flask-Login's
+    `current_user.email`, a verified session). Here a gateway in front of the app that
+    authenticated the user sets X-Customer; trust the header only behind such a gateway."""
     return request.headers.get("X-Customer")
 
 
-def _not_found(request_id: str) -> tuple[Response, int]:
-    return _error(404, f"no ticket {request_id!r}")
+def _view(view: RequestView, status: int = 200) -> tuple[Response, int]:
+    return jsonify(view.model_dump(mode="json")), status
 
 
-def _view(view: client.RequestView) -> tuple[Response, int]:
-    # finished_at is set exactly when the request reached a final status.
-    return jsonify(view.model_dump(mode="json")), 200 if view.finished_at is not None else 202
+def _api_error(exc: APIError) -> tuple[Response, int]:
+    body: dict[str, object] = {"error": exc.message, "code": exc.code}
+    if exc.details:
+        body["problems"] = exc.details
+    response = jsonify(body)
+    if exc.retry_after is not None:
+        response.headers["Retry-After"] = str(int(exc.retry_after))
+    return response, exc.status
 
 
-def create_app() -> Flask:
+def create_app(client: Client | None = None) -> Flask:
     flask_app = Flask(__name__)
+    sb = client or Client(os.environ["SWITCHBOARD_URL"], os.environ["SWITCHBOARD_API_KEY"])
+    flask_app.register_error_handler(APIError, _api_error)
 
     @flask_app.post("/tickets")
     def submit_ticket() -> tuple[Response, int]:
         body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            return _error(400, "the body must be a JSON object", ["body: must be a JSON object"])
-        unknown = sorted(set(body) - set(FIELDS))
-        if unknown:
-            return _error(422, "invalid request", [f"{name}: unknown field" for name in unknown])
-        if "text" not in body:
-            return _error(422, "invalid request", ["text: field required"])
-        try:
-            submission = client.submit(
-                body["text"],
-                tenant=_tenant(),
-                customer=_customer(),
-                priority=body.get("priority") or "normal",
-                idempotency_key=request.headers.get("Idempotency-Key"),
-                conversation_id=body.get("conversation_id"),
-            )
-        except client.InvalidRequest as exc:
-            return _error(422, "invalid request", exc.problems)
-        response = jsonify({"id": submission.id, "status": submission.status})
-        response.headers["Location"] = f"/tickets/{submission.id}"
-        return response, 202
+        if not isinstance(body, dict) or not isinstance(body.get("text"), str):
+            return jsonify({"error": "send a JSON object with a text", "problems": ["text: required"]}), 422
+        accepted = sb.submit(body["text"], priority=body.get("priority", "normal"),
+                             conversation_id=body.get("conversation_id"), customer=current_customer(),
+                             idempotency_key=request.headers.get("Idempotency-Key"))
+        response = jsonify({"id": accepted.id, "status": accepted.status})
+        response.headers["Location"] = f"/tickets/{accepted.id}"
+        return response, 200 if accepted.duplicate else 202
 
     @flask_app.get("/tickets/<request_id>")
     def get_ticket(request_id: str) -> tuple[Response, int]:
-        try:
-            view = client.get(request_id, tenant=_tenant())
-        except client.RequestNotFound:
-            return _not_found(request_id)
-        return jsonify(view.model_dump(mode="json")), 200
+        return _view(sb.get(request_id))
 
     @flask_app.get("/tickets/<request_id>/wait")
     def wait_ticket(request_id: str) -> tuple[Response, int]:
-        raw = request.args.get("timeout", str(DEFAULT_WAIT_S))
         try:
-            timeout = float(raw)
+            timeout = float(request.args.get("timeout", DEFAULT_WAIT_S))
         except ValueError:
             timeout = math.nan
         if not 0 <= timeout <= MAX_WAIT_S:  # also refuses nan
-            problem = f"timeout: must be a number of seconds from 0 to {MAX_WAIT_S:g}"
-            return _error(422, "invalid timeout", [problem])
-        tenant = _tenant()
+            return jsonify({"error": "invalid timeout",
+                            "problems": [f"timeout: seconds from 0 to {MAX_WAIT_S:g}"]}), 422
         try:
-            try:
-                view = client.wait(request_id, timeout, tenant=tenant)
-            except TimeoutError:
-                view = client.get(request_id, tenant=tenant)
-        except client.RequestNotFound:
-            return _not_found(request_id)
-        return _view(view)
+            return _view(sb.wait(request_id, timeout))
+        except WaitTimeout as still_running:
+            return _view(still_running.view, 202)
 
     return flask_app

@@ -3,6 +3,7 @@ simulated provider and real Celery worker processes, all stopped at the end of t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -169,6 +170,20 @@ def private_broker(services: object, monkeypatch: pytest.MonkeyPatch) -> Iterato
             monkeypatch.setenv("SWITCHBOARD_BROKER_URL", previous)
             reset_settings()
             use_broker(previous)
+
+
+@contextlib.contextmanager
+def own_pools(log_dir: Path, queues: list[str]) -> Iterator[None]:
+    """Worker pools of a test's own (with the settings its environment has now, in its private
+    vhost), started and awaited; stopped afterwards."""
+    from app.ops.pools import pool_specs
+    from app.ops.supervisor import Supervisor, wait_for_workers
+
+    with Supervisor(log_dir, restart=False) as sup:
+        for spec in pool_specs(queues=queues):
+            sup.start(spec)
+        wait_for_workers(queues, timeout=120)
+        yield
 
 
 def peak_overlap(request_ids: list[str]) -> int:

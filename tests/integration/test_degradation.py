@@ -17,7 +17,7 @@ from app.celery_app import celery
 from app.config import reset_settings
 from app.db import LlmCall, Request, session_scope
 from app.degradation import reset as reset_degradation
-from tests.integration.conftest import run_cli, wait_all, wait_until
+from tests.integration.conftest import own_pools, run_cli, wait_all, wait_until
 
 TECHNICAL = "Our export job fails with a 502 error on the orders endpoint (job {})"
 
@@ -36,19 +36,13 @@ def degrading_pools(private_broker: str, provider_latency: Callable[[int], None]
                     monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     """Workers of this test's own with technical thresholds of 3 and 6 more waiting requests than
     are waiting now; yields the number waiting now."""
-    from app.ops.pools import pool_specs
-    from app.ops.supervisor import Supervisor, wait_for_workers
-
     base = _already_waiting()
     monkeypatch.setenv("SWITCHBOARD_DEGRADE_THRESHOLDS", f"technical={base + 3}/{base + 6}")
     monkeypatch.setenv("SWITCHBOARD_TECHNICAL_CONCURRENCY", "2")
     reset_settings()
     reset_degradation()
     provider_latency(300)
-    with Supervisor(tmp_path, restart=False) as sup:
-        for spec in pool_specs(queues=["router", "technical"]):
-            sup.start(spec)
-        wait_for_workers(["router", "technical"], timeout=120)
+    with own_pools(tmp_path, ["router", "technical"]):
         yield base
     reset_settings()
     reset_degradation()

@@ -1,245 +1,189 @@
-"""The Flask and Django examples, end to end on real services and real workers.
-
-Each app is driven through its own test client; the tickets go through RabbitMQ to the worker
-processes and back through the PostgreSQL record.
-"""
+"""The Flask and Django examples as separate projects: each in a fresh venv holding only its
+framework and `switchboard-client` (from its own requirements.txt), run as its own process against
+the real HTTP API and real workers, and driven through its own HTTP routes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.integration.conftest import ROOT
+from tests import conftest as root
+from tests.integration.conftest import ROOT, new_tenant
 
-DJANGO_DIR = ROOT / "examples" / "django_app"
+EXAMPLES = ROOT / "examples"
+# Venvs are kept between runs (pip's cache makes a rebuild fast too), keyed by what they install.
+VENV_CACHE = ROOT / ".switchboard" / "example-venvs"
 BILLING_TICKET = (
     "Hi, this is Maria Gonzalez (maria.gonzalez@example.com). Our latest invoice for the Pro plan "
     "looks higher than last month's even though we still have 4 seats. Can you explain the charges "
     "on it and tell me whether we were billed twice?"
 )
+CUSTOMER = "maria.gonzalez@example.com"
 # Workers run the whole workflow; allow for a cold start of the pools.
 FINISH_WITHIN_S = 120
+# What a web process that only submits must not carry.
+ENGINE_MODULES = ("celery", "kombu", "sklearn", "flower", "sqlalchemy", "psycopg", "app")
+
+
+def example_venv(name: str) -> Path:
+    """A venv with exactly `examples/<name>/requirements.txt` installed, built once per content."""
+    project = EXAMPLES / name
+    key = hashlib.sha256((project / "requirements.txt").read_bytes()
+                         + (ROOT / "clients" / "python" / "pyproject.toml").read_bytes()).hexdigest()[:12]
+    venv = VENV_CACHE / f"{name}-{key}"
+    if (venv / "READY").exists():
+        return venv
+    shutil.rmtree(venv, ignore_errors=True)  # a build that did not finish
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    pip = subprocess.run([python, "-m", "pip", "install", "-q", "-r", "requirements.txt"], cwd=project,
+                         capture_output=True, text=True, timeout=600, env=clean_env())
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    (venv / "READY").write_text("")
+    return venv
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment of a process that has nothing of the engine's: no PYTHONPATH, no settings."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SWITCHBOARD_", "PYTHON", "DJANGO_", "VIRTUAL_ENV"))}
+    return {**env, **extra}
 
 
 @dataclass
-class Reply:
-    status: int
-    body: Any
-
-
-@dataclass
-class WebApp:
-    """The same three calls for either framework's test client."""
-
+class Example:
     name: str
-    post: Callable[[str, Any, dict[str, str]], Reply]
-    get: Callable[[str, dict[str, str]], Reply]
+    base: str
+    venv: Path
+    api_key: str
+    tenant: str
 
 
-def _flask() -> WebApp:
-    from examples.flask_app.app import create_app
-
-    flask_app = create_app()
-    flask_app.testing = True
-    http = flask_app.test_client()
-
-    def post(path: str, body: Any, headers: dict[str, str]) -> Reply:
-        resp = http.post(path, data=json.dumps(body), content_type="application/json", headers=headers)
-        return Reply(resp.status_code, resp.get_json())
-
-    def get(path: str, headers: dict[str, str]) -> Reply:
-        resp = http.get(path, headers=headers)
-        return Reply(resp.status_code, resp.get_json())
-
-    return WebApp("flask", post, get)
+def _serve(name: str, venv: Path, port: int) -> list[str]:
+    python = str(venv / "bin" / "python")
+    if name == "flask_app":
+        return [python, "-m", "flask", "--app", "app", "run", "--port", str(port), "--no-reload"]
+    return [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
 
 
-@pytest.fixture(scope="module")
-def django_ready() -> Iterator[None]:
-    if str(DJANGO_DIR) not in sys.path:
-        sys.path.insert(0, str(DJANGO_DIR))
-    # Set only for this module: worker processes started later inherit os.environ, and Celery
-    # loads Django's settings whenever DJANGO_SETTINGS_MODULE is set.
-    previous = os.environ.get("DJANGO_SETTINGS_MODULE")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "project.settings"
-    import django
-    from django.test.utils import setup_test_environment, teardown_test_environment
-
-    django.setup()
-    setup_test_environment()  # lets the test client's host, "testserver", through ALLOWED_HOSTS
-    yield
-    teardown_test_environment()
-    if previous is None:
-        os.environ.pop("DJANGO_SETTINGS_MODULE", None)
-    else:
-        os.environ["DJANGO_SETTINGS_MODULE"] = previous
-
-
-def _django() -> WebApp:
-    from django.test import Client
-
-    http = Client()
-
-    def post(path: str, body: Any, headers: dict[str, str]) -> Reply:
-        resp = http.post(path, data=json.dumps(body), content_type="application/json", headers=headers)
-        return Reply(resp.status_code, resp.json())
-
-    def get(path: str, headers: dict[str, str]) -> Reply:
-        resp = http.get(path, headers=headers)
-        return Reply(resp.status_code, resp.json())
-
-    return WebApp("django", post, get)
+@pytest.fixture(scope="module", params=["flask_app", "django_app"])
+def example(request: pytest.FixtureRequest, api: str, workers: object,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Example]:
+    name = request.param
+    venv = example_venv(name)
+    tenant, token = new_tenant()
+    port = root._free_port()
+    log = tmp_path_factory.mktemp(f"{name}-log") / "server.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(_serve(name, venv, port), cwd=EXAMPLES / name, stdout=out,
+                                  stderr=subprocess.STDOUT,
+                                  env=clean_env(SWITCHBOARD_URL=api, SWITCHBOARD_API_KEY=token))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/tickets/warm-up", timeout=2)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, f"{name} did not start: {log.read_text()}"
+                time.sleep(0.3)
+        yield Example(name, base, venv, token, tenant)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
-@pytest.fixture(params=["flask", "django"])
-def web(request: pytest.FixtureRequest, workers: object) -> WebApp:
-    if request.param == "django":
-        request.getfixturevalue("django_ready")
-        return _django()
-    return _flask()
+def test_the_example_venv_has_only_the_client_and_its_framework(example: Example) -> None:
+    probe = ("import importlib.util, json, switchboard; "
+             f"print(json.dumps([[m for m in {ENGINE_MODULES!r} if importlib.util.find_spec(m)], "
+             "switchboard.__file__]))")
+    # From / : the Flask project's own `app` module is not on the path there, so `app` would be the engine's.
+    done = subprocess.run([str(example.venv / "bin" / "python"), "-c", probe], cwd="/", capture_output=True,
+                          text=True, timeout=60, env=clean_env())
+    assert done.returncode == 0, done.stderr
+    importable, client_file = json.loads(done.stdout)
+    assert importable == [], f"{example.name}'s venv can import {importable}"
+    assert Path(client_file).is_relative_to(ROOT / "clients" / "python")
 
 
-def _tenant(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def _count_requests() -> int:
-    from sqlalchemy import func, select
-
-    from app.db import Request, session_scope
-
-    with session_scope() as session:
-        return int(session.scalar(select(func.count()).select_from(Request)) or 0)
-
-
-def _wait_until_finished(web: WebApp, request_id: str, headers: dict[str, str]) -> Reply:
+def _wait_until_finished(http: httpx.Client, request_id: str) -> dict:
     deadline = time.monotonic() + FINISH_WITHIN_S
     while True:
-        reply = web.get(f"/tickets/{request_id}/wait?timeout=5", headers)
-        if reply.status == 200:
-            return reply
-        assert reply.status == 202, (web.name, reply)
-        assert reply.body["id"] == request_id
-        assert reply.body["finished_at"] is None
-        assert time.monotonic() < deadline, (
-            f"{web.name}: ticket still {reply.body['status']} after {FINISH_WITHIN_S}s"
-        )
+        reply = http.get(f"/tickets/{request_id}/wait", params={"timeout": 5})
+        if reply.status_code == 200:
+            return reply.json()
+        assert reply.status_code == 202, reply.text
+        assert reply.json()["id"] == request_id and reply.json()["finished_at"] is None
+        assert time.monotonic() < deadline, f"ticket still {reply.json()['status']} after {FINISH_WITHIN_S}s"
 
 
-def test_billing_ticket_runs_to_a_reply(web: WebApp) -> None:
-    tenant = _tenant("acme")
-    headers = {"X-Tenant": tenant, "X-Customer": "maria.gonzalez@example.com"}
+def test_a_billing_ticket_runs_to_a_reply_through_the_example(example: Example) -> None:
     key = f"ticket-{uuid.uuid4().hex}"
+    headers = {"X-Customer": CUSTOMER, "Idempotency-Key": key}
+    with httpx.Client(base_url=example.base, timeout=40) as http:
+        accepted = http.post("/tickets", json={"text": BILLING_TICKET, "priority": "high"}, headers=headers)
+        assert accepted.status_code == 202, accepted.text
+        assert accepted.json()["status"] == "accepted"
+        request_id = accepted.json()["id"]
+        assert accepted.headers["Location"] == f"/tickets/{request_id}"
 
-    ticket = {"text": BILLING_TICKET, "priority": "high"}
-    accepted = web.post("/tickets", ticket, {**headers, "Idempotency-Key": key})
-    assert accepted.status == 202, accepted
-    assert set(accepted.body) == {"id", "status"}
-    assert accepted.body["status"] == "accepted"
-    request_id = accepted.body["id"]
+        # The same idempotency key names the same ticket; nothing runs twice.
+        again = http.post("/tickets", json={"text": BILLING_TICKET, "priority": "high"}, headers=headers)
+        assert again.status_code == 200 and again.json()["id"] == request_id, again.text
+        # The same key for another ticket is refused by the API, and the app says so.
+        clash = http.post("/tickets", json={"text": "Something else entirely"}, headers=headers)
+        assert clash.status_code == 409 and clash.json()["code"] == "idempotency_conflict", clash.text
 
-    # The same idempotency key names the same ticket; nothing runs twice.
-    again = web.post("/tickets", ticket, {**headers, "Idempotency-Key": key})
-    assert again.status == 202, again
-    assert again.body["id"] == request_id
+        view = _wait_until_finished(http, request_id)
+        assert view["id"] == request_id and view["tenant"] == example.tenant
+        assert view["customer"] == CUSTOMER  # the app's signed-in user, carried to the request
+        assert view["status"] == "succeeded" and view["specialist"] == "billing", view
+        assert view["priority"] == "high"
+        assert view["result"]["reply"].strip()
+        assert view["tokens"]["total"] > 0
 
-    finished = _wait_until_finished(web, request_id, headers)
-    view = finished.body
-    assert view["id"] == request_id
-    assert view["tenant"] == tenant and view["customer"] == "maria.gonzalez@example.com"
-    assert view["priority"] == "high"
-    assert view["status"] == "succeeded", view
-    assert view["specialist"] == "billing", view
-    reply = view["result"]["reply"]
-    assert isinstance(reply, str) and reply.strip(), view["result"]
-    assert view["tokens"]["total"] > 0, view["tokens"]
-    assert view["tokens"]["total"] == view["tokens"]["prompt"] + view["tokens"]["completion"]
-    assert view["finished_at"] is not None
-
-    # The plain GET shows the same finished ticket.
-    got = web.get(f"/tickets/{request_id}", headers)
-    assert got.status == 200, got
-    assert got.body["status"] == "succeeded"
-    assert got.body["result"] == view["result"]
+        got = http.get(f"/tickets/{request_id}")
+        assert got.status_code == 200 and got.json()["result"] == view["result"]
 
 
-def test_empty_text_is_refused_and_nothing_is_written(web: WebApp) -> None:
-    headers = {"X-Tenant": _tenant("acme"), "Idempotency-Key": f"empty-{uuid.uuid4().hex}"}
-    before = _count_requests()
-
-    refused = web.post("/tickets", {"text": "   "}, headers)
-    assert refused.status == 422, refused
-    assert refused.body["error"]
-    assert any(p.startswith("text:") and "empty" in p for p in refused.body["problems"]), refused.body
-
-    missing = web.post("/tickets", {"priority": "high"}, headers)
-    assert missing.status == 422, missing
-    assert any(p.startswith("text:") for p in missing.body["problems"]), missing.body
-
-    bad_priority = web.post("/tickets", {"text": BILLING_TICKET, "priority": "urgent"}, headers)
-    assert bad_priority.status == 422, bad_priority
-    assert any(p.startswith("priority:") for p in bad_priority.body["problems"]), bad_priority.body
-
-    assert _count_requests() == before
+def test_bad_input_is_refused_with_the_apis_field_problems(example: Example) -> None:
+    with httpx.Client(base_url=example.base, timeout=40) as http:
+        empty = http.post("/tickets", json={"text": "   "})
+        assert empty.status_code == 422, empty.text
+        assert any(p.startswith("text:") and "empty" in p for p in empty.json()["problems"]), empty.json()
+        priority = http.post("/tickets", json={"text": BILLING_TICKET, "priority": "urgent"})
+        assert priority.status_code == 422, priority.text
+        assert any(p.startswith("priority:") for p in priority.json()["problems"]), priority.json()
+        assert http.post("/tickets", json={"priority": "high"}).status_code == 422
+        timeout = http.get(f"/tickets/{uuid.uuid4()}/wait", params={"timeout": "soon"})
+        assert timeout.status_code == 422, timeout.text
 
 
-def test_unknown_and_other_tenants_tickets_are_not_found(web: WebApp) -> None:
-    owner = {"X-Tenant": _tenant("acme")}
-    other = {"X-Tenant": _tenant("globex")}
+def test_unknown_and_other_tenants_tickets_are_not_found(example: Example, api: str) -> None:
+    with httpx.Client(base_url=example.base, timeout=40) as http:
+        for path in (f"/tickets/{uuid.uuid4()}", f"/tickets/{uuid.uuid4()}/wait?timeout=0"):
+            missing = http.get(path)
+            assert missing.status_code == 404, (path, missing.text)
+            assert missing.json()["code"] == "not_found"
 
-    for path in (f"/tickets/{uuid.uuid4()}", f"/tickets/{uuid.uuid4()}/wait?timeout=0"):
-        missing = web.get(path, owner)
-        assert missing.status == 404, (path, missing)
-        assert missing.body["error"]
-
-    accepted = web.post("/tickets", {"text": BILLING_TICKET}, owner)
-    assert accepted.status == 202, accepted
-    request_id = accepted.body["id"]
-
-    assert web.get(f"/tickets/{request_id}", owner).status == 200
-    for path in (f"/tickets/{request_id}", f"/tickets/{request_id}/wait?timeout=0"):
-        foreign = web.get(path, other)
-        assert foreign.status == 404, (path, foreign)
-        assert request_id in foreign.body["error"]
-        assert "tenant" not in foreign.body
-
-    # Let the ticket finish so it does not linger into later tests.
-    _wait_until_finished(web, request_id, owner)
-
-
-WORKER_MODULES = ("app.tasks", "app.routing", "workflows")
-IMPORT_CHECK = """
-import json, sys
-{setup}
-import {module}
-bad = sorted(m for m in sys.modules if any(m == w or m.startswith(w + ".") for w in {workers!r}))
-print(json.dumps(bad))
-"""
-
-
-@pytest.mark.parametrize(
-    ("module", "setup"),
-    [
-        ("examples.flask_app.app", ""),
-        (
-            "tickets.views",
-            f"sys.path.insert(0, {str(DJANGO_DIR)!r}); import os, django; "
-            "os.environ['DJANGO_SETTINGS_MODULE'] = 'project.settings'; django.setup()",
-        ),
-    ],
-)
-def test_examples_import_no_worker_code(module: str, setup: str) -> None:
-    code = IMPORT_CHECK.format(setup=setup, module=module, workers=WORKER_MODULES)
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ))
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == [], f"{module} imported worker code"
+        # A request of another tenant, submitted straight to the API with that tenant's key.
+        _, other_key = new_tenant()
+        foreign = httpx.post(f"{api}/v1/requests", json={"text": "The SDK throws a TypeError on import"},
+                             headers={"Authorization": f"Bearer {other_key}"}, timeout=30)
+        assert foreign.status_code == 202, foreign.text
+        for path in (f"/tickets/{foreign.json()['id']}", f"/tickets/{foreign.json()['id']}/wait?timeout=0"):
+            assert http.get(path).status_code == 404, path

@@ -1,6 +1,7 @@
 """Fault scenarios on PRIVATE services: a burst of tickets through real worker processes while a
 worker is killed, RabbitMQ or PostgreSQL restarts, the provider goes down, a poison ticket arrives,
-or one idempotency key is submitted 20 times at once. Nothing is lost, no side effect is repeated.
+or one idempotency key is submitted 20 times at once. Nothing is lost, no side effect is repeated,
+no paid call is missing from the record.
 
 The scenarios are `bench/faults.py`'s, smaller (12 tickets, a 5 s provider outage, 2 s downtimes).
 They restart a RabbitMQ node and a PostgreSQL cluster of their own (`bench/private_services.py`),
@@ -75,6 +76,8 @@ def assert_nothing_lost_or_repeated(result: dict[str, Any]) -> None:
     assert result["lost"] == 0, evidence
     assert result["duplicated_side_effects"] == 0, evidence
     assert result["others_succeeded"] == result["others"], evidence
+    # Every answer the provider gave is in the record: completed, or in doubt with its estimate.
+    assert result["unrecorded_llm_calls"] == 0, {**evidence, "in_doubt": result["in_doubt_llm_calls"]}
 
 
 def test_kill_worker_mid_burst(stack: PrivateStack, tmp_path: Path) -> None:

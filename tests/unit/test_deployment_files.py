@@ -17,7 +17,7 @@ import yaml
 from referencing import Registry, Resource
 
 from app.ops import compose, manifests
-from app.topology import work_queue_names
+from app.topology import pool_queues, work_queue_names
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "tests" / "data" / "schemas"
@@ -107,11 +107,14 @@ def assert_pool_is_deployed_and_scaled(files: dict[Path, list[dict[str, Any]]], 
     deployment, scaler, hpa = _pool_files(files, queue)
     assert deployment["kind"] == "Deployment" and "replicas" not in deployment["spec"]
     command = deployment["spec"]["template"]["spec"]["containers"][0]["command"]
-    assert command[command.index("-Q") + 1] == queue
+    consumed = command[command.index("-Q") + 1].split(",")
+    assert consumed == ([queue, "submit"] if queue == "router" else [queue])
     name = deployment["metadata"]["name"]
     assert scaler["kind"] == "ScaledObject" and scaler["spec"]["scaleTargetRef"]["name"] == name
-    (trigger,) = scaler["spec"]["triggers"]
-    # Counting unacked messages needs the management API: protocol http, unacked not excluded.
+    # One trigger per consumed queue; counting unacked messages needs the management API:
+    # protocol http, unacked not excluded.
+    assert [t["metadata"]["queueName"] for t in scaler["spec"]["triggers"]] == consumed
+    trigger = scaler["spec"]["triggers"][0]
     assert trigger["type"] == "rabbitmq"
     assert trigger["metadata"] | {"value": None} == {
         "protocol": "http", "mode": "QueueLength", "queueName": queue, "excludeUnacknowledged": "false",
@@ -121,7 +124,8 @@ def assert_pool_is_deployed_and_scaled(files: dict[Path, list[dict[str, Any]]], 
     threads = int(command[command.index("-c") + 1])
     assert int(trigger["metadata"]["value"]) == threads + manifests.PENDING_PER_POD
     assert hpa["kind"] == "HorizontalPodAutoscaler" and hpa["spec"]["scaleTargetRef"]["name"] == name
-    assert hpa["spec"]["metrics"][0]["external"]["metric"]["selector"]["matchLabels"] == {"queue": queue}
+    assert [m["external"]["metric"]["selector"]["matchLabels"] for m in hpa["spec"]["metrics"]] == [
+        {"queue": q} for q in consumed]
 
 
 def test_every_pool_has_its_deployment_and_scalers() -> None:
@@ -217,7 +221,7 @@ def test_compose_runs_the_whole_stack() -> None:
     assert "switchboard migrate && switchboard seed" in services["migrate"]["command"]
     for queue in work_queue_names():
         worker = services[queue]
-        assert worker["command"][worker["command"].index("-Q") + 1] == queue
+        assert worker["command"][worker["command"].index("-Q") + 1] == ",".join(pool_queues(queue))
         assert worker["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
     flower = services["flower"]["environment"]
     assert flower["SWITCHBOARD_FLOWER_BASIC_AUTH"] == "${SWITCHBOARD_FLOWER_BASIC_AUTH:-}"

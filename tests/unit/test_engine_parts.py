@@ -13,7 +13,7 @@ from app.inference.cost import call_cost
 from app.inference.errors import FailureClass, classify_status
 from app.inference.keys import KeyRing, key_id
 from app.ops.pools import procfile
-from app.topology import all_queues, work_queue
+from app.topology import all_queues, pool_queues, work_queue
 from workflows.engine import Workflow
 
 
@@ -78,7 +78,7 @@ def test_committed_procfile_is_generated_from_the_specialists() -> None:
     for name in ("router", "billing", "technical"):
         assert (f"\n{name}: SWITCHBOARD_PROCESS_NAME={name} SWITCHBOARD_METRICS_PORT="
                 f"${{SWITCHBOARD_{name.upper()}_METRICS_PORT:-") in committed
-        assert f" celery -A app.celery_app:celery worker -Q {name} " in committed
+        assert f" celery -A app.celery_app:celery worker -Q {','.join(pool_queues(name))} " in committed
 
 
 def test_workflow_declaration_errors_are_caught_early() -> None:
@@ -119,3 +119,16 @@ def test_a_new_specialist_is_one_file(tmp_path: Path, monkeypatch: pytest.Monkey
         monkeypatch.undo()
         registry.specialists.cache_clear()
         classifier.classifier.cache_clear()
+
+
+def test_the_engine_and_the_app_client_share_one_venv_without_clashing() -> None:
+    """Distribution `switchboard` imports as `app` (and workflows, specialists); `switchboard-client`
+    alone provides the import name `switchboard`."""
+    from importlib.metadata import packages_distributions
+
+    import switchboard
+
+    owners = packages_distributions()
+    assert set(owners["switchboard"]) == {"switchboard-client"}
+    assert set(owners["app"]) == {"switchboard"}
+    assert Path(switchboard.__file__).parent.parent.parent.name == "python"  # clients/python/src/switchboard

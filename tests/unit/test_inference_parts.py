@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
+from app.inference import budget
 from app.inference.cache import MemoryCache, cache_key
 from app.inference.headers import exhausted_for, parse_duration, retry_after
 from app.inference.history import compress
@@ -96,3 +98,23 @@ class Req:
 def test_cheap_steps_are_upgraded_by_rule(request_: Req, tier: str) -> None:
     assert effective_tier("cheap", request_) == tier
     assert effective_tier("capable", request_) == "capable"
+
+
+def test_budget_estimates_round_up_and_an_unpriced_model_costs_the_dearest_price() -> None:
+    # sim-large: $2.50 in / $10.00 out per million tokens (the default table).
+    assert budget.estimate("sim-large", 1000, 500) == Decimal("0.007500")
+    assert budget.estimate("sim-small", 1, 1) == Decimal("0.000001")  # 0.00000075 rounded up
+    assert budget.charge("sim-small", 1000, 100) == Decimal("0.000210")
+    # No price: counted at the highest input and output prices in the table, never at $0.
+    assert budget.price("someone-elses-model") == (Decimal("2.50"), Decimal("10.00"))
+    assert budget.charge("someone-elses-model", 1000, 500) == budget.charge("sim-large", 1000, 500)
+
+
+def test_a_request_near_its_ceiling_moves_to_the_cheap_tier() -> None:
+    budget._note_share("r-below", 0.8, ((Decimal("0.7"), Decimal("1")), (Decimal("5"), Decimal("0"))))
+    assert budget.tier_for("r-below", "capable") == "capable"
+    budget._note_share("r-near", 0.8, ((Decimal("0.1"), Decimal("1")), (Decimal("8"), Decimal("10"))))
+    assert budget.tier_for("r-near", "capable") == "cheap"
+    assert budget.tier_for(None, "capable") == "capable"
+    refusal = budget.BudgetExhausted("request", Decimal("0.05"), Decimal("0.048"), Decimal("0.009"), "acme")
+    assert str(refusal).startswith("budget_exhausted: the request's budget of $0.0500 is spent")

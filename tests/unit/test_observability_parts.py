@@ -101,6 +101,28 @@ def test_the_bottleneck_is_the_largest_share_of_time() -> None:
         "billing",
     )
     assert sum(verdict.shares.values()) == pytest.approx(1.0, abs=1e-3)
+    # Its workers' running time is the LLM's, not the limiter's: more workers do help here.
+    assert verdict.running_shares is not None and verdict.running_shares["limiter_wait"] == 0.0
+    assert verdict.because is None and "add workers" in verdict.advice
+
+
+def test_a_queue_behind_workers_waiting_on_the_limiter_is_rate_limit_bound() -> None:
+    # The issue's run: requests queue for billing, and its workers spend 2.4 s of 2.9 s running
+    # waiting on the limiter. Adding workers there only adds contention: the provider's limit binds.
+    limited = [
+        (
+            r := _row("billing", router_wait=0.1, routing=0.05, specialist_wait=6.0, running=2.9),
+            request_timings(r, {}, llm_s=0.3, limiter_s=2.4),
+        )
+        for _ in range(4)
+    ]
+    verdict = bottleneck(limited)
+    assert verdict is not None
+    assert (verdict.verdict, verdict.kind, verdict.stage, verdict.where) == (
+        "rate-limit-bound", "rate_limit", "queued_for_specialist", "billing")
+    assert verdict.running_shares is not None and verdict.running_shares["limiter_wait"] > 0.8
+    assert "raise the provider limits, add API keys or cut tokens" in verdict.advice
+    assert verdict.because is not None and "more workers would only add contention" in verdict.because
 
 
 def test_nothing_finished_names_no_bottleneck() -> None:

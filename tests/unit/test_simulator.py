@@ -216,6 +216,23 @@ def test_tool_calls_then_final_answer() -> None:
     assert "lookup_customer returned" in answer and "get_invoice ok" in answer
 
 
+def test_tool_loop_marker_keeps_calling_tools_after_results() -> None:
+    user = {"role": "user", "content": f"{simulator.TOOL_LOOP_MARKER} jane@example.com, INV-1042 again"}
+
+    async def scenario(client: httpx.AsyncClient) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = [user]
+        choices = []
+        for _ in range(4):
+            choice = (await chat(client, messages, tools=TOOLS)).json()["choices"][0]
+            choices.append(choice)
+            messages += [choice["message"], *({"role": "tool", "tool_call_id": c["id"], "content": "{}"}
+                                              for c in choice["message"].get("tool_calls") or [])]
+        return choices
+
+    choices = run(make_app(), scenario)
+    assert [c["finish_reason"] for c in choices] == ["tool_calls"] * 4  # a runaway agent loop
+
+
 def test_tool_needing_missing_email_is_skipped() -> None:
     user = {"role": "user", "content": "Please check the status of the webhooks component"}
 

@@ -1,6 +1,7 @@
 """Settings for the example: Django keeps no database of its own; Switchboard's record is the store.
 
-Switchboard itself is configured by its SWITCHBOARD_* environment variables (broker, database).
+Switchboard is reached over its HTTP API: SWITCHBOARD_URL and an API key from
+`switchboard keys create TENANT`, both from the environment.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
 # Comma-separated, e.g. DJANGO_ALLOWED_HOSTS=tickets.example.com
 _hosts = os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 ALLOWED_HOSTS = [h.strip() for h in _hosts.split(",") if h.strip()]
+
+SWITCHBOARD_URL = os.environ.get("SWITCHBOARD_URL", "http://127.0.0.1:8080")
+SWITCHBOARD_API_KEY = os.environ.get("SWITCHBOARD_API_KEY", "")
 
 INSTALLED_APPS = ["tickets"]
 MIDDLEWARE = [

@@ -1,1 +1,1 @@
-"""Ticket endpoints backed by Switchboard (`app.client`); no models, no database of Django's own."""
+"""Ticket endpoints backed by Switchboard's HTTP API (`switchboard-client`); no models, no database."""

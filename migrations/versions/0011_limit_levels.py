@@ -6,8 +6,8 @@ reported in its headers (`learned_limit`); reservations adopt the lower of the t
 of a learned limit is one `limit_events` row. Bucket names are readable and never hold a key:
 `key:<host>/<key-id>/rpm`, `model:<host>/<key-id>/<group>/tpm`, `provider:<host>/rpm`.
 
-Revision ID: 0010_limit_levels
-Revises: 0009_business_rows_owned
+Revision ID: 0011_limit_levels
+Revises: 0010_cost
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010_limit_levels"
-down_revision = "0009_business_rows_owned"
+revision = "0011_limit_levels"
+down_revision = "0010_cost"
 branch_labels = None
 depends_on = None
 

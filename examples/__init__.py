@@ -1,1 +1,0 @@
-"""Examples of web apps that hand work to Switchboard through `app.client`."""

@@ -1,1 +1,0 @@
-"""A Django project that submits support tickets to Switchboard; see README.md."""

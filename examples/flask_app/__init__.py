@@ -1,1 +1,0 @@
-"""A Flask app that submits support tickets to Switchboard; see README.md."""
