@@ -163,6 +163,14 @@ def cmd_pools(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_limits(args: argparse.Namespace) -> int:
+    from app.inference.limits_report import build, render_text
+
+    view = build()
+    _emit(args, view, lambda: print(render_text(view)))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from app.ops.report import build, parse_since, render_text
     from app.ops.report_html import render_html
@@ -669,7 +677,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.stop:
         return stop_demo()
-    return run_demo(tickets=args.tickets, keep_running=args.keep_running, as_json=args.json)
+    return run_demo(tickets=args.tickets, keep_running=args.keep_running, as_json=args.json, rpm=args.rpm,
+                    tpm=args.tpm)
 
 
 def _decimal(text: str) -> Decimal:
@@ -758,6 +767,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--yes", action="store_true", help="do not ask")
     d.add_argument("--json", action="store_true")
     command("pools", cmd_pools, "per queue (and dead-letter queue): depth, consumers, workers, concurrency")
+    command("limits", cmd_limits, "every provider rate-limit bucket: configured and learned limit, use, next "
+            "slot")
     p = command("report", cmd_report, "per-stage latency, throughput, tokens, cost and the bottleneck")
     p.add_argument("--since", default="24h", help="a duration (15m, 2h, 1d) or an ISO timestamp; default 24h")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page with charts")
@@ -883,6 +894,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tickets", type=int, default=200)
     p.add_argument("--keep-running", action="store_true", help="leave pools, provider and Flower up")
     p.add_argument("--stop", action="store_true", help="stop what --keep-running left up")
+    p.add_argument("--rpm", type=int, help="the provider's requests a minute per key, across models (default "
+                   "1200; --rpm 100 is the seed's scenario: 200 tickets against 100 RPM)")
+    p.add_argument("--tpm", type=int, help="the provider's tokens a minute per key, across models "
+                   "(default: none)")
     return parser
 
 

@@ -53,9 +53,20 @@ class Settings(BaseSettings):
     provider_kind: ProviderKind = "openai"
     provider_base_url: str = "http://127.0.0.1:8765/v1"
     provider_api_keys: Annotated[list[SecretStr], NoDecode] = [SecretStr("sk-switchboard-dev")]
+    # The key's (account's) limits, for all models together: each API key may make this many
+    # requests and tokens a minute whatever the model (0: no limit at that level).
     provider_rpm: int = 0
     provider_tpm: int = 0
+    # A cap across every key of the provider together (0: none).
+    provider_total_rpm: int = 0
+    provider_total_tpm: int = 0
     provider_timeout_s: float = 30.0
+    # Limits per model on each key, "model=RPM/TPM,..." (TPM may be left out; 0: none). A name in
+    # MODEL_GROUPS stands for every model of the group, which share one budget; `secondary/model`
+    # names a model of the secondary provider.
+    model_limits: Annotated[dict[str, tuple[int, int]], NoDecode] = {}
+    # "group=model|model2,...": models that share one model-level budget (a family, a deployment).
+    model_groups: Annotated[dict[str, list[str]], NoDecode] = {}
 
     # Stay this far below each provider limit: bursts and clock differences eat into the rest.
     provider_headroom: float = 0.1
@@ -71,6 +82,8 @@ class Settings(BaseSettings):
     secondary_provider_api_keys: Annotated[list[SecretStr], NoDecode] = []
     secondary_provider_rpm: int = 0
     secondary_provider_tpm: int = 0
+    secondary_provider_total_rpm: int = 0
+    secondary_provider_total_tpm: int = 0
     # Azure OpenAI: the API version every call names, and "model=deployment,..." for models whose
     # deployment is named otherwise (default: the deployment is named as the model).
     azure_api_version: str = "2024-10-21"
@@ -291,6 +304,40 @@ class Settings(BaseSettings):
                 raise ValueError(f"fallback entry {item!r} must look like model=next|next2")
             chains[model] = [m for m in nexts if m]
         return chains
+
+    @field_validator("model_limits", mode="before")
+    @classmethod
+    def _parse_model_limits(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        table: dict[str, tuple[int, int]] = {}
+        for item, model, parts in _entries(value):
+            shape = f"model limit {item!r} must look like model=RPM/TPM, whole numbers of 0 or more"
+            try:
+                rpm, tpm = int(parts[0] or 0), int(parts[1]) if len(parts) > 1 and parts[1] else 0
+            except ValueError:
+                raise ValueError(shape) from None
+            if not model or len(parts) > 2 or rpm < 0 or tpm < 0:
+                raise ValueError(shape)
+            table[model] = (rpm, tpm)
+        return table
+
+    @field_validator("model_groups", mode="before")
+    @classmethod
+    def _parse_model_groups(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        groups: dict[str, list[str]] = {}
+        owner: dict[str, str] = {}
+        for item, group, members in _entries(value, sep="|"):
+            members = [m for m in members if m]
+            if not (group and members):
+                raise ValueError(f"model group {item!r} must look like group=model|model2")
+            for m in members:
+                if owner.setdefault(m, group) != group:
+                    raise ValueError(f"model {m!r} is in two model groups ({owner[m]!r} and {group!r})")
+            groups[group] = members
+        return groups
 
     @field_validator("autoscale_policies", mode="before")
     @classmethod
