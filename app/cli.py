@@ -31,23 +31,26 @@ def _emit(args: argparse.Namespace, payload: Any, human: Callable[[], None] | No
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from app.db.migrate import upgrade
+    from app.db.migrate import current, upgrade
     from app.ops.preflight import check_database
 
     check_database()
     created = upgrade()
-    _emit(args, {"database_created": created, "revision": "head"},
-          lambda: print(("database created; " if created else "") + "schema is at the latest revision"))
+    # Per history (the engine's, then each enabled specialist's that owns tables): where it is now.
+    histories = {name: found["revision"] for name, found in current().items()}
+    _emit(args, {"database_created": created, "revision": "head", "histories": histories},
+          lambda: print(("database created; " if created else "") + "at the latest revision: "
+                        + ", ".join(f"{name} {rev}" for name, rev in histories.items())))
     return 0
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from app.db import session_scope
-    from app.seed import seed
+    from app.db.seeding import seed_enabled
 
-    with session_scope() as session:
-        counts = seed(session)
-    _emit(args, counts, lambda: print("seeded: " + ", ".join(f"{k}={v}" for k, v in counts.items())))
+    seeded = seed_enabled()
+    _emit(args, seeded, lambda: print("\n".join(
+        f"{name}: " + ", ".join(f"{k}={v}" for k, v in counts.items()) for name, counts in seeded.items())
+        or "no enabled specialist has a seed"))
     return 0
 
 
@@ -157,6 +160,14 @@ def cmd_pools(args: argparse.Namespace) -> int:
                 print(f"  {w.name:<40} concurrency {dash(w.concurrency)}, running {w.active}")
 
     _emit(args, [v.model_dump(mode="json") for v in views], table)
+    return 0
+
+
+def cmd_limits(args: argparse.Namespace) -> int:
+    from app.inference.limits_report import build, render_text
+
+    view = build()
+    _emit(args, view, lambda: print(render_text(view)))
     return 0
 
 
@@ -461,6 +472,9 @@ def cmd_cost(args: argparse.Namespace) -> int:
 
 
 def cmd_manifests(args: argparse.Namespace) -> int:
+    from app.extras import require
+
+    require("deploy", "switchboard manifests")
     from app.ops import compose
     from app.ops.manifests import K8S_DIR, render, write
 
@@ -623,8 +637,10 @@ def _refuse_defaults(*roles: str) -> None:
 def cmd_api(args: argparse.Namespace) -> int:
     import os
 
+    from app.extras import require
     from app.ops.pools import api_argv
 
+    require("api", "the HTTP API")
     _dev_mode(args)
     _refuse_defaults("api")  # here, once, rather than in each server process it would start
     argv = api_argv()
@@ -633,12 +649,18 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_flower(args: argparse.Namespace) -> int:
+    from app.extras import require
     from app.ops.flower import run_flower
+
+    require("flower", "switchboard flower")
 
     return run_flower(dev=args.dev)
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:
+    from app.extras import require
+
+    require("demo", "the simulated provider")
     from app.simulator import main as simulator_main
 
     return simulator_main(args.simulator_args)
@@ -646,10 +668,17 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from app.demo import run_demo, stop_demo
+    from app.extras import require
+
+    if not args.stop:
+        require("demo", "switchboard demo")
+        require("flower", "switchboard demo (it starts Flower)")
+        require("classifier", "switchboard demo (its router classifies locally)")
 
     if args.stop:
         return stop_demo()
-    return run_demo(tickets=args.tickets, keep_running=args.keep_running, as_json=args.json)
+    return run_demo(tickets=args.tickets, keep_running=args.keep_running, as_json=args.json, rpm=args.rpm,
+                    tpm=args.tpm)
 
 
 def _decimal(text: str) -> Decimal:
@@ -704,7 +733,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     command("migrate", cmd_migrate, "create the database if missing and apply every migration")
-    command("seed", cmd_seed, "load the demo accounts, invoices, knowledge base and service status")
+    command("seed", cmd_seed, "load each enabled specialist's own data (the demo's accounts, invoices, ...)")
     p = command("route", cmd_route, "classify a text (or one per line from stdin with '-'); enqueues nothing")
     p.add_argument("text")
     p.add_argument("--no-llm", action="store_true", help="never ask the LLM, even when unsure")
@@ -738,6 +767,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--yes", action="store_true", help="do not ask")
     d.add_argument("--json", action="store_true")
     command("pools", cmd_pools, "per queue (and dead-letter queue): depth, consumers, workers, concurrency")
+    command("limits", cmd_limits, "every provider rate-limit bucket: configured and learned limit, use, next "
+            "slot")
     p = command("report", cmd_report, "per-stage latency, throughput, tokens, cost and the bottleneck")
     p.add_argument("--since", default="24h", help="a duration (15m, 2h, 1d) or an ISO timestamp; default 24h")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page with charts")
@@ -863,6 +894,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tickets", type=int, default=200)
     p.add_argument("--keep-running", action="store_true", help="leave pools, provider and Flower up")
     p.add_argument("--stop", action="store_true", help="stop what --keep-running left up")
+    p.add_argument("--rpm", type=int, help="the provider's requests a minute per key, across models (default "
+                   "1200; --rpm 100 is the seed's scenario: 200 tickets against 100 RPM)")
+    p.add_argument("--tpm", type=int, help="the provider's tokens a minute per key, across models "
+                   "(default: none)")
     return parser
 
 
@@ -873,11 +908,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     tracing.setup("client")  # submits, replays and re-publishes carry the request's trace
     tracing.continue_from_environment()  # a calling script's TRACEPARENT
     from app.client import InvalidRequest, Overloaded
+    from app.extras import MissingExtra
     from app.ops.preflight import ServiceUnavailable
+    from app.registry import RegistryError
 
     try:
         return int(args.fn(args))
-    except (CommandError, InvalidRequest, ServiceUnavailable) as exc:
+    except (CommandError, InvalidRequest, ServiceUnavailable, MissingExtra, RegistryError) as exc:
         code = exc.code if isinstance(exc, CommandError) else (3 if isinstance(exc, ServiceUnavailable) else 2)
         payload: dict[str, Any] = {"error": str(exc)}
         if isinstance(exc, Overloaded):

@@ -53,9 +53,20 @@ class Settings(BaseSettings):
     provider_kind: ProviderKind = "openai"
     provider_base_url: str = "http://127.0.0.1:8765/v1"
     provider_api_keys: Annotated[list[SecretStr], NoDecode] = [SecretStr("sk-switchboard-dev")]
+    # The key's (account's) limits, for all models together: each API key may make this many
+    # requests and tokens a minute whatever the model (0: no limit at that level).
     provider_rpm: int = 0
     provider_tpm: int = 0
+    # A cap across every key of the provider together (0: none).
+    provider_total_rpm: int = 0
+    provider_total_tpm: int = 0
     provider_timeout_s: float = 30.0
+    # Limits per model on each key, "model=RPM/TPM,..." (TPM may be left out; 0: none). A name in
+    # MODEL_GROUPS stands for every model of the group, which share one budget; `secondary/model`
+    # names a model of the secondary provider.
+    model_limits: Annotated[dict[str, tuple[int, int]], NoDecode] = {}
+    # "group=model|model2,...": models that share one model-level budget (a family, a deployment).
+    model_groups: Annotated[dict[str, list[str]], NoDecode] = {}
 
     # Stay this far below each provider limit: bursts and clock differences eat into the rest.
     provider_headroom: float = 0.1
@@ -71,6 +82,8 @@ class Settings(BaseSettings):
     secondary_provider_api_keys: Annotated[list[SecretStr], NoDecode] = []
     secondary_provider_rpm: int = 0
     secondary_provider_tpm: int = 0
+    secondary_provider_total_rpm: int = 0
+    secondary_provider_total_tpm: int = 0
     # Azure OpenAI: the API version every call names, and "model=deployment,..." for models whose
     # deployment is named otherwise (default: the deployment is named as the model).
     azure_api_version: str = "2024-10-21"
@@ -108,6 +121,10 @@ class Settings(BaseSettings):
         "sim-large": (Decimal("2.50"), Decimal("10.00")),
     }
 
+    # Where specialists come from: module or package paths, comma-separated (app/registry.py).
+    # Each names a module defining SPECIALIST, or a package whose submodules (or itself) define one.
+    specialists: Annotated[list[str], NoDecode] = ["specialists"]
+
     # Budgets (app/inference/budget.py), in USD; 0 means none. A request's calls stop at its
     # ceiling, a tenant's at its daily budget (UTC days); `switchboard tenants update` overrides
     # both per tenant. Each call reserves its estimated maximum cost before it is made.
@@ -119,7 +136,9 @@ class Settings(BaseSettings):
     router_confidence_threshold: float = 0.6
     # A follow-up turn leaves its conversation's specialist only on this much confidence.
     topic_change_confidence: float = 0.85
-    fallback_specialist: str = "technical"
+    # Where undecidable requests go; unset: the specialist that declares `fallback=True`, else the
+    # first one found (app/registry.py).
+    fallback_specialist: str | None = None
 
     max_text_bytes: int = 32 * 1024
     max_attempts: int = 3
@@ -158,9 +177,10 @@ class Settings(BaseSettings):
     flower_basic_auth: SecretStr | None = None
     simulator_port: int = 8765
 
-    # Prometheus: the pool commands give each process kind its own port, the router base+0 and
-    # the specialists base+1, +2, ... in registry order (SWITCHBOARD_<QUEUE>_METRICS_PORT
-    # overrides one; 0 turns metrics off). `metrics_port` is this process's port.
+    # Prometheus: the pool commands give each process kind its own port, derived from its queue's
+    # name (app/metrics_ports.py), so adding a specialist moves no other pool's port
+    # (SWITCHBOARD_<QUEUE>_METRICS_PORT overrides one; 0 turns metrics off). `metrics_port` is
+    # this process's port.
     metrics_base_port: int = 9560
     metrics_port: int = 0
     # Loopback unless widened: /metrics shows what the engine does and for whom. The generated
@@ -231,6 +251,15 @@ class Settings(BaseSettings):
             return [SecretStr(k.strip()) for k in value.split(",") if k.strip()]
         return value
 
+    @field_validator("specialists", mode="before")
+    @classmethod
+    def _split_specialists(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [p.strip() for p in value.split(",") if p.strip()]
+        if not value:
+            raise ValueError("name at least one module or package, e.g. SWITCHBOARD_SPECIALISTS=specialists")
+        return value
+
     @field_validator("azure_deployments", mode="before")
     @classmethod
     def _parse_deployments(cls, value: object) -> object:
@@ -275,6 +304,40 @@ class Settings(BaseSettings):
                 raise ValueError(f"fallback entry {item!r} must look like model=next|next2")
             chains[model] = [m for m in nexts if m]
         return chains
+
+    @field_validator("model_limits", mode="before")
+    @classmethod
+    def _parse_model_limits(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        table: dict[str, tuple[int, int]] = {}
+        for item, model, parts in _entries(value):
+            shape = f"model limit {item!r} must look like model=RPM/TPM, whole numbers of 0 or more"
+            try:
+                rpm, tpm = int(parts[0] or 0), int(parts[1]) if len(parts) > 1 and parts[1] else 0
+            except ValueError:
+                raise ValueError(shape) from None
+            if not model or len(parts) > 2 or rpm < 0 or tpm < 0:
+                raise ValueError(shape)
+            table[model] = (rpm, tpm)
+        return table
+
+    @field_validator("model_groups", mode="before")
+    @classmethod
+    def _parse_model_groups(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        groups: dict[str, list[str]] = {}
+        owner: dict[str, str] = {}
+        for item, group, members in _entries(value, sep="|"):
+            members = [m for m in members if m]
+            if not (group and members):
+                raise ValueError(f"model group {item!r} must look like group=model|model2")
+            for m in members:
+                if owner.setdefault(m, group) != group:
+                    raise ValueError(f"model {m!r} is in two model groups ({owner[m]!r} and {group!r})")
+            groups[group] = members
+        return groups
 
     @field_validator("autoscale_policies", mode="before")
     @classmethod

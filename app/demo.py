@@ -29,9 +29,12 @@ from app.ops.report_html import render_html
 
 STATE_DIR = Path(".switchboard")
 RUNNING_FILE = STATE_DIR / "running.json"
-# The simulated provider's limit in the demo: tight enough that the shared limiter has work to do,
-# loose enough that the surge drains in well under a minute.
+# The simulated provider's limit in the demo (per key, across models): tight enough that the
+# shared limiter has work to do, loose enough that the surge drains in well under a minute.
+# `demo --rpm 100` runs the seed's own scenario instead: the surge against 100 requests a minute.
 DEMO_RPM = 1200
+# LLM calls a ticket makes at most (router, tools, answer), to give a limited run time to drain.
+CALLS_PER_TICKET = 4
 
 
 def _free_port(preferred: int) -> int:
@@ -109,25 +112,36 @@ def _print_summary(summary: dict[str, Any], poison_id: str, poison_status: str) 
     print(f"  poison ticket {poison_id}: {poison_status} (see `switchboard dlq show {poison_id}`)")
 
 
-def run_demo(tickets: int = 200, *, keep_running: bool = False, as_json: bool = False) -> int:
+def run_demo(tickets: int = 200, *, keep_running: bool = False, as_json: bool = False,
+             rpm: int | None = None, tpm: int | None = None) -> int:
+    """The surge against the simulated provider; `rpm`/`tpm` are the limits it enforces per key
+    across models, which the fleet is then configured with (default: DEMO_RPM, no token limit)."""
     from tqdm import tqdm
 
     from app import client
     from app.db.migrate import upgrade
+    from app.db.seeding import seed_enabled
     from app.ops.pools import pool_specs, simulator_spec
     from app.ops.preflight import check_services
     from app.ops.supervisor import Supervisor, wait_for_workers, wait_http
     from app.ops.surge import POISON_TEXT, monday_morning
-    from app.seed import DEMO_TENANT, account_emails, invoice_ids, invoice_owners, seed
+    from app.registry import RegistryError, specialists
     from app.topology import work_queue_names
+    from specialists.billing.seed import DEMO_TENANT, account_emails, invoice_ids, invoice_owners
 
     if tickets < 1:
         raise ValueError("--tickets must be at least 1")
+    if not {"billing", "technical"} <= set(specialists()):
+        # The surge's tickets and its routing labels are the bundled examples'.
+        raise RegistryError("the demo runs the bundled billing and technical specialists: "
+                            "add `specialists` to SWITCHBOARD_SPECIALISTS")
+    if (rpm is not None and rpm < 1) or (tpm is not None and tpm < 1):
+        raise ValueError("--rpm and --tpm must be at least 1")
     out = sys.stderr if as_json else sys.stdout
     check_services()
     upgrade()
     with session_scope() as session:
-        seed(session)
+        seed_enabled(session)
         emails, invoices, owners = account_emails(session), invoice_ids(session), invoice_owners(session)
 
     run_id = uuid.uuid4().hex[:8]
@@ -139,14 +153,21 @@ def run_demo(tickets: int = 200, *, keep_running: bool = False, as_json: bool = 
     os.environ["SWITCHBOARD_PROVIDER_BASE_URL"] = f"http://127.0.0.1:{port}/v1"
     # The simulated provider enforces a limit and the shared limiter keeps every pool under it:
     # the summary shows how many 429s that cost (none, when it works).
-    os.environ.setdefault("SWITCHBOARD_PROVIDER_RPM", str(DEMO_RPM))
+    if rpm is None:
+        os.environ.setdefault("SWITCHBOARD_PROVIDER_RPM", str(DEMO_RPM))
+    else:
+        os.environ["SWITCHBOARD_PROVIDER_RPM"] = str(rpm)
+    if tpm is not None:
+        os.environ["SWITCHBOARD_PROVIDER_TPM"] = str(tpm)
+    limit_rpm = rpm or DEMO_RPM
+    limit_flags = ["--account-rpm", str(limit_rpm), *(["--account-tpm", str(tpm)] if tpm else [])]
     reset_settings()
     log_dir = STATE_DIR / f"demo-{run_id}"
     supervisor = Supervisor(log_dir)
     try:
         print(f"starting the simulated provider on :{port} and the worker pools (logs: {log_dir})", file=out)
         supervisor.start(simulator_spec(None, "--latency-ms", "150", "--latency-jitter-ms", "100",
-                                        "--rpm", str(DEMO_RPM)))
+                                        *limit_flags))
         wait_http(f"http://127.0.0.1:{port}/healthz", 30)
         for spec in pool_specs():
             supervisor.start(spec)
@@ -178,7 +199,9 @@ def run_demo(tickets: int = 200, *, keep_running: bool = False, as_json: bool = 
         poison_id = ids[poison_at]
         total = len(ids)
         with tqdm(total=total, desc="tickets finished", unit="ticket", file=out) as bar:
-            deadline = time.monotonic() + max(300, tickets * 3)
+            # Room for the least time the limit allows (less headroom), twice over.
+            least = tickets * CALLS_PER_TICKET / (limit_rpm * (1 - get_settings().provider_headroom)) * 60
+            deadline = time.monotonic() + max(300, tickets * 3, 2 * least)
             done = 0
             while done < total and time.monotonic() < deadline:
                 with session_scope() as session:
@@ -195,7 +218,8 @@ def run_demo(tickets: int = 200, *, keep_running: bool = False, as_json: bool = 
         poison_status = client.get(poison_id).status
         stats = httpx.get(f"http://127.0.0.1:{port}/admin/stats", timeout=5).json()
         summary.update(run_id=run_id, drain_s=round(elapsed, 2), poison_id=poison_id, poison_status=poison_status,
-                       provider_rpm_limit=DEMO_RPM, provider_429=stats.get("rate_limited", 0),
+                       provider_rpm_limit=limit_rpm, provider_tpm_limit=tpm,
+                       provider_429=stats.get("rate_limited", 0),
                        provider_peak_rpm=stats.get("accepted_per_minute_max"))
         report = build_report(since)
         html = (log_dir / "report.html").resolve()
@@ -206,7 +230,8 @@ def run_demo(tickets: int = 200, *, keep_running: bool = False, as_json: bool = 
             print(json.dumps(summary))
         else:
             _print_summary(summary, poison_id, poison_status)
-            print(f"  drained in {elapsed:.1f}s; provider limit {DEMO_RPM} requests/min, peak "
+            print(f"  drained in {elapsed:.1f}s; provider limit {limit_rpm} requests/min per key across "
+                  f"models, peak "
                   f"{summary['provider_peak_rpm']} in a minute, {summary['provider_429']} rate-limit rejections")
             print("\n" + render_text(report))
             print(f"\nreport with charts: {html}")

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from app.classifier import classifier
 from app.config import get_settings
 from app.inference import BudgetExhausted, Deferred, ProviderError, complete
-from app.registry import match_rules, specialists
+from app.registry import fallback_specialist, match_rules, specialists
 
 log = logging.getLogger(__name__)
 
@@ -77,5 +77,5 @@ def decide(
         answer = _ask_llm(text, request_id, tenant)
         if answer is not None:
             return RouteDecision(specialist=answer, confidence=prediction.scores.get(answer, 0.0), method="llm")
-    fallback = settings.fallback_specialist
+    fallback = fallback_specialist()
     return RouteDecision(specialist=fallback, confidence=prediction.scores.get(fallback, 0.0), method="fallback")

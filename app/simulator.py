@@ -30,13 +30,19 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeVar
 
-import uvicorn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+
+from app.extras import unavailable
+
+try:  # the `demo` extra: only the demo, the tests and benchmarks run the simulated provider
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response, StreamingResponse
+    from starlette.routing import Route
+except ModuleNotFoundError as exc:
+    raise unavailable("demo", "the simulated provider (app.simulator)", exc) from exc
 
 from app import simulator_stream
 
@@ -124,6 +130,27 @@ def _split_csv(value: Any) -> Any:
     return value
 
 
+def parse_model_limits(value: Any) -> Any:
+    """`model=RPM/TPM,...` (TPM may be left out) -> {model: (rpm, tpm)}; other values unchanged."""
+    if not isinstance(value, str):
+        return value
+    table: dict[str, tuple[int, int]] = {}
+    for item in filter(None, (p.strip() for p in value.split(","))):
+        model, _, rest = item.partition("=")
+        parts = rest.split("/")
+        try:
+            rpm, tpm = int(parts[0] or 0), int(parts[1]) if len(parts) > 1 and parts[1] else 0
+        except ValueError:
+            raise ValueError(f"model limit {item!r} must look like model=RPM/TPM") from None
+        if not model.strip() or len(parts) > 2:
+            raise ValueError(f"model limit {item!r} must look like model=RPM/TPM")
+        table[model.strip()] = (rpm, tpm)
+    return table
+
+
+ModelLimits = Annotated[dict[str, tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]]], NoDecode]
+
+
 class SimulatorConfig(BaseSettings):
     """Start-up configuration; every field can come from ``SWITCHBOARD_SIM_<NAME>``."""
 
@@ -134,8 +161,14 @@ class SimulatorConfig(BaseSettings):
     port: int = Field(default=8765, ge=0, le=65535)
     models: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["sim-small", "sim-large"])
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Per key and model: every model gets its own budget (OpenAI's per-model limits).
     rpm: int = Field(default=0, ge=0)
     tpm: int = Field(default=0, ge=0)
+    # Per key, across all models together (an account or key limit); 0: none.
+    account_rpm: int = Field(default=0, ge=0)
+    account_tpm: int = Field(default=0, ge=0)
+    # Per key and model, for the models named ("model=RPM/TPM,..."), instead of rpm/tpm.
+    model_limits: ModelLimits = Field(default_factory=dict)
     latency_ms: float = Field(default=0.0, ge=0)
     latency_jitter_ms: float = Field(default=0.0, ge=0)
     error_rate: float = Field(default=0.0, ge=0, le=1)
@@ -157,6 +190,11 @@ class SimulatorConfig(BaseSettings):
     def _parse_csv(cls, value: Any) -> Any:
         return _split_csv(value)
 
+    @field_validator("model_limits", mode="before")
+    @classmethod
+    def _parse_model_limits(cls, value: Any) -> Any:
+        return parse_model_limits(value)
+
 
 class FaultUpdate(BaseModel):
     """Body of ``POST /admin/faults``; only the fields sent are changed."""
@@ -172,6 +210,15 @@ class FaultUpdate(BaseModel):
     latency_jitter_ms: float | None = Field(default=None, ge=0)
     rpm: int | None = Field(default=None, ge=0)
     tpm: int | None = Field(default=None, ge=0)
+    account_rpm: int | None = Field(default=None, ge=0)
+    account_tpm: int | None = Field(default=None, ge=0)
+    # Replaces the whole table: {"model": [rpm, tpm]} or "model=RPM/TPM,...".
+    model_limits: ModelLimits | None = None
+
+    @field_validator("model_limits", mode="before")
+    @classmethod
+    def _parse_model_limits(cls, value: Any) -> Any:
+        return parse_model_limits(value)
 
 
 class PromptRecording(BaseModel):
@@ -194,7 +241,16 @@ class RuntimeSettings(BaseModel):
     latency_jitter_ms: float
     rpm: int
     tpm: int
+    account_rpm: int
+    account_tpm: int
+    model_limits: dict[str, tuple[int, int]]
     slow_marker_s: float
+
+    def levels(self, key_id: str, model: str) -> list[Level]:
+        """Every limit a request of this key and model must fit, account level first."""
+        rpm, tpm = self.model_limits.get(model, (self.rpm, self.tpm))
+        return [Level("account", (key_id, "*"), self.account_rpm, self.account_tpm),
+                Level("model", (key_id, model), rpm, tpm)]
 
 
 # --------------------------------------------------------------------------
@@ -728,6 +784,17 @@ class RateDecision:
     retry_after_s: float = 0.0
     limit: int = 0
     used: int = 0
+    level: str | None = None  # which level refused: "account" or "model"
+
+
+@dataclass(frozen=True)
+class Level:
+    """One limit a request must fit: per key across models ("account") or per key and model."""
+
+    name: str
+    bucket: tuple[str, str]
+    rpm: int
+    tpm: int
 
 
 @dataclass
@@ -739,7 +806,9 @@ class _Window:
 class SlidingWindowLimiter:
     """RPM/TPM over a sliding 60 s window of admitted requests, per bucket.
 
-    A bucket is (key fingerprint, model), like OpenAI's per-model limits.
+    A bucket is (key fingerprint, model), like OpenAI's per-model limits, or
+    (key fingerprint, "*") for a limit on the key across models. A request is
+    admitted only if it fits every level, and then counts in each.
     Check-and-record happens without an await in between, so concurrent
     requests on the single event loop cannot both take the last slot.
     """
@@ -772,7 +841,46 @@ class SlidingWindowLimiter:
             reset_tokens_s=reset,
         )
 
+    def snapshot_levels(self, levels: Sequence[Level], now: float) -> RateLimitSnapshot:
+        """The headers of the tightest limit (requests and tokens each), as OpenAI reports the
+        limit that binds; a level without a limit reports none."""
+        shots = [(lv, self.snapshot(lv.bucket, lv.rpm, lv.tpm, now)) for lv in levels]
+        requests = min(shots, key=lambda s: (s[1].limit_requests, s[1].remaining_requests))[1]
+        tokens = min(shots, key=lambda s: (s[1].limit_tokens, s[1].remaining_tokens))[1]
+        return RateLimitSnapshot(
+            requests.limit_requests, requests.remaining_requests, requests.reset_requests_s,
+            tokens.limit_tokens, tokens.remaining_tokens, tokens.reset_tokens_s,
+        )
+
+    def acquire_levels(self, levels: Sequence[Level], tokens: int, now: float) -> RateDecision:
+        """Admit only if every level has room; then the request counts at every level."""
+        for level in levels:
+            decision = self.check(level.bucket, tokens, level.rpm, level.tpm, now)
+            if decision is not None:
+                return RateDecision(False, self.snapshot_levels(levels, now), decision.limit_type,
+                                    decision.retry_after_s, decision.limit, decision.used, level.name)
+        for level in levels:
+            window = self._window(level.bucket, now)
+            window.events.append((now, tokens))
+            window.tokens += tokens
+        return RateDecision(True, self.snapshot_levels(levels, now))
+
+    def check(self, bucket: tuple[str, str], tokens: int, rpm: int, tpm: int,
+              now: float) -> RateDecision | None:
+        """The refusal if this bucket has no room, else None (nothing recorded)."""
+        decision = self._decide(bucket, tokens, rpm, tpm, now)
+        return None if decision.allowed else decision
+
     def acquire(self, bucket: tuple[str, str], tokens: int, rpm: int, tpm: int, now: float) -> RateDecision:
+        decision = self._decide(bucket, tokens, rpm, tpm, now)
+        if decision.allowed:
+            window = self._window(bucket, now)
+            window.events.append((now, tokens))
+            window.tokens += tokens
+            return RateDecision(True, self.snapshot(bucket, rpm, tpm, now))
+        return decision
+
+    def _decide(self, bucket: tuple[str, str], tokens: int, rpm: int, tpm: int, now: float) -> RateDecision:
         window = self._window(bucket, now)
         if rpm and len(window.events) >= rpm:
             # Enough of the oldest requests must expire to free one slot.
@@ -794,8 +902,6 @@ class SlidingWindowLimiter:
                 tpm,
                 window.tokens,
             )
-        window.events.append((now, tokens))
-        window.tokens += tokens
         return RateDecision(True, self.snapshot(bucket, rpm, tpm, now))
 
     def _token_retry(self, window: _Window, tokens: int, tpm: int, now: float) -> float:
@@ -871,6 +977,7 @@ class Stats:
         self.total_requests = 0
         self.by_status: Counter[int] = Counter()
         self.rate_limited_by_type: Counter[str] = Counter()
+        self.rate_limited_by_level: Counter[str] = Counter()
         self.by_key: Counter[str] = Counter()
         self.by_model: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
@@ -880,6 +987,7 @@ class Stats:
         # Requests still running keep counting; zeroing would go negative.
         self.max_in_flight = self.in_flight
         self.accepted = AcceptedWindow()
+        self.accepted_by_model: dict[str, AcceptedWindow] = {}
 
     def enter(self) -> None:
         self.in_flight += 1
@@ -896,11 +1004,15 @@ class Stats:
             "by_status": {str(code): n for code, n in sorted(self.by_status.items())},
             "rate_limited": self.by_status[429],
             "rate_limited_by_type": dict(self.rate_limited_by_type),
+            "rate_limited_by_level": dict(self.rate_limited_by_level),
             "by_key": dict(self.by_key),
             "by_model": dict(self.by_model),
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "accepted_per_minute_max": self.accepted.max_count(),
+            "accepted_per_minute_max_by_model": {
+                m: w.max_count() for m, w in sorted(self.accepted_by_model.items())
+            },
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "faults_injected": dict(self.faults),
@@ -1047,8 +1159,9 @@ def _rate_limited(decision: RateDecision, model: str) -> JSONResponse:
     kind = decision.limit_type or "requests"
     unit = "requests per min (RPM)" if kind == "requests" else "tokens per min (TPM)"
     wait = decision.retry_after_s
+    scope = "your key across models" if decision.level == "account" else model
     message = (
-        f"Rate limit reached for {model} on {unit}: Limit {decision.limit}, "
+        f"Rate limit reached for {scope} on {unit}: Limit {decision.limit}, "
         f"Used {decision.used}. Please try again in {format_reset_duration(wait)}."
     )
     headers = decision.snapshot.headers()
@@ -1141,10 +1254,9 @@ async def _complete(request: Request, sim: Simulator) -> Response:
     body = parsed
     sim.record(body)
     sim.stats.by_model[body.model] += 1
-    bucket = (key_id, body.model)
-    settings = sim.settings
+    levels = sim.settings.levels(key_id, body.model)
     now = sim.clock()
-    headers = sim.limiter.snapshot(bucket, settings.rpm, settings.tpm, now).headers()
+    headers = sim.limiter.snapshot_levels(levels, now).headers()
 
     user_text = "\n".join(message_text(m) for m in body.messages if m.role == "user")
     # Markers and outages act before the limiter, like a gateway failing
@@ -1169,9 +1281,10 @@ async def _complete(request: Request, sim: Simulator) -> Response:
 
     reply = build_reply(body)
     prompt, completion = prompt_tokens(body), completion_tokens(reply)
-    decision = sim.limiter.acquire(bucket, prompt + completion, settings.rpm, settings.tpm, now)
+    decision = sim.limiter.acquire_levels(levels, prompt + completion, now)
     if not decision.allowed:
         sim.stats.rate_limited_by_type[decision.limit_type or "requests"] += 1
+        sim.stats.rate_limited_by_level[decision.level or "model"] += 1
         return _rate_limited(decision, body.model)
 
     fault = sim.draw_fault(slow=SLOW_MARKER in user_text)
@@ -1182,12 +1295,13 @@ async def _complete(request: Request, sim: Simulator) -> Response:
     if await _sleep_unless_disconnected(request, fault.delay_s):
         sim.stats.client_disconnects += 1
         return Response(status_code=499)  # nginx's "client closed request"; never sent
-    headers = sim.limiter.snapshot(bucket, settings.rpm, settings.tpm, sim.clock()).headers()
+    headers = sim.limiter.snapshot_levels(levels, sim.clock()).headers()
     if fault.error_status is not None:
         sim.stats.faults["error"] += 1
         return _server_error(fault.error_status, headers)
 
     sim.stats.accepted.add(now)
+    sim.stats.accepted_by_model.setdefault(body.model, AcceptedWindow()).add(now)
     sim.stats.prompt_tokens += prompt
     sim.stats.completion_tokens += completion
     headers["x-request-id"] = f"req_{uuid.uuid4().hex[:24]}"
@@ -1324,8 +1438,11 @@ def _arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int)
     parser.add_argument("--models", help="comma separated model names")
     parser.add_argument("--api-keys", dest="api_keys", help="comma separated accepted keys (empty: any key)")
-    parser.add_argument("--rpm", type=int)
-    parser.add_argument("--tpm", type=int)
+    parser.add_argument("--rpm", type=int, help="per key and model")
+    parser.add_argument("--tpm", type=int, help="per key and model")
+    parser.add_argument("--account-rpm", dest="account_rpm", type=int, help="per key, across all models")
+    parser.add_argument("--account-tpm", dest="account_tpm", type=int, help="per key, across all models")
+    parser.add_argument("--model-limits", dest="model_limits", help="model=RPM/TPM,... per key and model")
     parser.add_argument("--latency-ms", dest="latency_ms", type=float)
     parser.add_argument("--latency-jitter-ms", dest="latency_jitter_ms", type=float)
     parser.add_argument("--error-rate", dest="error_rate", type=float)
@@ -1349,7 +1466,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"switchboard simulator on http://{config.host}:{config.port} "
         f"models={','.join(config.models)} keys_configured={len(config.api_keys)} "
-        f"rpm={config.rpm} tpm={config.tpm} latency_ms={config.latency_ms}",
+        f"rpm={config.rpm} tpm={config.tpm} account_rpm={config.account_rpm} "
+        f"account_tpm={config.account_tpm} model_limits={config.model_limits} latency_ms={config.latency_ms}",
         file=sys.stderr,
         flush=True,
     )

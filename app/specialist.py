@@ -1,7 +1,10 @@
-"""What a specialist is: the contract every module under specialists/ fills in.
+"""What a specialist is: the contract every specialist module or package fills in.
 
-A specialist module defines one module-level `SPECIALIST = Specialist(...)`. Its queue, dead-letter
-queue, Celery task, worker pool line and routing all follow from that object (see app/registry.py).
+A specialist module (under `specialists/` or in a team's own package, listed in
+SWITCHBOARD_SPECIALISTS) defines one module-level `SPECIALIST = Specialist(...)`. Its queue,
+dead-letter queue, Celery task, worker pool line, routing and metrics port all follow from that
+object (see app/registry.py); a package can keep its prompt and routing examples as files beside its
+code (`Specialist.from_package`), and its own tables in its own Alembic history (`migrations`).
 
 Authority: a tool or `retrieve` acts for the request's tenant and customer (`ToolContext`), and
 reads and changes only rows they own. Business tables say whose a row is with the `TenantOwned` /
@@ -18,14 +21,24 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Generic, TypeVar
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql import Select
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+# Queues the engine's own pools consume: no specialist may take these names.
+ROUTER_QUEUE = "router"
+CALLBACK_QUEUE = "callbacks"
+SUBMIT_QUEUE = "submit"
+ENGINE_QUEUES = (ROUTER_QUEUE, CALLBACK_QUEUE, SUBMIT_QUEUE)
 
 ArgsT = TypeVar("ArgsT", bound=BaseModel)
 SelectT = TypeVar("SelectT", bound=Select[Any])
@@ -178,6 +191,13 @@ class Specialist:
     concurrency: int | None = None
     # Per-tenant settings its tools read: a default here, overrides with `switchboard settings set`.
     tenant_settings: tuple[TenantSettingDef, ...] = ()
+    # Where undecidable requests go when SWITCHBOARD_FALLBACK_SPECIALIST is unset (at most one).
+    fallback: bool = False
+    # A directory of Alembic revisions for this specialist's own tables (its own history and
+    # version table, `alembic_version_<name>`), applied by `switchboard migrate` when it is enabled.
+    migrations: Path | None = None
+    # Loads this specialist's demo or reference data; `switchboard seed` runs it. Idempotent.
+    seed: Callable[[Session], dict[str, int]] | None = None
     compiled_rules: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -186,6 +206,10 @@ class Specialist:
                 f"specialist name {self.name!r} must be lowercase letters, digits or '_' (max 40), "
                 "starting with a letter: it becomes a queue and task name"
             )
+        if self.name in ENGINE_QUEUES:
+            raise ValueError(f"specialist name {self.name!r} is taken by the engine's own queue")
+        if self.migrations is not None and not Path(self.migrations).is_dir():
+            raise ValueError(f"specialist {self.name!r}: no migrations directory {self.migrations}")
         if len(self.routing_examples) < 5:
             raise ValueError(f"specialist {self.name!r} needs at least 5 routing examples to be routable")
         for setting in self.tenant_settings:
@@ -204,3 +228,39 @@ class Specialist:
 
     def tool(self, name: str) -> Tool[Any] | None:
         return next((t for t in self.tools if t.name == name), None)
+
+    @classmethod
+    def from_package(
+        cls,
+        package: str,
+        *,
+        prompt: str = "prompt.md",
+        examples: str = "examples.txt",
+        migrations: str | None = "migrations",
+        **fields: Any,
+    ) -> Specialist:
+        """A specialist whose prompt, routing examples and migrations are files in `package`
+        (pass `__name__` from its `__init__.py`): the system prompt from `prompt`, the routing
+        examples from `examples` (one per line; blank lines and `#` comments skipped), and, when
+        the package has a `migrations` directory, its Alembic revisions. Other fields as usual."""
+        fields.setdefault("system_prompt", package_text(package, prompt))
+        fields.setdefault("routing_examples", package_lines(package, examples))
+        if migrations is not None and "migrations" not in fields:
+            found = resources.files(package) / migrations
+            if found.is_dir():
+                fields["migrations"] = Path(str(found))
+        return cls(**fields)
+
+
+def package_text(package: str, name: str) -> str:
+    """A text file shipped inside `package` (a prompt, a template), read through importlib.resources."""
+    found = resources.files(package) / name
+    if not found.is_file():
+        raise ValueError(f"package {package!r} has no file {name!r} (looked in {found})")
+    return found.read_text(encoding="utf-8").strip()
+
+
+def package_lines(package: str, name: str) -> tuple[str, ...]:
+    """The non-blank, non-comment lines of a text file inside `package` (routing examples)."""
+    lines = (line.strip() for line in package_text(package, name).splitlines())
+    return tuple(line for line in lines if line and not line.startswith("#"))

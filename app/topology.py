@@ -12,13 +12,15 @@ from kombu import Connection, Exchange, Queue
 
 from app.registry import specialists
 
+# Delivery callbacks have a queue and a pool of their own (CALLBACK_QUEUE): a slow receiver never
+# holds a specialist. The engine's queue names live with the contract, which reserves them.
+# Apps send `switchboard.submit` by name to SUBMIT_QUEUE; the router pool consumes it beside its own.
+from app.specialist import CALLBACK_QUEUE as CALLBACK_QUEUE
+from app.specialist import ROUTER_QUEUE as ROUTER_QUEUE
+from app.specialist import SUBMIT_QUEUE as SUBMIT_QUEUE
+
 EXCHANGE = Exchange("switchboard", type="direct", durable=True)
 DEAD_LETTER_EXCHANGE = Exchange("switchboard.dlx", type="direct", durable=True)
-ROUTER_QUEUE = "router"
-# Delivery callbacks have a queue and a pool of their own: a slow receiver never holds a specialist.
-CALLBACK_QUEUE = "callbacks"
-# Where apps send `switchboard.submit` by name; the router pool consumes it beside its own queue.
-SUBMIT_QUEUE = "submit"
 MAX_PRIORITY = 9
 PRIORITIES: dict[str, int] = {"high": 9, "normal": 5, "low": 1}
 

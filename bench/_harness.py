@@ -146,7 +146,7 @@ def scratch_switchboard(stack: contextlib.ExitStack, name: str, settings: dict[s
     from app.config import reset_settings
     from app.db import dispose_engine, session_scope
     from app.db.migrate import upgrade
-    from app.seed import seed
+    from app.db.seeding import seed_enabled
 
     reset_settings()
     dispose_engine()
@@ -154,7 +154,7 @@ def scratch_switchboard(stack: contextlib.ExitStack, name: str, settings: dict[s
     stack.callback(celery.close)
     upgrade(database)
     with session_scope() as session:
-        seed(session)
+        seed_enabled(session)
     stack.callback(dispose_engine)
     return ScratchSwitchboard(broker, database, port, env)
 

@@ -333,9 +333,8 @@ def _refundable_invoices(session: Any) -> list[str]:
 
     from sqlalchemy import select
 
-    from app.db.models import Invoice
-
-    from specialists.billing import REFUND_APPROVAL_LIMIT
+    from specialists.billing.models import Invoice
+    from specialists.billing.tools import REFUND_APPROVAL_LIMIT
 
     # Refunds that run unattended: above the default approval limit one waits for a person.
     limit = REFUND_APPROVAL_LIMIT.parse(REFUND_APPROVAL_LIMIT.default)
@@ -352,7 +351,7 @@ def _tickets(n: int, emails: list[str], invoices: list[str], refundable: list[st
     for a refundable invoice, two of them for the same invoice (only one may be paid). Each comes
     from the seeded customer it is about, as the demo submits them."""
     from app.ops.surge import monday_morning
-    from app.seed import DEMO_TENANT
+    from specialists.billing.seed import DEMO_TENANT
 
     surge = monday_morning(n, emails=emails, invoice_ids=invoices, seed=seed, owners=owners,
                            tenant=DEMO_TENANT)
@@ -649,15 +648,16 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     from app.config import get_settings
     from app.db import dispose_engine, session_scope
     from app.db.migrate import upgrade
+    from app.db.seeding import seed_enabled
     from app.ops.pools import pool_specs, simulator_spec
     from app.ops.supervisor import Supervisor, wait_for_workers
-    from app.seed import account_emails, invoice_ids, invoice_owners, seed
     from app.topology import work_queue_names
+    from specialists.billing.seed import account_emails, invoice_ids, invoice_owners
 
     settings = get_settings()
     upgrade(services["database_url"])
     with session_scope() as session:
-        seed(session)
+        seed_enabled(session)
         emails, invoices, owners = account_emails(session), invoice_ids(session), invoice_owners(session)
         refundable = _refundable_invoices(session)
     tickets = _tickets(opts.tickets, emails, invoices, refundable, opts.seed, owners)

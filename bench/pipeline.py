@@ -103,12 +103,13 @@ class Bench:
 
         from app.db import dispose_engine, session_scope
         from app.db.migrate import upgrade
-        from app.seed import account_emails, invoice_ids, invoice_owners, seed
+        from app.db.seeding import seed_enabled
+        from specialists.billing.seed import account_emails, invoice_ids, invoice_owners
 
         h.log("migrating and seeding the Switchboard database")
         upgrade(self.sb_db)
         with session_scope() as session:
-            seed(session)
+            seed_enabled(session)
             self.emails, self.invoices = account_emails(session), invoice_ids(session)
             self.owners = invoice_owners(session)
         stack.callback(dispose_engine)
@@ -128,7 +129,7 @@ class Bench:
         base_engine = create_engine(self.base_db, poolclass=NullPool)
         try:
             with Session(base_engine) as session, session.begin():
-                seed(session)
+                seed_enabled(session)
         finally:
             base_engine.dispose()
         with psycopg.connect(h.psycopg_dsn(self.base_db), autocommit=True) as conn:
@@ -193,7 +194,7 @@ class Bench:
 
     def tickets(self, n: int, seed: int) -> list[Any]:
         from app.ops.surge import monday_morning
-        from app.seed import DEMO_TENANT
+        from specialists.billing.seed import DEMO_TENANT
 
         # As the demo submits them: each ticket from the seeded customer it is about, so the tools
         # read that customer's rows as an app with signed-in users would have them do.

@@ -1,1 +1,5 @@
-"""One module per specialist. Add a file here that defines `SPECIALIST = Specialist(...)`."""
+"""The bundled example specialists, one package each (billing/, technical/): the engine finds them
+through SWITCHBOARD_SPECIALISTS (default `specialists`) like any team's own package."""
+
+# The tenant the bundled examples' demo data belongs to (their seeds, the demo, the benchmarks).
+DEMO_TENANT = "default"

@@ -1,4 +1,4 @@
-"""The durable record: every request, every stage, every LLM call, and the demo business data.
+"""The engine's durable record: every request, every stage, every LLM call, and shared engine state.
 
 The schema changes only through Alembic revisions in migrations/; these classes describe it.
 """
@@ -14,7 +14,6 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
-    Computed,
     Date,
     DateTime,
     ForeignKey,
@@ -28,10 +27,8 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-from app.specialist import CustomerOwned, TenantOwned
 
 
 class Base(DeclarativeBase):
@@ -300,89 +297,16 @@ class TenantSetting(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
 
 
-# --- Demo business data the specialists' tools read and act on -------------------------------
-# Every row carries its tenant, and a customer's rows their customer (app/specialist.py): tools
-# read them only through `owned()` / `in_tenant()`.
-
-
-class Account(CustomerOwned, Base):
-    __tablename__ = "accounts"
-    __table_args__ = (
-        UniqueConstraint("tenant", "customer", name="uq_accounts_tenant_customer"),
-        UniqueConstraint("tenant", "email", name="uq_accounts_tenant_email"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    email: Mapped[str] = mapped_column(String(200))
-    name: Mapped[str] = mapped_column(String(200))
-    plan: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16), default="active")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
-
-
-class Invoice(CustomerOwned, Base):
-    __tablename__ = "invoices"
-    __table_args__ = (Index("ix_invoices_owner", "tenant", "customer", "issued_at"),)
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
-    amount_usd: Mapped[Decimal] = mapped_column(Numeric(12, 2))
-    status: Mapped[str] = mapped_column(String(16))
-    period: Mapped[str] = mapped_column(String(16))
-    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-class Refund(CustomerOwned, Base):
-    __tablename__ = "refunds"
-    # One refund per invoice per request: a redelivered task that calls the tool again gets the
-    # existing refund back instead of paying twice.
-    __table_args__ = (UniqueConstraint("request_id", "invoice_id", name="uq_refunds_request_invoice"),)
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    invoice_id: Mapped[str] = mapped_column(ForeignKey("invoices.id"))
-    request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"))
-    amount_usd: Mapped[Decimal] = mapped_column(Numeric(12, 2))
-    reason: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
-
-
-class KbArticle(TenantOwned, Base):
-    __tablename__ = "kb_articles"
-    __table_args__ = (
-        Index("ix_kb_articles_search", "search", postgresql_using="gin"),
-        UniqueConstraint("tenant", "slug", name="uq_kb_articles_tenant_slug"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    slug: Mapped[str] = mapped_column(String(100))
-    title: Mapped[str] = mapped_column(String(200))
-    body: Mapped[str] = mapped_column(Text)
-    search: Mapped[Any] = mapped_column(
-        TSVECTOR,
-        Computed("to_tsvector('english', title || ' ' || body)", persisted=True),
-    )
-
-
-class ServiceStatus(TenantOwned, Base):
-    __tablename__ = "service_status"
-
-    # A tenant's own status page: its tenant is part of the key.
-    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
-    component: Mapped[str] = mapped_column(String(64), primary_key=True)
-    status: Mapped[str] = mapped_column(String(32))
-    message: Mapped[str] = mapped_column(Text, default="")
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
-
-
 # --- Inference layer state shared by every process ---------------------------------------------
 
 
 class RateBucket(Base):
-    """One GCRA bucket (requests or tokens per minute) for a provider, model and API key.
+    """One GCRA bucket (requests or tokens per minute) at one level: an API key (all its models), a
+    model group on a key, or a whole provider (app/inference/limits.py names them).
 
     `tat` is the theoretical arrival time in epoch seconds: the moment the bucket is empty again if
-    nothing more is admitted. Every process reserves its slot by moving it forward in one locked
-    UPDATE, so the whole fleet shares one budget.
+    nothing more is admitted. Every process reserves its slot in all of a call's buckets by moving
+    them forward in one statement, so the whole fleet shares one budget at every level.
     """
 
     __tablename__ = "rate_buckets"
@@ -392,6 +316,26 @@ class RateBucket(Base):
     # A 429 pauses the key and model for everyone until then (epoch seconds).
     paused_until: Mapped[float] = mapped_column(default=0.0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+    # The limit (per minute, before headroom) the last reservation was configured with; None: none.
+    configured_limit: Mapped[float | None]
+    # The limit the provider reported in its headers; reservations adopt the lower of the two.
+    learned_limit: Mapped[float | None]
+    learned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LimitEvent(Base):
+    """A learned limit changed: the provider reported a limit other than the one in force."""
+
+    __tablename__ = "limit_events"
+    __table_args__ = (Index("ix_limit_events_bucket_at", "bucket", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+    bucket: Mapped[str] = mapped_column(String(300))
+    previous_limit: Mapped[float | None]
+    learned_limit: Mapped[float]
+    configured_limit: Mapped[float | None]
+    source: Mapped[str] = mapped_column(Text)
 
 
 class ProviderKey(Base):

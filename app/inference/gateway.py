@@ -26,7 +26,7 @@ from app import metrics, tracing
 from app.config import get_settings
 from app.context import current
 from app.db import autocommit_scope
-from app.inference import budget, provider
+from app.inference import budget, limits, provider
 from app.inference import keys as key_state
 from app.inference.adapters import ChatRequest, adapter_for
 from app.inference.breaker import UNHEALTHY, Breaker, BreakerOpen, BreakerPolicy, Permit, PostgresBreaker
@@ -38,7 +38,7 @@ from app.inference.errors import FailureClass, ProviderError
 from app.inference.headers import exhausted_for
 from app.inference.history import estimate_tokens
 from app.inference.keys import KeyRing
-from app.inference.limiter import KeyLimits, Limiter, PostgresLimiter, Rate, Reservation, WaitTooLong
+from app.inference.limiter import Limiter, PostgresLimiter, Reservation, WaitTooLong
 from app.inference.targets import Target, chain
 
 log = logging.getLogger(__name__)
@@ -250,8 +250,6 @@ def _backoff(attempt: int) -> float:
 def _call_target(call: _Call, target: Target, permit: Permit, b: _Backends) -> provider.ChatResponse:
     settings = get_settings()
     p = target.provider
-    rpm = Rate.from_limit(p.rpm, settings.provider_headroom)
-    tpm = Rate.from_limit(p.tpm, settings.provider_headroom)
     messages, trimmed, retries = call.messages, False, 0
     while True:
         usable = [k for k in p.key_ids() if k not in key_state.disabled_key_ids()]
@@ -260,12 +258,11 @@ def _call_target(call: _Call, target: Target, permit: Permit, b: _Backends) -> p
         prompt_estimate = estimate_prompt_tokens(messages, call.tools)
         estimate = prompt_estimate + call.max_tokens
         reservation: Reservation | None = None
-        if rpm or tpm:
+        # Every level's bucket (key, model group, provider) at once; none when nothing is limited.
+        candidates = limits.candidates(target, usable, estimate)
+        if candidates:
             try:
-                reservation = b.limiter.acquire(
-                    p.host, target.model, [KeyLimits(k, rpm, tpm) for k in usable], estimate,
-                    settings.limiter_max_wait_s,
-                )
+                reservation = b.limiter.acquire(candidates, settings.limiter_max_wait_s)
             except WaitTooLong as exc:
                 raise Deferred(f"rate limit of {target.label} is saturated", exc.wait_s) from None
             kid = reservation.key_id
@@ -297,7 +294,7 @@ def _call_target(call: _Call, target: Target, permit: Permit, b: _Backends) -> p
                 # The provider knows best: everyone pauses this key and model as long as it says.
                 wait = exc.retry_after_s or 1.0
                 if reservation:
-                    b.limiter.pause(p.host, target.model, kid, wait)
+                    b.limiter.pause(limits.pause_bucket(target, kid), wait)
                 elif wait > settings.limiter_max_wait_s:
                     # Retrying inside the window the provider named is sure to be refused again.
                     raise Deferred(f"{target.label} asked to wait {wait:g}s", wait) from None
@@ -330,9 +327,10 @@ def _call_target(call: _Call, target: Target, permit: Permit, b: _Backends) -> p
         usage = response.usage
         if reservation:
             b.limiter.reconcile(reservation, usage.prompt_tokens + usage.completion_tokens)
+            limits.learn(b.limiter, target, reservation, response.rate_headers)
             pause = exhausted_for(response.rate_headers)
             if pause:
-                b.limiter.pause(p.host, target.model, kid, pause)
+                b.limiter.pause(limits.pause_bucket(target, kid), pause)
         b.breaker.on_success(permit)
         _record(call, target, kid, outcome="ok", response=response, started=started,
                 wait_s=wait_s, retries=retries, call_id=call_id)

@@ -1,4 +1,5 @@
-"""Reads a provider's rate-limit headers: how long the caller's key and model must pause.
+"""Reads a provider's rate-limit headers: how long the caller's key and model must pause, and the
+limits the provider says it enforces.
 
 OpenAI: x-ratelimit-remaining-{requests,tokens} with x-ratelimit-reset-* durations ("1s", "6m0s",
 "850ms"); Anthropic: anthropic-ratelimit-{requests,tokens}-remaining with -reset RFC 3339 times;
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
@@ -68,3 +70,42 @@ def exhausted_for(headers: Mapping[str, str], now: datetime | None = None) -> fl
             if wait is not None:
                 waits.append(wait)
     return max(waits) if waits else None
+
+
+@dataclass(frozen=True)
+class ReportedLimits:
+    """The limits (per minute) a provider says apply to the call's key and model; None: not sent."""
+
+    requests: int | None = None
+    tokens: int | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+def _count(headers: Mapping[str, str], *names: str) -> int | None:
+    for name in names:
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            count = int(float(value))
+        except ValueError:
+            continue
+        if count > 0:
+            return count
+    return None
+
+
+def reported_limits(headers: Mapping[str, str]) -> ReportedLimits:
+    """OpenAI's x-ratelimit-limit-{requests,tokens}; Anthropic's anthropic-ratelimit-requests-limit,
+    -input-tokens-limit, -output-tokens-limit and -tokens-limit (the most restrictive of the two).
+    `tokens` is a limit on input and output together, as the limiter counts them: for Anthropic
+    the input limit (a call's tokens are mostly input; its far smaller output limit would starve
+    the input), else its most restrictive one."""
+    return ReportedLimits(
+        requests=_count(headers, "x-ratelimit-limit-requests", "anthropic-ratelimit-requests-limit"),
+        tokens=_count(headers, "x-ratelimit-limit-tokens", "anthropic-ratelimit-input-tokens-limit",
+                      "anthropic-ratelimit-tokens-limit"),
+        input_tokens=_count(headers, "anthropic-ratelimit-input-tokens-limit"),
+        output_tokens=_count(headers, "anthropic-ratelimit-output-tokens-limit"),
+    )

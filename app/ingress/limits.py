@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from sqlalchemy import func, select, text
 
 from app.db import Request, Status, connection_scope
-from app.inference.limiter import KeyLimits, PostgresLimiter, Rate, WaitTooLong
+from app.inference.limiter import Candidate, Demand, PostgresLimiter, Rate, WaitTooLong
 from app.tenants import Principal
 
 UNFINISHED = (Status.ACCEPTED, Status.ROUTED, Status.RUNNING, Status.FAILED)
@@ -38,8 +38,9 @@ def tenant_rate(rpm: int) -> Rate:
 
 def take_rpm_slot(principal: Principal) -> None:
     try:
-        _limiter.reserve("tenant", principal.tenant, [KeyLimits("rpm", tenant_rate(principal.rpm_limit), None)],
-                         tokens=0, max_wait_s=0.0)
+        rate = tenant_rate(principal.rpm_limit)
+        bucket = Demand(f"tenant:{principal.tenant}/rpm", 1, principal.rpm_limit, rate=rate)
+        _limiter.reserve([Candidate("tenant", (bucket,))], max_wait_s=0.0)
     except WaitTooLong as exc:
         raise LimitExceeded(
             f"tenant {principal.tenant!r} is over its limit of {principal.rpm_limit} requests per minute; "

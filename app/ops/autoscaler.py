@@ -5,8 +5,8 @@ Per queue and tick: pending = ready + unacked messages (the management API; with
 declare, ready + tasks in flight), as KEDA's RabbitMQ scaler counts them. The policy wants
 ceil(pending / target pending per unit of concurrency), between its min and max. The rate-limit cap
 is the concurrency at which this queue alone would use up what the limiter leaves it (the
-provider's RPM/TPM less the headroom, per key and model, less what other queues used in the last
-minute), from the LLM calls and tokens its requests made and how long they ran, both measured in
+provider's RPM/TPM less the headroom, for each key across models and for each model group with
+limits of its own, less what other queues used in the last minute), from the LLM calls and tokens its requests made and how long they ran, both measured in
 the record (Little's law: concurrency = feedable requests/s x seconds per request, limiter waits
 excluded). Above the cap more threads would only wait on the limiter, so the autoscaler holds there
 and says so. A queue whose last change is younger than its cooldown holds. Every decision is logged
@@ -28,6 +28,8 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings, get_settings
 from app.db import LlmCall, Request, ScalingDecision, Status, session_scope
+from app.inference.limits import model_group
+from app.inference.targets import providers
 from app.ops.depth import depths
 from app.ops.inspect import worker_views
 from app.ops.scale import ScaleError, scale
@@ -119,9 +121,11 @@ def rate_cap(session: Session, queue: str, settings: Settings | None = None) -> 
     the record has no finished request of this queue to measure yet."""
     s = settings or get_settings()
     keys = max(1, len(s.provider_api_keys))
-    rpm = s.provider_rpm * (1 - s.provider_headroom) * keys
-    tpm = s.provider_tpm * (1 - s.provider_headroom) * keys
-    if rpm <= 0 and tpm <= 0:
+    usable = (1 - s.provider_headroom) * keys
+    # The key's limits hold for all models together; a model group's for its models.
+    rpm = s.provider_rpm * usable
+    tpm = s.provider_tpm * usable
+    if rpm <= 0 and tpm <= 0 and not any(r or t for r, t in s.model_limits.values()):
         return None
     now = session.scalar(select(func.now()))
     assert now is not None
@@ -160,11 +164,26 @@ def rate_cap(session: Session, queue: str, settings: Settings | None = None) -> 
         .group_by(LlmCall.model)
     ).all())
     feedable: list[tuple[float, str]] = []
+    all_calls, all_tokens = sum(calls_per.values()), sum(tokens_per.values())
+    if rpm > 0 and all_calls > 0:
+        feedable.append((max(0.0, rpm - sum(others.values())) / 60 / all_calls, "key rpm"))
+    if tpm > 0 and all_tokens > 0:
+        feedable.append((tpm / 60 / all_tokens, "key tpm"))
+    primary = providers()["primary"]
+    groups: dict[str, list[float]] = {}  # group -> [calls, tokens, others' calls]
+    limited: dict[str, tuple[int, int]] = {}
     for model, per in calls_per.items():
-        if rpm > 0 and per > 0:
-            feedable.append((max(0.0, rpm - others.get(model, 0)) / 60 / per, f"{model} rpm"))
-        if tpm > 0 and tokens_per[model] > 0:
-            feedable.append((tpm / 60 / tokens_per[model], f"{model} tpm"))
+        group, limited[group] = model_group(primary, model)
+        totals = groups.setdefault(group, [0.0, 0.0, 0.0])
+        totals[0] += per
+        totals[1] += tokens_per[model]
+        totals[2] += others.get(model, 0)
+    for group, (calls, tokens, drawn) in groups.items():
+        group_rpm, group_tpm = (limit * usable for limit in limited[group])
+        if group_rpm > 0 and calls > 0:
+            feedable.append((max(0.0, group_rpm - drawn) / 60 / calls, f"{group} rpm"))
+        if group_tpm > 0 and tokens > 0:
+            feedable.append((group_tpm / 60 / tokens, f"{group} tpm"))
     if not feedable:
         return None
     rps, binding = min(feedable)

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from app.ops.manifests import IMAGE, PlainDumper, declared, pools
+from app.ops.manifests import IMAGE, PlainDumper, declared, enabled_specialists, pools
 from app.ops.pools import worker_argv
 from app.topology import CALLBACK_QUEUE
 
@@ -41,6 +41,7 @@ def _environment(process: str) -> dict[str, str]:
         "SWITCHBOARD_BROKER_URL": f"amqp://{RABBIT_USER}:{RABBIT_PASSWORD}@rabbitmq:5672//",
         "SWITCHBOARD_DATABASE_URL": f"postgresql+psycopg://postgres:{PG_PASSWORD}@postgres:5432/switchboard",
         "SWITCHBOARD_PROVIDER_BASE_URL": f"http://simulator:{SIMULATOR_PORT}/v1",
+        "SWITCHBOARD_SPECIALISTS": enabled_specialists(),
     }
 
 

@@ -15,9 +15,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
+from app.config import Settings, get_settings
+from app.extras import unavailable
 
-from app.config import Settings
+try:  # the `deploy` extra: only `switchboard manifests` writes YAML
+    import yaml
+except ModuleNotFoundError as exc:
+    raise unavailable("deploy", "switchboard manifests", exc) from exc
 from app.ops.pools import worker_argv
 from app.registry import specialists
 from app.topology import CALLBACK_QUEUE, ROUTER_QUEUE, pool_queues
@@ -60,6 +64,12 @@ class PlainDumper(yaml.SafeDumper):
 def declared(name: str) -> Any:
     """A setting's declared default: generated files must not depend on this machine's environment."""
     return Settings.model_fields[name].default
+
+
+def enabled_specialists() -> str:
+    """SWITCHBOARD_SPECIALISTS as the registry read it, so every pod loads the specialists the
+    generated files have pools for."""
+    return ",".join(get_settings().specialists)
 
 
 def pools() -> dict[str, int]:
@@ -223,6 +233,8 @@ def config_map() -> dict[str, Any]:
             "SWITCHBOARD_PROVIDER_TPM": "0",
             "SWITCHBOARD_CHEAP_MODEL": str(declared("cheap_model")),
             "SWITCHBOARD_CAPABLE_MODEL": str(declared("capable_model")),
+            # The one value from this environment: the specialists these files have pools for.
+            "SWITCHBOARD_SPECIALISTS": enabled_specialists(),
         },
     }
 

@@ -1,7 +1,12 @@
-"""initial record: requests, their events, steps and LLM calls, conversations, demo business data
+"""initial record: requests, their events, steps and LLM calls, conversations
 
 Reviewed by hand. request_events is append-only, enforced by a trigger, so the audit trail cannot be
 rewritten by application code.
+
+Until Switchboard 0.1.0 this revision also created the bundled specialists' business tables
+(accounts, invoices, refunds, kb_articles, service_status). They belong to those specialists now,
+each in its own history (specialists/billing/migrations, specialists/technical/migrations), whose
+first revision adopts the tables a database created before then already has.
 
 Revision ID: 0001
 Revises: 
@@ -21,49 +26,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table('accounts',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('email', sa.String(length=200), nullable=False),
-    sa.Column('name', sa.String(length=200), nullable=False),
-    sa.Column('plan', sa.String(length=32), nullable=False),
-    sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('email')
-    )
     op.create_table('conversations',
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('tenant', sa.String(length=64), nullable=False),
     sa.Column('specialist', sa.String(length=64), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.PrimaryKeyConstraint('id')
-    )
-    op.create_table('kb_articles',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('slug', sa.String(length=100), nullable=False),
-    sa.Column('title', sa.String(length=200), nullable=False),
-    sa.Column('body', sa.Text(), nullable=False),
-    sa.Column('search', postgresql.TSVECTOR(), sa.Computed("to_tsvector('english', title || ' ' || body)", persisted=True), nullable=False),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('slug')
-    )
-    op.create_index('ix_kb_articles_search', 'kb_articles', ['search'], unique=False, postgresql_using='gin')
-    op.create_table('service_status',
-    sa.Column('component', sa.String(length=64), nullable=False),
-    sa.Column('status', sa.String(length=32), nullable=False),
-    sa.Column('message', sa.Text(), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.PrimaryKeyConstraint('component')
-    )
-    op.create_table('invoices',
-    sa.Column('id', sa.String(length=32), nullable=False),
-    sa.Column('account_id', sa.Integer(), nullable=False),
-    sa.Column('amount_usd', sa.Numeric(precision=12, scale=2), nullable=False),
-    sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('period', sa.String(length=16), nullable=False),
-    sa.Column('issued_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
     op.create_table('requests',
@@ -125,18 +93,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     op.create_index('ix_llm_calls_request', 'llm_calls', ['request_id'], unique=False)
-    op.create_table('refunds',
-    sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
-    sa.Column('invoice_id', sa.String(length=32), nullable=False),
-    sa.Column('request_id', sa.String(length=36), nullable=False),
-    sa.Column('amount_usd', sa.Numeric(precision=12, scale=2), nullable=False),
-    sa.Column('reason', sa.Text(), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.ForeignKeyConstraint(['invoice_id'], ['invoices.id'], ),
-    sa.ForeignKeyConstraint(['request_id'], ['requests.id'], ),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('request_id', 'invoice_id', name='uq_refunds_request_invoice')
-    )
     op.create_table('request_events',
     sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
     sa.Column('request_id', sa.String(length=36), nullable=False),
@@ -202,16 +158,10 @@ def downgrade() -> None:
     op.drop_table('step_runs')
     op.drop_index('ix_request_events_request', table_name='request_events')
     op.drop_table('request_events')
-    op.drop_table('refunds')
     op.drop_index('ix_llm_calls_request', table_name='llm_calls')
     op.drop_table('llm_calls')
     op.drop_table('deliveries')
     op.drop_index('ix_requests_status_accepted_at', table_name='requests')
     op.drop_index('ix_requests_conversation', table_name='requests')
     op.drop_table('requests')
-    op.drop_table('invoices')
-    op.drop_table('service_status')
-    op.drop_index('ix_kb_articles_search', table_name='kb_articles', postgresql_using='gin')
-    op.drop_table('kb_articles')
     op.drop_table('conversations')
-    op.drop_table('accounts')

@@ -26,11 +26,11 @@ def services() -> object:
     assert root.SERVICES is not None
     from app.db import session_scope
     from app.db.migrate import upgrade
-    from app.seed import seed
+    from app.db.seeding import seed_enabled
 
     upgrade()
     with session_scope() as session:
-        seed(session)
+        seed_enabled(session)
     return root.SERVICES
 
 

@@ -24,9 +24,10 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from app import client
-from app.db import Account, Invoice, LlmCall, Refund, Request, StepRun, Turn, session_scope
+from app.db import LlmCall, Request, StepRun, Turn, session_scope
 from app.specialist import ToolContext
 from specialists.billing import SPECIALIST as BILLING
+from specialists.billing.models import Account, Invoice, Refund
 from tests.integration.conftest import new_tenant, run_cli, wait_all
 
 ATTACKER = "tom.becker@example.com"  # a real customer of the default tenant, signed in

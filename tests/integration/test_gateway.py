@@ -37,7 +37,7 @@ from app.inference.cost import call_cost
 from app.inference.errors import FailureClass, ProviderError
 from app.inference.gateway import Deferred, complete
 from app.inference.keys import key_id
-from app.inference.limiter import bucket_name
+from app.inference.limits import model_bucket
 from app.simulator import key_fingerprint
 from tests.integration.conftest import ROOT
 
@@ -705,7 +705,7 @@ def test_remaining_zero_header_pauses_the_key_for_everyone(gw: Gateway, start_si
     ask("first", _purpose())
     ask("second: the provider answers x-ratelimit-remaining-requests: 0", _purpose())
 
-    bucket = bucket_name(sim.host, gw.model, kid(gw.key), "rpm")
+    bucket = model_bucket(sim.host, kid(gw.key), gw.model, "rpm")
     with session_scope() as session:
         paused_until = session.scalar(select(RateBucket.paused_until).where(RateBucket.bucket == bucket))
         now = session.scalar(text("SELECT extract(epoch from clock_timestamp())"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.specialist import ToolContext
-from specialists.technical import SearchKbArgs, search_kb
+from specialists.technical.tools import SearchKbArgs, search_kb
 
 # The seeded articles are the default tenant's.
 CTX = ToolContext(request_id="00000000-0000-0000-0000-000000000000", tenant="default", step="draft")

@@ -254,7 +254,7 @@ def _isolated_pools(
 def _billing_tickets(n: int) -> list[str]:
     from app.db import session_scope
     from app.ops.surge import monday_morning
-    from app.seed import account_emails, invoice_ids
+    from specialists.billing.seed import account_emails, invoice_ids
 
     with session_scope() as session:
         emails, invoices = account_emails(session), invoice_ids(session)

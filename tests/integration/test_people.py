@@ -16,19 +16,9 @@ import pytest
 from sqlalchemy import exists, func, select
 
 from app import approvals, client, tenants
-from app.db import (
-    Account,
-    Approval,
-    Delivery,
-    Handoff,
-    Invoice,
-    LlmCall,
-    Refund,
-    RequestEvent,
-    StepRun,
-    session_scope,
-)
-from app.seed import DEMO_TENANT
+from app.db import Approval, Delivery, Handoff, LlmCall, RequestEvent, StepRun, session_scope
+from specialists import DEMO_TENANT
+from specialists.billing.models import Account, Invoice, Refund
 from tests.integration.conftest import run_cli, wait_until
 from tests.integration.test_callbacks import Receiver, receiver  # noqa: F401 - the receiver fixture
 

@@ -12,7 +12,8 @@ from sqlalchemy import func, select, text
 
 from app import client
 from app.config import get_settings
-from app.db import Delivery, LlmCall, Refund, RequestEvent, StepRun, Turn, session_scope
+from app.db import Delivery, LlmCall, RequestEvent, StepRun, Turn, session_scope
+from specialists.billing.models import Refund
 
 
 def _email_with_recent_paid_invoice() -> tuple[str, str]:

@@ -76,8 +76,9 @@ def test_committed_procfile_is_generated_from_the_specialists() -> None:
     committed = (Path(__file__).parents[2] / "Procfile").read_text()
     assert committed == procfile(), "run `switchboard procfile --write` after adding a specialist"
     for name in ("router", "billing", "technical"):
-        assert (f"\n{name}: SWITCHBOARD_PROCESS_NAME={name} SWITCHBOARD_METRICS_PORT="
-                f"${{SWITCHBOARD_{name.upper()}_METRICS_PORT:-") in committed
+        assert (f"\n{name}: SWITCHBOARD_PROCESS_NAME={name} "
+                "SWITCHBOARD_SPECIALISTS=${SWITCHBOARD_SPECIALISTS:-specialists} "
+                f"SWITCHBOARD_METRICS_PORT=${{SWITCHBOARD_{name.upper()}_METRICS_PORT:-") in committed
         assert f" celery -A app.celery_app:celery worker -Q {','.join(pool_queues(name))} " in committed
 
 
@@ -111,7 +112,7 @@ def test_a_new_specialist_is_one_file(tmp_path: Path, monkeypatch: pytest.Monkey
     try:
         assert "shipping" in registry.specialists()
         assert {"shipping", "shipping.dlq"} <= {q.name for q in topology.all_queues()}
-        assert re.search(r"\nshipping: SWITCHBOARD_PROCESS_NAME=shipping SWITCHBOARD_METRICS_PORT="
+        assert re.search(r"\nshipping: SWITCHBOARD_PROCESS_NAME=shipping \S+ SWITCHBOARD_METRICS_PORT="
                          r"\$\{SWITCHBOARD_SHIPPING_METRICS_PORT:-\d+\} celery -A app.celery_app:celery worker "
                          r"-Q shipping ", procfile())
         assert classifier.classifier().predict("my parcel tracking shows no movement").specialist == "shipping"

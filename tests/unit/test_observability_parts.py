@@ -176,19 +176,11 @@ def test_celerys_own_task_lines_name_the_request_from_the_task_arguments() -> No
     assert _format(other)["request_id"] is None
 
 
-def test_each_process_kind_gets_its_own_metrics_port(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_prefork_pool_sums_its_children_from_a_directory_of_its_own() -> None:
     from app.config import Settings
-    from app.ops.pools import metrics_port_for, pool_env
+    from app.ops.pools import pool_env
 
-    for queue in ("router", "billing", "technical"):
-        # Integration fixtures may have given the session's pools ports of their own.
-        monkeypatch.delenv(f"SWITCHBOARD_{queue.upper()}_METRICS_PORT", raising=False)
     settings = Settings(metrics_base_port=9700)
-    ports = [metrics_port_for(q, settings) for q in ("router", "billing", "technical")]
-    assert ports == [9700, 9701, 9702]
-    monkeypatch.setenv("SWITCHBOARD_BILLING_METRICS_PORT", "9999")
-    assert pool_env("billing", settings)["SWITCHBOARD_METRICS_PORT"] == "9999"
-    assert metrics_port_for("router", Settings(metrics_base_port=0)) == 0
     assert "PROMETHEUS_MULTIPROC_DIR" not in pool_env("billing", settings)  # threads: one process
 
     prefork = pool_env("billing", Settings(metrics_base_port=9700, specialist_pool="prefork"))

@@ -10,7 +10,7 @@ import pytest
 from app.registry import specialists
 from app.simulator import ChatCompletionRequest, build_reply
 from app.specialist import Specialist, TenantSettingDef, ToolContext
-from specialists.billing import REFUND_APPROVAL_LIMIT, IssueRefundArgs
+from specialists.billing.tools import REFUND_APPROVAL_LIMIT, IssueRefundArgs
 from workflows.support_ticket import HANDOFF_TOOL, WANTS_A_PERSON
 
 

@@ -499,6 +499,52 @@ def test_config_from_env_and_cli(monkeypatch: pytest.MonkeyPatch) -> None:
     assert seen["config"].latency_ms == 25 and seen["config"].api_keys == ["k1", "k2"]
 
 
+def test_account_limit_across_models_and_model_limits_per_model() -> None:
+    # The key may make 3 requests a minute whatever the model; sim-large alone only 1.
+    clock = FakeClock()
+    messages = [{"role": "user", "content": "hello"}]
+
+    async def scenario(client: httpx.AsyncClient) -> tuple[list[httpx.Response], dict[str, Any]]:
+        responses = [
+            await chat(client, messages, model="sim-large"),
+            await chat(client, messages, model="sim-large"),  # over the model's own limit
+            await chat(client, messages),
+            await chat(client, messages),
+            await chat(client, messages),  # over the key's limit, though sim-small has none of its own
+            await chat(client, messages, key="sk-other"),  # another key: its own account
+        ]
+        return responses, (await client.get("/admin/stats")).json()
+
+    app = make_app(clock=clock, account_rpm=3, model_limits="sim-large=1")
+    (large, large_refused, small, small2, account_refused, other), stats = run(app, scenario)
+    assert [r.status_code for r in (large, large_refused, small, small2, account_refused, other)] == [
+        200, 429, 200, 200, 429, 200]
+    # Headers report the tightest limit that applies: the model's for sim-large, the key's for sim-small.
+    assert large.headers["x-ratelimit-limit-requests"] == "1"
+    assert small.headers["x-ratelimit-limit-requests"] == "3"
+    assert small2.headers["x-ratelimit-remaining-requests"] == "0"
+    assert "across models" in account_refused.json()["error"]["message"]
+    assert stats["rate_limited_by_level"] == {"model": 1, "account": 1}
+    assert stats["accepted_per_minute_max_by_model"] == {"sim-large": 1, "sim-small": 3}
+
+
+def test_account_and_model_limits_change_live() -> None:
+    clock = FakeClock()
+    messages = [{"role": "user", "content": "hello"}]
+
+    async def scenario(client: httpx.AsyncClient) -> tuple[dict[str, Any], list[int], httpx.Response]:
+        change = {"account_rpm": 1, "model_limits": "sim-large=5/0"}
+        view = (await client.post("/admin/faults", json=change)).json()
+        codes = [(await chat(client, messages, model=m)).status_code for m in ("sim-large", "sim-small")]
+        bad = await client.post("/admin/faults", json={"model_limits": "sim-large=x"})
+        return view, codes, bad
+
+    view, codes, bad = run(make_app(clock=clock), scenario)
+    assert view["account_rpm"] == 1 and view["model_limits"] == {"sim-large": [5, 0]}
+    assert codes == [200, 429]
+    assert bad.status_code == 400
+
+
 def test_prompts_are_recorded_only_while_recording_is_on() -> None:
     async def scenario(client: httpx.AsyncClient) -> list[Any]:
         await chat(client, [{"role": "user", "content": "before"}])

@@ -244,7 +244,8 @@ def _where(stmt: Any) -> str:
 def test_owned_scopes_every_owned_entity_to_the_tenant_and_customer() -> None:
     from sqlalchemy import select
 
-    from app.db.models import Account, Invoice, KbArticle
+    from specialists.billing.models import Account, Invoice
+    from specialists.technical.models import KbArticle
 
     ctx = ToolContext(request_id="r", tenant="acme", step="draft", customer="ann@example.com")
     sql = _where(owned(select(Invoice, Account).join(Account, Account.id == Invoice.account_id), ctx))
@@ -256,7 +257,8 @@ def test_owned_scopes_every_owned_entity_to_the_tenant_and_customer() -> None:
 def test_owned_refuses_without_a_customer_and_without_an_owned_table() -> None:
     from sqlalchemy import select
 
-    from app.db.models import Invoice, Request
+    from app.db.models import Request
+    from specialists.billing.models import Invoice
 
     anonymous = ToolContext(request_id="r", tenant="acme", step="draft")
     with pytest.raises(ToolError, match="no verified customer"):

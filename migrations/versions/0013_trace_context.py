@@ -4,8 +4,8 @@ Reviewed by hand. One nullable column on the engine's `requests` table: the reco
 re-publish and a replayed dead letter continue the request's original trace from it, and
 `status --json` shows its trace id. Requests accepted before, or without tracing, keep NULL.
 
-Revision ID: 0012_trace_context
-Revises: 0011_approvals
+Revision ID: 0013_trace_context
+Revises: 0012_limit_levels
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012_trace_context"
-down_revision = "0011_approvals"
+revision = "0013_trace_context"
+down_revision = "0012_limit_levels"
 branch_labels = None
 depends_on = None
 

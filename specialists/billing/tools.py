@@ -1,11 +1,11 @@
-"""Billing specialist: charges, invoices, refunds, plans and payment methods.
+"""The billing specialist's tools and retrieval, over its own tables (accounts, invoices, refunds).
 
-Its tools read the demo business tables (accounts, invoices, refunds), and only the rows of the
-request's tenant and customer (`owned()`): another customer's account or invoice answers "not found
-for this customer", word for word like one that does not exist. `issue_refund` is the one side
-effect in the demo, so it is written to survive a redelivered task: calling it again for the same
-request and invoice hands back the refund already made instead of paying twice. A refund above the
-tenant's `billing.refund_approval_above_usd` (default $500) waits for a person's approval.
+They read only the rows of the request's tenant and customer (`owned()`): another customer's
+account or invoice answers "not found for this customer", word for word like one that does not
+exist. `issue_refund` is the one side effect in the demo, so it is written to survive a redelivered
+task: calling it again for the same request and invoice hands back the refund already made instead
+of paying twice. A refund above the tenant's `billing.refund_approval_above_usd` (default $500)
+waits for a person's approval.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from app import tenant_settings
-from app.db.models import Account, Invoice, Refund
 from app.db.session import session_scope
-from app.specialist import NOT_FOUND, Specialist, TenantSettingDef, Tool, ToolContext, owned
+from app.specialist import NOT_FOUND, TenantSettingDef, Tool, ToolContext, owned
+from specialists.billing.models import Account, Invoice, Refund
 
 REFUND_WINDOW = timedelta(days=30)
 REFUNDED = "refunded"
@@ -322,170 +322,39 @@ def retrieve(ctx: ToolContext, text: str) -> dict[str, Any]:
     return found
 
 
-# --- The specialist ----------------------------------------------------------------------------
+# --- The tools, in the order the model sees them -------------------------------------------------
 
-SYSTEM_PROMPT = """\
-You are a billing support specialist for a subscription software product. You help customers with \
-charges, invoices, receipts, refunds, plans, payment methods, tax details and cancellations.
-
-How you work
-- Look before you answer. Use get_account and list_invoices with the customer's account email, and \
-check_refund_eligibility before you promise or issue any refund. Context retrieved for the ticket \
-already holds the customer's own account and recent invoices when we know who is writing.
-- Never invent amounts, dates, invoice numbers, plan names or card details. Quote figures exactly as \
-the tools return them (amounts are in US dollars). If you do not have a figure, say what you need \
-(usually the invoice number or the account email) instead of estimating.
-- The tools only see the account of the customer who is signed in. When a tool says an account or \
-invoice was not found for this customer, say you could not find it on their account; ask them to \
-check the number, or to have the account owner sign in and write to us.
-
-Refund policy
-- A paid invoice issued within the last 30 days can be refunded in full, once.
-- Invoices older than 30 days, open (unpaid), failed and void invoices are not refundable. Say so \
-plainly, with the reason the eligibility check gives, and offer the useful next step: an open \
-invoice can be paid or left to lapse when the plan is cancelled; a failed payment is retried \
-after the card is updated.
-- Issue a refund only when the customer asks for one and the eligibility check says eligible. Then \
-tell them the exact amount, the invoice number, and that refunds reach the original payment method \
-in 5-10 business days.
-- Partial refunds, goodwill credits, chargebacks and disputes, and enterprise contract terms are \
-outside what you can do: do not promise anything; say a member of the billing team will follow up.
-
-Plans and payments
-- Upgrades take effect immediately and are prorated; downgrades and cancellations take effect at \
-the end of the current billing period, and the account keeps its features until then.
-- You cannot change plans, cards, billing addresses or tax IDs yourself. Customers do that under \
-Settings > Billing; walk them through it. Never ask for full card numbers, CVCs or passwords, and \
-if a customer sends card details, tell them not to and that you have not stored them.
-- If a question is really technical (API errors, login, integrations), answer what touches billing \
-and say the technical team will pick up the rest.
-
-Tone
-Warm, brief and concrete. Acknowledge the problem in one sentence, then give the facts and the \
-next step. No jargon, no blame, no exclamation marks. Write in the customer's language.
-"""
-
-ROUTING_EXAMPLES: tuple[str, ...] = (
-    "I was charged twice this month, can you refund one of them?",
-    "Why is there a $99 charge on my card? I thought I was on the free plan.",
-    "Please send me a copy of invoice INV-1042, our accountant needs it.",
-    "How do I add our VAT number to the invoices? It's DE811907980.",
-    "Our card was declined when the subscription renewed. What do we do now?",
-    "I want to cancel my subscription before the next billing date.",
-    "can i get a refund?? i forgot to cancel the trial and got charged",
-    "Hi, we'd like to upgrade from Starter to Pro. Will we be charged the full price straight away?",
-    "What happens to my bill if I downgrade to Starter in the middle of the month?",
-    "Our finance team needs receipts for the last 6 months. Where can I download them?",
-    "The billing address on our invoices is wrong, we moved offices in March.",
-    "Do you offer annual billing with a discount?",
-    "My trial ends tomorrow and I haven't added a card. Will my data be deleted?",
-    "I keep getting emails saying my payment failed, but my card is fine.",
-    "Can we pay by bank transfer instead of credit card?",
-    "Is it possible to be invoiced in EUR rather than USD?",
-    "We were billed for 12 seats but we only have 8 users. Please fix this.",
-    "What's the price difference between the Pro and Enterprise plans?",
-    "I need to update the credit card on file, the old one expired.",
-    "Hello, invoice INV-1017 shows a charge I don't recognise. What is it for?",
-    "Your system charged me after I cancelled. I want my money back.",
-    "Could you explain the proration line on my latest invoice? I don't understand it.",
-    "We're a non-profit. Do you have discounted pricing?",
-    "Please remove my credit card from the account, we're not renewing.",
-    "Refund request for INV-1063, we upgraded by mistake.",
-    "Can I get an invoice with our company name and tax ID on it instead of my personal name?",
-    "why did my bill go up this month",
-    "The account for jordan.lee@example.com was suspended for non-payment. How do we reactivate it?",
-    "We need a W-9 form and your tax details to set you up as a vendor.",
-    "Does the price include sales tax? We're based in Texas.",
-    "i got charged 3 times for the same subscription!!! fix this now",
-    "Can you switch us from monthly to yearly billing and credit what we've already paid?",
-    "What payment methods do you accept? Do you take PayPal or American Express?",
-    "Our purchase order number needs to be on the invoice, otherwise AP won't pay it.",
-    "Hi, I'm the new finance contact for our company. How do I get billing emails sent to me instead?",
-    "Is there a fee if we cancel in the middle of an annual contract?",
-    "My payment keeps getting declined even though there are funds on the card. Do you block foreign cards?",
-    "We got a dunning email saying the account will be downgraded in 3 days. We already paid!",
-    "How much will I be charged if I add two more team members?",
-    "I'd like a full refund, the product doesn't do what we need.",
-    "When does my free trial end and how much will it cost after that?",
-    "Can you resend the receipt for last month's payment to accounts@example.org?",
-    "Our invoice still shows the old company name after the rebrand, please update it.",
-    "Do you charge in advance or at the end of the month?",
-    "Is there a way to get a quote for 50 seats on Enterprise? Procurement needs it before approving.",
-    "I see a pending authorisation of $1 on my card, what is that?",
-    "I'm being charged in dollars but I live in the UK. Can I pay in pounds?",
-    "Please close my account and stop all future billing. Email is m.ferreira@example.com",
-    "The VAT on my invoice was calculated wrong, we're reverse-charge eligible in the EU.",
-    "Hey, the discount code SPRING20 wasn't applied at checkout, can you add it retroactively?",
-    "We were upgraded to Pro without anyone approving it. Please revert and refund the difference.",
-    "How do I download all our invoices as PDFs at once for the audit?",
-    "my bank says the charge came from you but I don't have an account",
-    "Can I pause my subscription for two months instead of cancelling?",
-    "What's the difference between the open and paid status on invoices?",
-    "Invoice INV-1088 was marked failed but the money left our account.",
-    "Thanks for the refund. How long until it shows up on my statement?",
-    "Our company needs to pay by invoice with net-30 terms. Is that possible on the Pro plan?",
-    "plz cancel auto renew, dont want to be charged again",
-    "Do you offer student or education discounts?",
-    "Our credit card statement shows two charges of $29 on the same day.",
-    "Can you split the bill between two cost centres? We need separate invoices.",
-    "Do you accept ACH or wire transfers for annual plans?",
-    "Why is sales tax charged on our invoice? We're in Oregon, which has none.",
-    "Our AP team needs your bank details on company letterhead before they can pay.",
-    "The receipt you emailed has no tax breakdown and our accountant needs one.",
-    "How much is Starter per user per month?",
-    "I got charged the full price even though the promo code was accepted.",
-    "Can you give us a credit for the days the service was down last week?",
-    "What's included in the Pro plan price, and are there any extra fees?",
-    "My subscription renewed at a higher price than last year without any notice.",
-    "Our payment didn't go through because of 3D Secure. Can you retry the charge?",
-    "Please send a statement of account showing every payment we made this year.",
-)
-
-SPECIALIST = Specialist(
-    name="billing",
-    description=(
-        "Charges, invoices, receipts, refunds, plans and pricing, payment methods, tax/VAT details, "
-        "trials and cancellations."
+TOOLS: tuple[Tool[Any], ...] = (
+    Tool(
+        name="get_account",
+        description="Look up an account by email: the customer's name, plan and account status.",
+        args=EmailArgs,
+        run=get_account,
     ),
-    system_prompt=SYSTEM_PROMPT,
-    routing_examples=ROUTING_EXAMPLES,
-    tools=(
-        Tool(
-            name="get_account",
-            description="Look up an account by email: the customer's name, plan and account status.",
-            args=EmailArgs,
-            run=get_account,
-        ),
-        Tool(
-            name="list_invoices",
-            description="List an account's most recent invoices, newest first: id, period, amount, status.",
-            args=ListInvoicesArgs,
-            run=list_invoices,
-        ),
-        Tool(
-            name="check_refund_eligibility",
-            description=(
-                "Check whether an invoice can be refunded under the refund policy (paid, issued within "
-                "the last 30 days, not refunded already) and why."
-            ),
-            args=InvoiceArgs,
-            run=check_refund_eligibility,
-        ),
-        Tool(
-            name="issue_refund",
-            description=(
-                "Refund an eligible invoice in full to the original payment method. Only after the customer "
-                "asked for a refund and check_refund_eligibility said eligible. Safe to retry."
-            ),
-            args=IssueRefundArgs,
-            run=issue_refund,
-            side_effect=True,
-            approval=refund_needs_approval,
-        ),
+    Tool(
+        name="list_invoices",
+        description="List an account's most recent invoices, newest first: id, period, amount, status.",
+        args=ListInvoicesArgs,
+        run=list_invoices,
     ),
-    model_tier="capable",
-    # Conservative: an invoice number or the word refund is billing whatever else the ticket says.
-    rules=(r"\bINV-\d+\b", r"\brefund(s|ed)?\b"),
-    retrieve=retrieve,
-    tenant_settings=(REFUND_APPROVAL_LIMIT,),
+    Tool(
+        name="check_refund_eligibility",
+        description=(
+            "Check whether an invoice can be refunded under the refund policy (paid, issued within "
+            "the last 30 days, not refunded already) and why."
+        ),
+        args=InvoiceArgs,
+        run=check_refund_eligibility,
+    ),
+    Tool(
+        name="issue_refund",
+        description=(
+            "Refund an eligible invoice in full to the original payment method. Only after the customer "
+            "asked for a refund and check_refund_eligibility said eligible. Safe to retry."
+        ),
+        args=IssueRefundArgs,
+        run=issue_refund,
+        side_effect=True,
+        approval=refund_needs_approval,
+    ),
 )
