@@ -322,8 +322,7 @@ def _call_target(call: _Call, target: Target, permit: Permit, b: _Backends) -> p
             # A server that ignores stream_options.include_usage: reconcile with what was sent
             # and received rather than with nothing.
             response = response.model_copy(update={"usage": provider.Usage(
-                prompt_tokens=estimate_prompt_tokens(messages, call.tools),
-                completion_tokens=estimate_tokens(response.content or ""))})
+                prompt_tokens=prompt_estimate, completion_tokens=estimate_tokens(response.content or ""))})
         usage = response.usage
         if reservation:
             b.limiter.reconcile(reservation, usage.prompt_tokens + usage.completion_tokens)
