@@ -121,7 +121,7 @@ class Settings(BaseSettings):
         "sim-large": (Decimal("2.50"), Decimal("10.00")),
     }
 
-    # Where specialists come from: module or package paths, comma-separated (app/registry.py).
+    # Where specialists come from: module or package paths, comma-separated (app/orchestration/registry.py).
     # Each names a module defining SPECIALIST, or a package whose submodules (or itself) define one.
     specialists: Annotated[list[str], NoDecode] = ["specialists"]
 
@@ -137,7 +137,7 @@ class Settings(BaseSettings):
     # A follow-up turn leaves its conversation's specialist only on this much confidence.
     topic_change_confidence: float = 0.85
     # Where undecidable requests go; unset: the specialist that declares `fallback=True`, else the
-    # first one found (app/registry.py).
+    # first one found (app/orchestration/registry.py).
     fallback_specialist: str | None = None
 
     max_text_bytes: int = 32 * 1024
@@ -166,7 +166,7 @@ class Settings(BaseSettings):
     autoscale_interval_s: float = 5.0
     # "queue=MIN/MAX/TARGET/COOLDOWN,...": one queue's policy instead of the defaults above.
     autoscale_policies: Annotated[dict[str, tuple[int, int, float, float]], NoDecode] = {}
-    # Graceful degradation (app/degradation.py), by requests waiting for a queue: past the first
+    # Graceful degradation (app/ingress/admission/degradation.py), by requests waiting for a queue: past the first
     # threshold its pending work runs on the cheap model tier, past the second new `low` priority
     # submissions are refused. "queue=CHEAP/REFUSE,..."; `*` sets the default for every queue.
     degrade_thresholds: Annotated[dict[str, tuple[int, int]], NoDecode] = {"*": (500, 2000)}
@@ -178,7 +178,7 @@ class Settings(BaseSettings):
     simulator_port: int = 8765
 
     # Prometheus: the pool commands give each process kind its own port, derived from its queue's
-    # name (app/metrics_ports.py), so adding a specialist moves no other pool's port
+    # name (app/observability/metrics_ports.py), so adding a specialist moves no other pool's port
     # (SWITCHBOARD_<QUEUE>_METRICS_PORT overrides one; 0 turns metrics off). `metrics_port` is
     # this process's port.
     metrics_base_port: int = 9560
@@ -289,7 +289,9 @@ class Settings(BaseSettings):
         table: dict[str, tuple[Decimal, Decimal]] = {}
         for item, model, parts in _entries(value):
             if not (model and len(parts) == 2 and all(parts)):
-                raise ValueError(f"price entry {item!r} must look like model=INPUT/OUTPUT (USD per million tokens)")
+                raise ValueError(
+                    f"price entry {item!r} must look like model=INPUT/OUTPUT (USD per million tokens)"
+                )
             table[model] = (Decimal(parts[0]), Decimal(parts[1]))
         return table
 
@@ -349,9 +351,13 @@ class Settings(BaseSettings):
             try:
                 low, high, target, cooldown = int(parts[0]), int(parts[1]), float(parts[2]), float(parts[3])
             except (IndexError, ValueError):
-                raise ValueError(f"autoscale policy {item!r} must look like queue=MIN/MAX/TARGET/COOLDOWN") from None
+                raise ValueError(
+                    f"autoscale policy {item!r} must look like queue=MIN/MAX/TARGET/COOLDOWN"
+                ) from None
             if len(parts) != 4 or not queue or not 0 <= low <= high or target <= 0 or cooldown < 0:
-                raise ValueError(f"autoscale policy {item!r}: need 0 <= MIN <= MAX, TARGET > 0, COOLDOWN >= 0")
+                raise ValueError(
+                    f"autoscale policy {item!r}: need 0 <= MIN <= MAX, TARGET > 0, COOLDOWN >= 0"
+                )
             table[queue] = (low, high, target, cooldown)
         return table
 
@@ -365,7 +371,9 @@ class Settings(BaseSettings):
             try:
                 cheap, refuse = (int(p) for p in parts)
             except ValueError:
-                raise ValueError(f"threshold {item!r} must look like queue=CHEAP/REFUSE (request counts)") from None
+                raise ValueError(
+                    f"threshold {item!r} must look like queue=CHEAP/REFUSE (request counts)"
+                ) from None
             if not queue or not 0 < cheap <= refuse:
                 raise ValueError(f"threshold {item!r}: need 0 < CHEAP <= REFUSE")
             table[queue] = (cheap, refuse)
@@ -383,7 +391,9 @@ class Settings(BaseSettings):
         try:
             return tiers[tier]
         except KeyError:
-            raise ValueError(f"unknown model tier {tier!r}; known tiers: {', '.join(sorted(tiers))}") from None
+            raise ValueError(
+                f"unknown model tier {tier!r}; known tiers: {', '.join(sorted(tiers))}"
+            ) from None
 
 
 @lru_cache(maxsize=1)

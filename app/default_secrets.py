@@ -96,6 +96,6 @@ def refuse_defaults(role: str, *, dev: bool = False, settings: Settings | None =
     if found:
         raise DefaultSecrets(
             f"{role} refuses to start outside development mode: " + "; ".join(found) + ". "
-            "Set them (README, \"Running it in production\"), or on a local machine pass --dev "
+            'Set them (README, "Running it in production"), or on a local machine pass --dev '
             "or set SWITCHBOARD_DEV=true."
         )

@@ -29,8 +29,10 @@ def missing(extra: str) -> list[str]:
 
 
 def message(extra: str, purpose: str, absent: list[str]) -> str:
-    return (f"{purpose} needs {', '.join(absent)}, which the core install leaves out: "
-            f"pip install 'switchboard[{extra}]'")
+    return (
+        f"{purpose} needs {', '.join(absent)}, which the core install leaves out: "
+        f"pip install 'switchboard[{extra}]'"
+    )
 
 
 def require(extra: str, purpose: str) -> None:

@@ -142,11 +142,11 @@ def scratch_switchboard(stack: contextlib.ExitStack, name: str, settings: dict[s
     }
     # Switchboard reads settings (and caches its engine) on first use: set the environment first.
     os.environ.update(env)
-    from app.celery_app import celery, use_broker
+    from app.orchestration.celery_app import celery, use_broker
     from app.config import reset_settings
-    from app.db import dispose_engine, session_scope
-    from app.db.migrate import upgrade
-    from app.db.seeding import seed_enabled
+    from app.state import dispose_engine, session_scope
+    from app.state.migrate import upgrade
+    from app.state.seeding import seed_enabled
 
     reset_settings()
     dispose_engine()

@@ -34,7 +34,7 @@ from celery import Celery
 from kombu import Queue
 from sqlalchemy import Engine, create_engine, text
 
-from app.registry import specialists
+from app.orchestration.registry import specialists
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def chat(model: str, messages: list[dict[str, Any]], *, tools: list[dict[str, An
 @app.task(name=ROUTE_TASK)
 def route(request_id: str, ticket: str, calls: int, context_chars: int, tag: str, business: bool = False,
           tenant: str = "default") -> None:
-    from app.classifier import classifier
+    from app.orchestration.classifier import classifier
 
     specialist = classifier().predict(ticket).specialist
     app.send_task(SPECIALIST_TASK, args=[request_id, specialist, ticket, calls, context_chars, tag, business, tenant],
@@ -125,7 +125,7 @@ def route(request_id: str, ticket: str, calls: int, context_chars: int, tag: str
 @app.task(name=SPECIALIST_TASK)
 def run_specialist(request_id: str, specialist: str, ticket: str, calls: int, context_chars: int, tag: str,
                    business: bool = False, tenant: str = "default") -> None:
-    from app.specialist import ToolContext
+    from app.orchestration.specialist import ToolContext
 
     spec = specialists()[specialist]
     prompt_tokens = 0

@@ -52,8 +52,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             "SWITCHBOARD_SPECIALIST_POOL": args.pool,
         })
         env, port, database = sb.env, sb.simulator_port, sb.database
-        from app import client
-        from app.db import session_scope
+        from app.ingress import client
+        from app.state import session_scope
         from app.ops.pools import pool_specs, simulator_spec
         from app.ops.supervisor import Supervisor, wait_for_workers
 
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         deadline = time.monotonic() + 60 + 10 * n * args.latency / args.concurrency
         from sqlalchemy import func, select
 
-        from app.db import LlmCall, Request
+        from app.state import LlmCall, Request
 
         while time.monotonic() < deadline:
             with session_scope() as session:

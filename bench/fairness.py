@@ -40,7 +40,7 @@ def _phase(args: argparse.Namespace, *, fair: bool) -> dict[str, Any]:
         })
         import httpx
 
-        from app import client, tenants
+        from app.ingress import client, tenants
         from app.config import get_settings
         from app.ops.pools import api_spec, pool_specs, simulator_spec
         from app.ops.supervisor import Supervisor, wait_for_workers

@@ -6,7 +6,7 @@ Each scenario runs on the PRIVATE services of `bench.private_services` (a Rabbit
 PostgreSQL cluster of our own, on free ports), in a fresh vhost and a fresh database, migrated and
 seeded, with the simulated provider (100 ms latency) and the router, billing and technical pools
 (`app.ops.pools.pool_specs()` under `app.ops.supervisor.Supervisor`). A beat-equivalent in the
-driver calls `app.reconciler.republish_unpublished(min_age_s=5)` and `redispatch_stale(lease)`
+driver calls `app.orchestration.reconciler.republish_unpublished(min_age_s=5)` and `redispatch_stale(lease)`
 every few seconds. One fault is injected mid-burst:
 
 1. kill_worker        kill -9 the billing worker's process group, then start it again
@@ -271,7 +271,7 @@ class Reconciler:
         return self
 
     def _loop(self) -> None:
-        from app.reconciler import mark_in_doubt, redispatch_stale, republish_unpublished
+        from app.orchestration.reconciler import mark_in_doubt, redispatch_stale, republish_unpublished
 
         while not self._stop.wait(self.every_s):
             try:
@@ -303,7 +303,7 @@ def _submit(sub: Submitted, key: str, text: str, tenant: str, priority: str, giv
             metadata: dict[str, Any], customer: str | None = None) -> str | None:
     """client.submit, retried with the same idempotency key while it raises (a database outage):
     what a careful caller does, and safe because the key makes a repeat return the first request."""
-    from app import client
+    from app.ingress import client
 
     delay = 0.2
     while True:
@@ -372,7 +372,7 @@ def _tickets(n: int, emails: list[str], invoices: list[str], refundable: list[st
 def _status_counts(ids: list[str]) -> Counter[str]:
     from sqlalchemy import func, select
 
-    from app.db import Request, session_scope
+    from app.state import Request, session_scope
 
     with session_scope() as session:
         rows = session.execute(
@@ -426,7 +426,7 @@ class Fault:
     def _kill_worker(self) -> None:
         from sqlalchemy import func, select
 
-        from app.db import Request, session_scope
+        from app.state import Request, session_scope
         from app.ops.supervisor import wait_for_workers
 
         def billing_busy() -> bool:
@@ -617,7 +617,7 @@ def _queue_counts(broker_url: str) -> dict[str, Any] | str:
     try:
         from kombu import Connection
 
-        from app.topology import dlq_name, work_queue_names
+        from app.orchestration.topology import dlq_name, work_queue_names
 
         counts: dict[str, Any] = {}
         with Connection(broker_url, connect_timeout=5) as conn:
@@ -646,12 +646,12 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     run = run_id()
 
     from app.config import get_settings
-    from app.db import dispose_engine, session_scope
-    from app.db.migrate import upgrade
-    from app.db.seeding import seed_enabled
+    from app.state import dispose_engine, session_scope
+    from app.state.migrate import upgrade
+    from app.state.seeding import seed_enabled
     from app.ops.pools import pool_specs, simulator_spec
     from app.ops.supervisor import Supervisor, wait_for_workers
-    from app.topology import work_queue_names
+    from app.orchestration.topology import work_queue_names
     from specialists.billing.seed import account_emails, invoice_ids, invoice_owners
 
     settings = get_settings()
@@ -792,7 +792,7 @@ def _worker_diagnostics() -> dict[str, Any] | str:
     """Each pool's own view at the end: its prefetch count and how many tasks it holds. A pool that
     holds nothing while its queue has ready messages has stopped consuming."""
     try:
-        from app.celery_app import celery
+        from app.orchestration.celery_app import celery
 
         inspect = celery.control.inspect(timeout=2.0)
         stats, active, reserved = inspect.stats() or {}, inspect.active() or {}, inspect.reserved() or {}

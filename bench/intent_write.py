@@ -33,7 +33,7 @@ def _row(call_id: int | None, request_id: str) -> dict[str, object]:
 
 
 def measure(calls: int, per_step: int) -> dict[str, object]:
-    from app.db import Request, connection_scope, session_scope
+    from app.state import Request, connection_scope, session_scope
     from app.inference import budget
     from app.inference.call_log import write_calls
 
@@ -84,8 +84,8 @@ def main() -> int:
     with h.scratch_database(f"sb_intent_{h.run_id()}") as url:
         os.environ["SWITCHBOARD_DATABASE_URL"] = url
         from app.config import reset_settings
-        from app.db import dispose_engine
-        from app.db.migrate import upgrade
+        from app.state import dispose_engine
+        from app.state.migrate import upgrade
 
         reset_settings()
         upgrade(url)

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     with h.scratch_database(f"bench_limiter_{uuid.uuid4().hex[:8]}") as url:
         os.environ["SWITCHBOARD_DATABASE_URL"] = url
         result = _measure(args)
-        from app.db import dispose_engine
+        from app.state import dispose_engine
 
         dispose_engine()  # before the database is dropped
     print(json.dumps(result) if args.json else result)
@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
 def _measure(args: argparse.Namespace) -> dict[str, object]:
     from sqlalchemy import Connection, event
 
-    from app.db.migrate import upgrade
-    from app.db.session import get_engine
+    from app.state.migrate import upgrade
+    from app.state.session import get_engine
     from app.inference.limiter import Candidate, Demand, PostgresLimiter
 
     upgrade()

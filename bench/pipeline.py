@@ -92,8 +92,8 @@ class Bench:
         from app.config import reset_settings
 
         reset_settings()
-        from app.registry import specialists
-        from app.topology import work_queue_names
+        from app.orchestration.registry import specialists
+        from app.orchestration.topology import work_queue_names
 
         self.queues = work_queue_names()
         for queue in self.queues:  # a per-queue override in the environment would beat C
@@ -101,9 +101,9 @@ class Bench:
             env[f"SWITCHBOARD_{queue.upper()}_CONCURRENCY"] = c
         self.specialists = sorted(specialists())
 
-        from app.db import dispose_engine, session_scope
-        from app.db.migrate import upgrade
-        from app.db.seeding import seed_enabled
+        from app.state import dispose_engine, session_scope
+        from app.state.migrate import upgrade
+        from app.state.seeding import seed_enabled
         from specialists.billing.seed import account_emails, invoice_ids, invoice_owners
 
         h.log("migrating and seeding the Switchboard database")
@@ -139,7 +139,7 @@ class Bench:
         self.sb_poll = stack.enter_context(psycopg.connect(h.psycopg_dsn(self.sb_db), autocommit=True))
         self.base_poll = stack.enter_context(psycopg.connect(h.psycopg_dsn(self.base_db), autocommit=True))
 
-        from app.celery_app import celery as sb_celery
+        from app.orchestration.celery_app import celery as sb_celery
         from app.ops.pools import ProcessSpec, pool_specs, simulator_spec
         from app.ops.supervisor import Supervisor
 
@@ -218,7 +218,7 @@ class Bench:
             time.sleep(self.args.poll_s)
 
     def run_switchboard(self, tickets: list[Any], tag: str) -> dict[str, Any]:
-        from app import client
+        from app.ingress import client
 
         def send(t: Any) -> str:
             return client.submit(t.text, tenant=t.tenant, customer=t.customer, priority=t.priority,

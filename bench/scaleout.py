@@ -65,7 +65,7 @@ class Bench:
         wait_for_workers(["router"], timeout=120)
 
     def _load_queue(self, n: int, phase: str) -> list[str]:
-        from app import client
+        from app.ingress import client
 
         with ThreadPoolExecutor(8) as pool:
             ids = list(pool.map(lambda i: client.submit(TEXT.format(run=phase, n=i)).id, range(n)))
@@ -75,7 +75,7 @@ class Bench:
     def _wait(self, ids: list[str], status: str, timeout: float) -> None:
         from sqlalchemy import func, select
 
-        from app.db import Request, session_scope
+        from app.state import Request, session_scope
 
         deadline = time.monotonic() + timeout
         while True:
@@ -94,8 +94,8 @@ class Bench:
     def phase(self, processes: int) -> dict[str, Any]:
         from sqlalchemy import select
 
-        from app.celery_app import celery
-        from app.db import Request, session_scope
+        from app.orchestration.celery_app import celery
+        from app.state import Request, session_scope
         from app.ops.pools import worker_spec
 
         n, c = self.args.requests, self.args.concurrency

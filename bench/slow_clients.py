@@ -1,6 +1,6 @@
 """Slow clients against the HTTP API: a normal client's requests/s while N slowloris connections (a
 request line, then one header line every 2 s, never finished) are open, on the API server as
-`switchboard api` runs it (uvicorn, app/ingress/asgi.py) and, as the baseline measured in the same
+`switchboard api` runs it (uvicorn, app/ingress/http/asgi.py) and, as the baseline measured in the same
 run, on the server it replaced (gunicorn's gthread worker, same processes and threads).
 
 The normal client reads one request of its tenant (`GET /v1/requests/ID`, authenticated: a key
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         sb = h.scratch_switchboard(stack, f"slow-{h.run_id()}",
                                    {"SWITCHBOARD_API_THREADS": str(args.threads)})
-        from app import client, tenants
+        from app.ingress import client, tenants
         from app.config import get_settings
         from app.ops.pools import api_spec
         from app.ops.supervisor import Supervisor

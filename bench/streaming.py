@@ -75,7 +75,7 @@ def _provider_ttft(base: str, n: int) -> list[float]:
 def _wait_done(ids: list[str], timeout: float) -> None:
     from sqlalchemy import func, select
 
-    from app.db import Request, session_scope
+    from app.state import Request, session_scope
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "SWITCHBOARD_TECHNICAL_CONCURRENCY": str(n),
             "SWITCHBOARD_ROUTER_CONCURRENCY": "16",
         })
-        from app import client, tenants
+        from app.ingress import client, tenants
         from app.config import get_settings
         from app.ops.pools import api_spec, pool_specs, simulator_spec
         from app.ops.supervisor import Supervisor, wait_for_workers

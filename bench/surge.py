@@ -86,14 +86,14 @@ def _phase(args: argparse.Namespace, *, mode: str) -> dict[str, Any]:
             "SWITCHBOARD_ROUTER_CONCURRENCY": "8",
         })
         env, port = sb.env, sb.simulator_port
-        from app import client
-        from app.celery_app import celery
+        from app.ingress import client
+        from app.orchestration.celery_app import celery
         from app.config import get_settings
-        from app.db import session_scope
+        from app.state import session_scope
         from app.ops.pools import concurrency_for, pool_specs, simulator_spec, worker_spec
         from app.ops.supervisor import Supervisor
         from app.ops.surge import monday_morning
-        from app.registry import specialists
+        from app.orchestration.registry import specialists
         from specialists.billing.seed import DEMO_TENANT, account_emails, invoice_ids, invoice_owners
 
         with session_scope() as session:
@@ -132,7 +132,7 @@ def _phase(args: argparse.Namespace, *, mode: str) -> dict[str, Any]:
                                      priority=ticket.priority).id)
         from sqlalchemy import func, select
 
-        from app.db import LlmCall, Request
+        from app.state import LlmCall, Request
 
         deadline = started + args.deadline_s
         finished_at = None

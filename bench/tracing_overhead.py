@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 _MEASURE = r"""
 import json, sys, time
 from decimal import Decimal
-from app import tracing
+from app.observability import tracing
 
 kind = sys.argv[1]
 calls = int(sys.argv[2])

@@ -1,4 +1,4 @@
-"""Alembic's environment for every history `switchboard migrate` applies (app/db/migrate.py): the
+"""Alembic's environment for every history `switchboard migrate` applies (app/state/migrate.py): the
 engine's (version table `alembic_version`) and each specialist's (its own version table)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from app.config import get_settings
-from app.db.models import Base
+from app.state.models import Base
 
 VERSION_TABLE = context.config.attributes.get("version_table", "alembic_version")
 # Autogenerate compares against the engine's models only for the engine's own history.

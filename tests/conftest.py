@@ -66,7 +66,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     with contextlib.suppress(Exception):
-        from app.db import dispose_engine
+        from app.state import dispose_engine
 
         dispose_engine()
     _stack.close()

@@ -3,7 +3,7 @@
 A workflow is named steps with dependencies. Steps whose dependencies are done run side by side;
 each step's output is checkpointed in `step_runs`, so a redelivered task resumes at its first
 unfinished step and never pays again for LLM calls a finished step made. Steps do I/O only through
-`app.inference` and `app.db`, never by talking to queues.
+`app.inference` and `app.state`, never by talking to queues.
 
 A step runs in the task's own thread (steps running side by side: all but one in a shared pool).
 Its `timeout_s` is a deadline checked before each LLM call: a step past it makes no further call
@@ -38,16 +38,16 @@ from sqlalchemy import Connection, Executable, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import OperationalError
 
-from app import approvals, handoffs, live
-from app.approvals import Decision
 from app.config import get_settings
-from app.context import carry
-from app.db import StepRun, autocommit_scope, connection_scope, get_engine, session_scope
 from app.inference import ChatResponse, Deferred, ProviderError, complete, structured
 from app.inference.call_log import write_calls
 from app.inference.tiers import effective_tier
-from app.specialist import Specialist, ToolContext
-from app.tracing import step_span
+from app.observability.request_scope import carry
+from app.observability.tracing import step_span
+from app.orchestration import approvals, handoffs, live
+from app.orchestration.approvals import Decision
+from app.orchestration.specialist import Specialist, ToolContext
+from app.state import StepRun, autocommit_scope, connection_scope, get_engine, session_scope
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,9 @@ class Suspended(Exception):  # noqa: N818 - not an error: the step waits for a p
 class AwaitingApproval(Suspended):
     """A tool call needs a person's approval: the step parks with `state` and resumes from it."""
 
-    def __init__(self, *, key: str, tool: str, arguments: dict[str, Any], why: str,
-                 state: dict[str, Any]) -> None:
+    def __init__(
+        self, *, key: str, tool: str, arguments: dict[str, Any], why: str, state: dict[str, Any]
+    ) -> None:
         super().__init__(f"{tool} needs approval: {why}")
         self.key, self.tool, self.arguments, self.why, self.state = key, tool, arguments, why, state
 
@@ -130,16 +131,34 @@ class StepContext:
     parked: dict[str, Any] | None = None
 
     @overload
-    def llm(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None,
-            tier: str | None = None, max_tokens: int = 512, temperature: float | None = None,
-            tool_choice: str | dict[str, Any] | None = None, response_format: dict[str, Any] | None = None,
-            response_model: None = None, stream: bool = False) -> ChatResponse: ...
+    def llm(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        tier: str | None = None,
+        max_tokens: int = 512,
+        temperature: float | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        response_format: dict[str, Any] | None = None,
+        response_model: None = None,
+        stream: bool = False,
+    ) -> ChatResponse: ...
 
     @overload
-    def llm(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None,
-            tier: str | None = None, max_tokens: int = 512, temperature: float | None = None,
-            tool_choice: str | dict[str, Any] | None = None, response_format: dict[str, Any] | None = None,
-            response_model: type[M], stream: bool = False) -> M: ...
+    def llm(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        tier: str | None = None,
+        max_tokens: int = 512,
+        temperature: float | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        response_format: dict[str, Any] | None = None,
+        response_model: type[M],
+        stream: bool = False,
+    ) -> M: ...
 
     def llm(
         self,
@@ -158,7 +177,7 @@ class StepContext:
         asks for JSON of its schema and returns a validated instance; an invalid answer gets one
         repair prompt naming what was wrong, then fails the step (not retryable). With `stream`
         the answer's text reaches the request's stream readers while the model writes it (for the
-        step's final answer; see app/live.py); the call returns the same whole answer."""
+        step's final answer; see app/orchestration/live.py); the call returns the same whole answer."""
         stream = stream and get_settings().stream_replies
         if stream and self.streamed is None:
             self.streamed = live.LiveAnswer(self.request.id, self.step.name)
@@ -206,8 +225,9 @@ class StepContext:
         no transaction of its own."""
         self.writes.append(lambda conn: conn.execute(statement))
 
-    def await_approval(self, *, key: str, tool: str, arguments: dict[str, Any], why: str,
-                       state: dict[str, Any]) -> NoReturn:
+    def await_approval(
+        self, *, key: str, tool: str, arguments: dict[str, Any], why: str, state: dict[str, Any]
+    ) -> NoReturn:
         """Park the step until a person decides on the call `key` (unique within the step, e.g. the
         model's tool-call id). The step runs again once decided, with `state` as `ctx.parked`:
         everything it needs to go on without repeating paid LLM calls."""
@@ -222,8 +242,12 @@ class StepContext:
         raise HandedOff(reason, source)
 
     def tool_context(self) -> ToolContext:
-        return ToolContext(request_id=self.request.id, tenant=self.request.tenant, step=self.step.name,
-                           customer=self.request.customer)
+        return ToolContext(
+            request_id=self.request.id,
+            tenant=self.request.tenant,
+            step=self.step.name,
+            customer=self.request.customer,
+        )
 
 
 @dataclass
@@ -245,7 +269,9 @@ class Workflow:
             step_name = name or fn.__name__
             missing = [dep for dep in after if dep not in self.steps]
             if missing:
-                raise ValueError(f"workflow {self.name!r}: step {step_name!r} runs after unknown steps {missing}")
+                raise ValueError(
+                    f"workflow {self.name!r}: step {step_name!r} runs after unknown steps {missing}"
+                )
             if step_name in self.steps:
                 raise ValueError(f"workflow {self.name!r} already has a step named {step_name!r}")
             self.steps[step_name] = Step(step_name, fn, tier, retries, timeout_s, after, single_shot)
@@ -258,11 +284,14 @@ def load_checkpoints(request_id: str) -> tuple[dict[str, dict[str, Any]], dict[s
     """The finished steps' outputs and the parked steps' states."""
     with session_scope() as session:
         rows = session.execute(
-            select(StepRun.step, StepRun.status, StepRun.output)
-            .where(StepRun.request_id == request_id, StepRun.status.in_(("succeeded", "parked")))
+            select(StepRun.step, StepRun.status, StepRun.output).where(
+                StepRun.request_id == request_id, StepRun.status.in_(("succeeded", "parked"))
+            )
         ).all()
-    return ({row.step: row.output or {} for row in rows if row.status == "succeeded"},
-            {row.step: row.output for row in rows if row.status == "parked" and row.output is not None})
+    return (
+        {row.step: row.output or {} for row in rows if row.status == "succeeded"},
+        {row.step: row.output for row in rows if row.status == "parked" and row.output is not None},
+    )
 
 
 _STEPS = StepRun.__table__
@@ -272,8 +301,10 @@ _new_step = insert(_STEPS)
 _UPSERT_STEP = _new_step.on_conflict_do_update(
     constraint="uq_step_runs_request_step",
     set_={
-        **{name: _new_step.excluded[name] for name in
-           ("status", "output", "error", "duration_ms", "started_at", "finished_at")},
+        **{
+            name: _new_step.excluded[name]
+            for name in ("status", "output", "error", "duration_ms", "started_at", "finished_at")
+        },
         "attempts": _STEPS.c.attempts + 1,
     },
     # A succeeded checkpoint is final; a late duplicate attempt must not overwrite it.
@@ -294,10 +325,17 @@ class _NotWritten(Exception):
     """The database failed before the checkpoint's commit was sent: nothing of it was written."""
 
 
-def _record_step(ctx: StepContext, status: str, *, started_at: datetime,
-                 output: dict[str, Any] | None = None, error: str | None = None,
-                 duration_ms: float | None = None, finish: Finish | None = None,
-                 suspend: Callable[[Connection], None] | None = None) -> None:
+def _record_step(
+    ctx: StepContext,
+    status: str,
+    *,
+    started_at: datetime,
+    output: dict[str, Any] | None = None,
+    error: str | None = None,
+    duration_ms: float | None = None,
+    finish: Finish | None = None,
+    suspend: Callable[[Connection], None] | None = None,
+) -> None:
     """One write per step attempt, when it ends: a step's row is its checkpoint and its history,
     written with the LLM calls the attempt made, the step's own writes if it succeeded, and for
     the workflow's last step the caller's `finish`; for a step that stopped to wait for a person
@@ -340,8 +378,13 @@ def _record_step(ctx: StepContext, status: str, *, started_at: datetime,
         except _NotWritten as failed:
             if waited >= CHECKPOINT_PATIENCE_S:
                 raise failed.__cause__ or failed from None
-            log.warning("checkpoint of step %s of %s not written (%s); trying again in %.1fs",
-                        ctx.step.name, ctx.request.id, type(failed.__cause__).__name__, pause)
+            log.warning(
+                "checkpoint of step %s of %s not written (%s); trying again in %.1fs",
+                ctx.step.name,
+                ctx.request.id,
+                type(failed.__cause__).__name__,
+                pause,
+            )
             time.sleep(pause)
             waited, pause = waited + pause, min(pause * 2, 5.0)
 
@@ -400,22 +443,44 @@ def _run_step(step: Step, ctx: StepContext, finish: Finish | None = None) -> dic
             _record_step(ctx, "deferred", started_at=started_at)
             raise
         except AwaitingApproval as parking:
-            park = partial(approvals.park, request_id=ctx.request.id, step=ctx.step.name, key=parking.key,
-                           tool=parking.tool, arguments=parking.arguments, why=parking.why)
-            _record_step(ctx, "parked", started_at=started_at, output=parking.state,
-                         duration_ms=(time.perf_counter() - started) * 1000, suspend=park)
+            park = partial(
+                approvals.park,
+                request_id=ctx.request.id,
+                step=ctx.step.name,
+                key=parking.key,
+                tool=parking.tool,
+                arguments=parking.arguments,
+                why=parking.why,
+            )
+            _record_step(
+                ctx,
+                "parked",
+                started_at=started_at,
+                output=parking.state,
+                duration_ms=(time.perf_counter() - started) * 1000,
+                suspend=park,
+            )
             raise
         except HandedOff as handing:
-            hand_off = partial(handoffs.open_handoff, request_id=ctx.request.id, source=handing.source,
-                               reason=handing.reason)
-            _record_step(ctx, "handed_off", started_at=started_at, error=handing.reason,
-                         duration_ms=(time.perf_counter() - started) * 1000, suspend=hand_off)
+            hand_off = partial(
+                handoffs.open_handoff, request_id=ctx.request.id, source=handing.source, reason=handing.reason
+            )
+            _record_step(
+                ctx,
+                "handed_off",
+                started_at=started_at,
+                error=handing.reason,
+                duration_ms=(time.perf_counter() - started) * 1000,
+                suspend=hand_off,
+            )
             raise
         except Exception as exc:  # recorded, then classified below
             last = exc
         else:
             duration = (time.perf_counter() - started) * 1000
-            _record_step(ctx, "succeeded", started_at=started_at, output=output, duration_ms=duration, finish=finish)
+            _record_step(
+                ctx, "succeeded", started_at=started_at, output=output, duration_ms=duration, finish=finish
+            )
             return output
         duration = (time.perf_counter() - started) * 1000
         _record_step(ctx, "failed", started_at=started_at, error=str(last), duration_ms=duration)
@@ -440,10 +505,14 @@ def _side_pool() -> ThreadPoolExecutor:
         return _pool[1]
 
 
-def run(workflow: Workflow, request: RequestInfo, specialist: Specialist,
-        checkpoints: dict[str, dict[str, Any]] | None = None,
-        finish: Finish | None = None,
-        parked: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+def run(
+    workflow: Workflow,
+    request: RequestInfo,
+    specialist: Specialist,
+    checkpoints: dict[str, dict[str, Any]] | None = None,
+    finish: Finish | None = None,
+    parked: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Run every unfinished step, side by side where dependencies allow; returns all outputs.
     `checkpoints` are the finished steps' outputs and `parked` the parked steps' states, if the
     caller read them already. `finish(conn, outputs)` is called once, after every step
@@ -456,6 +525,7 @@ def run(workflow: Workflow, request: RequestInfo, specialist: Specialist,
 
     def context(step: Step) -> StepContext:
         return StepContext(request, specialist, step, dict(outputs), parked=parked.get(step.name))
+
     pending = {name: step for name, step in workflow.steps.items() if name not in outputs}
     running: dict[Future[dict[str, Any]], str] = {}
     finished = False

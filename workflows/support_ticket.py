@@ -14,10 +14,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy.dialects.postgresql import insert
 
 from app.config import get_settings
-from app.db import Delivery
 from app.inference.history import compress
-from app.metrics import TOOL_CALLS
-from app.specialist import Tool, ToolContext, ToolError
+from app.observability.metrics import TOOL_CALLS
+from app.orchestration.specialist import Tool, ToolContext, ToolError
+from app.state import Delivery
 from workflows.engine import StepContext, Workflow
 
 WORKFLOW = Workflow("support_ticket")
@@ -60,8 +60,11 @@ WANTS_A_PERSON = re.compile(
 
 
 class HandoffArgs(BaseModel):
-    reason: str = Field(min_length=1, max_length=500,
-                        description="Why a person should take over, e.g. the customer asked for one.")
+    reason: str = Field(
+        min_length=1,
+        max_length=500,
+        description="Why a person should take over, e.g. the customer asked for one.",
+    )
 
 
 def _not_run(ctx: ToolContext, args: HandoffArgs) -> dict[str, Any]:
@@ -97,8 +100,7 @@ def draft(ctx: StepContext) -> dict[str, Any]:
         summary = ctx.outputs["understand"]["summary"]
         messages = [
             {"role": "system", "content": spec.system_prompt},
-            {"role": "system",
-             "content": f"Ticket summary: {summary}\nContext from our systems: {context}"},
+            {"role": "system", "content": f"Ticket summary: {summary}\nContext from our systems: {context}"},
             *_history(ctx),
             {"role": "user", "content": ctx.request.text},
         ]
@@ -116,32 +118,47 @@ def draft(ctx: StepContext) -> dict[str, Any]:
     return {"reply": response.content or "", "tool_calls": used, "step_cap_reached": True}
 
 
-def _run_calls(ctx: StepContext, calls: list[dict[str, str]], messages: list[dict[str, Any]],
-               used: list[dict[str, Any]], round_: int) -> None:
+def _run_calls(
+    ctx: StepContext,
+    calls: list[dict[str, str]],
+    messages: list[dict[str, Any]],
+    used: list[dict[str, Any]],
+    round_: int,
+) -> None:
     """Run one round of the model's tool calls in order, answering each in `messages`."""
     for index, call in enumerate(calls):
         tool = ctx.specialist.tool(call["name"])
         if call["name"] == HANDOFF_TOOL.name:
             args = HANDOFF_TOOL.parse(call["arguments"])
-            ctx.handoff(args.reason if isinstance(args, HandoffArgs) else "the model asked for a person",
-                        source="tool")
+            ctx.handoff(
+                args.reason if isinstance(args, HandoffArgs) else "the model asked for a person",
+                source="tool",
+            )
         entry: dict[str, Any] = {"tool": call["name"]}
         if tool is None:
             result: dict[str, Any] = {"error": f"no tool named {call['name']!r}"}
         else:
-            result = _call_tool(ctx, tool, call, entry, state={
-                "messages": messages, "used": used, "round": round_, "calls": calls[index:]})
+            result = _call_tool(
+                ctx,
+                tool,
+                call,
+                entry,
+                state={"messages": messages, "used": used, "round": round_, "calls": calls[index:]},
+            )
         entry["ok"] = "error" not in result
         used.append(entry)
         # A tool name the model made up is one label value, not a new series per invention.
-        TOOL_CALLS.labels(call["name"] if tool is not None else "unknown",
-                          "ok" if entry["ok"] else "error").inc()
-        messages.append({"role": "tool", "tool_call_id": call["id"],
-                         "content": json.dumps(result, default=str)})
+        TOOL_CALLS.labels(
+            call["name"] if tool is not None else "unknown", "ok" if entry["ok"] else "error"
+        ).inc()
+        messages.append(
+            {"role": "tool", "tool_call_id": call["id"], "content": json.dumps(result, default=str)}
+        )
 
 
-def _call_tool(ctx: StepContext, tool: Tool[Any], call: dict[str, str], entry: dict[str, Any],
-               state: dict[str, Any]) -> dict[str, Any]:
+def _call_tool(
+    ctx: StepContext, tool: Tool[Any], call: dict[str, str], entry: dict[str, Any], state: dict[str, Any]
+) -> dict[str, Any]:
     """The tool's answer, once a person approved the call if the tool says it needs it."""
     tool_ctx = ctx.tool_context()
     args = tool.parse(call["arguments"])
@@ -154,13 +171,17 @@ def _call_tool(ctx: StepContext, tool: Tool[Any], call: dict[str, str], entry: d
     if why is not None:
         decision = ctx.decision(call["id"])
         if decision is None:
-            ctx.await_approval(key=call["id"], tool=tool.name, arguments=args.model_dump(mode="json"),
-                               why=why, state=state)
+            ctx.await_approval(
+                key=call["id"], tool=tool.name, arguments=args.model_dump(mode="json"), why=why, state=state
+            )
         entry["approval"] = {"approved": decision.approved, "by": decision.by}
         if not decision.approved:
             # Said plainly, so the reply the model writes next cannot claim the action was taken.
-            return {"error": f"NOT DONE: a person declined this {tool.name} call: {decision.reason}. "
-                             "Tell the customer it was not done and why.", "declined": True}
+            return {
+                "error": f"NOT DONE: a person declined this {tool.name} call: {decision.reason}. "
+                "Tell the customer it was not done and why.",
+                "declined": True,
+            }
     return tool.call(tool_ctx, args)
 
 
@@ -171,8 +192,11 @@ def _history(ctx: StepContext) -> list[dict[str, str]]:
         transcript = "\n".join(f"{m['role']}: {m['content']}" for m in older)
         response = ctx.llm(
             [
-                {"role": "system", "content": "Condense this support conversation into a few sentences, keeping "
-                 "every account e-mail, invoice id, error message and promise made."},
+                {
+                    "role": "system",
+                    "content": "Condense this support conversation into a few sentences, keeping "
+                    "every account e-mail, invoice id, error message and promise made.",
+                },
                 {"role": "user", "content": transcript},
             ],
             tier="cheap",

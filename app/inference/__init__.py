@@ -5,4 +5,12 @@ from app.inference.errors import FailureClass, ProviderError
 from app.inference.gateway import Deferred, complete
 from app.inference.provider import ChatResponse, ToolCall
 
-__all__ = ["BudgetExhausted", "ChatResponse", "Deferred", "FailureClass", "ProviderError", "ToolCall", "complete"]
+__all__ = [
+    "BudgetExhausted",
+    "ChatResponse",
+    "Deferred",
+    "FailureClass",
+    "ProviderError",
+    "ToolCall",
+    "complete",
+]

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import Float, func, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
-from app.db import BreakerEvent, CircuitBreaker, LlmCall, session_scope
 from app.inference.call_log import UNFINISHED
 from app.inference.errors import FailureClass
+from app.state import BreakerEvent, CircuitBreaker, LlmCall, session_scope
 
 UNHEALTHY = frozenset({FailureClass.SERVER, FailureClass.TIMEOUT, FailureClass.CONNECTION})
 
@@ -135,7 +135,9 @@ class MemoryBreaker(Breaker):
         return self._memo(target).state
 
 
-def _trip_reason(policy: BreakerPolicy, consecutive: int, calls: int, failures: int, probe: bool) -> str | None:
+def _trip_reason(
+    policy: BreakerPolicy, consecutive: int, calls: int, failures: int, probe: bool
+) -> str | None:
     if probe:
         return "probe failed"
     if consecutive >= policy.consecutive:
@@ -162,27 +164,42 @@ class PostgresBreaker(Breaker):
             return Permit(target, probe=False)
         with session_scope() as session:
             row = session.execute(
-                select(CircuitBreaker.state, CircuitBreaker.opened_at, CircuitBreaker.probe_started, _DB_NOW.label("now"))
-                .where(CircuitBreaker.target == target)
+                select(
+                    CircuitBreaker.state,
+                    CircuitBreaker.opened_at,
+                    CircuitBreaker.probe_started,
+                    _DB_NOW.label("now"),
+                ).where(CircuitBreaker.target == target)
             ).first()
             if row is None or row.state == "closed":
                 self._closed_until[target] = time.monotonic() + self._cache_s
                 return Permit(target, probe=False)
             cooled = row.now - row.opened_at >= self.policy.cooldown_s
-            stale_probe = row.state == "half_open" and row.now - row.probe_started > 2 * self.policy.cooldown_s
+            stale_probe = (
+                row.state == "half_open" and row.now - row.probe_started > 2 * self.policy.cooldown_s
+            )
             if (row.state == "open" and cooled) or stale_probe:
                 # Only one process wins the conditional update and becomes the prober.
                 claimed = session.execute(
                     update(CircuitBreaker)
-                    .where(CircuitBreaker.target == target, CircuitBreaker.state == row.state,
-                           CircuitBreaker.probe_started == row.probe_started)
+                    .where(
+                        CircuitBreaker.target == target,
+                        CircuitBreaker.state == row.state,
+                        CircuitBreaker.probe_started == row.probe_started,
+                    )
                     .values(state="half_open", probe_started=_DB_NOW)
                     .returning(CircuitBreaker.target)
                 ).first()
                 if claimed:
                     if row.state == "open":
-                        session.add(BreakerEvent(target=target, from_state="open", to_state="half_open",
-                                                 reason="cooldown over; probing"))
+                        session.add(
+                            BreakerEvent(
+                                target=target,
+                                from_state="open",
+                                to_state="half_open",
+                                reason="cooldown over; probing",
+                            )
+                        )
                     return Permit(target, probe=True)
             retry_in = max(0.5, row.opened_at + self.policy.cooldown_s - row.now)
         raise BreakerOpen(target, retry_in)
@@ -198,8 +215,14 @@ class PostgresBreaker(Breaker):
                 .returning(CircuitBreaker.target)
             ).first()
             if closed:
-                session.add(BreakerEvent(target=permit.target, from_state="half_open", to_state="closed",
-                                         reason="probe succeeded"))
+                session.add(
+                    BreakerEvent(
+                        target=permit.target,
+                        from_state="half_open",
+                        to_state="closed",
+                        reason="probe succeeded",
+                    )
+                )
 
     def on_failure(self, permit: Permit, kind: FailureClass) -> bool:
         if kind not in UNHEALTHY:
@@ -214,15 +237,26 @@ class PostgresBreaker(Breaker):
                 return True
             # The calls already recorded (the caller records this failure before reporting it);
             # calls still unanswered say nothing about the target's health yet.
-            recent = session.execute(
-                select(LlmCall.outcome)
-                .where(LlmCall.provider == provider, LlmCall.model == model,
-                       LlmCall.created_at > func.now() - text(f"interval '{float(self.policy.window_s)} seconds'"),
-                       LlmCall.cache_hit.is_(False), LlmCall.outcome.not_in(UNFINISHED))
-                .order_by(LlmCall.id.desc())
-            ).scalars().all()
+            recent = (
+                session.execute(
+                    select(LlmCall.outcome)
+                    .where(
+                        LlmCall.provider == provider,
+                        LlmCall.model == model,
+                        LlmCall.created_at
+                        > func.now() - text(f"interval '{float(self.policy.window_s)} seconds'"),
+                        LlmCall.cache_hit.is_(False),
+                        LlmCall.outcome.not_in(UNFINISHED),
+                    )
+                    .order_by(LlmCall.id.desc())
+                )
+                .scalars()
+                .all()
+            )
             unhealthy = {k.value for k in UNHEALTHY}
-            consecutive = next((i for i, outcome in enumerate(recent) if outcome not in unhealthy), len(recent))
+            consecutive = next(
+                (i for i, outcome in enumerate(recent) if outcome not in unhealthy), len(recent)
+            )
             failures = sum(1 for outcome in recent if outcome in unhealthy)
             reason = _trip_reason(self.policy, consecutive, len(recent), failures, permit.probe)
             if reason:
@@ -231,10 +265,15 @@ class PostgresBreaker(Breaker):
                     .where(CircuitBreaker.target == permit.target)
                     .values(state="open", opened_at=_DB_NOW, consecutive_failures=consecutive)
                 )
-                session.add(BreakerEvent(target=permit.target, from_state=row.state, to_state="open", reason=reason))
+                session.add(
+                    BreakerEvent(target=permit.target, from_state=row.state, to_state="open", reason=reason)
+                )
         self._closed_until.pop(permit.target, None)
         return reason is not None
 
     def state(self, target: str) -> str:
         with session_scope() as session:
-            return session.scalar(select(CircuitBreaker.state).where(CircuitBreaker.target == target)) or "closed"
+            return (
+                session.scalar(select(CircuitBreaker.state).where(CircuitBreaker.target == target))
+                or "closed"
+            )

@@ -27,9 +27,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from app import metrics
 from app.config import get_settings
-from app.db import autocommit_scope
+from app.observability import metrics
+from app.state import autocommit_scope
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,9 @@ class BudgetExhausted(Exception):
     """The call was not made: its reservation does not fit the request's ceiling or the tenant's
     day. Not retryable; the request ends with this as its error."""
 
-    def __init__(self, scope: str, limit: Decimal, used: Decimal, needed: Decimal,
-                 tenant: str | None) -> None:
+    def __init__(
+        self, scope: str, limit: Decimal, used: Decimal, needed: Decimal, tenant: str | None
+    ) -> None:
         what = "the request's budget" if scope == "request" else f"tenant {tenant}'s daily budget"
         when = "" if scope == "request" else " today"
         super().__init__(
@@ -164,16 +165,20 @@ def open_call(intent: Intent) -> int:
         return int(_patiently(_OPEN_UNBUDGETED, params).scalar_one())
     row = _patiently(_OPEN, params).one()
     if row.call_id is not None:
-        _note_share(intent.request_id, s.budget_cheap_share,
-                    ((row.request_used, row.ceiling), (row.day_used, row.daily)))
+        _note_share(
+            intent.request_id,
+            s.budget_cheap_share,
+            ((row.request_used, row.ceiling), (row.day_used, row.daily)),
+        )
         return int(row.call_id)
     if not row.found:
         raise ValueError(f"no request {intent.request_id!r} in the record to charge the call to")
     if row.request_used is not None:  # the request's reservation held, the tenant's day refused it
         _patiently(_GIVE_BACK, params)
         metrics.BUDGET_REFUSALS.labels("tenant_day").inc()
-        raise BudgetExhausted("tenant_day", row.daily, row.day_before or Decimal(0), intent.amount,
-                              row.tenant)
+        raise BudgetExhausted(
+            "tenant_day", row.daily, row.day_before or Decimal(0), intent.amount, row.tenant
+        )
     metrics.BUDGET_REFUSALS.labels("request").inc()
     raise BudgetExhausted("request", row.ceiling, row.request_before or Decimal(0), intent.amount, row.tenant)
 
@@ -201,8 +206,9 @@ _near_lock = threading.Lock()
 _NEAR_MAX = 10_000
 
 
-def _note_share(request_id: str, share: float,
-                usage: tuple[tuple[Decimal | None, Decimal | None], ...]) -> None:
+def _note_share(
+    request_id: str, share: float, usage: tuple[tuple[Decimal | None, Decimal | None], ...]
+) -> None:
     """Remember the request if any (used, limit) pair is past `share` of its limit."""
     past = any(used is not None and limit and used >= limit * Decimal(str(share)) for used, limit in usage)
     if past:

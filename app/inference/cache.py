@@ -21,8 +21,8 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, func, update
 from sqlalchemy.dialects.postgresql import insert
 
-from app.db import CachedResponse, autocommit_scope, session_scope
 from app.inference.provider import ChatResponse
+from app.state import CachedResponse, autocommit_scope, session_scope
 
 _SPACES = re.compile(r"\s+")
 
@@ -38,13 +38,23 @@ def _normalize(value: Any) -> Any:
     return value
 
 
-def cache_key(model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
-              max_tokens: int, params: dict[str, Any] | None = None, *, tenant: str | None = None) -> str:
+def cache_key(
+    model: str,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None,
+    max_tokens: int,
+    params: dict[str, Any] | None = None,
+    *,
+    tenant: str | None = None,
+) -> str:
     """`params`: the call's other parameters (temperature, response_format, ...); a JSON-mode
     answer is not the answer to the same messages without it. `tenant`: whose answer it is."""
     fields: dict[str, Any] = {
-        "model": model, "messages": _normalize(messages), "tools": _normalize(tools or []),
-        "max_tokens": max_tokens, "tenant": tenant,
+        "model": model,
+        "messages": _normalize(messages),
+        "tools": _normalize(tools or []),
+        "max_tokens": max_tokens,
+        "tenant": tenant,
     }
     if params and any(v is not None for v in params.values()):
         fields["params"] = _normalize(params)  # absent when unset: keys of plain calls stay as they were
@@ -112,7 +122,6 @@ class PostgresCache(ResponseCache):
             return
         with autocommit_scope() as own:  # one statement: it commits by itself
             own.execute(statement)
-
 
 
 def purge_expired() -> int:

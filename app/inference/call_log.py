@@ -17,8 +17,22 @@ from sqlalchemy import Connection, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 COLUMNS = (
-    "request_id", "step", "purpose", "provider", "model", "tier", "key_id", "prompt_tokens", "completion_tokens",
-    "cost_usd", "latency_ms", "limiter_wait_ms", "retries", "cache_hit", "outcome", "error",
+    "request_id",
+    "step",
+    "purpose",
+    "provider",
+    "model",
+    "tier",
+    "key_id",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "latency_ms",
+    "limiter_wait_ms",
+    "retries",
+    "cache_hit",
+    "outcome",
+    "error",
 )
 # Beside COLUMNS, a row may carry: `call_id` (its intent row), and `charged_usd` (what it counts
 # against the budgets: its cost, or its cost at the fallback price for an unpriced model).

@@ -46,6 +46,8 @@ def warn_unpriced(settings: Settings | None = None) -> list[str]:
     for model in missing:
         log.warning(
             "model %r has no price in SWITCHBOARD_PRICES: its calls are recorded as unpriced (cost unknown, "
-            "not $0) and reports list them; add %s=INPUT/OUTPUT (USD per million tokens)", model, model,
+            "not $0) and reports list them; add %s=INPUT/OUTPUT (USD per million tokens)",
+            model,
+            model,
         )
     return missing

@@ -16,7 +16,9 @@ class FailureClass(StrEnum):
     CONTENT_FILTER = "content_filter"
 
 
-RETRYABLE = frozenset({FailureClass.RATE_LIMITED, FailureClass.SERVER, FailureClass.TIMEOUT, FailureClass.CONNECTION})
+RETRYABLE = frozenset(
+    {FailureClass.RATE_LIMITED, FailureClass.SERVER, FailureClass.TIMEOUT, FailureClass.CONNECTION}
+)
 
 
 class ProviderError(Exception):

@@ -22,10 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from app import metrics, tracing
 from app.config import get_settings
-from app.context import current
-from app.db import autocommit_scope
 from app.inference import budget, limits, provider
 from app.inference import keys as key_state
 from app.inference.adapters import ChatRequest, adapter_for
@@ -40,6 +37,9 @@ from app.inference.history import estimate_tokens
 from app.inference.keys import KeyRing
 from app.inference.limiter import Limiter, PostgresLimiter, Reservation, WaitTooLong
 from app.inference.targets import Target, chain
+from app.observability import metrics, tracing
+from app.observability.request_scope import current
+from app.state import autocommit_scope
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +70,20 @@ def backends() -> _Backends:
     with _lock:
         if _backends is None:
             s = get_settings()
-            policy = BreakerPolicy(s.breaker_consecutive_failures, s.breaker_failure_rate, s.breaker_window_s,
-                                   s.breaker_min_calls, s.breaker_cooldown_s)
+            policy = BreakerPolicy(
+                s.breaker_consecutive_failures,
+                s.breaker_failure_rate,
+                s.breaker_window_s,
+                s.breaker_min_calls,
+                s.breaker_cooldown_s,
+            )
             _backends = _Backends(PostgresLimiter(), PostgresBreaker(policy), PostgresCache())
         return _backends
 
 
-def configure(*, limiter: Limiter | None = None, breaker: Breaker | None = None,
-              cache: ResponseCache | None = None) -> None:
+def configure(
+    *, limiter: Limiter | None = None, breaker: Breaker | None = None, cache: ResponseCache | None = None
+) -> None:
     """Swap backends (tests use the in-memory ones); None keeps the current one."""
     global _backends
     current = backends()
@@ -131,10 +137,12 @@ class Params:
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
 
-    def request(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
-                max_tokens: int) -> ChatRequest:
-        return ChatRequest(model, messages, tools, max_tokens, self.temperature, self.tool_choice,
-                           self.response_format)
+    def request(
+        self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, max_tokens: int
+    ) -> ChatRequest:
+        return ChatRequest(
+            model, messages, tools, max_tokens, self.temperature, self.tool_choice, self.response_format
+        )
 
 
 @tracing.llm_call
@@ -166,10 +174,21 @@ def complete(
     there as it arrives; limits, retries and the record are those of any call, and what is
     returned is the whole answer (never the text of an attempt cut off mid-way).
     Raises budget.BudgetExhausted when the request's or tenant's budget cannot cover the call."""
-    attempt = partial(_complete, messages, purpose=purpose, request_id=request_id, step=step, tools=tools,
-                      max_tokens=max_tokens, params=Params(temperature, tool_choice, response_format),
-                      cache=cache, tenant=tenant, record_into=record_into, writes_into=writes_into,
-                      stream_to=stream_to)
+    attempt = partial(
+        _complete,
+        messages,
+        purpose=purpose,
+        request_id=request_id,
+        step=step,
+        tools=tools,
+        max_tokens=max_tokens,
+        params=Params(temperature, tool_choice, response_format),
+        cache=cache,
+        tenant=tenant,
+        record_into=record_into,
+        writes_into=writes_into,
+        stream_to=stream_to,
+    )
     chosen = budget.tier_for(request_id, tier)
     try:
         return attempt(tier=chosen)
@@ -280,14 +299,25 @@ def _call_target(call: _Call, target: Target, permit: Permit, b: _Backends) -> p
             call.deltas.begin()
         try:
             response = provider.chat(
-                adapter_for(p.kind), base_url=p.base_url,
+                adapter_for(p.kind),
+                base_url=p.base_url,
                 request=call.params.request(target.model, messages, call.tools, call.max_tokens),
-                api_key=p.secret(kid).get_secret_value(), key_id=kid,
+                api_key=p.secret(kid).get_secret_value(),
+                key_id=kid,
                 on_delta=call.deltas.delta if call.deltas is not None else None,
             )
         except ProviderError as exc:
-            _record(call, target, kid, outcome=exc.kind, error=str(exc), started=started,
-                    wait_s=wait_s, retries=retries, call_id=call_id)
+            _record(
+                call,
+                target,
+                kid,
+                outcome=exc.kind,
+                error=str(exc),
+                started=started,
+                wait_s=wait_s,
+                retries=retries,
+                call_id=call_id,
+            )
             if exc.kind is FailureClass.RATE_LIMITED:
                 if permit.probe:
                     b.breaker.on_success(permit)  # it answered: the target is up
@@ -321,8 +351,14 @@ def _call_target(call: _Call, target: Target, permit: Permit, b: _Backends) -> p
         if call.deltas is not None and not (response.usage.prompt_tokens or response.usage.completion_tokens):
             # A server that ignores stream_options.include_usage: reconcile with what was sent
             # and received rather than with nothing.
-            response = response.model_copy(update={"usage": provider.Usage(
-                prompt_tokens=prompt_estimate, completion_tokens=estimate_tokens(response.content or ""))})
+            response = response.model_copy(
+                update={
+                    "usage": provider.Usage(
+                        prompt_tokens=prompt_estimate,
+                        completion_tokens=estimate_tokens(response.content or ""),
+                    )
+                }
+            )
         usage = response.usage
         if reservation:
             b.limiter.reconcile(reservation, usage.prompt_tokens + usage.completion_tokens)
@@ -331,21 +367,40 @@ def _call_target(call: _Call, target: Target, permit: Permit, b: _Backends) -> p
             if pause:
                 b.limiter.pause(limits.pause_bucket(target, kid), pause)
         b.breaker.on_success(permit)
-        _record(call, target, kid, outcome="ok", response=response, started=started,
-                wait_s=wait_s, retries=retries, call_id=call_id)
+        _record(
+            call,
+            target,
+            kid,
+            outcome="ok",
+            response=response,
+            started=started,
+            wait_s=wait_s,
+            retries=retries,
+            call_id=call_id,
+        )
         return response
 
 
-def _open_call(call: _Call, target: Target, kid: str | None, prompt_estimate: int, wait_s: float,
-               retries: int) -> int:
+def _open_call(
+    call: _Call, target: Target, kid: str | None, prompt_estimate: int, wait_s: float, retries: int
+) -> int:
     """The call's intent row, with its budget reservation, before the provider is called: a process
     that dies before the call completes leaves it in the record (app/inference/budget.py)."""
-    return budget.open_call(budget.Intent(
-        request_id=call.request_id, step=call.step, purpose=call.purpose, provider=target.provider.host,
-        model=target.model, tier=call.tier, key_id=kid, estimated_tokens=prompt_estimate + call.max_tokens,
-        amount=budget.estimate(target.model, prompt_estimate, call.max_tokens), limiter_wait_ms=wait_s * 1000,
-        retries=retries,
-    ))
+    return budget.open_call(
+        budget.Intent(
+            request_id=call.request_id,
+            step=call.step,
+            purpose=call.purpose,
+            provider=target.provider.host,
+            model=target.model,
+            tier=call.tier,
+            key_id=kid,
+            estimated_tokens=prompt_estimate + call.max_tokens,
+            amount=budget.estimate(target.model, prompt_estimate, call.max_tokens),
+            limiter_wait_ms=wait_s * 1000,
+            retries=retries,
+        )
+    )
 
 
 def _record(
@@ -370,11 +425,21 @@ def _record(
         # Completes the call's intent row; what it counts against the budgets.
         "call_id": call_id,
         "charged_usd": budget.charge(target.model, prompt, completion) if outcome == "ok" else 0,
-        "request_id": call.request_id, "step": call.step, "purpose": call.purpose, "provider": target.provider.host,
-        "model": target.model, "tier": call.tier, "key_id": kid, "prompt_tokens": prompt,
-        "completion_tokens": completion, "cost_usd": cost,
+        "request_id": call.request_id,
+        "step": call.step,
+        "purpose": call.purpose,
+        "provider": target.provider.host,
+        "model": target.model,
+        "tier": call.tier,
+        "key_id": kid,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "cost_usd": cost,
         "latency_ms": (time.perf_counter() - started) * 1000 if started is not None else 0.0,
-        "limiter_wait_ms": wait_s * 1000, "retries": retries, "cache_hit": cache_hit, "outcome": outcome,
+        "limiter_wait_ms": wait_s * 1000,
+        "retries": retries,
+        "cache_hit": cache_hit,
+        "outcome": outcome,
         "error": error,
     }
     metrics.observe_llm_call(row)

@@ -104,8 +104,12 @@ def reported_limits(headers: Mapping[str, str]) -> ReportedLimits:
     the input), else its most restrictive one."""
     return ReportedLimits(
         requests=_count(headers, "x-ratelimit-limit-requests", "anthropic-ratelimit-requests-limit"),
-        tokens=_count(headers, "x-ratelimit-limit-tokens", "anthropic-ratelimit-input-tokens-limit",
-                      "anthropic-ratelimit-tokens-limit"),
+        tokens=_count(
+            headers,
+            "x-ratelimit-limit-tokens",
+            "anthropic-ratelimit-input-tokens-limit",
+            "anthropic-ratelimit-tokens-limit",
+        ),
         input_tokens=_count(headers, "anthropic-ratelimit-input-tokens-limit"),
         output_tokens=_count(headers, "anthropic-ratelimit-output-tokens-limit"),
     )

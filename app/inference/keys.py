@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
-from app.db import ProviderKey, session_scope
+from app.state import ProviderKey, session_scope
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,9 @@ def disabled_key_ids(max_age_s: float = 5.0) -> frozenset[str]:
         if time.monotonic() - _disabled[0] <= max_age_s:
             return _disabled[1]
     with session_scope() as session:
-        ids = frozenset(session.scalars(select(ProviderKey.key_id).where(ProviderKey.disabled_at.isnot(None))))
+        ids = frozenset(
+            session.scalars(select(ProviderKey.key_id).where(ProviderKey.disabled_at.isnot(None)))
+        )
     with _disabled_lock:
         _disabled = (time.monotonic(), ids)
     return ids
@@ -75,7 +77,9 @@ def disable(provider: str, kid: str, reason: str) -> None:
         session.execute(
             insert(ProviderKey)
             .values(key_id=kid, provider=provider, disabled_at=func.now(), reason=reason)
-            .on_conflict_do_update(index_elements=[ProviderKey.key_id], set_={"disabled_at": func.now(), "reason": reason})
+            .on_conflict_do_update(
+                index_elements=[ProviderKey.key_id], set_={"disabled_at": func.now(), "reason": reason}
+            )
         )
     with _disabled_lock:
         _disabled = (_disabled[0], _disabled[1] | {kid})

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, text
 from sqlalchemy.dialects.postgresql import insert
 
-from app.db import LimitEvent, RateBucket, autocommit_scope, session_scope
+from app.state import LimitEvent, RateBucket, autocommit_scope, session_scope
 
 
 class WaitTooLong(Exception):
@@ -71,8 +71,9 @@ class Demand:
     rate: Rate | None = None
 
     @classmethod
-    def of(cls, bucket: str, units: float, limit: float | None, headroom: float, *,
-           tokens: bool = False) -> Demand:
+    def of(
+        cls, bucket: str, units: float, limit: float | None, headroom: float, *, tokens: bool = False
+    ) -> Demand:
         limit = limit if limit and limit > 0 else None
         rate = Rate.from_limit(limit, headroom) if limit else None
         return cls(bucket, units, limit, headroom, tokens, rate)
@@ -161,8 +162,9 @@ class _State:
     learned: float | None = None
 
 
-def _plan(states: dict[str, _State], now: float,
-          candidates: Sequence[Candidate]) -> tuple[int, float, list[Held]]:
+def _plan(
+    states: dict[str, _State], now: float, candidates: Sequence[Candidate]
+) -> tuple[int, float, list[Held]]:
     """The candidate with the earliest slot (the first on a tie), the slot, and its buckets."""
     best: tuple[float, int, list[Held]] | None = None
     for index, candidate in enumerate(candidates):
@@ -302,12 +304,16 @@ class PostgresLimiter(Limiter):
         demands = [(i, d) for i, c in enumerate(candidates) for d in c.demands]
         names = sorted({d.bucket for _, d in demands})
         params = {
-            "bucket": [d.bucket for _, d in demands], "cand": [i for i, _ in demands],
-            "units": [float(d.units) for _, d in demands], "lim": [d.limit for _, d in demands],
+            "bucket": [d.bucket for _, d in demands],
+            "cand": [i for i, _ in demands],
+            "units": [float(d.units) for _, d in demands],
+            "lim": [d.limit for _, d in demands],
             "per_min": [d.rate.per_minute if d.rate else None for _, d in demands],
             "burst": [d.rate.burst if d.rate else None for _, d in demands],
-            "headroom": [d.headroom for _, d in demands], "tokens": [d.tokens for _, d in demands],
-            "names": names, "max_wait": max_wait_s,
+            "headroom": [d.headroom for _, d in demands],
+            "tokens": [d.tokens for _, d in demands],
+            "names": names,
+            "max_wait": max_wait_s,
         }
         for attempt in range(2):
             with autocommit_scope() as conn:
@@ -317,20 +323,27 @@ class PostgresLimiter(Limiter):
                 if attempt:
                     raise RuntimeError(f"rate buckets {names} could not be created")
                 # A bucket's first use anywhere: create the rows, then reserve again.
-                conn.execute(insert(RateBucket).values([{"bucket": n, "tat": 0.0} for n in names])
-                             .on_conflict_do_nothing())
+                conn.execute(
+                    insert(RateBucket)
+                    .values([{"bucket": n, "tat": 0.0} for n in names])
+                    .on_conflict_do_nothing()
+                )
         first = rows[0]
         wait = first.start - first.now
         if wait > max_wait_s:
             raise WaitTooLong(wait)  # the statement moved nothing
-        held = {r.bucket: Held(r.bucket, r.units, r.tokens, r.in_force, r.learned_limit, r.step)
-                for r in rows}
+        held = {
+            r.bucket: Held(r.bucket, r.units, r.tokens, r.in_force, r.learned_limit, r.step) for r in rows
+        }
         chosen = candidates[first.cand]
         return Reservation(chosen.key_id, first.start, wait, tuple(held[d.bucket] for d in chosen.demands))
 
     def reconcile(self, reservation: Reservation, actual_tokens: int) -> None:
-        moves = [(h.bucket, (actual_tokens - h.units) * h.interval) for h in reservation.held
-                 if h.tokens and h.interval is not None and actual_tokens != h.units]
+        moves = [
+            (h.bucket, (actual_tokens - h.units) * h.interval)
+            for h in reservation.held
+            if h.tokens and h.interval is not None and actual_tokens != h.units
+        ]
         if not moves:
             return
         with autocommit_scope() as conn:
@@ -338,12 +351,15 @@ class PostgresLimiter(Limiter):
 
     def pause(self, bucket: str, seconds: float) -> None:
         with autocommit_scope() as conn:
-            conn.execute(text("""
+            conn.execute(
+                text("""
                 INSERT INTO rate_buckets (bucket, tat, paused_until)
                 VALUES (:bucket, 0, extract(epoch FROM clock_timestamp()) + :s)
                 ON CONFLICT (bucket) DO UPDATE SET paused_until = greatest(rate_buckets.paused_until,
                                                                           excluded.paused_until)
-            """), {"bucket": bucket, "s": seconds})
+            """),
+                {"bucket": bucket, "s": seconds},
+            )
 
     def learn(self, bucket: str, limit: float, configured: float | None, source: str) -> None:
         with session_scope() as session:
@@ -353,9 +369,19 @@ class PostgresLimiter(Limiter):
             if previous == limit:
                 return  # another process learned it first
             session.execute(
-                insert(RateBucket).values(bucket=bucket, tat=0.0, learned_limit=limit, learned_at=func.now())
-                .on_conflict_do_update(index_elements=[RateBucket.bucket],
-                                       set_={"learned_limit": limit, "learned_at": func.now()})
+                insert(RateBucket)
+                .values(bucket=bucket, tat=0.0, learned_limit=limit, learned_at=func.now())
+                .on_conflict_do_update(
+                    index_elements=[RateBucket.bucket],
+                    set_={"learned_limit": limit, "learned_at": func.now()},
+                )
             )
-            session.add(LimitEvent(bucket=bucket, previous_limit=previous, learned_limit=limit,
-                                   configured_limit=configured, source=source))
+            session.add(
+                LimitEvent(
+                    bucket=bucket,
+                    previous_limit=previous,
+                    learned_limit=limit,
+                    configured_limit=configured,
+                    source=source,
+                )
+            )

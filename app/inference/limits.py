@@ -94,8 +94,9 @@ def candidates(target: Target, key_ids: list[str], tokens: int) -> list[Candidat
         if total_rpm:
             demands.append(Demand.of(provider_bucket(p.host, "rpm"), 1, total_rpm, headroom))
         if total_tpm:
-            demands.append(Demand.of(provider_bucket(p.host, "tpm"), tokens, total_tpm, headroom,
-                                     tokens=True))
+            demands.append(
+                Demand.of(provider_bucket(p.host, "tpm"), tokens, total_tpm, headroom, tokens=True)
+            )
         found.append(Candidate(kid, tuple(demands)))
     return found
 
@@ -111,8 +112,10 @@ def learn(limiter: Limiter, target: Target, reservation: Reservation, headers: d
     held to (or that raises a limit learned before). Costs nothing when the headers say nothing new."""
     reported = reported_limits(headers)
     group, configured = model_group(target.provider, target.model)
-    for kind, value, limit in (("rpm", reported.requests, configured[0]),
-                               ("tpm", reported.tokens, configured[1])):
+    for kind, value, limit in (
+        ("rpm", reported.requests, configured[0]),
+        ("tpm", reported.tokens, configured[1]),
+    ):
         bucket = model_bucket(target.provider.host, reservation.key_id, group, kind)
         held = reservation.bucket(bucket)
         if value is None or held is None or value == held.learned:

@@ -32,8 +32,13 @@ _ssl_lock = threading.Lock()
 _ssl_context: ssl.SSLContext | None = None
 
 # What cannot reach the provider or broke the exchange, as opposed to an answer we did not like.
-_TRANSPORT_ERRORS = (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol,
-                     httpcore.ConnectionNotAvailable, OSError)
+_TRANSPORT_ERRORS = (
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol,
+    httpcore.ConnectionNotAvailable,
+    OSError,
+)
 
 
 def _shared_ssl_context() -> ssl.SSLContext:
@@ -65,7 +70,9 @@ def _connections(base_url: str) -> httpcore.ConnectionPool:
 def _endpoint(base_url: str, path: str) -> tuple[httpcore.URL, bytes]:
     """The request URL and Host header, parsed once per endpoint rather than once per call."""
     url = httpx.URL(base_url.rstrip("/") + "/" + path)
-    return httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path), url.netloc
+    return httpcore.URL(
+        scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+    ), url.netloc
 
 
 def _request_args(base_url: str, call: HttpCall) -> tuple[httpcore.URL, dict[str, object]]:
@@ -107,8 +114,9 @@ def _transport_errors(request: ChatRequest, key_id: str) -> Iterator[None]:
         ) from None
 
 
-def _refused(adapter: Adapter, status: int, headers: dict[str, str], content: bytes, api_key: str,
-             key_id: str) -> ProviderError:
+def _refused(
+    adapter: Adapter, status: int, headers: dict[str, str], content: bytes, api_key: str, key_id: str
+) -> ProviderError:
     failure = adapter.failure(status, content)
     return ProviderError(
         failure.kind,
@@ -124,8 +132,15 @@ def _rate_headers(headers: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if "ratelimit" in k or k.startswith("retry-after")}
 
 
-def chat(adapter: Adapter, *, base_url: str, request: ChatRequest, api_key: str, key_id: str,
-         on_delta: Callable[[str], None] | None = None) -> ChatResponse:
+def chat(
+    adapter: Adapter,
+    *,
+    base_url: str,
+    request: ChatRequest,
+    api_key: str,
+    key_id: str,
+    on_delta: Callable[[str], None] | None = None,
+) -> ChatResponse:
     """One exchange with the provider through its API's adapter; a failure as a ProviderError.
     With `on_delta` the answer is streamed: each piece of text is passed to it as it arrives, and
     the whole answer is still what is returned."""
@@ -142,13 +157,21 @@ def chat(adapter: Adapter, *, base_url: str, request: ChatRequest, api_key: str,
     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         # A 200 that is not the API's answer (a proxy's page, a truncated body): the server's fault.
         raise ProviderError(
-            FailureClass.SERVER, f"unreadable answer from the provider: {type(exc).__name__}", status=status,
+            FailureClass.SERVER,
+            f"unreadable answer from the provider: {type(exc).__name__}",
+            status=status,
             key_id=key_id,
         ) from None
 
 
-def _stream(adapter: Adapter, base_url: str, request: ChatRequest, api_key: str, key_id: str,
-            on_delta: Callable[[str], None]) -> ChatResponse:
+def _stream(
+    adapter: Adapter,
+    base_url: str,
+    request: ChatRequest,
+    api_key: str,
+    key_id: str,
+    on_delta: Callable[[str], None],
+) -> ChatResponse:
     """The streamed exchange over the thread's kept-alive connection. An answer is only what the
     API's final event closes: a stream cut off before it is a retryable failure, and the text
     received until then is never returned (the caller was told each piece as a delta only).
@@ -165,8 +188,7 @@ def _stream(adapter: Adapter, base_url: str, request: ChatRequest, api_key: str,
     reader = EventReader()
     interval = get_settings().stream_read_interval_s
     begun = False
-    with _transport_errors(request, key_id), \
-            _connections(base_url).stream("POST", url, **args) as response:  # type: ignore[arg-type]
+    with _transport_errors(request, key_id), _connections(base_url).stream("POST", url, **args) as response:  # type: ignore[arg-type]
         headers = _header_dict(response)
         if response.status != 200:
             raise _refused(adapter, response.status, headers, response.read(), api_key, key_id)
@@ -192,10 +214,16 @@ def _stream(adapter: Adapter, base_url: str, request: ChatRequest, api_key: str,
             raise ProviderError(failed.failure.kind, detail, status=200, key_id=key_id) from None
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise ProviderError(
-                FailureClass.SERVER, f"unreadable event in the provider's stream: {type(exc).__name__}",
-                status=200, key_id=key_id,
+                FailureClass.SERVER,
+                f"unreadable event in the provider's stream: {type(exc).__name__}",
+                status=200,
+                key_id=key_id,
             ) from None
     if answer is None:
-        raise ProviderError(FailureClass.CONNECTION, "the provider's stream ended before its final event",
-                            status=200, key_id=key_id)
+        raise ProviderError(
+            FailureClass.CONNECTION,
+            "the provider's stream ended before its final event",
+            status=200,
+            key_id=key_id,
+        )
     return answer

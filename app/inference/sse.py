@@ -30,7 +30,7 @@ class EventReader:
                 return
             end, skip = cut
             line = self._buffer[:end].decode("utf-8", errors="replace")
-            self._buffer = self._buffer[end + skip:]
+            self._buffer = self._buffer[end + skip :]
             if not line:
                 if self._data or self._event:
                     yield Event(self._event or "message", "\n".join(self._data))
@@ -54,7 +54,7 @@ def _line_end(buffer: bytes) -> tuple[int, int] | None:
         return None if lf == -1 else (lf, 1)
     if cr + 1 == len(buffer):
         return None
-    return cr, 2 if buffer[cr + 1:cr + 2] == b"\n" else 1
+    return cr, 2 if buffer[cr + 1 : cr + 2] == b"\n" else 1
 
 
 def events(chunks: Iterable[bytes]) -> Iterator[Event]:

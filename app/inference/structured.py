@@ -23,8 +23,10 @@ class InvalidStructuredOutput(ValueError):
 def response_format(model: type[BaseModel]) -> dict[str, Any]:
     """OpenAI's `json_schema` response format for `model` (every adapter translates it)."""
     # strict=False: pydantic's schemas allow optional fields and extra keys, which strict mode refuses.
-    return {"type": "json_schema",
-            "json_schema": {"name": model.__name__, "schema": model.model_json_schema(), "strict": False}}
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": model.__name__, "schema": model.model_json_schema(), "strict": False},
+    }
 
 
 def parse(model: type[M], response: ChatResponse) -> M:
@@ -34,8 +36,9 @@ def parse(model: type[M], response: ChatResponse) -> M:
     return model.model_validate_json(fenced.group(1) if fenced else text)
 
 
-def repair_messages(messages: list[dict[str, Any]], response: ChatResponse,
-                    error: ValidationError) -> list[dict[str, Any]]:
+def repair_messages(
+    messages: list[dict[str, Any]], response: ChatResponse, error: ValidationError
+) -> list[dict[str, Any]]:
     """The conversation with the invalid answer and what was wrong with it, asking again."""
     problems = "; ".join(
         f"{'.'.join(str(p) for p in e['loc']) or 'the reply'}: {e['msg']}" for e in error.errors()[:5]
@@ -43,6 +46,9 @@ def repair_messages(messages: list[dict[str, Any]], response: ChatResponse,
     return [
         *messages,
         {"role": "assistant", "content": response.content or ""},
-        {"role": "user", "content": f"That reply is not valid JSON of the requested schema ({problems}). "
-         "Reply again with only the corrected JSON object."},
+        {
+            "role": "user",
+            "content": f"That reply is not valid JSON of the requested schema ({problems}). "
+            "Reply again with only the corrected JSON object.",
+        },
     ]

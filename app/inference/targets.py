@@ -47,8 +47,16 @@ class Target:
 @lru_cache(maxsize=1)
 def providers() -> dict[str, Provider]:
     s = get_settings()
-    found = {"primary": Provider("primary", s.provider_kind, s.provider_base_url, tuple(s.provider_api_keys),
-                                 s.provider_rpm, s.provider_tpm)}
+    found = {
+        "primary": Provider(
+            "primary",
+            s.provider_kind,
+            s.provider_base_url,
+            tuple(s.provider_api_keys),
+            s.provider_rpm,
+            s.provider_tpm,
+        )
+    }
     if s.secondary_provider_base_url:
         found["secondary"] = Provider(
             "secondary",

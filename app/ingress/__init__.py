@@ -1,5 +1,1 @@
-"""The HTTP API: `create_app()` builds the Flask app; uvicorn serves `asgi.create_asgi()`."""
-
-from app.ingress.app import create_app
-
-__all__ = ["create_app"]
+"""Ingress: how requests come in: the in-cluster client, admission, tenants, callbacks and the HTTP API."""

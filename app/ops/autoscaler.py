@@ -27,13 +27,13 @@ from sqlalchemy import case, func, insert, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings, get_settings
-from app.db import LlmCall, Request, ScalingDecision, Status, session_scope
 from app.inference.limits import model_group
 from app.inference.targets import providers
 from app.ops.depth import depths
-from app.ops.inspect import worker_views
+from app.ops.queue_status import worker_views
 from app.ops.scale import ScaleError, scale
-from app.topology import ROUTER_QUEUE, work_queue_names
+from app.orchestration.topology import ROUTER_QUEUE, work_queue_names
+from app.state import LlmCall, Request, ScalingDecision, Status, session_scope
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +79,16 @@ class Decision(BaseModel):
     detail: dict[str, Any] = {}
 
 
-def decide(queue: str, pending: int, current: int, policy: Policy, cap: Cap | None,
-           since_change_s: float | None) -> Decision:
+def decide(
+    queue: str, pending: int, current: int, policy: Policy, cap: Cap | None, since_change_s: float | None
+) -> Decision:
     """The policy's answer for one queue; pure, so it is tested without services."""
     wanted = math.ceil(pending / policy.target_pending)
     desired = min(policy.max, max(policy.min, wanted))
-    reasons = [f"{pending} pending at {policy.target_pending:g} per unit wants {wanted}"
-               + (f", policy range {policy.min}-{policy.max}" if desired != wanted else "")]
+    reasons = [
+        f"{pending} pending at {policy.target_pending:g} per unit wants {wanted}"
+        + (f", policy range {policy.min}-{policy.max}" if desired != wanted else "")
+    ]
     limited = cap is not None and desired > cap.concurrency
     if cap is not None and limited:
         desired = max(policy.min, cap.concurrency)
@@ -104,12 +107,22 @@ def decide(queue: str, pending: int, current: int, policy: Policy, cap: Cap | No
         reasons.append(f"already at {current}")
     elif since_change_s is not None and since_change_s < policy.cooldown_s:
         action, applied = "hold", current
-        reasons.append(f"cooldown: last change {since_change_s:.0f}s ago, policy waits {policy.cooldown_s:g}s")
+        reasons.append(
+            f"cooldown: last change {since_change_s:.0f}s ago, policy waits {policy.cooldown_s:g}s"
+        )
     else:
         action, applied = ("up" if desired > current else "down"), desired
-    return Decision(queue=queue, action=action, pending=pending, current=current, desired=desired,
-                    applied=applied, limit_cap=cap.concurrency if cap else None, reason="; ".join(reasons),
-                    detail=detail)
+    return Decision(
+        queue=queue,
+        action=action,
+        pending=pending,
+        current=current,
+        desired=desired,
+        applied=applied,
+        limit_cap=cap.concurrency if cap else None,
+        reason="; ".join(reasons),
+        detail=detail,
+    )
 
 
 def _queue_of_call() -> Any:
@@ -132,8 +145,11 @@ def rate_cap(session: Session, queue: str, settings: Settings | None = None) -> 
     # The queue's recent finished requests, and what each made of LLM calls and time.
     recent = (
         select(Request.id, Request.started_at, Request.finished_at)
-        .where(Request.specialist == queue, Request.status == Status.SUCCEEDED,
-               Request.finished_at > now - PROFILE_WINDOW)
+        .where(
+            Request.specialist == queue,
+            Request.status == Status.SUCCEEDED,
+            Request.finished_at > now - PROFILE_WINDOW,
+        )
         .order_by(Request.finished_at.desc())
         .limit(PROFILE_REQUESTS)
         .subquery()
@@ -144,10 +160,17 @@ def rate_cap(session: Session, queue: str, settings: Settings | None = None) -> 
     if not n or run_s is None:
         return None
     calls = session.execute(
-        select(LlmCall.model, func.count(), func.sum(LlmCall.prompt_tokens + LlmCall.completion_tokens),
-               func.sum(LlmCall.limiter_wait_ms))
-        .where(LlmCall.request_id.in_(select(recent.c.id)), LlmCall.cache_hit.is_(False),
-               LlmCall.purpose != "route")
+        select(
+            LlmCall.model,
+            func.count(),
+            func.sum(LlmCall.prompt_tokens + LlmCall.completion_tokens),
+            func.sum(LlmCall.limiter_wait_ms),
+        )
+        .where(
+            LlmCall.request_id.in_(select(recent.c.id)),
+            LlmCall.cache_hit.is_(False),
+            LlmCall.purpose != "route",
+        )
         .group_by(LlmCall.model)
     ).all()
     if not calls:
@@ -156,13 +179,19 @@ def rate_cap(session: Session, queue: str, settings: Settings | None = None) -> 
     tokens_per = {model: float(t or 0) / n for model, _, t, _ in calls}
     waited_s = sum(float(w or 0) for *_, w in calls) / 1000 / n
     # What other queues drew from each model's budget over the last minute.
-    others = dict(session.execute(
-        select(LlmCall.model, func.count())
-        .select_from(LlmCall).outerjoin(Request, Request.id == LlmCall.request_id)
-        .where(LlmCall.created_at > now - timedelta(seconds=60), LlmCall.cache_hit.is_(False),
-               _queue_of_call() != queue)
-        .group_by(LlmCall.model)
-    ).all())
+    others = dict(
+        session.execute(
+            select(LlmCall.model, func.count())
+            .select_from(LlmCall)
+            .outerjoin(Request, Request.id == LlmCall.request_id)
+            .where(
+                LlmCall.created_at > now - timedelta(seconds=60),
+                LlmCall.cache_hit.is_(False),
+                _queue_of_call() != queue,
+            )
+            .group_by(LlmCall.model)
+        ).all()
+    )
     feedable: list[tuple[float, str]] = []
     all_calls, all_tokens = sum(calls_per.values()), sum(tokens_per.values())
     if rpm > 0 and all_calls > 0:
@@ -200,7 +229,9 @@ def rate_cap(session: Session, queue: str, settings: Settings | None = None) -> 
 
 def _last_change(session: Session, queue: str) -> datetime | None:
     return session.scalar(
-        select(func.max(ScalingDecision.at)).where(ScalingDecision.queue == queue, ScalingDecision.action != "hold")
+        select(func.max(ScalingDecision.at)).where(
+            ScalingDecision.queue == queue, ScalingDecision.action != "hold"
+        )
     )
 
 
@@ -230,18 +261,34 @@ def run_once(queues: list[str] | None = None, *, apply: bool = True) -> list[Dec
         decision = decide(queue, pending, current, policy_for(queue), cap, since)
         decision.detail["depth_source"] = depth.source
         if not serving:
-            decision = decision.model_copy(update={"action": "hold", "applied": current,
-                                                   "reason": decision.reason + "; no worker consumes it"})
+            decision = decision.model_copy(
+                update={
+                    "action": "hold",
+                    "applied": current,
+                    "reason": decision.reason + "; no worker consumes it",
+                }
+            )
         elif apply and decision.action != "hold":
             try:
                 report = scale(queue, decision.applied, set_by="autoscale")
                 decision.applied = report.after
             except ScaleError as exc:
-                decision = decision.model_copy(update={"action": "hold", "applied": current,
-                                                       "reason": f"{decision.reason}; scaling failed: {exc}"})
+                decision = decision.model_copy(
+                    update={
+                        "action": "hold",
+                        "applied": current,
+                        "reason": f"{decision.reason}; scaling failed: {exc}",
+                    }
+                )
         _record(decision)
-        log.info("autoscale %s: %s %d -> %d (%s)", queue, decision.action, decision.current, decision.applied,
-                 decision.reason)
+        log.info(
+            "autoscale %s: %s %d -> %d (%s)",
+            queue,
+            decision.action,
+            decision.current,
+            decision.applied,
+            decision.reason,
+        )
         decisions.append(decision)
     return decisions
 
@@ -251,8 +298,7 @@ def _record(decision: Decision) -> None:
         session.execute(insert(ScalingDecision).values(**decision.model_dump(mode="json")))
 
 
-def run(queues: list[str] | None = None, interval_s: float | None = None,
-        report: Any = None) -> None:
+def run(queues: list[str] | None = None, interval_s: float | None = None, report: Any = None) -> None:
     """Decide every `interval_s` until interrupted; `report(decision)` sees each decision."""
     interval = interval_s if interval_s is not None else get_settings().autoscale_interval_s
     while True:

@@ -95,9 +95,7 @@ def _limit(value: int, headroom: float) -> int | None:
     return int(value * (1 - headroom)) if value > 0 else None
 
 
-def _provider_check(
-    workers: int, rpm: Decimal, tpm: Decimal | None, settings: Settings
-) -> ProviderCheck:
+def _provider_check(workers: int, rpm: Decimal, tpm: Decimal | None, settings: Settings) -> ProviderCheck:
     rpm_limit = _limit(settings.provider_rpm, settings.provider_headroom)
     tpm_limit = _limit(settings.provider_tpm, settings.provider_headroom)
     # The share of the peak the provider can serve: the tighter of the two limits.
@@ -107,20 +105,34 @@ def _provider_check(
     if tpm_limit is not None and tpm:
         shares.append(Decimal(tpm_limit) / tpm)
     if not shares:
-        note = ("no provider limit set (SWITCHBOARD_PROVIDER_RPM/_TPM): the plan assumes the provider "
-                "serves the whole peak")
-        return ProviderCheck(requests_per_minute_limit=rpm_limit, tokens_per_minute_limit=tpm_limit,
-                             binds=False, workers_the_limit_feeds=None, note=note)
+        note = (
+            "no provider limit set (SWITCHBOARD_PROVIDER_RPM/_TPM): the plan assumes the provider "
+            "serves the whole peak"
+        )
+        return ProviderCheck(
+            requests_per_minute_limit=rpm_limit,
+            tokens_per_minute_limit=tpm_limit,
+            binds=False,
+            workers_the_limit_feeds=None,
+            note=note,
+        )
     share = min(shares)
     fed = _floor(workers * share) if share < 1 else None
     if share < 1:
-        note = (f"the provider limit binds: it serves {_num(share * 100, 1)}% of the peak, enough for "
-                f"{fed} worker(s); more workers only wait on the limiter. Raise the limit or plan for "
-                "a queue at the peak")
+        note = (
+            f"the provider limit binds: it serves {_num(share * 100, 1)}% of the peak, enough for "
+            f"{fed} worker(s); more workers only wait on the limiter. Raise the limit or plan for "
+            "a queue at the peak"
+        )
     else:
         note = f"the provider limit holds the peak with {_num((share - 1) * 100, 1)}% to spare"
-    return ProviderCheck(requests_per_minute_limit=rpm_limit, tokens_per_minute_limit=tpm_limit,
-                         binds=share < 1, workers_the_limit_feeds=fed, note=note)
+    return ProviderCheck(
+        requests_per_minute_limit=rpm_limit,
+        tokens_per_minute_limit=tpm_limit,
+        binds=share < 1,
+        workers_the_limit_feeds=fed,
+        note=note,
+    )
 
 
 def plan(inputs: CapacityInputs, settings: Settings, pool_concurrency: int | None = None) -> CapacityPlan:
@@ -175,17 +187,27 @@ def explain(p: CapacityPlan) -> list[str]:
     lines = [
         f"inputs from {i.source}",
         f"concurrent users:   {_fmt(i.dau)} DAU x {pct}% = {_fmt(p.concurrent_users)}",
-        (f"conversation:       {_fmt(i.turns)} turns x ({_fmt(i.llm_seconds)} s LLM + {_fmt(i.think_seconds)} s think)"
-        f" = {_fmt(p.conversation_seconds)} s ({_fmt(round(p.conversation_minutes, 1))} min)"),
-        (f"active per convo:   {_fmt(i.turns)} x {_fmt(i.llm_seconds)} s = {_fmt(p.active_seconds)} s"
-        f" ({_fmt(round(p.active_share * 100, 1))}% of it)"),
-        (f"per worker:         {_fmt(i.per_worker)} conversations"
-        f" (at most {p.max_conversations_per_worker} fit: {_fmt(p.conversation_seconds)} s / {_fmt(p.active_seconds)} s)"),
+        (
+            f"conversation:       {_fmt(i.turns)} turns x ({_fmt(i.llm_seconds)} s LLM + {_fmt(i.think_seconds)} s think)"
+            f" = {_fmt(p.conversation_seconds)} s ({_fmt(round(p.conversation_minutes, 1))} min)"
+        ),
+        (
+            f"active per convo:   {_fmt(i.turns)} x {_fmt(i.llm_seconds)} s = {_fmt(p.active_seconds)} s"
+            f" ({_fmt(round(p.active_share * 100, 1))}% of it)"
+        ),
+        (
+            f"per worker:         {_fmt(i.per_worker)} conversations"
+            f" (at most {p.max_conversations_per_worker} fit: {_fmt(p.conversation_seconds)} s / {_fmt(p.active_seconds)} s)"
+        ),
         f"workers:            {_fmt(p.concurrent_users)} / {_fmt(i.per_worker)} = {p.workers}",
-        (f"with headroom:      {_span(i.headroom_low, i.headroom_high)}x = "
-        f"{_span(p.workers_with_headroom.low, p.workers_with_headroom.high)} workers"),
-        (f"pool processes:     at {p.pool_concurrency} threads each: "
-        f"{_span(p.processes_with_headroom.low, p.processes_with_headroom.high)}"),
+        (
+            f"with headroom:      {_span(i.headroom_low, i.headroom_high)}x = "
+            f"{_span(p.workers_with_headroom.low, p.workers_with_headroom.high)} workers"
+        ),
+        (
+            f"pool processes:     at {p.pool_concurrency} threads each: "
+            f"{_span(p.processes_with_headroom.low, p.processes_with_headroom.high)}"
+        ),
         f"peak load:          {_fmt(p.peak_turns_per_minute)} turns/min, "
         f"{_fmt(p.peak_provider_requests_per_minute)} provider requests/min"
         + (f", {_fmt(p.peak_tokens_per_minute)} tokens/min" if p.peak_tokens_per_minute is not None else ""),

@@ -18,7 +18,7 @@ import yaml
 
 from app.ops.manifests import IMAGE, PlainDumper, declared, enabled_specialists, pools
 from app.ops.pools import worker_argv
-from app.topology import CALLBACK_QUEUE
+from app.orchestration.topology import CALLBACK_QUEUE
 
 COMPOSE_FILE = Path("docker/compose.yaml")
 HEADER = (
@@ -45,10 +45,16 @@ def _environment(process: str) -> dict[str, str]:
     }
 
 
-WAIT_FOR = {"rabbitmq": "service_healthy", "postgres": "service_healthy", "migrate": "service_completed_successfully"}
+WAIT_FOR = {
+    "rabbitmq": "service_healthy",
+    "postgres": "service_healthy",
+    "migrate": "service_completed_successfully",
+}
 
 
-def _app(process: str, command: list[str], *, after: tuple[str, ...] = tuple(WAIT_FOR), **extra: Any) -> dict[str, Any]:
+def _app(
+    process: str, command: list[str], *, after: tuple[str, ...] = tuple(WAIT_FOR), **extra: Any
+) -> dict[str, Any]:
     return {
         "build": {"context": "..", "dockerfile": "docker/Dockerfile"},
         "image": IMAGE,
@@ -69,7 +75,11 @@ def services() -> dict[str, Any]:
             "image": "rabbitmq:3.13-management",
             "environment": {"RABBITMQ_DEFAULT_USER": RABBIT_USER, "RABBITMQ_DEFAULT_PASS": RABBIT_PASSWORD},
             "ports": ["127.0.0.1:5672:5672", "127.0.0.1:15672:15672"],
-            "healthcheck": {"test": ["CMD", "rabbitmq-diagnostics", "-q", "ping"], "interval": "5s", "retries": 20},
+            "healthcheck": {
+                "test": ["CMD", "rabbitmq-diagnostics", "-q", "ping"],
+                "interval": "5s",
+                "retries": 20,
+            },
         },
         "postgres": {
             "image": "postgres:16",
@@ -78,24 +88,54 @@ def services() -> dict[str, Any]:
             "healthcheck": {"test": ["CMD", "pg_isready", "-U", "postgres"], "interval": "5s", "retries": 20},
         },
         # One-shot: the schema and the demo data, before any pool starts.
-        "migrate": _app("migrate", ["sh", "-c", "switchboard migrate && switchboard seed"],
-                        after=("rabbitmq", "postgres"), restart="no"),
-        "simulator": _app("simulator", ["python", "-m", "app.simulator", "--host", "0.0.0.0",
-                                        "--port", str(SIMULATOR_PORT), "--latency-ms", "300"], after=()),
+        "migrate": _app(
+            "migrate",
+            ["sh", "-c", "switchboard migrate && switchboard seed"],
+            after=("rabbitmq", "postgres"),
+            restart="no",
+        ),
+        "simulator": _app(
+            "simulator",
+            [
+                "python",
+                "-m",
+                "app.simulator",
+                "--host",
+                "0.0.0.0",
+                "--port",
+                str(SIMULATOR_PORT),
+                "--latency-ms",
+                "300",
+            ],
+            after=(),
+        ),
     }
     # A pool stops with a warm shutdown: running tasks get their whole time limit to finish.
     grace = f"{int(declared('task_time_limit_s')) + 30}s"
     for queue, concurrency in pools().items():
         argv = worker_argv(queue, concurrency, str(declared("specialist_pool")), python="python")
         found[queue.replace("_", "-")] = _app(queue, argv, stop_grace_period=grace)
-    found["beat"] = _app("beat", ["celery", "-A", "app.celery_app:celery", "beat", "-l", "INFO",
-                                  "--schedule", "/tmp/celerybeat-schedule"])
+    found["beat"] = _app(
+        "beat",
+        [
+            "celery",
+            "-A",
+            "app.orchestration.celery_app:celery",
+            "beat",
+            "-l",
+            "INFO",
+            "--schedule",
+            "/tmp/celerybeat-schedule",
+        ],
+    )
     flower = _app("flower", ["switchboard", "flower"], ports=[f"127.0.0.1:{port}:{port}"])
-    flower["environment"].update({
-        # No default: Flower refuses to start without credentials, and says so.
-        "SWITCHBOARD_FLOWER_BASIC_AUTH": "${SWITCHBOARD_FLOWER_BASIC_AUTH:-}",
-        "SWITCHBOARD_FLOWER_ADDRESS": "0.0.0.0",
-    })
+    flower["environment"].update(
+        {
+            # No default: Flower refuses to start without credentials, and says so.
+            "SWITCHBOARD_FLOWER_BASIC_AUTH": "${SWITCHBOARD_FLOWER_BASIC_AUTH:-}",
+            "SWITCHBOARD_FLOWER_ADDRESS": "0.0.0.0",
+        }
+    )
     found["flower"] = flower
     api_port = int(declared("api_port"))
     found["api"] = _app("api", ["switchboard", "api"], ports=[f"127.0.0.1:{api_port}:{api_port}"])
@@ -118,5 +158,4 @@ def services() -> dict[str, Any]:
 
 def render() -> str:
     # No top-level `name`: the newest Compose Specification schema a registry carries predates it.
-    return HEADER + yaml.dump({"services": services()}, Dumper=PlainDumper,
-                              sort_keys=False, width=120)
+    return HEADER + yaml.dump({"services": services()}, Dumper=PlainDumper, sort_keys=False, width=120)

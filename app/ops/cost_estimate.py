@@ -67,8 +67,10 @@ class CostEstimate(BaseModel):
 def blended_price(model: str, output_share: Decimal, settings: Settings) -> Decimal:
     if model not in settings.prices:
         known = ", ".join(sorted(settings.prices)) or "none"
-        raise UnknownModel(f"no price for model {model!r} in SWITCHBOARD_PRICES (priced: {known}); "
-                           "add it as model=INPUT/OUTPUT or pass --price-per-mtok")
+        raise UnknownModel(
+            f"no price for model {model!r} in SWITCHBOARD_PRICES (priced: {known}); "
+            "add it as model=INPUT/OUTPUT or pass --price-per-mtok"
+        )
     per_input, per_output = settings.prices[model]
     return per_input * (1 - output_share) + per_output * output_share
 
@@ -77,8 +79,9 @@ def _money(value: Decimal) -> Decimal:
     return value.quantize(CENT)
 
 
-def _scenario(label: str, price: Decimal, inputs: CostInputs, tokens_per_day: Decimal,
-              cheap_price: Decimal) -> PriceScenario:
+def _scenario(
+    label: str, price: Decimal, inputs: CostInputs, tokens_per_day: Decimal, cheap_price: Decimal
+) -> PriceScenario:
     per_day = tokens_per_day / MILLION * price
     tiered_price = inputs.cheap_share * cheap_price + (1 - inputs.cheap_share) * price
     tiered_per_day = tokens_per_day / MILLION * tiered_price
@@ -149,19 +152,29 @@ def explain(e: CostEstimate) -> list[str]:
     i = e.inputs
     lines = [
         f"inputs from {i.source}",
-        (f"tokens per day:   {_n(i.conversations)} conversations x {_n(i.turns)} turns x "
-        f"{_n(i.tokens_per_turn)} tokens = {_tokens(e.tokens_per_day)}"),
+        (
+            f"tokens per day:   {_n(i.conversations)} conversations x {_n(i.turns)} turns x "
+            f"{_n(i.tokens_per_turn)} tokens = {_tokens(e.tokens_per_day)}"
+        ),
     ]
     for s in e.scenarios:
-        lines.append(f"{s.label + ':':<18}{_usd(s.usd_per_mtok)}/M tokens -> {_usd(s.usd_per_day)}/day, "
-                     f"{_usd(s.usd_per_month)}/month ({_n(i.days_per_month)} days)")
+        lines.append(
+            f"{s.label + ':':<18}{_usd(s.usd_per_mtok)}/M tokens -> {_usd(s.usd_per_day)}/day, "
+            f"{_usd(s.usd_per_month)}/month ({_n(i.days_per_month)} days)"
+        )
     if len(e.scenarios) > 1:
         lo, hi = e.scenarios[0], e.scenarios[1]
-        lines.append(f"range:            {_usd(lo.usd_per_day)}-{_usd(hi.usd_per_day)}/day, "
-                     f"{_usd(lo.usd_per_month)}-{_usd(hi.usd_per_month)}/month")
-    lines.append(f"cheap tier:       {_n(i.cheap_share * 100)}% of tokens on {e.cheap_model} "
-                 f"({_usd(e.cheap_usd_per_mtok)}/M tokens at {_n(i.output_share * 100)}% output)")
+        lines.append(
+            f"range:            {_usd(lo.usd_per_day)}-{_usd(hi.usd_per_day)}/day, "
+            f"{_usd(lo.usd_per_month)}-{_usd(hi.usd_per_month)}/month"
+        )
+    lines.append(
+        f"cheap tier:       {_n(i.cheap_share * 100)}% of tokens on {e.cheap_model} "
+        f"({_usd(e.cheap_usd_per_mtok)}/M tokens at {_n(i.output_share * 100)}% output)"
+    )
     for s in e.scenarios:
-        lines.append(f"  {s.label + ':':<16}{_usd(s.tiered_usd_per_day)}/day, {_usd(s.tiered_usd_per_month)}/month; "
-                     f"saves {_usd(s.saving_per_day)}/day, {_usd(s.saving_per_month)}/month ({s.saving_percent}%)")
+        lines.append(
+            f"  {s.label + ':':<16}{_usd(s.tiered_usd_per_day)}/day, {_usd(s.tiered_usd_per_month)}/month; "
+            f"saves {_usd(s.saving_per_day)}/day, {_usd(s.saving_per_month)}/month ({s.saving_percent}%)"
+        )
     return lines

@@ -9,8 +9,8 @@ from typing import Any
 from kombu import Connection
 from pydantic import BaseModel
 
-from app.celery_app import SUBMIT_TASK
 from app.config import get_settings
+from app.orchestration.celery_app import SUBMIT_TASK
 
 # Messages looked at per dead-letter queue when listing those the record does not know.
 PEEK_LIMIT = 1000
@@ -60,8 +60,14 @@ def _held(channel: Any, queue: str, limit: int) -> Iterator[Any]:
 def _message(queue: str, message: Any) -> BrokerMessage:
     headers = dict(message.properties.get("application_headers") or {})
     args, kwargs = _decode(message.body)
-    return BrokerMessage(dlq=queue, task=headers.get("task"), task_id=headers.get("id"), args=args,
-                         kwargs=kwargs, headers=_plain(headers))
+    return BrokerMessage(
+        dlq=queue,
+        task=headers.get("task"),
+        task_id=headers.get("id"),
+        args=args,
+        kwargs=kwargs,
+        headers=_plain(headers),
+    )
 
 
 def peek(queues: list[str], limit: int = PEEK_LIMIT) -> list[BrokerMessage]:

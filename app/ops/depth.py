@@ -39,7 +39,12 @@ def _vhost_and_credentials(broker_url: str) -> tuple[str, str, str, str]:
     # "amqp://host:5672//" and "amqp://host:5672" both name the default vhost "/".
     path = parts.path.removeprefix("/")
     vhost = unquote(path) or "/"
-    return parts.hostname or "127.0.0.1", vhost, unquote(parts.username or "guest"), unquote(parts.password or "guest")
+    return (
+        parts.hostname or "127.0.0.1",
+        vhost,
+        unquote(parts.username or "guest"),
+        unquote(parts.password or "guest"),
+    )
 
 
 def from_management(names: list[str], timeout: float = 2.0) -> Depths | None:
@@ -64,10 +69,14 @@ def from_management(names: list[str], timeout: float = 2.0) -> Depths | None:
     for name in names:
         q = found.get(name)
         # A queue declared a moment ago has no statistics yet: its counts are absent, not zero.
-        queues[name] = None if q is None else Depth(
-            ready=int(q.get("messages_ready") or 0),
-            unacked=int(q.get("messages_unacknowledged") or 0),
-            consumers=int(q.get("consumers") or 0),
+        queues[name] = (
+            None
+            if q is None
+            else Depth(
+                ready=int(q.get("messages_ready") or 0),
+                unacked=int(q.get("messages_unacknowledged") or 0),
+                consumers=int(q.get("consumers") or 0),
+            )
         )
     return Depths(source="management", queues=queues)
 

@@ -12,14 +12,21 @@ from kombu.exceptions import KombuError
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from app import record, tracing
-from app.celery_app import ROUTE_TASK, celery
 from app.config import get_settings
-from app.db import Request, RequestEvent, Status, session_scope
+from app.ingress.submissions import ERROR_HEADER, REJECTED_AT_HEADER, resubmit
+from app.observability import tracing
 from app.ops.dead_letter_messages import PEEK_LIMIT, BrokerMessage, peek, remove_messages
-from app.registry import get_specialist
-from app.submissions import ERROR_HEADER, REJECTED_AT_HEADER, resubmit
-from app.topology import PRIORITIES, ROUTER_QUEUE, SUBMIT_QUEUE, dead_lettering_queue_names, dlq_name
+from app.orchestration.celery_app import ROUTE_TASK, celery
+from app.orchestration.registry import get_specialist
+from app.orchestration.topology import (
+    PRIORITIES,
+    ROUTER_QUEUE,
+    SUBMIT_QUEUE,
+    dead_lettering_queue_names,
+    dlq_name,
+)
+from app.state import Request, RequestEvent, Status, session_scope
+from app.state import transitions as record
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +95,13 @@ def show(request_id: str) -> DeadLetterDetail:
     for dead, message in broker_only():
         if dead.id == request_id:
             text = message.kwargs.get("text")
-            return DeadLetterDetail(**dead.model_dump(), text=text if isinstance(text, str) else "",
-                                    events=[], args=message.args, kwargs=message.kwargs)
+            return DeadLetterDetail(
+                **dead.model_dump(),
+                text=text if isinstance(text, str) else "",
+                events=[],
+                args=message.args,
+                kwargs=message.kwargs,
+            )
     raise LookupError(f"no dead-lettered request {request_id!r} (see `switchboard dlq list`)")
 
 
@@ -129,11 +141,22 @@ def broker_only(limit: int = PEEK_LIMIT) -> list[tuple[DeadLetter, BrokerMessage
             continue
         queue = message.dlq.removesuffix(".dlq")
         tenant = message.kwargs.get("tenant")
-        found.append((DeadLetter(
-            id=message.id, tenant=tenant if isinstance(tenant, str) else None, queue=queue,
-            specialist=None, attempts=int((message.headers.get("x-death") or [{}])[0].get("count") or 1),
-            error=_broker_error(message, status), dead_lettered_at=_death_time(message.headers),
-            in_record=False, task=message.task), message))
+        found.append(
+            (
+                DeadLetter(
+                    id=message.id,
+                    tenant=tenant if isinstance(tenant, str) else None,
+                    queue=queue,
+                    specialist=None,
+                    attempts=int((message.headers.get("x-death") or [{}])[0].get("count") or 1),
+                    error=_broker_error(message, status),
+                    dead_lettered_at=_death_time(message.headers),
+                    in_record=False,
+                    task=message.task,
+                ),
+                message,
+            )
+        )
     return found
 
 
@@ -144,8 +167,9 @@ def dead_letters(limit: int = 1000) -> list[DeadLetter]:
     try:
         return [*recorded, *(dead for dead, _ in broker_only())]
     except (OSError, KombuError) as exc:
-        log.warning("RabbitMQ did not answer (%s): only the record's dead letters are listed",
-                    type(exc).__name__)
+        log.warning(
+            "RabbitMQ did not answer (%s): only the record's dead letters are listed", type(exc).__name__
+        )
         return recorded
 
 
@@ -156,8 +180,9 @@ def _republish(request: Request) -> str:
     else:
         task, queue = ROUTE_TASK, ROUTER_QUEUE
     with tracing.resumed(request.traceparent):  # the replay continues the request's own trace
-        celery.send_task(task, args=[request.id], queue=queue, routing_key=queue,
-                         priority=PRIORITIES[request.priority])
+        celery.send_task(
+            task, args=[request.id], queue=queue, routing_key=queue, priority=PRIORITIES[request.priority]
+        )
     return queue
 
 

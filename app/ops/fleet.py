@@ -19,10 +19,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Settings, get_settings
-from app.db import PoolTarget, session_scope
 from app.ops.pools import concurrency_for, process_name, worker_spec
 from app.ops.scale import ScaleError, layout_over, resize
 from app.ops.supervisor import Supervisor
+from app.state import PoolTarget, session_scope
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,19 @@ class Fleet:
         does not carry over to a new supervisor."""
         with session_scope() as session:
             for queue, sizes in self.sizes.items():
-                values = {"concurrency": sum(sizes), "processes": len(sizes), "set_by": "workers up",
-                          "supervisor": self.ident, "supervisor_seen_at": func.now(), "updated_at": func.now()}
-                session.execute(insert(PoolTarget).values(queue=queue, **values)
-                                .on_conflict_do_update(index_elements=[PoolTarget.queue], set_=values))
+                values = {
+                    "concurrency": sum(sizes),
+                    "processes": len(sizes),
+                    "set_by": "workers up",
+                    "supervisor": self.ident,
+                    "supervisor_seen_at": func.now(),
+                    "updated_at": func.now(),
+                }
+                session.execute(
+                    insert(PoolTarget)
+                    .values(queue=queue, **values)
+                    .on_conflict_do_update(index_elements=[PoolTarget.queue], set_=values)
+                )
         self._claimed = True
 
     def reconcile(self) -> list[str]:
@@ -74,8 +83,9 @@ class Fleet:
                 .values(supervisor=self.ident, supervisor_seen_at=func.now())
             )
             targets = session.execute(
-                select(PoolTarget.queue, PoolTarget.concurrency, PoolTarget.processes)
-                .where(PoolTarget.queue.in_(self.queues))
+                select(PoolTarget.queue, PoolTarget.concurrency, PoolTarget.processes).where(
+                    PoolTarget.queue.in_(self.queues)
+                )
             ).all()
         done = []
         for queue, target, processes in targets:
@@ -101,17 +111,25 @@ class Fleet:
                     new[index] = old[index]
                     continue
                 # A crashed process comes back at its current size, not its first one.
-                self.supervisor.specs[process_name(queue, index)] = worker_spec(queue, new[index], self.settings, index)
+                self.supervisor.specs[process_name(queue, index)] = worker_spec(
+                    queue, new[index], self.settings, index
+                )
             kept.append(new[index])
         for index in range(len(new), len(old)):
             # Warm shutdown can take as long as the longest running task: do not block the loop.
-            stopper = threading.Thread(target=self.supervisor.stop, args=(process_name(queue, index),),
-                                       kwargs={"timeout": self.settings.task_time_limit_s}, daemon=True)
+            stopper = threading.Thread(
+                target=self.supervisor.stop,
+                args=(process_name(queue, index),),
+                kwargs={"timeout": self.settings.task_time_limit_s},
+                daemon=True,
+            )
             stopper.start()
             self._stoppers.append(stopper)
-        self.sizes[queue] = kept + new[len(kept):len(new)] if len(new) > len(old) else kept
-        message = f"{queue}: {sum(old)} over {len(old)} process(es) -> {sum(self.sizes[queue])} over " \
-                  f"{len(self.sizes[queue])} ({self.sizes[queue]})"
+        self.sizes[queue] = kept + new[len(kept) : len(new)] if len(new) > len(old) else kept
+        message = (
+            f"{queue}: {sum(old)} over {len(old)} process(es) -> {sum(self.sizes[queue])} over "
+            f"{len(self.sizes[queue])} ({self.sizes[queue]})"
+        )
         log.info(message)
         return message
 
@@ -122,7 +140,10 @@ class Fleet:
             stopper.join()
         try:
             with session_scope() as session:
-                session.execute(update(PoolTarget).where(PoolTarget.supervisor == self.ident)
-                                .values(supervisor=None, supervisor_seen_at=None))
+                session.execute(
+                    update(PoolTarget)
+                    .where(PoolTarget.supervisor == self.ident)
+                    .values(supervisor=None, supervisor_seen_at=None)
+                )
         except Exception:  # the database may be gone at shutdown; the heartbeat goes stale anyway
             log.warning("could not release the pool targets; they expire on their own")

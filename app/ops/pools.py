@@ -13,10 +13,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app import metrics_ports
 from app.config import Settings, get_settings
-from app.registry import specialists
-from app.topology import CALLBACK_QUEUE, ROUTER_QUEUE, pool_queues, work_queue_names
+from app.observability import metrics_ports
+from app.orchestration.registry import specialists
+from app.orchestration.topology import CALLBACK_QUEUE, ROUTER_QUEUE, pool_queues, work_queue_names
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,10 @@ def metrics_port_for(queue: str, settings: Settings) -> int:
 
 
 def pool_env(queue: str, settings: Settings) -> dict[str, str]:
-    env = {"SWITCHBOARD_PROCESS_NAME": queue, "SWITCHBOARD_METRICS_PORT": str(metrics_port_for(queue, settings))}
+    env = {
+        "SWITCHBOARD_PROCESS_NAME": queue,
+        "SWITCHBOARD_METRICS_PORT": str(metrics_port_for(queue, settings)),
+    }
     if settings.specialist_pool == "prefork":
         # Prefork children are separate processes: prometheus_client's multiprocess mode sums
         # their samples from files in a directory of this pool's own, served by the parent.
@@ -69,17 +72,30 @@ def queue_of_node(node: str) -> str:
     return node.split("@", 1)[0].split("-", 1)[0]
 
 
-def worker_argv(queue: str, concurrency: int, pool: str, *, python: str = sys.executable, index: int = 0) -> list[str]:
+def worker_argv(
+    queue: str, concurrency: int, pool: str, *, python: str = sys.executable, index: int = 0
+) -> list[str]:
     return [
-        python, "-m", "celery", "-A", "app.celery_app:celery", "worker",
-        "-Q", ",".join(pool_queues(queue)),
+        python,
+        "-m",
+        "celery",
+        "-A",
+        "app.orchestration.celery_app:celery",
+        "worker",
+        "-Q",
+        ",".join(pool_queues(queue)),
         # Named by pool, so Flower and `celery inspect` show which pool a worker belongs to.
-        "-n", f"{process_name(queue, index)}@%h",
-        "-P", pool,
-        "-c", str(concurrency),
+        "-n",
+        f"{process_name(queue, index)}@%h",
+        "-P",
+        pool,
+        "-c",
+        str(concurrency),
         # Gossip and mingle add start-up latency and broker chatter that per-queue pools do not need.
-        "--without-gossip", "--without-mingle",
-        "-l", "INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "-l",
+        "INFO",
     ]
 
 
@@ -87,7 +103,9 @@ def worker_argv(queue: str, concurrency: int, pool: str, *, python: str = sys.ex
 EXTRA_PROCESS_PORT_STEP = metrics_ports.SLOTS
 
 
-def worker_spec(queue: str, concurrency: int, settings: Settings | None = None, index: int = 0) -> ProcessSpec:
+def worker_spec(
+    queue: str, concurrency: int, settings: Settings | None = None, index: int = 0
+) -> ProcessSpec:
     settings = settings or get_settings()
     env = pool_env(queue, settings)
     port = int(env["SWITCHBOARD_METRICS_PORT"])
@@ -114,8 +132,8 @@ def simulator_spec(settings: Settings | None = None, *extra: str) -> ProcessSpec
 
 
 def api_argv(settings: Settings | None = None, *, python: str = sys.executable) -> list[str]:
-    """uvicorn serving the HTTP API (app/ingress/asgi.py), with the stream
-    endpoint (app/ingress/sse.py) on the same event loop: an open stream is a socket, not a thread.
+    """uvicorn serving the HTTP API (app/ingress/http/asgi.py), with the stream
+    endpoint (app/ingress/http/sse.py) on the same event loop: an open stream is a socket, not a thread.
 
     Connections live on the event loop, so slow clients (a header line every few seconds) cost a
     socket each and never a thread; a request takes one of SWITCHBOARD_API_THREADS threads, where
@@ -125,14 +143,28 @@ def api_argv(settings: Settings | None = None, *, python: str = sys.executable) 
     """
     settings = settings or get_settings()
     return [
-        python, "-m", "uvicorn", "app.ingress.asgi:create_asgi", "--factory",
-        "--host", settings.api_address, "--port", str(settings.api_port),
-        "--workers", str(settings.api_workers),
+        python,
+        "-m",
+        "uvicorn",
+        "app.ingress.http.asgi:create_asgi",
+        "--factory",
+        "--host",
+        settings.api_address,
+        "--port",
+        str(settings.api_port),
+        "--workers",
+        str(settings.api_workers),
         # h11 bounds the headers of one request (16 KiB) and idle kept-alive connections.
-        "--http", "h11", "--timeout-keep-alive", str(settings.api_keepalive_s),
-        "--lifespan", "off", "--no-server-header",
+        "--http",
+        "h11",
+        "--timeout-keep-alive",
+        str(settings.api_keepalive_s),
+        "--lifespan",
+        "off",
+        "--no-server-header",
         # The access log shows client, method, path and status; never headers, so no API key reaches it.
-        "--log-level", "info",
+        "--log-level",
+        "info",
     ]
 
 
@@ -156,12 +188,12 @@ def procfile() -> str:
         port = f"${{SWITCHBOARD_{name.upper()}_METRICS_PORT:-{metrics_ports.default_port(name, base)}}}"
         lines.append(
             f"{name}: SWITCHBOARD_PROCESS_NAME={name} {enabled} SWITCHBOARD_METRICS_PORT={port} "
-            f"celery -A app.celery_app:celery worker -Q {','.join(pool_queues(name))} -n {name}@%h "
+            f"celery -A app.orchestration.celery_app:celery worker -Q {','.join(pool_queues(name))} -n {name}@%h "
             f"-P ${{SWITCHBOARD_SPECIALIST_POOL:-threads}} -c ${{{var}:-{fallback}}} "
             "--without-gossip --without-mingle -l INFO"
         )
     lines += [
-        f"beat: {enabled} celery -A app.celery_app:celery beat -l INFO "
+        f"beat: {enabled} celery -A app.orchestration.celery_app:celery beat -l INFO "
         "--schedule /tmp/switchboard-beat-schedule",
         f"api: SWITCHBOARD_PROCESS_NAME=api {enabled} switchboard api",
         f"flower: {enabled} switchboard flower",

@@ -31,7 +31,9 @@ def check_broker() -> None:
 def check_database() -> None:
     url = make_url(get_settings().database_url.get_secret_value())
     # The server, not the database: `switchboard migrate` creates a missing database.
-    engine = create_engine(url.set(database="postgres"), poolclass=NullPool, connect_args={"connect_timeout": 3})
+    engine = create_engine(
+        url.set(database="postgres"), poolclass=NullPool, connect_args={"connect_timeout": 3}
+    )
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))

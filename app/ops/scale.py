@@ -20,11 +20,11 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
-from app.celery_app import celery
 from app.config import get_settings
-from app.db import PoolTarget, session_scope
-from app.ops.inspect import WorkerView, worker_views
-from app.topology import work_queue_names
+from app.ops.queue_status import WorkerView, worker_views
+from app.orchestration.celery_app import celery
+from app.orchestration.topology import work_queue_names
+from app.state import PoolTarget, session_scope
 
 # A supervisor heartbeats every second; one silent this long is gone.
 SUPERVISOR_STALE_S = 10.0
@@ -132,8 +132,10 @@ def scale(queue: str, n: int, *, set_by: str = "scale", timeout: float = 90.0) -
         via: Literal["supervisor", "remote-control"] = "supervisor"
     else:
         if not before:
-            raise ScaleError(f"no worker consumes {queue!r}: start its pool first "
-                             f"(switchboard workers up --queues {queue})")
+            raise ScaleError(
+                f"no worker consumes {queue!r}: start its pool first "
+                f"(switchboard workers up --queues {queue})"
+            )
         if n < len(before):
             raise ScaleError(
                 f"{queue} runs in {len(before)} worker process(es) outside `switchboard workers up`, and each "
@@ -154,8 +156,11 @@ def scale(queue: str, n: int, *, set_by: str = "scale", timeout: float = 90.0) -
         processes_before=len(before),
         processes_after=len(after),
         via=via,
-        changes=[WorkerChange(name=w, before=before.get(w), after=after.get(w))
-                 for w in names if before.get(w) != after.get(w)],
+        changes=[
+            WorkerChange(name=w, before=before.get(w), after=after.get(w))
+            for w in names
+            if before.get(w) != after.get(w)
+        ],
     )
 
 

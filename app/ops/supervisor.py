@@ -33,8 +33,12 @@ class Supervisor:
     def start(self, spec: ProcessSpec) -> subprocess.Popen[bytes]:
         log = open(self.log_path(spec.name), "ab")  # noqa: SIM115 - owned by the child for its lifetime
         process = subprocess.Popen(
-            spec.argv, env={**self.env, **spec.env}, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            spec.argv,
+            env={**self.env, **spec.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         log.close()
         self.processes[spec.name] = process
@@ -50,7 +54,12 @@ class Supervisor:
             for name, process in list(self.processes.items()):
                 code = process.poll()
                 # 78 is a configuration error (e.g. a conflicting queue): restarting cannot fix it.
-                if code is not None and code != 78 and name not in self._retired and not self._stopping.is_set():
+                if (
+                    code is not None
+                    and code != 78
+                    and name not in self._retired
+                    and not self._stopping.is_set()
+                ):
                     self.restarts[name] = self.restarts.get(name, 0) + 1
                     self.start(self.specs[name])
 
@@ -90,13 +99,15 @@ class Supervisor:
     def __enter__(self) -> Supervisor:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 
 def wait_for_workers(queues: list[str], timeout: float = 60.0) -> None:
     """Block until a worker of every queue answers a ping (its pool is consuming)."""
-    from app.celery_app import celery
+    from app.orchestration.celery_app import celery
 
     deadline = time.monotonic() + timeout
     missing = set(queues)

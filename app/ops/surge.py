@@ -76,12 +76,10 @@ TECHNICAL_TEMPLATES: tuple[str, ...] = (
     "The reports page says 'Something went wrong (E2031)' for our new admins but works for me.",
     "We want to make SSO mandatory but keep our two freelancers on passwords. Is that possible?",
     "Dashboard search returns nothing for contacts I know exist, e.g. anyone called 'Müller'.",
-    "Our staging integration suddenly gets 401 Unauthorized. Did you invalidate test keys over the "
-    "weekend?",
+    "Our staging integration suddenly gets 401 Unauthorized. Did you invalidate test keys over the weekend?",
     "The iOS app dropped my offline notes when it came back online. Happened twice on the train this "
     "morning.",
-    "Is there an endpoint to create companies in bulk? One POST per record keeps running into the "
-    "limit.",
+    "Is there an endpoint to create companies in bulk? One POST per record keeps running into the limit.",
     "Our webhook endpoint got disabled automatically and we don't know why. How do we switch it back "
     "on and replay what we missed?",
     "Our Sheets connector can't write to the spreadsheet anymore; it claims we lack access, but I'm "
@@ -91,11 +89,9 @@ TECHNICAL_TEMPLATES: tuple[str, ...] = (
     "Invitations to our new hires keep bouncing. Is something wrong with your mail servers? One of "
     "them is {email}.",
     "The CSV I downloaded opens in Excel with every accented name mangled.",
-    "Passing updated_since to {endpoint} gives 400 invalid_request. What timestamp format do you "
-    "expect?",
+    "Passing updated_since to {endpoint} gives 400 invalid_request. What timestamp format do you expect?",
     "Forms on our site fail with E1042 on the last step, but only on phones.",
-    "The custom domain page has said 'Verifying DNS' since Thursday. Our CNAME points at "
-    "custom.example.com.",
+    "The custom domain page has said 'Verifying DNS' since Thursday. Our CNAME points at custom.example.com.",
     "Codes from 1Password get rejected every single time at sign-in. I've tried about ten.",
     "{endpoint} has been taking 20-25 seconds per call this morning, normally it's instant. "
     "We're close to our client timeout.",
@@ -107,22 +103,19 @@ BILLING_TEMPLATES: tuple[str, ...] = (
     "Could you tell me what {invoice} is for? Our finance team can't match it to anything.",
     "We cancelled last month but got billed again. Please look into it, account {email}.",
     "Please refund {invoice}; we switched plans by accident the same day.",
-    "Our Amex was declined at renewal, but the bank says they never saw an attempt. What now? "
-    "({email})",
+    "Our Amex was declined at renewal, but the bank says they never saw an attempt. What now? ({email})",
     "Where do I enter our EU VAT ID so it appears on future invoices?",
     "I need last quarter's invoices for {email} as PDFs, the auditors are asking.",
     "Accounts payable says {invoice} is missing our PO number. Could you reissue it?",
     "We'd like to move from Pro to Enterprise this week. How does billing work mid-cycle?",
-    "Our finance department no longer allows company cards. Can we switch to invoicing and pay by "
-    "wire?",
+    "Our finance department no longer allows company cards. Can we switch to invoicing and pay by wire?",
     "Your system says my renewal payment bounced, but the same card paid for groceries this "
     "morning. Account {email}.",
     "Our team went from 10 to 6 people. How do we drop the extra seats so we stop paying for them?",
     "Does the amount on {invoice} include VAT or is it added on top?",
     "Our trial ends Wednesday. If we don't pick a plan, will anything be charged automatically?",
     "Just noticed a ${amount} charge I can't explain. The email on the account is {email}.",
-    "Please change the company address on our invoices to 41 Harbour Street, Leith, Edinburgh "
-    "EH6 6QN.",
+    "Please change the company address on our invoices to 41 Harbour Street, Leith, Edinburgh EH6 6QN.",
     "We want to move {email} down to the free plan when this cycle ends. What do we lose?",
     "My manager wants to know what 25 Pro seats would cost per year.",
     "Can we be billed in EUR instead? We're based in Lisbon.",
@@ -143,8 +136,7 @@ BILLING_TEMPLATES: tuple[str, ...] = (
     "Why is this month's bill higher than usual? Nothing changed on our side. {email}",
     "Our card expires at the end of the month. Will the renewal fail, and how do I swap it?",
     "Is sales tax added for customers in New York? The checkout didn't show any.",
-    "Please cancel our subscription effective today and confirm there will be no further "
-    "charges. {email}",
+    "Please cancel our subscription effective today and confirm there will be no further charges. {email}",
 )
 
 _FILLERS: dict[str, tuple[str, ...]] = {
@@ -166,8 +158,13 @@ def _request_id(rng: random.Random) -> str:
     return "req_" + "".join(rng.choice(alphabet) for _ in range(12))
 
 
-def _fill(template: str, rng: random.Random, emails: list[str], invoice_ids: list[str],
-          owners: Mapping[str, str] | None) -> tuple[str, str]:
+def _fill(
+    template: str,
+    rng: random.Random,
+    emails: list[str],
+    invoice_ids: list[str],
+    owners: Mapping[str, str] | None,
+) -> tuple[str, str]:
     """The ticket's text and its writer: the account it names, else the invoice's customer."""
     values = {key: rng.choice(options) for key, options in _FILLERS.items()}
     values["email"] = rng.choice(emails)
@@ -191,8 +188,13 @@ def _quota(labels: list[tuple[str, float]], n: int) -> list[str]:
 
 
 def monday_morning(
-    n: int = 200, *, emails: list[str], invoice_ids: list[str], seed: int = 42,
-    owners: Mapping[str, str] | None = None, tenant: str | None = None,
+    n: int = 200,
+    *,
+    emails: list[str],
+    invoice_ids: list[str],
+    seed: int = 42,
+    owners: Mapping[str, str] | None = None,
+    tenant: str | None = None,
 ) -> list[Ticket]:
     """n tickets, the same ones for the same arguments: ~55% technical, priorities 15/65/20.
 
@@ -212,6 +214,7 @@ def monday_morning(
     for kind, priority in zip(kinds, priorities, strict=True):
         text, customer = _fill(rng.choice(templates[kind]), rng, emails, invoice_ids, owners)
         drawn = rng.choice(TENANTS)  # drawn either way, so `tenant` does not change the texts
-        tickets.append(Ticket(text=text, priority=priority, tenant=tenant or drawn, expected=kind,
-                              customer=customer))
+        tickets.append(
+            Ticket(text=text, priority=priority, tenant=tenant or drawn, expected=kind, customer=customer)
+        )
     return tickets

@@ -14,9 +14,9 @@ from decimal import Decimal
 from pydantic import BaseModel
 from sqlalchemy import Select, and_, case, func, select
 
-from app.db import session_scope
-from app.db.models import LlmCall, Request, Status
 from app.ops.numbers import Number
+from app.state import session_scope
+from app.state.models import LlmCall, Request, Status
 
 
 class SampleScope(BaseModel):
@@ -66,19 +66,29 @@ def measure(scope: SampleScope | None = None) -> TrafficSample:
             select(func.count(), func.count(func.distinct(conversation)))
         ).one()
         if not turns:
-            where = " and ".join(
-                f"{k}={v}" for k, v in scope.model_dump(exclude_none=True).items()
-            ) or "the whole record"
-            raise EmptySample(f"no succeeded request to measure in {where}: run some traffic first, "
-                              "or plan with flags instead of --from-record")
+            where = (
+                " and ".join(f"{k}={v}" for k, v in scope.model_dump(exclude_none=True).items())
+                or "the whole record"
+            )
+            raise EmptySample(
+                f"no succeeded request to measure in {where}: run some traffic first, "
+                "or plan with flags instead of --from-record"
+            )
         calls = session.execute(
             select(
                 func.coalesce(func.sum(case((provider_call, LlmCall.latency_ms), else_=0.0)), 0.0),
                 func.count().filter(provider_call),
                 func.coalesce(func.sum(LlmCall.prompt_tokens), 0),
                 func.coalesce(func.sum(LlmCall.completion_tokens), 0),
-                func.coalesce(func.sum(case((LlmCall.tier == "cheap",
-                                             LlmCall.prompt_tokens + LlmCall.completion_tokens), else_=0)), 0),
+                func.coalesce(
+                    func.sum(
+                        case(
+                            (LlmCall.tier == "cheap", LlmCall.prompt_tokens + LlmCall.completion_tokens),
+                            else_=0,
+                        )
+                    ),
+                    0,
+                ),
                 func.coalesce(func.sum(LlmCall.cost_usd), 0),
             ).join(scoped, scoped.c.id == LlmCall.request_id)
         ).one()
@@ -96,5 +106,7 @@ def measure(scope: SampleScope | None = None) -> TrafficSample:
         tokens_per_turn=tokens / turns,
         output_share=int(completion) / tokens if tokens else 0.0,
         cheap_tier_share=int(cheap_tokens) / tokens if tokens else 0.0,
-        usd_per_mtok=(Decimal(cost) * 1_000_000 / tokens).quantize(Decimal("0.0001")) if tokens and cost else None,
+        usd_per_mtok=(Decimal(cost) * 1_000_000 / tokens).quantize(Decimal("0.0001"))
+        if tokens and cost
+        else None,
     )

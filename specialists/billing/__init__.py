@@ -7,7 +7,7 @@ the code (prompt.md, examples.txt), and seed.py loads its demo data.
 
 from __future__ import annotations
 
-from app.specialist import Specialist
+from app.orchestration.specialist import Specialist
 from specialists.billing.seed import seed
 from specialists.billing.tools import REFUND_APPROVAL_LIMIT, TOOLS, retrieve
 

@@ -25,8 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from app.db.models import Request
-from app.specialist import CustomerOwned
+from app.orchestration.specialist import CustomerOwned
+from app.state.models import Request
 
 
 class BillingBase(DeclarativeBase):

@@ -169,8 +169,15 @@ def _customer_since(index: int, now: datetime) -> datetime:
 
 def _seed_accounts(session: Session, now: datetime) -> dict[str, int]:
     rows = [
-        {"tenant": DEMO_TENANT, "customer": email, "email": email, "name": name, "plan": plan,
-         "status": status, "created_at": _customer_since(i, now)}
+        {
+            "tenant": DEMO_TENANT,
+            "customer": email,
+            "email": email,
+            "name": name,
+            "plan": plan,
+            "status": status,
+            "created_at": _customer_since(i, now),
+        }
         for i, (email, name, plan, status, _seats) in enumerate(ACCOUNTS)
     ]
     session.execute(insert(Account).values(rows).on_conflict_do_nothing(index_elements=["tenant", "email"]))

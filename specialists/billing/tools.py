@@ -20,9 +20,9 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from app import tenant_settings
-from app.db.session import session_scope
-from app.specialist import NOT_FOUND, TenantSettingDef, Tool, ToolContext, owned
+from app.orchestration.specialist import NOT_FOUND, TenantSettingDef, Tool, ToolContext, owned
+from app.state import tenant_settings
+from app.state.session import session_scope
 from specialists.billing.models import Account, Invoice, Refund
 
 REFUND_WINDOW = timedelta(days=30)
@@ -90,8 +90,9 @@ def _own_account(session: Session, ctx: ToolContext, email: str | None = None) -
     return session.scalar(stmt)
 
 
-def _own_invoice(session: Session, ctx: ToolContext, invoice_id: str, *,
-                 lock: bool = False) -> Invoice | None:
+def _own_invoice(
+    session: Session, ctx: ToolContext, invoice_id: str, *, lock: bool = False
+) -> Invoice | None:
     stmt = owned(select(Invoice), ctx).where(Invoice.id == invoice_id)
     return session.scalar(stmt.with_for_update() if lock else stmt)
 

@@ -7,7 +7,7 @@ examples are files beside the code (prompt.md, examples.txt), and seed.py loads 
 
 from __future__ import annotations
 
-from app.specialist import Specialist
+from app.orchestration.specialist import Specialist
 from specialists.technical.seed import seed
 from specialists.technical.tools import TOOLS, retrieve
 

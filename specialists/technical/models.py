@@ -14,7 +14,7 @@ from sqlalchemy import Computed, DateTime, Index, Integer, String, Text, UniqueC
 from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from app.specialist import TenantOwned
+from app.orchestration.specialist import TenantOwned
 
 
 class TechnicalBase(DeclarativeBase):

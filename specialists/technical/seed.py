@@ -469,8 +469,10 @@ SERVICE_STATUS: tuple[tuple[str, str, str], ...] = (
 
 
 def _seed_kb(session: Session) -> None:
-    rows = [{"tenant": DEMO_TENANT, "slug": slug, "title": title, "body": body}
-            for slug, title, body in KB_ARTICLES]
+    rows = [
+        {"tenant": DEMO_TENANT, "slug": slug, "title": title, "body": body}
+        for slug, title, body in KB_ARTICLES
+    ]
     stmt = insert(KbArticle).values(rows)
     # Edited article text reaches an existing database; an unchanged article is not rewritten.
     stmt = stmt.on_conflict_do_update(

@@ -23,8 +23,8 @@ from sqlalchemy import (
     union_all,
 )
 
-from app.db.session import autocommit_scope, session_scope
-from app.specialist import Tool, ToolContext, in_tenant
+from app.orchestration.specialist import Tool, ToolContext, in_tenant
+from app.state.session import autocommit_scope, session_scope
 from specialists.technical.models import KbArticle, ServiceStatus
 
 EXCERPT_CHARS = 200

@@ -24,9 +24,9 @@ METRICS_PORTS: dict[str, int] = {}
 @pytest.fixture(scope="session")
 def services() -> object:
     assert root.SERVICES is not None
-    from app.db import session_scope
-    from app.db.migrate import upgrade
-    from app.db.seeding import seed_enabled
+    from app.state import session_scope
+    from app.state.migrate import upgrade
+    from app.state.seeding import seed_enabled
 
     upgrade()
     with session_scope() as session:
@@ -56,7 +56,7 @@ def simulator(supervisor: object) -> str:
 def workers(supervisor: object, simulator: str) -> object:
     from app.ops.pools import pool_specs
     from app.ops.supervisor import wait_for_workers
-    from app.topology import work_queue_names
+    from app.orchestration.topology import work_queue_names
 
     for queue in work_queue_names():
         METRICS_PORTS[queue] = root._free_port()
@@ -95,7 +95,7 @@ def quiet_api(supervisor: object) -> Iterator[tuple[str, str]]:
 
     from app.config import get_settings
     from app.ops.pools import api_spec
-    from app.topology import declare
+    from app.orchestration.topology import declare
     from tests.support.services import scratch_vhost
 
     with scratch_vhost("amqp://guest:guest@127.0.0.1:5672//", f"sb-quiet-{uuid.uuid4().hex[:8]}") as broker:
@@ -115,7 +115,7 @@ def new_tenant(name: str | None = None, **limits: int) -> tuple[str, str]:
     """A tenant of its own for one test and a submit key: (tenant, token)."""
     import uuid
 
-    from app import tenants
+    from app.ingress import tenants
 
     name = name or f"t-{uuid.uuid4().hex[:10]}"
     tenants.create_tenant(name, **limits)
@@ -152,7 +152,7 @@ def run_cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = N
 def private_broker(services: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A RabbitMQ vhost of this test's own, for tests that run their own worker processes: the
     session's workers never see its messages. This process publishes and inspects there too."""
-    from app.celery_app import use_broker
+    from app.orchestration.celery_app import use_broker
     from app.config import reset_settings
     from tests.support.services import scratch_vhost
 
@@ -192,7 +192,7 @@ def peak_overlap(request_ids: list[str]) -> int:
     ends early, and its retry is another attempt)."""
     from sqlalchemy import select
 
-    from app.db import RequestEvent, session_scope
+    from app.state import RequestEvent, session_scope
 
     with session_scope() as session:
         events = session.execute(
@@ -213,7 +213,7 @@ def peak_overlap(request_ids: list[str]) -> int:
 
 
 def wait_all(request_ids: list[str], timeout: float = 240.0) -> dict[str, str]:
-    from app import client
+    from app.ingress import client
 
     return {rid: client.wait(rid, timeout=timeout).status for rid in request_ids}
 

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from app import tenants
-from app.db import Request, session_scope
+from app.ingress import tenants
+from app.state import Request, session_scope
 from tests import conftest as root
 from tests.integration.conftest import new_tenant
 

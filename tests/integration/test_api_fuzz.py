@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy import func, select
 
-from app.db import Request, session_scope
+from app.state import Request, session_scope
 from tests.integration.conftest import new_tenant
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,

@@ -11,8 +11,8 @@ import pytest
 from kombu import Connection
 from sqlalchemy import func, select
 
-from app.db import Request, RequestEvent, session_scope
-from app.topology import declare
+from app.state import Request, RequestEvent, session_scope
+from app.orchestration.topology import declare
 from tests.integration.conftest import run_cli
 from tests.support.services import scratch_vhost
 
@@ -77,7 +77,7 @@ def test_valid_submit_writes_one_row_and_one_message(quiet_broker: str) -> None:
 
 
 def test_client_refuses_wrong_types_and_says_which_field(services: object) -> None:
-    from app import client
+    from app.ingress import client
 
     before = _counts()
     for kwargs, field in [

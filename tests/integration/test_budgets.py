@@ -12,11 +12,11 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
-from app import client, tenants
-from app.db import LlmCall, Request, TenantSpend, session_scope
+from app.ingress import client, tenants
+from app.state import LlmCall, Request, TenantSpend, session_scope
 from app.inference import budget
 from app.inference.call_log import write_calls
-from app.reconciler import mark_in_doubt
+from app.orchestration.reconciler import mark_in_doubt
 from tests.integration.conftest import METRICS_PORTS, new_tenant, run_cli, wait_all
 
 TICKET = "Our export job fails with a 502 error on the orders endpoint (job {}, run {})"

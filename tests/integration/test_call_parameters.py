@@ -15,7 +15,7 @@ import pytest
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from app.db import LlmCall, Request, StepRun, session_scope
+from app.state import LlmCall, Request, StepRun, session_scope
 from app.inference.gateway import complete
 from app.simulator import BAD_JSON_MARKER
 from tests.integration.test_gateway import PRICE_IN, PRICE_OUT, Gateway, Sim, gw, main_sim, new_request, rows
@@ -62,7 +62,7 @@ def test_json_mode_reaches_the_provider_and_is_cached_apart(gw: Gateway, main_si
 
 
 def _run_step(request_id: str, text: str, model: type[BaseModel]) -> Any:
-    from app.registry import get_specialist
+    from app.orchestration.registry import get_specialist
     from workflows.engine import RequestInfo, Workflow, run
 
     workflow = Workflow("structured")
@@ -105,7 +105,7 @@ def test_a_model_with_no_price_is_recorded_unpriced_not_free(
     gw: Gateway, main_sim: Sim, caplog: pytest.LogCaptureFixture
 ) -> None:
     from app.inference.cost import warn_unpriced
-    from app.ops.report import build, render_text
+    from app.observability.report import build, render_text
 
     since = datetime.now(UTC)
     gw.set(prices=f"{gw.other}={PRICE_IN}/{PRICE_OUT}", capable_model=gw.other)

@@ -16,11 +16,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from app import tenants
-from app.callbacks import SIGNATURE_HEADER
-from app.celery_app import CALLBACK_TASK, celery
-from app.db import Callback, CallbackAttempt, session_scope
-from app.topology import CALLBACK_QUEUE
+from app.ingress import tenants
+from app.ingress.callbacks import SIGNATURE_HEADER
+from app.orchestration.celery_app import CALLBACK_TASK, celery
+from app.state import Callback, CallbackAttempt, session_scope
+from app.orchestration.topology import CALLBACK_QUEUE
 from tests import conftest as root
 
 
@@ -102,8 +102,8 @@ def test_result_is_posted_signed_retried_and_delivered_once(api: str, workers: o
 def test_reconciler_sends_a_callback_whose_task_was_lost(workers: object, receiver: tuple[str, Receiver]) -> None:
     """A worker that died between finishing the request and sending the callback task leaves a
     pending callback with no attempt; the reconciler's sweep sends it."""
-    from app import client
-    from app.callbacks import resend_pending
+    from app.ingress import client
+    from app.ingress.callbacks import resend_pending
 
     url, state = receiver
     state.fail_first = 0

@@ -11,7 +11,7 @@ import pytest
 import switchboard
 from switchboard import AsyncClient, Client, RetryPolicy
 
-from app import tenants
+from app.ingress import tenants
 from tests.integration.conftest import new_tenant
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from app.config import reset_settings
-from app.db import dispose_engine, session_scope
+from app.state import dispose_engine, session_scope
 from workflows.engine import _retry_here
 
 

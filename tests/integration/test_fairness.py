@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from app import client
-from app.celery_app import celery
+from app.ingress import client
+from app.orchestration.celery_app import celery
 from tests.integration.conftest import new_tenant
 
 BURST = 60

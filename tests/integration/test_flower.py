@@ -36,7 +36,7 @@ CHROMIUM_FLAGS = [
 @pytest.fixture(scope="module")
 def flower(workers: object) -> Iterator[str]:
     from app.config import reset_settings
-    from app.ops.flower import flower_argv, flower_env
+    from app.observability.flower import flower_argv, flower_env
     from app.ops.pools import ProcessSpec
     from app.ops.supervisor import wait_http
 

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from kombu import Connection
 from sqlalchemy import func, select
 
-from app import client
-from app.celery_app import celery, use_broker
-from app.db import Request, RequestEvent, session_scope
-from app.topology import declare
+from app.ingress import client
+from app.orchestration.celery_app import celery, use_broker
+from app.state import Request, RequestEvent, session_scope
+from app.orchestration.topology import declare
 from tests.support.services import scratch_vhost
 
 pytestmark = pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl for a scratch vhost")

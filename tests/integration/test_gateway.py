@@ -31,7 +31,7 @@ from pydantic import SecretStr
 from sqlalchemy import select, text
 
 from app.config import reset_settings
-from app.db import BreakerEvent, LlmCall, ProviderKey, RateBucket, Request, StepRun, session_scope
+from app.state import BreakerEvent, LlmCall, ProviderKey, RateBucket, Request, StepRun, session_scope
 from app.inference import gateway, targets
 from app.inference.cost import call_cost
 from app.inference.errors import FailureClass, ProviderError
@@ -217,7 +217,7 @@ def kid(value: str) -> str:
 
 ONE_CALL = r"""
 import json, sys
-from app.db import get_engine
+from app.state import get_engine
 from app.inference.errors import ProviderError
 from app.inference.gateway import Deferred, complete
 get_engine().connect().close()  # warm: the call itself starts at "go"
@@ -234,7 +234,7 @@ except ProviderError as exc:
 
 MANY_CALLS = r"""
 import json, sys, threading
-from app.db import get_engine
+from app.state import get_engine
 from app.inference.gateway import complete
 n, purpose = int(sys.argv[1]), sys.argv[2]
 errors = []
@@ -726,7 +726,7 @@ def test_remaining_zero_header_pauses_the_key_for_everyone(gw: Gateway, start_si
 def test_a_step_past_its_timeout_makes_no_further_call_and_fails_as_retryable(
     gw: Gateway, start_sim: Callable[..., Sim]
 ) -> None:
-    from app.registry import get_specialist
+    from app.orchestration.registry import get_specialist
     from workflows.engine import RequestInfo, StepError, Workflow, run
 
     sim = start_sim("slow", "--latency-ms", "700")
@@ -764,8 +764,8 @@ def test_a_checkpoint_outlives_the_database_dropping_its_connections(
 ) -> None:
     import psycopg
 
-    from app.db import get_engine
-    from app.registry import get_specialist
+    from app.state import get_engine
+    from app.orchestration.registry import get_specialist
     from workflows.engine import RequestInfo, Workflow, run
 
     sim = start_sim("checkpoint")

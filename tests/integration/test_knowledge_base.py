@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.specialist import ToolContext
+from app.orchestration.specialist import ToolContext
 from specialists.technical.tools import SearchKbArgs, search_kb
 
 # The seeded articles are the default tenant's.

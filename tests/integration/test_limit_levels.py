@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import select
 
 from app.config import reset_settings
-from app.db import LimitEvent, LlmCall, session_scope
+from app.state import LimitEvent, LlmCall, session_scope
 from app.inference import gateway, targets
 from app.inference.keys import key_id
 from app.inference.limits import model_bucket
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.usefixtures("services")
 # One worker process: `threads` threads per tier, each making `calls` calls through the gateway.
 CALLS = r"""
 import json, sys, threading
-from app.db import get_engine
+from app.state import get_engine
 from app.inference.gateway import complete
 threads_per_tier, calls, purpose = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 errors = []
@@ -166,7 +166,7 @@ def test_an_account_limit_across_two_tiers_sees_no_rejection_from_several_proces
 
 LEARN = r"""
 import json, sys
-from app.db import get_engine
+from app.state import get_engine
 from app.inference.gateway import complete
 purpose, n = sys.argv[1], int(sys.argv[2])
 get_engine().connect().close()

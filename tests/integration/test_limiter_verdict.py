@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from app import client
+from app.ingress import client
 from app.config import get_settings, reset_settings
-from app.db import session_scope
+from app.state import session_scope
 from app.ops import autoscaler
 from tests.integration.conftest import own_pools, run_cli, wait_all
 

@@ -41,7 +41,7 @@ def _value(samples: dict[str, list[Any]], name: str, **labels: str) -> float:
 
 
 def _submit_and_wait(texts: list[str], tenant: str = "default", timeout: float = 120) -> list[Any]:
-    from app import client
+    from app.ingress import client
 
     ids = [client.submit(t, tenant=tenant).id for t in texts]
     return [client.wait(i, timeout=timeout) for i in ids]
@@ -50,7 +50,7 @@ def _submit_and_wait(texts: list[str], tenant: str = "default", timeout: float =
 def _db_now() -> datetime:
     from sqlalchemy import func, select
 
-    from app.db import session_scope
+    from app.state import session_scope
 
     with session_scope() as session:
         return session.scalar(select(func.now()))
@@ -107,7 +107,7 @@ def test_every_pools_metrics_listen_on_loopback_only(workers: object) -> None:
 
 
 def test_dead_letters_and_retries_are_counted(workers: object) -> None:
-    from app import client
+    from app.ingress import client
     from app.ops.surge import POISON_TEXT
 
     before = _scrape(METRICS_PORTS["billing"])
@@ -124,9 +124,9 @@ def test_dead_letters_and_retries_are_counted(workers: object) -> None:
 def test_report_agrees_with_the_record(workers: object, tmp_path: Path) -> None:
     from sqlalchemy import func, select
 
-    from app import client
-    from app.db import LlmCall, Request, session_scope
-    from app.ops.report import percentile
+    from app.ingress import client
+    from app.state import LlmCall, Request, session_scope
+    from app.observability.report import percentile
 
     since = _db_now()
     tag = uuid.uuid4().hex[:6]
@@ -206,7 +206,7 @@ def _isolated_pools(
 ) -> Iterator[None]:
     """Pools, a simulated provider and a publisher of their own on a fresh vhost (same database),
     so the session's pools cannot take this scenario's messages."""
-    from app.celery_app import use_broker
+    from app.orchestration.celery_app import use_broker
     from app.config import get_settings, reset_settings
     from app.ops.pools import pool_specs, simulator_spec
     from app.ops.supervisor import Supervisor, wait_for_workers, wait_http
@@ -252,7 +252,7 @@ def _isolated_pools(
 
 
 def _billing_tickets(n: int) -> list[str]:
-    from app.db import session_scope
+    from app.state import session_scope
     from app.ops.surge import monday_morning
     from specialists.billing.seed import account_emails, invoice_ids
 
@@ -300,14 +300,14 @@ def test_a_starved_pool_is_named_queue_bound(services: object, tmp_path: Path) -
 
 
 def test_json_logs_follow_one_request_across_processes(workers: Any) -> None:
-    from app import client
-    from app.logs import JsonFormatter, RequestIdFilter
+    from app.ingress import client
+    from app.observability.logs import JsonFormatter, RequestIdFilter
 
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter("client"))
     handler.addFilter(RequestIdFilter())
-    ingress = logging.getLogger("app.client")
+    ingress = logging.getLogger("app.ingress.client")
     ingress.addHandler(handler)
     ingress.setLevel(logging.INFO)
     try:
@@ -356,7 +356,7 @@ def test_a_prefork_pool_serves_the_samples_of_all_its_children(services: object,
 def test_breaker_state_is_read_from_the_shared_record_at_scrape_time(workers: object) -> None:
     from sqlalchemy import delete
 
-    from app.db import CircuitBreaker, session_scope
+    from app.state import CircuitBreaker, session_scope
 
     target = f"breaker-test-{uuid.uuid4().hex[:6]}/sim-none"
     with session_scope() as session:

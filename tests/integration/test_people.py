@@ -15,8 +15,9 @@ import httpx
 import pytest
 from sqlalchemy import exists, func, select
 
-from app import approvals, client, tenants
-from app.db import Approval, Delivery, Handoff, LlmCall, RequestEvent, StepRun, session_scope
+from app.orchestration import approvals
+from app.ingress import client, tenants
+from app.state import Approval, Delivery, Handoff, LlmCall, RequestEvent, StepRun, session_scope
 from specialists import DEMO_TENANT
 from specialists.billing.models import Account, Invoice, Refund
 from tests.integration.conftest import run_cli, wait_until
@@ -282,7 +283,7 @@ def test_an_approval_past_its_deadline_escalates_to_the_human_queue(
     from prometheus_client import REGISTRY
 
     from app.config import reset_settings
-    from app.tasks import reconcile
+    from app.orchestration.tasks import reconcile
 
     invoice, _, customer = _big_invoice()
     tenant = DEMO_TENANT
@@ -498,7 +499,7 @@ def test_with_the_setting_a_failure_goes_to_people_instead_of_the_dead_letter_qu
 def test_a_persons_reply_joins_the_conversation_and_follow_ups_stay_with_its_specialist(
     workers: object,
 ) -> None:
-    from app import conversations
+    from app.state import conversations
 
     conversation = f"conv-{uuid.uuid4().hex[:8]}"
     first = client.submit(

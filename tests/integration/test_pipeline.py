@@ -10,9 +10,9 @@ import pytest
 from kombu import Connection
 from sqlalchemy import func, select, text
 
-from app import client
+from app.ingress import client
 from app.config import get_settings
-from app.db import Delivery, LlmCall, RequestEvent, StepRun, Turn, session_scope
+from app.state import Delivery, LlmCall, RequestEvent, StepRun, Turn, session_scope
 from specialists.billing.models import Refund
 
 

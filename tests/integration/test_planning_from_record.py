@@ -20,8 +20,8 @@ def tenant(services: object) -> str:
     (2 s, 1,500 + 500 tokens, $0.01); the first also a cheap routing call (1 s, 400 + 100 tokens,
     $0.0001); the second also a cache hit (no provider time, tokens or cost).
     """
-    from app.db import session_scope
-    from app.db.models import Conversation, LlmCall, Request
+    from app.state import session_scope
+    from app.state.models import Conversation, LlmCall, Request
 
     name = f"plan-{uuid.uuid4().hex[:8]}"
     conv = f"{name}-a"

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from app import client
-from app.celery_app import celery
+from app.ingress import client
+from app.orchestration.celery_app import celery
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ import pytest
 import yaml
 from sqlalchemy import select, text
 
-from app import client
-from app.db import LlmCall, Request, session_scope
+from app.ingress import client
+from app.state import LlmCall, Request, session_scope
 from app.ops.pools import ProcessSpec, pool_specs
 from app.ops.supervisor import Supervisor, wait_for_workers, wait_http
 from tests import conftest as root

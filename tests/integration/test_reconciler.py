@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import insert, select
 
-from app import client
-from app.db import Request, RequestEvent, session_scope
-from app.db.models import new_id
-from app.reconciler import redispatch_stale, republish_unpublished
+from app.ingress import client
+from app.state import Request, RequestEvent, session_scope
+from app.state.models import new_id
+from app.orchestration.reconciler import redispatch_stale, republish_unpublished
 
 
 def test_written_but_never_published_request_is_published_and_runs(workers: object) -> None:
@@ -55,7 +55,7 @@ def test_finished_requests_are_never_redispatched(workers: object) -> None:
 def test_redelivered_request_resumes_after_its_finished_steps(workers: object) -> None:
     """A request whose first steps were checkpointed before its worker died does not make (or pay
     for) their LLM calls again when it runs once more."""
-    from app.db import LlmCall, StepRun
+    from app.state import LlmCall, StepRun
 
     request_id = new_id()
     with session_scope() as session:
@@ -80,7 +80,7 @@ def test_redelivered_request_resumes_after_its_finished_steps(workers: object) -
 def test_expired_cache_entries_are_purged(services: object) -> None:
     import time
 
-    from app.db import CachedResponse
+    from app.state import CachedResponse
     from app.inference.cache import PostgresCache, purge_expired
     from app.inference.provider import ChatResponse, Usage
 

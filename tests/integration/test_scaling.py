@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterator
 import pytest
 from sqlalchemy import select
 
-from app import client
-from app.celery_app import celery
-from app.db import ScalingDecision, session_scope
+from app.ingress import client
+from app.orchestration.celery_app import celery
+from app.state import ScalingDecision, session_scope
 from app.ops.depth import depths
 from tests.integration.conftest import peak_overlap, run_cli, wait_all, wait_until
 

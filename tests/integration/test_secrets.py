@@ -18,9 +18,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from app import tenants
+from app.ingress import tenants
 from app.config import get_settings
-from app.db import connection_scope
+from app.state import connection_scope
 from app.ops.pools import ProcessSpec
 from app.ops.supervisor import wait_http
 from tests import conftest as root

@@ -1,6 +1,6 @@
 """Streaming a reply to its reader on real services: the support-ticket draft streamed from the
 simulated provider, through the worker and RabbitMQ, out of GET /v1/requests/{id}/stream (uvicorn)
-and app.client.stream; a late reader, a stream cut off and retried, another tenant's key."""
+and app.ingress.client.stream; a late reader, a stream cut off and retried, another tenant's key."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app import client
+from app.ingress import client
 from app.inference.sse import EventReader
 from tests.integration.conftest import new_tenant
 

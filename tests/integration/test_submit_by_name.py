@@ -44,7 +44,7 @@ def send_plain(*sends: dict[str, Any]) -> list[str]:
 
 
 def requests_of(tenant: str) -> list[Any]:
-    from app.db import Request, session_scope
+    from app.state import Request, session_scope
 
     with session_scope() as session:
         query = select(Request.id, Request.idempotency_key).where(Request.tenant == tenant)
@@ -58,8 +58,8 @@ def dlq_list() -> list[dict[str, Any]]:
 
 
 def test_a_plain_celery_app_submits_by_name_and_a_repeated_key_runs_once(workers: object) -> None:
-    from app import client
-    from app.db import RequestEvent, session_scope
+    from app.ingress import client
+    from app.state import RequestEvent, session_scope
 
     tenant = f"plain-{uuid.uuid4().hex[:8]}"
     kwargs = {"text": "I was charged twice for INV-1042, please refund one", "tenant": tenant,
@@ -143,8 +143,8 @@ def test_bad_input_is_dead_lettered_with_its_error_and_shown_by_dlq_list(workers
 
 
 def test_dlq_list_shows_a_router_message_with_no_request_row(workers: object) -> None:
-    from app.celery_app import ROUTE_TASK, celery
-    from app.topology import ROUTER_QUEUE
+    from app.orchestration.celery_app import ROUTE_TASK, celery
+    from app.orchestration.topology import ROUTER_QUEUE
 
     orphan = str(uuid.uuid4())
     celery.send_task(ROUTE_TASK, args=[orphan], queue=ROUTER_QUEUE, routing_key=ROUTER_QUEUE)
@@ -159,7 +159,7 @@ def test_the_submit_queue_takes_either_declaration_first(services: object) -> No
     """A plain app's default declaration of `submit` and Switchboard's are the same, in either order."""
     from celery import Celery
 
-    from app.topology import declare
+    from app.orchestration.topology import declare
     from tests.support.services import scratch_vhost
 
     for plain_first in (True, False):

@@ -11,7 +11,7 @@ import uuid
 import pytest
 from kombu import Connection, Queue
 
-from app.topology import all_queues, declare
+from app.orchestration.topology import all_queues, declare
 from tests.integration.conftest import ROOT, run_cli
 from tests.support.services import scratch_vhost
 
@@ -38,7 +38,7 @@ def test_conflicting_queue_stops_worker_and_cli_with_a_clear_message(services: o
         assert "'billing'" in cli.stderr and "delete_queue billing" in cli.stderr
 
         worker = subprocess.run(
-            [sys.executable, "-m", "celery", "-A", "app.celery_app:celery", "worker", "-Q", "billing",
+            [sys.executable, "-m", "celery", "-A", "app.orchestration.celery_app:celery", "worker", "-Q", "billing",
              "-P", "threads", "-c", "1", "--without-gossip", "--without-mingle"],
             cwd=ROOT, capture_output=True, text=True, timeout=60,
             env={**os.environ, "SWITCHBOARD_BROKER_URL": url},

@@ -21,12 +21,13 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from app import client, tracing
+from app.ingress import client
+from app.observability import tracing
 from app.config import get_settings
-from app.db import session_scope
+from app.state import session_scope
 from app.ops.pools import api_spec, pool_specs
 from app.ops.supervisor import Supervisor, wait_for_workers, wait_http
-from app.registry import get_specialist
+from app.orchestration.registry import get_specialist
 from tests import conftest as root
 from tests.integration.conftest import ROOT, new_tenant, run_cli, wait_until
 from tests.support.otlp_receiver import OtlpReceiver, ReceivedSpan
@@ -48,7 +49,7 @@ class Traced:
 def _traced_stack(logs: Path, pool: str) -> Iterator[Traced]:
     """Router and billing workers (Celery's `pool`) and an API process of their own (a private
     vhost), each exporting its spans to a receiver of their own."""
-    from app.celery_app import use_broker
+    from app.orchestration.celery_app import use_broker
     from app.config import reset_settings
     from tests.support.services import scratch_vhost
 

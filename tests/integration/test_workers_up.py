@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from app import client
-from app.celery_app import celery
+from app.ingress import client
+from app.orchestration.celery_app import celery
 from app.ops.depth import from_amqp
-from app.ops.inspect import worker_views
+from app.ops.queue_status import worker_views
 from app.ops.supervisor import Supervisor, wait_for_workers
 from tests.integration.conftest import ROOT, run_cli, wait_all, wait_until
 

@@ -23,7 +23,7 @@ FILES: dict[str, str] = {
 
 from acme_support.seed import seed
 from acme_support.tools import TOOLS
-from app.specialist import Specialist
+from app.orchestration.specialist import Specialist
 
 SPECIALIST = Specialist.from_package(
     __name__,
@@ -40,7 +40,7 @@ SPECIALIST = Specialist.from_package(
 from sqlalchemy import String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from app.specialist import CustomerOwned
+from app.orchestration.specialist import CustomerOwned
 
 
 class AcmeBase(DeclarativeBase):
@@ -63,8 +63,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from acme_support.models import SkateOrder
-from app.db.session import session_scope
-from app.specialist import NOT_FOUND, Tool, ToolContext, owned
+from app.state.session import session_scope
+from app.orchestration.specialist import NOT_FOUND, Tool, ToolContext, owned
 
 ORDER_RE = re.compile(r"\\bSK-\\d+\\b")
 
@@ -158,7 +158,7 @@ def write_package(root: Path, name: str = NAME, files: dict[str, str] | None = N
 def enabled(entries: str, path: Path | None = None) -> Iterator[None]:
     """This process sees only the specialists `entries` names (SWITCHBOARD_SPECIALISTS), with
     `path` importable, and forgets them again afterwards."""
-    from app import classifier, registry
+    from app.orchestration import classifier, registry
     from app.config import reset_settings
 
     previous = os.environ.get("SWITCHBOARD_SPECIALISTS")

@@ -102,7 +102,7 @@ def test_worker_pools_refuse_to_start_with_development_secrets(queue: str, setti
 
 
 def test_beat_refuses_to_start_on_the_guest_account(tmp_path: Path) -> None:
-    result = _run([sys.executable, "-m", "celery", "-A", "app.celery_app:celery", "beat",
+    result = _run([sys.executable, "-m", "celery", "-A", "app.orchestration.celery_app:celery", "beat",
                    "--schedule", str(tmp_path / "schedule")], _clean_env())
     assert result.returncode == 78, result.stderr[-2000:]
     assert "SWITCHBOARD_BROKER_URL uses RabbitMQ's default guest account" in result.stderr

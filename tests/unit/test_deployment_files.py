@@ -17,7 +17,7 @@ import yaml
 from referencing import Registry, Resource
 
 from app.ops import compose, manifests
-from app.topology import pool_queues, work_queue_names
+from app.orchestration.topology import pool_queues, work_queue_names
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "tests" / "data" / "schemas"
@@ -163,10 +163,10 @@ def test_secrets_are_referenced_never_inlined() -> None:
 def test_a_new_specialist_file_adds_its_deployment_and_scalers(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     import specialists
-    from app import registry
+    from app.orchestration import registry
 
     (tmp_path / "shipping_desk.py").write_text(
-        "from app.specialist import Specialist\n"
+        "from app.orchestration.specialist import Specialist\n"
         "SPECIALIST = Specialist(name='shipping_desk', description='Deliveries and tracking',\n"
         "    system_prompt='You help with deliveries.', concurrency=4,\n"
         "    routing_examples=('where is my parcel', 'tracking number does not work', 'package arrived damaged',\n"

@@ -13,7 +13,7 @@ from app.inference.cost import call_cost
 from app.inference.errors import FailureClass, classify_status
 from app.inference.keys import KeyRing, key_id
 from app.ops.pools import procfile
-from app.topology import all_queues, pool_queues, work_queue
+from app.orchestration.topology import all_queues, pool_queues, work_queue
 from workflows.engine import Workflow
 
 
@@ -79,7 +79,7 @@ def test_committed_procfile_is_generated_from_the_specialists() -> None:
         assert (f"\n{name}: SWITCHBOARD_PROCESS_NAME={name} "
                 "SWITCHBOARD_SPECIALISTS=${SWITCHBOARD_SPECIALISTS:-specialists} "
                 f"SWITCHBOARD_METRICS_PORT=${{SWITCHBOARD_{name.upper()}_METRICS_PORT:-") in committed
-        assert f" celery -A app.celery_app:celery worker -Q {','.join(pool_queues(name))} " in committed
+        assert f" celery -A app.orchestration.celery_app:celery worker -Q {','.join(pool_queues(name))} " in committed
 
 
 def test_workflow_declaration_errors_are_caught_early() -> None:
@@ -97,10 +97,10 @@ def test_workflow_declaration_errors_are_caught_early() -> None:
 
 def test_a_new_specialist_is_one_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import specialists
-    from app import classifier, registry, topology
+    from app.orchestration import classifier, registry, topology
 
     (tmp_path / "shipping.py").write_text(
-        "from app.specialist import Specialist\n"
+        "from app.orchestration.specialist import Specialist\n"
         "SPECIALIST = Specialist(name='shipping', description='Deliveries and tracking',\n"
         "    system_prompt='You help with deliveries.',\n"
         "    routing_examples=('where is my parcel', 'tracking number does not work', 'package arrived damaged',\n"
@@ -113,7 +113,7 @@ def test_a_new_specialist_is_one_file(tmp_path: Path, monkeypatch: pytest.Monkey
         assert "shipping" in registry.specialists()
         assert {"shipping", "shipping.dlq"} <= {q.name for q in topology.all_queues()}
         assert re.search(r"\nshipping: SWITCHBOARD_PROCESS_NAME=shipping \S+ SWITCHBOARD_METRICS_PORT="
-                         r"\$\{SWITCHBOARD_SHIPPING_METRICS_PORT:-\d+\} celery -A app.celery_app:celery worker "
+                         r"\$\{SWITCHBOARD_SHIPPING_METRICS_PORT:-\d+\} celery -A app.orchestration.celery_app:celery worker "
                          r"-Q shipping ", procfile())
         assert classifier.classifier().predict("my parcel tracking shows no movement").specialist == "shipping"
     finally:

@@ -65,8 +65,8 @@ def test_a_worker_loads_and_routes_with_the_core_install_only() -> None:
     result = _core_only(
         "import json, logging\n"
         "logging.basicConfig(level=logging.WARNING)\n"
-        "import app.tasks, app.client, app.celery_app, app.ops.pools, workflows\n"
-        "from app.routing import decide\n"
+        "import app.orchestration.tasks, app.ingress.client, app.orchestration.celery_app, app.ops.pools, workflows\n"
+        "from app.orchestration.routing import decide\n"
         "from app.ops.pools import procfile\n"
         "print(json.dumps([decide('Refund INV-1042 please', use_llm=False).method,\n"
         "                  decide('it is broken somehow', use_llm=False).method,\n"

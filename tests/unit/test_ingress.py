@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from app.callbacks import CallbackRefused, check_url, resolve_checked, sign
-from app.client import InvalidRequest, RequestNotFound
+from app.ingress.callbacks import CallbackRefused, check_url, resolve_checked, sign
+from app.ingress.client import InvalidRequest, RequestNotFound
 from app.config import get_settings, reset_settings
-from app.fairness import demoted
-from app.ingress.errors import api_error
-from app.ingress.limits import LimitExceeded, tenant_rate
-from app.ingress.openapi import document
+from app.orchestration.fairness import demoted
+from app.ingress.http.errors import api_error
+from app.ingress.http.limits import LimitExceeded, tenant_rate
+from app.ingress.http.openapi import document
 
 
 @pytest.fixture
@@ -103,7 +103,7 @@ def test_every_mapped_error_has_a_documented_status_and_retry_after_when_it_shou
 def test_json_nesting_is_measured_outside_strings(text: str, past: bool) -> None:
     import json
 
-    from app.ingress.json_body import nested_past
+    from app.ingress.http.json_body import nested_past
 
     json.loads(text)  # each case is valid JSON
     assert nested_past(text, 4) is past
@@ -116,7 +116,7 @@ def test_every_route_reading_json_refuses_it_nested_too_deep_before_parsing(
 
     from flask import request
 
-    from app.ingress import create_app
+    from app.ingress.http import create_app
 
     app = create_app()
     app.add_url_rule("/echo", "echo", lambda: {"got": request.get_json(force=True, silent=True)},

@@ -13,10 +13,10 @@ from types import SimpleNamespace
 import pytest
 
 from app.config import reset_settings
-from app.context import bound, carry
-from app.logs import JsonFormatter, RequestIdFilter
-from app.ops.report import bottleneck, parse_since
-from app.timings import request_timings
+from app.observability.request_scope import bound, carry
+from app.observability.logs import JsonFormatter, RequestIdFilter
+from app.observability.report import bottleneck, parse_since
+from app.observability.timings import request_timings
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
@@ -153,7 +153,7 @@ def test_log_lines_carry_the_request_being_worked_on_even_in_step_threads() -> N
 
     def line() -> dict[str, object]:
         return _format(
-            logging.LogRecord("app.tasks", logging.INFO, __file__, 1, "step %s done", ("draft",), None)
+            logging.LogRecord("app.orchestration.tasks", logging.INFO, __file__, 1, "step %s done", ("draft",), None)
         )
 
     with bound("req-123"), ThreadPoolExecutor(1) as pool:
@@ -195,7 +195,7 @@ def fresh_usage_histograms() -> Iterator[None]:
     """The usage histograms are built once per process from the settings: rebuilt for this test."""
     from prometheus_client import REGISTRY
 
-    from app import metrics
+    from app.observability import metrics
 
     def drop() -> None:
         for histogram in metrics.usage_histograms():
@@ -213,7 +213,7 @@ def test_usage_metrics_carry_a_tenant_label_only_when_the_setting_allows(
         monkeypatch: pytest.MonkeyPatch, fresh_usage_histograms: None, allowed: bool) -> None:
     from prometheus_client import REGISTRY, generate_latest
 
-    from app import metrics
+    from app.observability import metrics
 
     monkeypatch.setenv("SWITCHBOARD_METRICS_TENANT_LABELS", str(allowed).lower())
     reset_settings()
@@ -233,7 +233,7 @@ def test_metrics_listen_on_loopback_unless_widened(
 
     import httpx
 
-    from app import metrics
+    from app.observability import metrics
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from app.registry import specialists
+from app.orchestration.registry import specialists
 from app.simulator import ChatCompletionRequest, build_reply
-from app.specialist import Specialist, TenantSettingDef, ToolContext
+from app.orchestration.specialist import Specialist, TenantSettingDef, ToolContext
 from specialists.billing.tools import REFUND_APPROVAL_LIMIT, IssueRefundArgs
 from workflows.support_ticket import HANDOFF_TOOL, WANTS_A_PERSON
 

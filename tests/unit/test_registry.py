@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from app import metrics_ports
+from app.observability import metrics_ports
 from app.config import Settings
 from app.ops.pools import metrics_port_for, procfile
-from app.registry import RegistryError, fallback_specialist, specialists
+from app.orchestration.registry import RegistryError, fallback_specialist, specialists
 from tests.support.outside_specialist import NAME, enabled, write_package
 
 SHIPPING = (
-    "from app.specialist import Specialist\n"
+    "from app.orchestration.specialist import Specialist\n"
     "SPECIALIST = Specialist(name='shipping', description='Deliveries and tracking',\n"
     "    system_prompt='You help with deliveries.',\n"
     "    routing_examples=('where is my parcel', 'tracking number does not work',\n"
@@ -32,8 +32,8 @@ def _no_port_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_package_outside_the_repository_is_a_specialist_with_one_setting(tmp_path: Path) -> None:
-    from app.classifier import classifier
-    from app.topology import all_queues
+    from app.orchestration.classifier import classifier
+    from app.orchestration.topology import all_queues
 
     with enabled(f"specialists,{NAME}", write_package(tmp_path)):
         found = specialists()
@@ -57,9 +57,9 @@ def test_a_package_outside_the_repository_is_a_specialist_with_one_setting(tmp_p
 
 
 def test_only_the_teams_own_specialist(tmp_path: Path) -> None:
-    from app.classifier import classifier
-    from app.routing import decide
-    from app.topology import work_queue_names
+    from app.orchestration.classifier import classifier
+    from app.orchestration.routing import decide
+    from app.orchestration.topology import work_queue_names
 
     with enabled(NAME, write_package(tmp_path)):
         assert list(specialists()) == [NAME]
@@ -95,7 +95,7 @@ def test_a_module_entry_and_a_package_entry_listed_twice(tmp_path: Path) -> None
         (
             {"odd_team.py": "SPECIALIST = {'name': 'odd'}\n"},
             "odd_team",
-            r"odd_team.SPECIALIST is a dict; it must be an app.specialist.Specialist",
+            r"odd_team.SPECIALIST is a dict; it must be an app.orchestration.specialist.Specialist",
         ),
         ({"empty_team.py": "X = 1\n"}, "empty_team", r"entry 'empty_team' defines no specialist"),
         (
@@ -127,7 +127,7 @@ def test_an_empty_setting_is_refused() -> None:
 
 def test_a_missing_prompt_file_names_the_package_and_file(tmp_path: Path) -> None:
     files = {
-        "__init__.py": "from app.specialist import Specialist\n"
+        "__init__.py": "from app.orchestration.specialist import Specialist\n"
         "SPECIALIST = Specialist.from_package(__name__, name='bare', description='d', prompt='missing.md')\n"
     }
     write_package(tmp_path, "bare_team", files)
@@ -142,7 +142,7 @@ def test_a_missing_prompt_file_names_the_package_and_file(tmp_path: Path) -> Non
 
 
 def _ports() -> dict[str, int]:
-    from app.topology import work_queue_names
+    from app.orchestration.topology import work_queue_names
 
     settings = Settings(metrics_base_port=9700)
     return {queue: metrics_port_for(queue, settings) for queue in work_queue_names()}
@@ -212,15 +212,15 @@ def test_the_fallback_is_the_declared_one_unless_set(monkeypatch: pytest.MonkeyP
 def test_without_scikit_learn_routing_falls_back_to_rules_and_llm(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from app import classifier
-    from app.routing import decide
+    from app.orchestration import classifier
+    from app.orchestration.routing import decide
 
     def missing() -> object:
         raise ModuleNotFoundError("No module named 'sklearn'", name="sklearn")
 
     monkeypatch.setattr(classifier, "_pipeline", missing)
     with enabled("specialists"):
-        with caplog.at_level("WARNING", logger="app.classifier"):
+        with caplog.at_level("WARNING", logger="app.orchestration.classifier"):
             assert decide("INV-2231 was charged twice", use_llm=False).method == "rule"
         assert "pip install 'switchboard[classifier]'" in caplog.text
         unsure = decide("my invoice looks wrong", use_llm=False)

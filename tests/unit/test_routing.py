@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.routing import decide
+from app.orchestration.routing import decide
 
 EVAL = [json.loads(line) for line in (Path(__file__).parents[1] / "data" / "routing_eval.jsonl").read_text().splitlines()
         if line.strip()]

@@ -9,13 +9,13 @@ import time
 import pytest
 from pydantic import ValidationError
 
-from app.client import InvalidRequest, Overloaded
+from app.ingress.client import InvalidRequest, Overloaded
 from app.config import Settings
 from app.ops.autoscaler import Cap, Policy, decide
 from app.ops.depth import _vhost_and_credentials
 from app.ops.pools import process_name, queue_of_node
 from app.ops.scale import layout
-from app.ops.thread_pool import TaskPool
+from app.orchestration.thread_pool import TaskPool
 
 
 def _peak_running(pool: TaskPool, jobs: int) -> int:

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from app.ops.surge import POISON_MARKER, POISON_TEXT, TENANTS, Ticket, monday_morning
-from app.registry import specialists
-from app.specialist import Specialist, Tool, ToolContext, ToolError, in_tenant, owned
+from app.orchestration.registry import specialists
+from app.orchestration.specialist import Specialist, Tool, ToolContext, ToolError, in_tenant, owned
 
 EVAL_PATH = Path(__file__).resolve().parents[1] / "data" / "routing_eval.jsonl"
 NAMES = ("billing", "technical")
@@ -257,7 +257,7 @@ def test_owned_scopes_every_owned_entity_to_the_tenant_and_customer() -> None:
 def test_owned_refuses_without_a_customer_and_without_an_owned_table() -> None:
     from sqlalchemy import select
 
-    from app.db.models import Request
+    from app.state.models import Request
     from specialists.billing.models import Invoice
 
     anonymous = ToolContext(request_id="r", tenant="acme", step="draft")

@@ -66,7 +66,7 @@ def test_unpriced_models_are_named_at_start(
     from app.config import get_settings
 
     assert configured_models(get_settings()) == ["gpt-4o-mini", "sim-large", "claude-sonnet-4-5", "sim-small"]
-    from app.ingress.app import create_app
+    from app.ingress.http.app import create_app
 
     with caplog.at_level(logging.WARNING, logger="app.inference.cost"):
         create_app()  # the API warns as it starts; workers do on worker_init

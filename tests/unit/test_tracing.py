@@ -15,8 +15,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from app import tracing
-from app.logs import JsonFormatter
+from app.observability import tracing
+from app.observability.logs import JsonFormatter
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
@@ -24,7 +24,7 @@ PARENT = "00f067aa0ba902b7"
 
 @pytest.fixture
 def exported(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    """Spans of app.tracing go to memory (the process's global provider is left alone)."""
+    """Spans of app.observability.tracing go to memory (the process's global provider is left alone)."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -54,7 +54,7 @@ def test_the_standard_variables_switch_tracing_on(monkeypatch: pytest.MonkeyPatc
 _PROCESS = """
 import sys
 from opentelemetry import trace
-from app import tracing
+from app.observability import tracing
 print(tracing.setup("router"), type(trace.get_tracer_provider()).__name__, file=sys.stderr)
 with tracing.span("work", kind=trace.SpanKind.INTERNAL):
     pass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.client import InvalidRequest, validate
+from app.ingress.client import InvalidRequest, validate
 
 
 @pytest.mark.parametrize(

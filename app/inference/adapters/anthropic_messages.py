@@ -25,8 +25,14 @@ from app.inference.errors import FailureClass, classify_status
 from app.inference.response import ChatResponse, ToolCall, Usage
 
 # stop_reason in the engine's (OpenAI's) words.
-_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
-           "refusal": "content_filter", "pause_turn": "stop"}
+_FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    "pause_turn": "stop",
+}
 # error.type -> failure class, before the status code is looked at.
 _ERROR_TYPES = {
     "rate_limit_error": FailureClass.RATE_LIMITED,
@@ -51,16 +57,27 @@ def _text(content: Any) -> str:
 def _blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
     role = message.get("role")
     if role == "tool":
-        return [{"type": "tool_result", "tool_use_id": message.get("tool_call_id") or "",
-                 "content": _text(message.get("content"))}]
+        return [
+            {
+                "type": "tool_result",
+                "tool_use_id": message.get("tool_call_id") or "",
+                "content": _text(message.get("content")),
+            }
+        ]
     blocks: list[dict[str, Any]] = []
     text = _text(message.get("content"))
     if text:
         blocks.append({"type": "text", "text": text})
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
-        blocks.append({"type": "tool_use", "id": call.get("id") or "", "name": function.get("name") or "",
-                       "input": json_arguments(function.get("arguments") or "{}")})
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id") or "",
+                "name": function.get("name") or "",
+                "input": json_arguments(function.get("arguments") or "{}"),
+            }
+        )
     return blocks
 
 
@@ -111,8 +128,13 @@ def messages_body(request: ChatRequest) -> tuple[dict[str, Any], dict[str, Any]]
     fmt = request.response_format or {}
     if fmt.get("type") == "json_schema" and not tools:
         spec = fmt.get("json_schema") or {}
-        tools = [{"name": STRUCTURED_TOOL, "description": "Give the answer in this structure.",
-                  "input_schema": spec.get("schema") or {"type": "object"}}]
+        tools = [
+            {
+                "name": STRUCTURED_TOOL,
+                "description": "Give the answer in this structure.",
+                "input_schema": spec.get("schema") or {"type": "object"},
+            }
+        ]
         choice = {"type": "tool", "name": STRUCTURED_TOOL}
         notes["structured"] = True
     elif fmt.get("type") in ("json_object", "json_schema"):
@@ -133,16 +155,22 @@ def messages_body(request: ChatRequest) -> tuple[dict[str, Any], dict[str, Any]]
     return body, notes
 
 
-def parse_message(request: ChatRequest, payload: dict[str, Any], rate_headers: dict[str, str],
-                  structured: bool = False) -> ChatResponse:
+def parse_message(
+    request: ChatRequest, payload: dict[str, Any], rate_headers: dict[str, str], structured: bool = False
+) -> ChatResponse:
     texts: list[str] = []
     calls: list[ToolCall] = []
     for block in payload.get("content") or []:
         if block.get("type") == "text":
             texts.append(block.get("text") or "")
         elif block.get("type") == "tool_use":
-            calls.append(ToolCall(id=block.get("id") or "", name=block.get("name") or "",
-                                  arguments=json.dumps(block.get("input") or {})))
+            calls.append(
+                ToolCall(
+                    id=block.get("id") or "",
+                    name=block.get("name") or "",
+                    arguments=json.dumps(block.get("input") or {}),
+                )
+            )
     finish = _FINISH.get(payload.get("stop_reason") or "", payload.get("stop_reason"))
     content = "".join(texts) or None
     if structured:
@@ -183,12 +211,16 @@ class AnthropicMessages:
         body, notes = messages_body(request)
         # The SDK's base is the API's root; a base already ending in /v1 works too.
         path = "messages" if base_url.rstrip("/").endswith("/v1") else "v1/messages"
-        headers = [(b"x-api-key", api_key.encode()),
-                   (b"anthropic-version", get_settings().anthropic_version.encode()), *request.headers()]
+        headers = [
+            (b"x-api-key", api_key.encode()),
+            (b"anthropic-version", get_settings().anthropic_version.encode()),
+            *request.headers(),
+        ]
         return HttpCall(path, headers, body, notes)
 
-    def parse(self, request: ChatRequest, sent: HttpCall, payload: dict[str, Any],
-              rate_headers: dict[str, str]) -> ChatResponse:
+    def parse(
+        self, request: ChatRequest, sent: HttpCall, payload: dict[str, Any], rate_headers: dict[str, str]
+    ) -> ChatResponse:
         return parse_message(request, payload, rate_headers, structured=bool(sent.notes.get("structured")))
 
     def failure(self, status: int, content: bytes) -> Failure:
@@ -197,5 +229,7 @@ class AnthropicMessages:
     def decoder(self, request: ChatRequest, sent: HttpCall) -> AnthropicMessagesStream:
         structured = bool(sent.notes.get("structured"))
         return AnthropicMessagesStream(
-            request, lambda r, payload, headers: parse_message(r, payload, headers, structured=structured),
-            messages_failure)
+            request,
+            lambda r, payload, headers: parse_message(r, payload, headers, structured=structured),
+            messages_failure,
+        )

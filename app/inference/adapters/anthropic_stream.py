@@ -37,8 +37,9 @@ class AnthropicMessagesStream:
             block["_json"] = []
             self._blocks[int(payload.get("index", len(self._blocks)))] = block
         elif kind == "content_block_delta":
-            block = self._blocks.setdefault(int(payload.get("index", 0)),
-                                            {"type": "text", "text": "", "_json": []})
+            block = self._blocks.setdefault(
+                int(payload.get("index", 0)), {"type": "text", "text": "", "_json": []}
+            )
             delta = payload.get("delta") or {}
             if delta.get("type") == "text_delta":
                 block["text"] = (block.get("text") or "") + delta.get("text", "")
@@ -61,6 +62,10 @@ class AnthropicMessagesStream:
             if block.get("type") == "tool_use" and pieces:
                 block["input"] = json.loads("".join(pieces))
             content.append(block)
-        payload = {"model": self._message.get("model"), "content": content, "stop_reason": self._stop,
-                   "usage": self._usage}
+        payload = {
+            "model": self._message.get("model"),
+            "content": content,
+            "stop_reason": self._stop,
+            "usage": self._usage,
+        }
         return self._parse(self._request, payload, rate_headers)

@@ -59,8 +59,10 @@ def parse_chat(request: ChatRequest, payload: dict[str, Any], rate_headers: dict
         model=payload.get("model") or request.model,
         content=message.get("content"),
         tool_calls=calls,
-        usage=Usage(prompt_tokens=usage.get("prompt_tokens") or 0,
-                    completion_tokens=usage.get("completion_tokens") or 0),
+        usage=Usage(
+            prompt_tokens=usage.get("prompt_tokens") or 0,
+            completion_tokens=usage.get("completion_tokens") or 0,
+        ),
         finish_reason=choice.get("finish_reason"),
         rate_headers=rate_headers,
     )
@@ -73,8 +75,9 @@ class OpenAIChat:
         headers = [(b"Authorization", f"Bearer {api_key}".encode()), *request.headers()]
         return HttpCall("chat/completions", headers, chat_body(request))
 
-    def parse(self, request: ChatRequest, sent: HttpCall, payload: dict[str, Any],
-              rate_headers: dict[str, str]) -> ChatResponse:
+    def parse(
+        self, request: ChatRequest, sent: HttpCall, payload: dict[str, Any], rate_headers: dict[str, str]
+    ) -> ChatResponse:
         return parse_chat(request, payload, rate_headers)
 
     def failure(self, status: int, content: bytes) -> Failure:

@@ -46,8 +46,9 @@ class OpenAIChatStream:
                 text = delta["content"]
                 self._text.append(text)
             for piece in delta.get("tool_calls") or []:
-                call = self._calls.setdefault(int(piece.get("index", 0)),
-                                              {"id": "", "name": "", "arguments": []})
+                call = self._calls.setdefault(
+                    int(piece.get("index", 0)), {"id": "", "name": "", "arguments": []}
+                )
                 function = piece.get("function") or {}
                 call["id"] = piece.get("id") or call["id"]
                 call["name"] = function.get("name") or call["name"]
@@ -64,10 +65,16 @@ class OpenAIChatStream:
         message: dict[str, Any] = {"role": "assistant", "content": "".join(self._text) or None}
         if self._calls:
             message["tool_calls"] = [
-                {"id": c["id"], "type": "function", "function": {"name": c["name"],
-                                                                 "arguments": "".join(c["arguments"])}}
+                {
+                    "id": c["id"],
+                    "type": "function",
+                    "function": {"name": c["name"], "arguments": "".join(c["arguments"])},
+                }
                 for _, c in sorted(self._calls.items())
             ]
-        payload = {"model": self._model, "choices": [{"message": message, "finish_reason": self._finish}],
-                   "usage": self._usage}
+        payload = {
+            "model": self._model,
+            "choices": [{"message": message, "finish_reason": self._finish}],
+            "usage": self._usage,
+        }
         return self._parse(self._request, payload, rate_headers)

@@ -1,0 +1,1 @@
+"""Observability: metrics, logs, the request scope, timings, traces, reports and Flower."""

@@ -1,0 +1,99 @@
+"""How a request is classified: rules, then the local classifier, then (when unsure) the cheap LLM.
+
+Pure decision logic with no queue I/O, so `switchboard route` can classify without enqueuing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Literal
+
+from pydantic import BaseModel
+
+from app.config import get_settings
+from app.inference import BudgetExhausted, Deferred, ProviderError, complete
+from app.orchestration.classifier import classifier
+from app.orchestration.registry import fallback_specialist, match_rules, specialists
+
+log = logging.getLogger(__name__)
+
+Method = Literal["rule", "classifier", "llm", "fallback", "conversation"]
+
+
+class RouteDecision(BaseModel):
+    specialist: str
+    confidence: float
+    method: Method
+
+
+def _routing_prompt() -> str:
+    lines = [f"- {name}: {spec.description}" for name, spec in specialists().items()]
+    options = ", ".join([*specialists(), "unknown"])
+    return (
+        "You route customer support messages to the team that should answer them.\n"
+        + "\n".join(lines)
+        + f"\nReply with exactly one word from the options, nothing else.\nOptions: {options}"
+    )
+
+
+def _ask_llm(text: str, request_id: str | None, tenant: str | None) -> str | None:
+    messages = [{"role": "system", "content": _routing_prompt()}, {"role": "user", "content": text}]
+    try:
+        response = complete(
+            messages,
+            tier="cheap",
+            purpose="route",
+            request_id=request_id,
+            max_tokens=5,
+            cache=True,
+            tenant=tenant,
+        )
+    except (ProviderError, Deferred, BudgetExhausted) as exc:
+        log.warning("routing LLM unavailable, using the fallback specialist: %s", exc)
+        return None
+    answer = re.sub(r"[^a-z0-9_]", "", (response.content or "").strip().lower())
+    return answer if answer in specialists() else None
+
+
+def decide(
+    text: str,
+    *,
+    current_specialist: str | None = None,
+    request_id: str | None = None,
+    tenant: str | None = None,
+    use_llm: bool = True,
+) -> RouteDecision:
+    settings = get_settings()
+    prediction = classifier().predict(text)
+    if current_specialist is not None and current_specialist in specialists():
+        # A follow-up stays with its specialist unless the classifier is sure the topic changed.
+        if (
+            prediction.specialist != current_specialist
+            and prediction.confidence >= settings.topic_change_confidence
+        ):
+            return RouteDecision(
+                specialist=prediction.specialist, confidence=prediction.confidence, method="classifier"
+            )
+        return RouteDecision(
+            specialist=current_specialist,
+            confidence=prediction.scores.get(current_specialist, 0.0),
+            method="conversation",
+        )
+    ruled = match_rules(text)
+    if ruled is not None:
+        return RouteDecision(specialist=ruled, confidence=1.0, method="rule")
+    if prediction.confidence >= settings.router_confidence_threshold:
+        return RouteDecision(
+            specialist=prediction.specialist, confidence=prediction.confidence, method="classifier"
+        )
+    if use_llm:
+        answer = _ask_llm(text, request_id, tenant)
+        if answer is not None:
+            return RouteDecision(
+                specialist=answer, confidence=prediction.scores.get(answer, 0.0), method="llm"
+            )
+    fallback = fallback_specialist()
+    return RouteDecision(
+        specialist=fallback, confidence=prediction.scores.get(fallback, 0.0), method="fallback"
+    )
