@@ -55,7 +55,7 @@ StepFn = Callable[["StepContext"], dict[str, Any]]
 M = TypeVar("M", bound=BaseModel)
 
 
-class Suspended(Exception):  # noqa: N818 - not an error: the step waits for a person
+class Suspended(Exception):
     """A step stopped to wait for a person. Its state is checkpointed with the request's new
     status in one transaction; the task then ends (its message acked, no worker slot held)."""
 
@@ -474,7 +474,7 @@ def _run_step(step: Step, ctx: StepContext, finish: Finish | None = None) -> dic
                 suspend=hand_off,
             )
             raise
-        except Exception as exc:  # recorded, then classified below
+        except Exception as exc:  # noqa: BLE001 - recorded, then classified below
             last = exc
         else:
             duration = (time.perf_counter() - started) * 1000

@@ -617,7 +617,7 @@ def cmd_workers(args: argparse.Namespace) -> int:
             try:
                 for change in fleet.reconcile():
                     print(f"scaled {change}", flush=True)
-            except Exception as exc:  # the database or broker blinked: try again next second
+            except Exception as exc:  # noqa: BLE001 - the database or broker blinked: try again next second
                 print(f"could not apply pool targets: {exc}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         pass

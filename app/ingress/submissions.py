@@ -26,8 +26,10 @@ def submit(args: tuple[Any, ...], kwargs: dict[str, Any], task_id: str) -> clien
     if args:
         raise client.InvalidRequest(
             [
-                f"args: {SUBMIT_TASK} takes keyword arguments only (kwargs={{'text': ..., 'tenant': ...}}), "
-                f"got {len(args)} positional"
+                (
+                    f"args: {SUBMIT_TASK} takes keyword arguments only (kwargs={{'text': ..., 'tenant': ...}}), "
+                    f"got {len(args)} positional"
+                )
             ]
         )
     fields = dict(kwargs)

@@ -309,6 +309,6 @@ def run(queues: list[str] | None = None, interval_s: float | None = None, report
                     report(decision)
         except ScaleError:
             raise
-        except Exception as exc:  # a broker or database blip: decide again next tick
+        except Exception as exc:  # noqa: BLE001 - a broker or database blip: decide again next tick
             log.warning("autoscale tick failed: %s", exc)
         time.sleep(max(0.0, interval - (time.monotonic() - started)))

@@ -9,11 +9,12 @@ came from. The management API refreshes its figures every few seconds (RabbitMQ'
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Literal
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
-from amqp.exceptions import NotFound
+from amqp.exceptions import AMQPError, NotFound
 from kombu import Connection
 from pydantic import BaseModel
 
@@ -92,10 +93,9 @@ def from_amqp(names: list[str]) -> Depths:
             except NotFound:
                 queues[name] = None
             finally:
-                try:
+                # The broker closes a channel whose passive declare failed, or the connection dropped.
+                with suppress(AMQPError, OSError):
                     channel.close()
-                except Exception:  # the broker closes a channel whose passive declare failed
-                    pass
     return Depths(source="amqp", queues=queues)
 
 

@@ -228,7 +228,7 @@ def purge(queue: str | None = None) -> dict[str, int]:
     names = [queue if queue.endswith(".dlq") else dlq_name(queue)] if queue else dlq_names()
     unknown = set(names) - set(dlq_names())
     if unknown:
-        raise LookupError(f"no dead-letter queue {sorted(unknown)[0]!r}; known: {', '.join(dlq_names())}")
+        raise LookupError(f"no dead-letter queue {min(unknown)!r}; known: {', '.join(dlq_names())}")
     purged: dict[str, int] = {}
     with Connection(get_settings().broker_url.get_secret_value()) as conn:
         for name in names:

@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from app.ops.pools import ProcessSpec, queue_of_node
 
@@ -96,7 +97,7 @@ class Supervisor:
             process.wait()
             self.processes.pop(n, None)
 
-    def __enter__(self) -> Supervisor:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -70,7 +70,7 @@ class _Sender(threading.Thread):
                                 properties={"delivery_mode": 1, "expiration": "120000"},
                             )
                             channel.basic_publish(message, exchange=EXCHANGE.name, routing_key=key)
-            except Exception as exc:  # the broker went away: drop what waits, reconnect
+            except Exception as exc:  # noqa: BLE001 - the broker went away: drop what waits, reconnect
                 log.warning("live replies not sent (%s); reconnecting", type(exc).__name__)
                 while not self.pending.empty():
                     self.pending.get_nowait()

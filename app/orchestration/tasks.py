@@ -89,7 +89,7 @@ def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc:
         metrics.REQUESTS.labels(specialist, Status.FAILED).inc()
         try:
             record.mark_failed(request_id, error, attempt=attempt, retry_in_s=round(delay, 2))
-        except Exception:  # the database is down: retry anyway, the attempt is recorded next time
+        except Exception:  # noqa: BLE001 - the database is down: retry anyway, the attempt is recorded next time
             log.warning(
                 "request %s: could not record the failed attempt; retrying in %.1fs", request_id, delay
             )
@@ -100,7 +100,7 @@ def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc:
         return  # acked: a person's reply finishes it
     try:
         record.mark_dead_lettered(request_id, error, queue=queue)
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever the record raises, the message is retried, never dropped unrecorded
         # Dead-lettering a message the record cannot mirror would split the two; come back later.
         log.warning("request %s: could not record the dead letter; retrying", request_id)
         raise task.retry(
@@ -118,7 +118,7 @@ def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc:
 def _handed_to_people(request_id: str, error: str) -> bool:
     try:
         return handoffs.hand_off_failed(request_id, error)
-    except Exception:  # the database is down: the dead-letter path below retries the recording
+    except Exception:  # noqa: BLE001 - the database is down: the dead-letter path below retries the recording
         log.warning("request %s: could not hand it to the human queue", request_id)
         return False
 
@@ -166,7 +166,7 @@ def route(self: Task, request_id: str) -> None:
             fairness.dispatch(request_id, get_specialist(decision.specialist), priority, tenant)
     except Reject:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the task boundary: every failure is retried or dead-lettered
         give_up_or_retry(self, request_id, ROUTER_QUEUE, self.request.retries + 1, exc)
 
 
@@ -180,7 +180,7 @@ def submit(self: Task, *args: Any, **kwargs: Any) -> str | None:
         return _submit(self, args, kwargs)
     except Retry:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - nothing may escape: the submit queue has no dead-letter exchange
         log.warning(
             "submission %s: could not record or dead-letter it (%s); it goes back to the queue",
             self.request.id,
@@ -199,7 +199,7 @@ def _submit(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | 
         log.warning("submission %s refused into %s.dlq: %s", task_id, SUBMIT_QUEUE, exc)
         submissions.dead_letter(task_id, args, kwargs, str(exc))
         return None
-    except Exception as exc:  # the record or the broker is unavailable: try again later
+    except Exception as exc:  # noqa: BLE001 - the record or the broker is unavailable: try again later
         # Only the error's type: a driver's message can carry connection details.
         return _retry_or_dead_letter(task, args, kwargs, f"{type(exc).__name__} while recording the request")
     log.info(
@@ -228,7 +228,7 @@ def _specialist_task(spec: Specialist) -> Callable[..., Any]:
         take_over = reclaim or bool((self.request.delivery_info or {}).get("redelivered"))
         try:
             attempt = record.start_attempt(request_id, take_over=take_over)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the task boundary: every failure is retried or dead-lettered
             give_up_or_retry(self, request_id, spec.queue, 1, exc)
             return
         if attempt is None:
@@ -293,7 +293,7 @@ def _specialist_task(spec: Specialist) -> Callable[..., Any]:
             raise self.retry(
                 countdown=deferred.retry_in_s, max_retries=None, queue=spec.queue, priority=priority
             ) from None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the task boundary: every failure is retried or dead-lettered
             give_up_or_retry(self, request_id, spec.queue, attempt.number, exc)
         finally:
             live.status_changed(request_id)  # after the record's change committed: readers read it

@@ -316,7 +316,7 @@ def reset_for_replay(request_id: str) -> Request | None:
 # app/orchestration/handoffs.py, workflows/engine.py).
 
 
-class NotWaiting(Exception):  # noqa: N818 - a refusal shown to the person who asked, not a bug
+class NotWaiting(Exception):
     """The request is not in the status a person's action needs; `status` is the one it is in."""
 
     def __init__(self, request_id: str, status: str, needed: str) -> None:
