@@ -31,10 +31,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, NoReturn, TypeVar, overload
+from typing import Any, NoReturn, TypeVar, cast, overload
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Connection, Executable, select
+from sqlalchemy import Connection, Executable, Table, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import OperationalError
 
@@ -294,7 +294,7 @@ def load_checkpoints(request_id: str) -> tuple[dict[str, dict[str, Any]], dict[s
     )
 
 
-_STEPS = StepRun.__table__
+_STEPS = cast(Table, StepRun.__table__)  # a mapped class's Table, typed as the wider FromClause
 _new_step = insert(_STEPS)
 # Built once: this runs for every step of every request, and building the statement costs more
 # than executing it.

@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ class CommandError(Exception):
         self.code = code
 
 
-def _emit(args: argparse.Namespace, payload: Any, human: Callable[[], None] | None = None) -> None:
+def _emit(args: argparse.Namespace, payload: Any, human: Callable[[], object] | None = None) -> None:
     if isinstance(payload, BaseModel):
         payload = payload.model_dump(mode="json")
     if getattr(args, "json", False) or human is None:
@@ -78,7 +79,11 @@ def cmd_route(args: argparse.Namespace) -> int:
                 continue
             raise CommandError("text must not be empty")
         decision = decide(text, use_llm=not args.no_llm)
-        _emit(args, decision, lambda d=decision: print(f"{d.specialist}\t{d.confidence:.2f}\t{d.method}"))
+        _emit(
+            args,
+            decision,
+            partial(print, f"{decision.specialist}\t{decision.confidence:.2f}\t{decision.method}"),
+        )
     return 0
 
 
@@ -763,8 +768,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     _dev_mode(args)
     _refuse_defaults("api")  # here, once, rather than in each server process it would start
     argv = api_argv()
-    os.execv(argv[0], argv)
-    return 0  # not reached
+    os.execv(argv[0], argv)  # replaces this process: nothing after it runs
 
 
 def cmd_flower(args: argparse.Namespace) -> int:

@@ -11,9 +11,15 @@ from app.config import get_settings
 
 
 class RequestTraits(Protocol):
-    priority: str
-    text: str
-    route_confidence: float | None
+    # Read-only: a frozen dataclass (the workflow's RequestInfo) and a record row both fit.
+    @property
+    def priority(self) -> str: ...
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def route_confidence(self) -> float | None: ...
 
 
 def upgrade_reason(request: RequestTraits) -> str | None:

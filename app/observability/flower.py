@@ -44,5 +44,4 @@ def run_flower(dev: bool = False) -> int:
     except DefaultSecrets as exc:
         raise SystemExit(f"switchboard: {exc}") from None
     argv = flower_argv()
-    os.execv(argv[0], argv)
-    return 0  # not reached
+    os.execv(argv[0], argv)  # replaces this process: nothing after it runs

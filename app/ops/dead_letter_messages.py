@@ -10,6 +10,7 @@ from kombu import Connection
 from pydantic import BaseModel
 
 from app.config import get_settings
+from app.orchestration.broker_channel import amqp_channel
 from app.orchestration.celery_app import SUBMIT_TASK
 
 # Messages looked at per dead-letter queue when listing those the record does not know.
@@ -75,7 +76,7 @@ def peek(queues: list[str], limit: int = PEEK_LIMIT) -> list[BrokerMessage]:
     found: list[BrokerMessage] = []
     with Connection(get_settings().broker_url.get_secret_value()) as conn:
         for queue in queues:
-            channel = conn.channel()
+            channel = amqp_channel(conn.channel())
             try:
                 found += [_message(queue, message) for message in _held(channel, queue, limit)]
             finally:
@@ -93,7 +94,7 @@ def remove_messages(queue: str, request_ids: set[str]) -> int:
     other message goes back untouched."""
     removed = 0
     with Connection(get_settings().broker_url.get_secret_value()) as conn:
-        channel = conn.channel()
+        channel = amqp_channel(conn.channel())
         try:
             for message in _held(channel, queue, 100_000):
                 if _message(queue, message).id in request_ids:

@@ -19,6 +19,7 @@ from kombu import Connection
 from pydantic import BaseModel
 
 from app.config import get_settings
+from app.orchestration.broker_channel import amqp_channel
 
 Source = Literal["management", "amqp"]
 
@@ -86,10 +87,15 @@ def from_amqp(names: list[str]) -> Depths:
     queues: dict[str, Depth | None] = {}
     with Connection(get_settings().broker_url.get_secret_value()) as conn:
         for name in names:
-            channel = conn.channel()
+            channel = amqp_channel(conn.channel())
             try:
                 ok = channel.queue_declare(queue=name, passive=True)
-                queues[name] = Depth(ready=ok.message_count, unacked=None, consumers=ok.consumer_count)
+                # py-amqp returns a namedtuple (queue_declare_ok_t); celery-types says tuple or None.
+                queues[name] = Depth(
+                    ready=ok.message_count,  # type: ignore[union-attr]
+                    unacked=None,
+                    consumers=ok.consumer_count,  # type: ignore[union-attr]
+                )
             except NotFound:
                 queues[name] = None
             finally:

@@ -16,6 +16,7 @@ from app.config import get_settings
 from app.ingress.submissions import ERROR_HEADER, REJECTED_AT_HEADER, resubmit
 from app.observability import tracing
 from app.ops.dead_letter_messages import PEEK_LIMIT, BrokerMessage, peek, remove_messages
+from app.orchestration.broker_channel import amqp_channel
 from app.orchestration.celery_app import ROUTE_TASK, celery
 from app.orchestration.registry import get_specialist
 from app.orchestration.topology import (
@@ -232,7 +233,7 @@ def purge(queue: str | None = None) -> dict[str, int]:
     purged: dict[str, int] = {}
     with Connection(get_settings().broker_url.get_secret_value()) as conn:
         for name in names:
-            purged[name] = conn.default_channel.queue_purge(name) or 0
+            purged[name] = amqp_channel(conn.default_channel).queue_purge(name) or 0
     return purged
 
 

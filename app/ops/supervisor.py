@@ -113,7 +113,7 @@ def wait_for_workers(queues: list[str], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     missing = set(queues)
     while missing:
-        replies = celery.control.ping(timeout=1.0)
+        replies = celery.control.ping(timeout=1.0) or []
         answered = {queue_of_node(name) for reply in replies for name in reply}
         missing -= answered
         if missing and time.monotonic() > deadline:

@@ -28,6 +28,7 @@ from typing import Any
 from kombu import Connection, Exchange
 
 from app.config import get_settings
+from app.orchestration.broker_channel import amqp_channel
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class _Sender(threading.Thread):
         while True:
             try:
                 with Connection(url, heartbeat=0) as conn:
-                    channel = conn.default_channel
+                    channel = amqp_channel(conn.default_channel)
                     EXCHANGE(channel).declare()
                     while True:
                         for key, body in _merged(self._take()):

@@ -6,7 +6,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from celery import Task
 from celery.exceptions import Reject, Retry
@@ -70,7 +70,7 @@ def _budget_refusal(exc: BaseException | None) -> BudgetExhausted | None:
     return exc
 
 
-def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc: BaseException) -> None:
+def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc: Exception) -> None:
     """The one place that decides between another attempt and the dead-letter queue."""
     refusal = _budget_refusal(exc)
     transient = (
@@ -93,7 +93,7 @@ def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc:
             log.warning(
                 "request %s: could not record the failed attempt; retrying in %.1fs", request_id, delay
             )
-        raise task.retry(countdown=delay, exc=exc, max_retries=None, queue=queue, priority=priority)
+        raise task.retry(countdown=delay, exc=exc, max_retries=None, queue=queue, priority=priority)  # type: ignore[arg-type]  # Celery takes priority=None (no priority); celery-types says int
     if get_settings().handoff_on_failure and _handed_to_people(request_id, error):
         metrics.REQUESTS.labels(specialist, Status.NEEDS_HUMAN).inc()
         log.error("request %s handed to the human queue after %d attempt(s): %s", request_id, attempt, error)
@@ -104,7 +104,11 @@ def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc:
         # Dead-lettering a message the record cannot mirror would split the two; come back later.
         log.warning("request %s: could not record the dead letter; retrying", request_id)
         raise task.retry(
-            countdown=backoff_s(attempt), exc=exc, max_retries=None, queue=queue, priority=priority
+            countdown=backoff_s(attempt),
+            exc=exc,
+            max_retries=None,
+            queue=queue,
+            priority=priority,  # type: ignore[arg-type]  # Celery takes priority=None (no priority); celery-types says int
         ) from None
     metrics.DEAD_LETTERS.labels(queue).inc()
     metrics.REQUESTS.labels(specialist, Status.DEAD_LETTERED).inc()
@@ -190,18 +194,20 @@ def submit(self: Task, *args: Any, **kwargs: Any) -> str | None:
 
 
 def _submit(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
-    task_id = task.request.id
+    task_id = cast(str, task.request.id)  # None only for a task called outside a worker
     try:
         submission = submissions.submit(args, kwargs, task_id)
     except client.Overloaded as exc:  # a low-priority submission waits its turn, as over HTTP
-        return _retry_or_dead_letter(task, args, kwargs, str(exc), countdown=exc.retry_after_s)
+        _retry_or_dead_letter(task, args, kwargs, str(exc), countdown=exc.retry_after_s)
+        return None
     except client.InvalidRequest as exc:
         log.warning("submission %s refused into %s.dlq: %s", task_id, SUBMIT_QUEUE, exc)
         submissions.dead_letter(task_id, args, kwargs, str(exc))
         return None
     except Exception as exc:  # noqa: BLE001 - the record or the broker is unavailable: try again later
         # Only the error's type: a driver's message can carry connection details.
-        return _retry_or_dead_letter(task, args, kwargs, f"{type(exc).__name__} while recording the request")
+        _retry_or_dead_letter(task, args, kwargs, f"{type(exc).__name__} while recording the request")
+        return None
     log.info(
         "submission %s recorded as request %s (duplicate=%s)", task_id, submission.id, submission.duplicate
     )
@@ -217,7 +223,7 @@ def _retry_or_dead_letter(
         raise task.retry(countdown=delay, max_retries=None)
     error = f"{error} (gave up after {attempt} attempts; `switchboard dlq replay` sends it again)"
     log.error("submission %s dead-lettered into %s.dlq: %s", task.request.id, SUBMIT_QUEUE, error)
-    submissions.dead_letter(task.request.id, args, kwargs, error)
+    submissions.dead_letter(cast(str, task.request.id), args, kwargs, error)
 
 
 def _specialist_task(spec: Specialist) -> Callable[..., Any]:
@@ -291,7 +297,10 @@ def _specialist_task(spec: Specialist) -> Callable[..., Any]:
             metrics.RETRIES.labels(spec.queue, "deferred").inc()
             priority = (self.request.delivery_info or {}).get("priority")
             raise self.retry(
-                countdown=deferred.retry_in_s, max_retries=None, queue=spec.queue, priority=priority
+                countdown=deferred.retry_in_s,
+                max_retries=None,
+                queue=spec.queue,
+                priority=priority,  # type: ignore[arg-type]  # Celery takes priority=None (no priority); celery-types says int
             ) from None
         except Exception as exc:  # noqa: BLE001 - the task boundary: every failure is retried or dead-lettered
             give_up_or_retry(self, request_id, spec.queue, attempt.number, exc)

@@ -12,6 +12,7 @@ from contextlib import suppress
 from amqp.exceptions import AMQPError, PreconditionFailed
 from kombu import Connection, Exchange, Queue
 
+from app.orchestration.broker_channel import amqp_channel
 from app.orchestration.registry import specialists
 
 # Delivery callbacks have a queue and a pool of their own (CALLBACK_QUEUE): a slow receiver never
@@ -92,7 +93,7 @@ def declare(connection: Connection) -> list[str]:
     """Declare everything; safe to repeat. Raises TopologyError naming the queue that conflicts."""
     declared = []
     for queue in all_queues():
-        channel = connection.channel()
+        channel = amqp_channel(connection.channel())
         try:
             queue(channel).declare()
         except PreconditionFailed as exc:
