@@ -86,7 +86,8 @@ def peek(queues: list[str], limit: int = PEEK_LIMIT) -> list[BrokerMessage]:
 
 def _plain(headers: dict[str, Any]) -> dict[str, Any]:
     # x-death holds AMQP tables and timestamps: made JSON-friendly for `dlq show --json`.
-    return json.loads(json.dumps(headers, default=str))
+    plain: dict[str, Any] = json.loads(json.dumps(headers, default=str))
+    return plain
 
 
 def remove_messages(queue: str, request_ids: set[str]) -> int:

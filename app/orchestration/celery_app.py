@@ -51,7 +51,7 @@ SUBMIT_TASK = "switchboard.submit"
 
 def route_for_task(
     name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any
-) -> dict | None:
+) -> dict[str, str] | None:
     if name == ROUTE_TASK:
         return {"queue": ROUTER_QUEUE, "routing_key": ROUTER_QUEUE}
     if name == SUBMIT_TASK:

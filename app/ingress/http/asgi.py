@@ -55,7 +55,8 @@ class BodyLimit:
         async def replay() -> Message:
             nonlocal replayed
             if replayed:
-                return await receive()  # the client's disconnect, if it goes away
+                disconnect: Message = await receive()  # the client's disconnect, if it goes away
+                return disconnect
             replayed = True
             return {"type": "http.request", "body": bytes(body), "more_body": False}
 
