@@ -41,12 +41,12 @@ from sqlalchemy.exc import OperationalError
 from app.config import get_settings
 from app.inference import ChatResponse, Deferred, ProviderError, complete, structured
 from app.inference.call_log import write_calls
-from app.inference.tiers import effective_tier
-from app.observability.request_scope import carry
 from app.observability.tracing import step_span
 from app.orchestration import approvals, handoffs, live
 from app.orchestration.approvals import Decision
 from app.orchestration.specialist import Specialist, ToolContext
+from app.orchestration.tiers import effective_tier
+from app.request_scope import carry
 from app.state import StepRun, autocommit_scope, connection_scope, get_engine, session_scope
 
 log = logging.getLogger(__name__)
