@@ -9,8 +9,8 @@ from typing import Any
 from kombu import Connection
 from pydantic import BaseModel
 
+from app.broker_channel import amqp_channel
 from app.config import get_settings
-from app.orchestration.broker_channel import amqp_channel
 from app.orchestration.celery_app import SUBMIT_TASK
 
 # Messages looked at per dead-letter queue when listing those the record does not know.

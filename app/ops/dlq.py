@@ -12,11 +12,11 @@ from kombu.exceptions import KombuError
 from pydantic import BaseModel
 from sqlalchemy import select
 
+from app.broker_channel import amqp_channel
 from app.config import get_settings
 from app.ingress.submissions import ERROR_HEADER, REJECTED_AT_HEADER, resubmit
 from app.observability import tracing
 from app.ops.dead_letter_messages import PEEK_LIMIT, BrokerMessage, peek, remove_messages
-from app.orchestration.broker_channel import amqp_channel
 from app.orchestration.celery_app import ROUTE_TASK, celery
 from app.orchestration.registry import get_specialist
 from app.orchestration.topology import (

@@ -11,9 +11,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from app.config import get_settings
+from app.errors import OpsError
 
 
-class ServiceUnavailable(RuntimeError):
+class ServiceUnavailable(OpsError, RuntimeError):
     pass
 
 

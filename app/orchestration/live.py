@@ -27,8 +27,8 @@ from typing import Any
 
 from kombu import Connection, Exchange
 
+from app.broker_channel import amqp_channel
 from app.config import get_settings
-from app.orchestration.broker_channel import amqp_channel
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ from contextlib import suppress
 from amqp.exceptions import AMQPError, PreconditionFailed
 from kombu import Connection, Exchange, Queue
 
-from app.orchestration.broker_channel import amqp_channel
+from app.broker_channel import amqp_channel
+from app.errors import OrchestrationError
 from app.orchestration.registry import specialists
 
 # Delivery callbacks have a queue and a pool of their own (CALLBACK_QUEUE): a slow receiver never
@@ -26,7 +27,7 @@ MAX_PRIORITY = 9
 PRIORITIES: dict[str, int] = {"high": 9, "normal": 5, "low": 1}
 
 
-class TopologyError(RuntimeError):
+class TopologyError(OrchestrationError, RuntimeError):
     """The broker holds a queue that cannot be used as declared; an operator must act."""
 
 

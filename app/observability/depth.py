@@ -18,8 +18,8 @@ from amqp.exceptions import AMQPError, NotFound
 from kombu import Connection
 from pydantic import BaseModel
 
+from app.broker_channel import amqp_channel
 from app.config import get_settings
-from app.orchestration.broker_channel import amqp_channel
 
 Source = Literal["management", "amqp"]
 
