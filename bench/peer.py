@@ -98,8 +98,8 @@ class Bench:
         from sqlalchemy.pool import NullPool
 
         from app.state import dispose_engine, session_scope
-        from app.state.migrate import upgrade
-        from app.state.seeding import seed_enabled
+        from app.ops.migrate import upgrade
+        from app.ops.seeding import seed_enabled
         from bench import peer_dbos_app
         from specialists.billing.seed import account_emails, invoice_ids, invoice_owners
 

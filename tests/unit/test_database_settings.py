@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from app.config import Settings, reset_settings
-from app.state.migrate import migrations_url
+from app.ops.migrate import migrations_url
 from app.state.session import driver_args
 
 
