@@ -97,9 +97,9 @@ class Bench:
         from sqlalchemy.orm import Session
         from sqlalchemy.pool import NullPool
 
-        from app.state import dispose_engine, session_scope
         from app.ops.migrate import upgrade
         from app.ops.seeding import seed_enabled
+        from app.state import dispose_engine, session_scope
         from bench import peer_dbos_app
         from specialists.billing.seed import account_emails, invoice_ids, invoice_owners
 
