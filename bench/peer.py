@@ -247,7 +247,11 @@ class Bench:
                 "customer": t.customer,
                 "priority": t.priority,
             }
-            self.dbos_client.enqueue({"queue_name": "router", "workflow_name": "peer.route_ticket"}, ticket)
+            # The ticket's id is its workflow's id, so its end-to-end time can be read back.
+            self.dbos_client.enqueue(
+                {"queue_name": "router", "workflow_name": "peer.route_ticket", "workflow_id": ticket["id"]},
+                ticket,
+            )
 
         if system == "switchboard":
             self.sb_poll.execute("TRUNCATE llm_cache")  # every phase starts with an empty response cache
@@ -255,6 +259,7 @@ class Bench:
         started = time.perf_counter()
         with ThreadPoolExecutor(self.args.submitters, thread_name_prefix="submit") as pool:
             list(pool.map(send_sb if system == "switchboard" else send_dbos, tickets))
+        submitted = time.perf_counter() - started
         if system == "switchboard":
             seconds = self._wait(
                 self.sb_poll,
@@ -269,7 +274,10 @@ class Bench:
             )
         time.sleep(0.3)
         cpu = h.delta(self._snap(), cpu0)
-        return self._result(system, tag, len(tickets), seconds, cpu)
+        return {
+            **self._result(system, tag, len(tickets), seconds, cpu),
+            "submit_seconds": round(submitted, 3),
+        }
 
     def _result(self, system: str, tag: str, n: int, seconds: float, cpu: dict[str, float]) -> dict[str, Any]:
         prefix = "sb." if system == "switchboard" else "dbos."
@@ -312,6 +320,12 @@ class Bench:
                 f"SELECT count(*) FILTER (WHERE NOT cache_hit) FROM llm_calls WHERE request_id IN ({ids})",
                 (tag,),
             ).fetchone()[0]
+            latency = q(
+                "SELECT percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY "
+                "extract(epoch FROM finished_at - accepted_at) * 1000) FROM requests "
+                "WHERE metadata->>'bench' = %s",
+                (tag,),
+            ).fetchone()[0]
             tools = q(
                 f"SELECT coalesce(sum(jsonb_array_length(output->'tool_calls')), 0) FROM step_runs "
                 f"WHERE step = 'draft' AND output ? 'tool_calls' AND request_id IN ({ids})",
@@ -325,10 +339,18 @@ class Bench:
                 "SELECT sum(llm_calls), sum(jsonb_array_length(tool_calls)) FROM peer_results WHERE tag = %s",
                 (tag,),
             ).fetchone()
+            # From the route workflow's creation (the enqueue) to the result row (the delivery).
+            latency = q(
+                "SELECT percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY "
+                "extract(epoch FROM r.created_at) * 1000 - w.created_at) FROM peer_results r "
+                "JOIN dbos.workflow_status w ON w.workflow_uuid = r.request_id WHERE r.tag = %s",
+                (tag,),
+            ).fetchone()[0]
         return {
             "outcomes": statuses,
             "llm_calls_per_request": round(float(calls or 0) / n, 3),
             "tool_calls_per_request": round(float(tools or 0) / n, 3),
+            "end_to_end_ms_p50_p95": [round(float(v), 1) for v in latency or []],
         }
 
 
@@ -359,7 +381,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             h.log(
                 f"  {system}: {result['rps']} rps, {result['cpu_ms_per_request']['total']} CPU ms/request, "
-                f"{result['llm_calls_per_request']} LLM calls/request, outcomes {result['outcomes']}"
+                f"{result['llm_calls_per_request']} LLM calls/request, end to end p50/p95 "
+                f"{result['end_to_end_ms_p50_p95']} ms, all submitted in {result['submit_seconds']} s, "
+                f"outcomes {result['outcomes']}"
             )
             phases.append(result)
         bench.ok = True
