@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 # nothing may escape as a failure (RabbitMQ would drop the message): if even dead-lettering fails,
 # the message goes back to the queue whole.
 @celery.task(name=SUBMIT_TASK, bind=True, max_retries=None)
-def submit(self: Task, *args: Any, **kwargs: Any) -> str | None:
+def submit(self: Task[Any, Any], *args: Any, **kwargs: Any) -> str | None:
     try:
         return _submit(self, args, kwargs)
     except Retry:
@@ -41,7 +41,7 @@ def submit(self: Task, *args: Any, **kwargs: Any) -> str | None:
         raise Reject(f"{type(exc).__name__}; requeued", requeue=True) from None
 
 
-def _submit(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+def _submit(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
     task_id = cast(str, task.request.id)  # None only for a task called outside a worker
     try:
         submission = submissions.submit(args, kwargs, task_id)
@@ -63,7 +63,11 @@ def _submit(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | 
 
 
 def _retry_or_dead_letter(
-    task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], error: str, countdown: float | None = None
+    task: Task[Any, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    error: str,
+    countdown: float | None = None,
 ) -> None:
     attempt = task.request.retries + 1
     if attempt < get_settings().max_attempts:

@@ -41,7 +41,7 @@ _bound: dict[tuple[str, int], Any] = {}
 
 
 @task_prerun.connect
-def _bind_request(task_id: str = "", task: Task | None = None, args: Any = None, **_: Any) -> None:
+def _bind_request(task_id: str = "", task: Task[Any, Any] | None = None, args: Any = None, **_: Any) -> None:
     # Every Switchboard task but the reconciler and submit takes its request id first: bound for the
     # task's length, so its log lines carry it and its database time is counted (app/request_scope.py).
     if task is not None and task.name not in (RECONCILE_TASK, SUBMIT_TASK) and args:
@@ -73,7 +73,7 @@ def _budget_refusal(exc: BaseException | None) -> BudgetExhausted | None:
     return exc
 
 
-def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc: Exception) -> None:
+def give_up_or_retry(task: Task[Any, Any], request_id: str, queue: str, attempt: int, exc: Exception) -> None:
     """The one place that decides between another attempt and the dead-letter queue."""
     refusal = _budget_refusal(exc)
     transient = (
@@ -132,7 +132,7 @@ def _handed_to_people(request_id: str, error: str) -> bool:
 
 # max_retries=None: the attempt counter in the record decides when to give up, not Celery.
 @celery.task(name=ROUTE_TASK, bind=True, max_retries=None)
-def route(self: Task, request_id: str) -> None:
+def route(self: Task[Any, Any], request_id: str) -> None:
     try:
         with session_scope() as session:
             # now(): when the router took the request, on the database's clock like every other stage.
@@ -179,7 +179,7 @@ def route(self: Task, request_id: str) -> None:
 
 def _specialist_task(spec: Specialist) -> Callable[..., Any]:
     @celery.task(name=spec.task_name, bind=True, max_retries=None)
-    def run_specialist(self: Task, request_id: str, reclaim: bool = False) -> None:
+    def run_specialist(self: Task[Any, Any], request_id: str, reclaim: bool = False) -> None:
         # A request already running is taken over only by a redelivery (its worker died) or the
         # reconciler; any other copy of the message is a duplicate.
         take_over = reclaim or bool((self.request.delivery_info or {}).get("redelivered"))
@@ -275,7 +275,7 @@ SPECIALIST_TASKS = {name: _specialist_task(spec) for name, spec in specialists()
 
 
 @celery.task(name=CALLBACK_TASK, bind=True, max_retries=None)
-def deliver_callback(self: Task, request_id: str) -> str:
+def deliver_callback(self: Task[Any, Any], request_id: str) -> str:
     # The callbacks table counts attempts and decides when to give up; Celery only schedules.
     delivery = callbacks.deliver(request_id)
     if delivery.outcome == "retry":
