@@ -11,14 +11,16 @@ errors, timeouts and outages are what make it behave like a real provider.
 
 Run it with ``python -m app.simulator --port 8765``. One module per part: `config` (settings and
 the live fault switches), `wire` (the request format), `text` (helpers), `replies` (the
-deterministic answers), `ratelimit`, `stats`, `state` (one provider's mutable state), `server`
-(the HTTP layer and `create_app`), `stream` (streamed answers), `markers` (test aids), `cli`.
+deterministic answers, with `labels`, `tool_calls`, `extraction` and `json_mode`), `ratelimit`,
+`stats`, `state` (one provider's mutable state), `server` (the HTTP layer and `create_app`),
+`stream` (streamed answers), `markers` (test aids), `cli`.
 """
 
 from __future__ import annotations
 
 from app.simulator.cli import main
 from app.simulator.config import FaultUpdate, RuntimeSettings, SimulatorConfig, parse_model_limits
+from app.simulator.json_mode import schema_instance
 from app.simulator.markers import (
     BAD_JSON_MARKER,
     BAD_REQUEST_MARKER,
@@ -29,7 +31,7 @@ from app.simulator.markers import (
     TOOL_LOOP_MARKER,
 )
 from app.simulator.ratelimit import WINDOW_S, Level, RateDecision, RateLimitSnapshot, SlidingWindowLimiter
-from app.simulator.replies import Reply, build_reply, completion_tokens, prompt_tokens, schema_instance
+from app.simulator.replies import Reply, build_reply, completion_tokens, prompt_tokens
 from app.simulator.server import create_app
 from app.simulator.state import Simulator
 from app.simulator.stats import AcceptedWindow, Stats, max_in_window
