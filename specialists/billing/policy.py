@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from app.orchestration import tenant_settings
 from app.orchestration.specialist import TenantSettingDef, ToolContext
-from app.state import tenant_settings
 from app.state.session import session_scope
 from specialists.billing.arguments import IssueRefundArgs
 from specialists.billing.models import Invoice, Refund

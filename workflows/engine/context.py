@@ -13,10 +13,10 @@ from sqlalchemy import Connection, Executable
 
 from app.config import get_settings
 from app.inference import ChatResponse, complete, structured
-from app.inference.tiers import effective_tier
 from app.orchestration import approvals, live
 from app.orchestration.approvals import Decision
 from app.orchestration.specialist import Specialist, ToolContext
+from app.orchestration.tiers import effective_tier
 from workflows.engine.errors import AwaitingApproval, HandedOff
 from workflows.engine.workflow import Step, StepRef, step_name
 

@@ -16,10 +16,10 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
 
 from app.inference import Deferred, ProviderError
-from app.observability.request_scope import carry
 from app.observability.tracing import step_span
 from app.orchestration import approvals, handoffs
 from app.orchestration.specialist import Specialist
+from app.request_scope import carry
 from app.state import connection_scope
 from workflows.engine.checkpoints import Finish, load_checkpoints, record_step
 from workflows.engine.context import RequestInfo, StepContext
