@@ -132,6 +132,19 @@ def _rate_headers(headers: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if "ratelimit" in k or k.startswith("retry-after")}
 
 
+def _unparsed(response: httpcore.Response) -> Callable[[], int] | None:
+    """How many bytes of `response`'s body were read off the socket but not yet parsed into chunks
+    (h11's public `trailing_data`, reached through httpcore's HTTP/1.1 stream, whose attribute
+    names are httpcore's own); None where that layout differs (HTTP/2, another httpcore): the
+    caller then tells a drained buffer from how long a chunk took to come."""
+    try:
+        h11_state = response.stream._stream._connection._h11_state  # type: ignore[attr-defined]
+        h11_state.trailing_data  # noqa: B018 - present in every h11 this works with
+    except AttributeError:
+        return None
+    return lambda: len(h11_state.trailing_data[0])
+
+
 def chat(
     adapter: Adapter,
     *,
@@ -179,7 +192,10 @@ def _stream(
     Once text has begun, the socket is read at most every SWITCHBOARD_STREAM_READ_INTERVAL_S and
     the pieces that arrived meanwhile go to `on_delta` as one: a provider sends a chunk per token,
     and waking a worker thread for each costs more CPU (parsing, the GIL changing hands among
-    hundreds of threads) than the whole rest of the call. The first piece is never held back."""
+    hundreds of threads) than the whole rest of the call. A wake-up reads what arrived meanwhile,
+    passes its text on as one delta once nothing read is left to parse, and sleeps again: one
+    wake-up and one read per interval, never a blocking read for the next token in between. The
+    first piece is never held back."""
     if not request.stream:
         request = ChatRequest(**{**request.__dict__, "stream": True})
     call = adapter.build(request, base_url, api_key)
@@ -188,10 +204,13 @@ def _stream(
     reader = EventReader()
     interval = get_settings().stream_read_interval_s
     begun = False
+    pieces: list[str] = []  # text read but not passed on yet
+    feed = decoder.feed
     with _transport_errors(request, key_id), _connections(base_url).stream("POST", url, **args) as response:  # type: ignore[arg-type]
         headers = _header_dict(response)
         if response.status != 200:
             raise _refused(adapter, response.status, headers, response.read(), api_key, key_id)
+        unread = _unparsed(response)
         try:
             chunks = iter(response.iter_stream())
             while True:
@@ -199,15 +218,25 @@ def _stream(
                 chunk = next(chunks, None)
                 if chunk is None:
                     break
-                # A chunk that took a while came off the network after waiting for it: what was
-                # read before is used up, so let the next pieces gather before reading again.
-                waited = time.monotonic() - asked > 0.002
-                pieces = [t for event in reader.feed(chunk) if (t := decoder.feed(event.event, event.data))]
-                if pieces:
-                    on_delta("".join(pieces))
-                if begun and waited and interval:
-                    time.sleep(interval)
-                begun = begun or bool(pieces)
+                if unread is not None:
+                    # h11 keeps each chunk's closing CRLF until it parses the next chunk.
+                    drained = unread() <= 2
+                else:
+                    # A chunk that took a while came off the network after waiting for it: what
+                    # was read before is used up.
+                    drained = time.monotonic() - asked > 0.002
+                for event in reader.feed(chunk):
+                    if text := feed(event.event, event.data):
+                        pieces.append(text)
+                if pieces and (drained or not begun):
+                    on_delta(pieces[0] if len(pieces) == 1 else "".join(pieces))
+                    pieces.clear()
+                    begun, pause = True, begun
+                    if pause and interval:
+                        # Let the next pieces gather before reading again.
+                        time.sleep(interval)
+            if pieces:
+                on_delta("".join(pieces))
             answer = decoder.result(_rate_headers(headers))
         except StreamFailed as failed:
             detail = failed.failure.detail.replace(api_key, "[redacted]")[:300]
