@@ -152,10 +152,6 @@ class Settings(BaseSettings):
     router_concurrency: int = 4
     specialist_concurrency: int = 16
     specialist_pool: str = "threads"
-    # sys.setswitchinterval in a threads-pool worker (0: Python's default, 5 ms). A thread whose
-    # database answer has arrived waits this long at most for the GIL while it holds a pooled
-    # connection (and, inside a checkpoint, its row locks): hundreds of threads share one core.
-    threads_switch_interval_ms: float = Field(default=0.0, ge=0)
 
     # Scaling (app/ops/scale.py, app/ops/autoscaler.py). `switchboard scale` adds a worker process
     # under the local supervisor once a queue's concurrency passes this many threads per process.

@@ -95,18 +95,24 @@ def _wait_done(ids: list[str], timeout: float) -> None:
 async def _read(api: str, token: str, request_id: str, client: Any) -> dict[str, Any]:
     from app.inference.sse import EventReader
 
+    import httpx
+
     reader, first, deltas, kinds = EventReader(), None, 0, []
-    async with client.stream("GET", f"{api}/v1/requests/{request_id}/stream",
-                             headers={"Authorization": f"Bearer {token}"}) as response:
-        async for chunk in response.aiter_raw():
-            now = time.time()
-            for event in reader.feed(chunk):
-                kinds.append(event.event)
-                if event.event == "delta":
-                    deltas += 1
-                    data = json.loads(event.data)
-                    if first is None and "started_at" in data:
-                        first = now - data["started_at"]
+    try:
+        async with client.stream("GET", f"{api}/v1/requests/{request_id}/stream",
+                                 headers={"Authorization": f"Bearer {token}"}) as response:
+            async for chunk in response.aiter_raw():
+                now = time.time()
+                for event in reader.feed(chunk):
+                    kinds.append(event.event)
+                    if event.event == "delta":
+                        deltas += 1
+                        data = json.loads(event.data)
+                        if first is None and "started_at" in data:
+                            first = now - data["started_at"]
+    except httpx.TransportError as exc:  # counted and printed, not the end of the run
+        h.log(f"stream of {request_id} broke off: {type(exc).__name__}")
+        return {"ttfd": first, "deltas": deltas, "done": False, "broken": True}
     return {"ttfd": first, "deltas": deltas, "done": kinds[-1:] == ["done"]}
 
 
@@ -139,7 +145,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from app.ops.supervisor import Supervisor, wait_for_workers
 
         log_dir = Path(".switchboard") / f"bench-streaming-{run_id}"
-        supervisor = stack.enter_context(Supervisor(log_dir, env=h.child_env(sb.env), restart=False))
+        probe_dir = log_dir / "probes"
+        probe_dir.mkdir(parents=True, exist_ok=True)
+        supervisor = stack.enter_context(Supervisor(log_dir, env=h.child_env({**sb.env, "BENCH_PROBE_DIR": str(probe_dir)}),
+                                                    restart=False))
         supervisor.start(simulator_spec(None, "--latency-ms", str(int(args.latency * 1000)), "--rpm", "0",
                                         "--tpm", "0"))
         base = f"http://127.0.0.1:{sb.simulator_port}"
@@ -159,6 +168,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         provider_ttft = _provider_ttft(f"{base}/v1", n)
 
         cpu: dict[str, list[float]] = {"plain": [], "streamed": []}
+        counts: dict[str, dict[str, float]] = {"plain": {}, "streamed": {}}
         reads: list[dict[str, Any]] = []
         # Alternating rounds, the order reversed every other round (plain, streamed, streamed,
         # plain, ...), so a change in the machine's load during the run weighs on both sides alike.
@@ -166,11 +176,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for number, phase in enumerate(order):
             tech = specs["technical"]
             streaming = "true" if phase == "streamed" else "false"
-            proc = supervisor.start(replace(tech, env={**tech.env, "SWITCHBOARD_STREAM_REPLIES": streaming}))
+            role = f"technical.{number}"
+            proc = supervisor.start(replace(tech, argv=h.probed(tech.argv, role),
+                                            env={**tech.env, "SWITCHBOARD_STREAM_REPLIES": streaming}))
             wait_for_workers(["router", "technical"], timeout=120)
             warm = [client.submit(TEXT.format(n=f"warm-{number}-{i}")).id for i in range(8)]
             _wait_done(warm, 120)
-            before = h.proc_cpu(proc.pid)
+            before, counted = h.proc_cpu(proc.pid), h.read_probes(probe_dir).get(role, {})
             h.log(f"{phase} (phase {number + 1} of {len(order)}): {n} tickets")
             # Both kinds alike: submitted over the HTTP API and read by their own stream reader
             # (a reply not streamed gives its reader status and done only), so the worker's CPU
@@ -179,6 +191,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if phase == "streamed":
                 reads += got
             cpu[phase].append((h.proc_cpu(proc.pid) - before) / n)
+            time.sleep(0.5)  # the probe writes its counters every 0.25 s
+            after = h.read_probes(probe_dir).get(role, {})
+            for key, value in after.items():
+                counts[phase][key] = counts[phase].get(key, 0) + (value - counted.get(key, 0)) / (n * args.rounds)
             supervisor.stop(tech.name)
         ttfd = [r["ttfd"] for r in reads if r["ttfd"] is not None]
         provider_s, api_s = _summary(provider_ttft), _summary(ttfd)
@@ -195,6 +211,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "cpu_ratio": round(statistics.fmean(cpu["streamed"]) / statistics.fmean(cpu["plain"]), 3),
             # Each round's own ratio (streamed / plain of the same round): how much the load moved.
             "cpu_ratio_per_round": [round(st / pl, 3) for st, pl in zip(cpu["streamed"], cpu["plain"], strict=True)],
+            # What the worker did per request on each side (the probe's counters: statements,
+            # commits, checkouts, AMQP publishes, HTTP requests, threads started): where a CPU
+            # difference comes from.
+            "worker_per_request": {k: {c: round(v, 2) for c, v in sorted(d.items())} for k, d in counts.items()},
+            "streams_broken": sum(1 for r in reads if r.get("broken")),
             "rounds": args.rounds,
             "load_avg_1m": round(os.getloadavg()[0], 2),
             "targets": {"engine_adds_p95_ms": 100, "cpu_ratio": 1.10},

@@ -13,14 +13,11 @@ setting says `threads`.
 
 from __future__ import annotations
 
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from celery.concurrency.thread import TaskPool as ThreadsPool
-
-from app.config import get_settings
 
 CELERY_POOL = "app.orchestration.thread_pool:TaskPool"
 
@@ -32,9 +29,6 @@ class TaskPool(ThreadsPool):
         super().__init__(*args, **kwargs)
         self._resize_lock = threading.Lock()
         self._retired: list[ThreadPoolExecutor] = []
-        interval_ms = get_settings().threads_switch_interval_ms
-        if interval_ms:
-            sys.setswitchinterval(interval_ms / 1000)
 
     def _resize(self, limit: int) -> None:
         with self._resize_lock:
