@@ -138,7 +138,7 @@ def _unparsed(response: httpcore.Response) -> Callable[[], int] | None:
     names are httpcore's own); None where that layout differs (HTTP/2, another httpcore): the
     caller then tells a drained buffer from how long a chunk took to come."""
     try:
-        h11_state = response.stream._stream._connection._h11_state  # type: ignore[attr-defined]
+        h11_state = response.stream._stream._connection._h11_state  # type: ignore[union-attr]
         h11_state.trailing_data  # noqa: B018 - present in every h11 this works with
     except AttributeError:
         return None

@@ -50,10 +50,10 @@ class OpenAIChatStream:
             # Nearly every chunk: one piece of text and nothing else to take from it.
             self._model = chunk.get("model") or self._model
             self._finish = choices[0].get("finish_reason") or self._finish
-            if text := delta.get("content"):
-                self._text.append(text)
-                return text  # type: ignore[no-any-return]
-            return None
+            content: str | None = delta.get("content")
+            if content:
+                self._text.append(content)
+            return content or None
         if chunk.get("error"):
             # Some servers report a failure that happens mid-answer as a chunk of its own.
             error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
