@@ -132,19 +132,6 @@ def _rate_headers(headers: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if "ratelimit" in k or k.startswith("retry-after")}
 
 
-def _unparsed(response: httpcore.Response) -> Callable[[], int] | None:
-    """How many bytes of `response`'s body were read off the socket but not yet parsed into chunks
-    (h11's public `trailing_data`, reached through httpcore's HTTP/1.1 stream, whose attribute
-    names are httpcore's own); None where that layout differs (HTTP/2, another httpcore): the
-    caller then tells a drained buffer from how long a chunk took to come."""
-    try:
-        h11_state = response.stream._stream._connection._h11_state  # type: ignore[union-attr]
-        h11_state.trailing_data  # noqa: B018 - present in every h11 this works with
-    except AttributeError:
-        return None
-    return lambda: len(h11_state.trailing_data[0])
-
-
 def chat(
     adapter: Adapter,
     *,
@@ -210,7 +197,6 @@ def _stream(
         headers = _header_dict(response)
         if response.status != 200:
             raise _refused(adapter, response.status, headers, response.read(), api_key, key_id)
-        unread = _unparsed(response)
         try:
             chunks = iter(response.iter_stream())
             while True:
@@ -218,13 +204,10 @@ def _stream(
                 chunk = next(chunks, None)
                 if chunk is None:
                     break
-                if unread is not None:
-                    # h11 keeps each chunk's closing CRLF until it parses the next chunk.
-                    drained = unread() <= 2
-                else:
-                    # A chunk that took a while came off the network after waiting for it: what
-                    # was read before is used up.
-                    drained = time.monotonic() - asked > 0.002
+                # A chunk that took a while came off the network after waiting for it: what was
+                # read before is used up. (h11 knows exactly, but only through httpcore's private
+                # attributes; a timing guess survives an httpcore upgrade.)
+                drained = time.monotonic() - asked > 0.002
                 for event in reader.feed(chunk):
                     if text := feed(event.event, event.data):
                         pieces.append(text)
