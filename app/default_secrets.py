@@ -10,13 +10,14 @@ SWITCHBOARD_DEV=true). The message names the settings, never their values.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from app.config import Settings, get_settings
 from app.errors import ConfigError
 
 
-def _declared(name: str) -> object:
+def _declared(name: str) -> Any:  # the field's own type: SecretStr, or a list of them
     return Settings.model_fields[name].default
 
 
@@ -36,7 +37,7 @@ def _broker(s: Settings) -> str | None:
 
 def _database(s: Settings) -> str | None:
     url = s.database_url.get_secret_value()
-    if url == _declared("database_url").get_secret_value():  # type: ignore[attr-defined]
+    if url == _declared("database_url").get_secret_value():
         return "SWITCHBOARD_DATABASE_URL is the built-in default (the postgres superuser, no password)"
     if _credentials(url) == ("postgres", "postgres"):
         return "SWITCHBOARD_DATABASE_URL uses the example postgres password"
@@ -47,7 +48,7 @@ def _signing_key(s: Settings) -> str | None:
     key = s.signing_key.get_secret_value()
     if not key.strip():
         return "SWITCHBOARD_SIGNING_KEY is empty"
-    if key == _declared("signing_key").get_secret_value():  # type: ignore[attr-defined]
+    if key == _declared("signing_key").get_secret_value():
         return "SWITCHBOARD_SIGNING_KEY is the built-in development key"
     return None
 
@@ -56,7 +57,7 @@ def _provider_keys(s: Settings) -> str | None:
     keys = [k.get_secret_value() for k in s.provider_api_keys]
     if not keys:
         return "SWITCHBOARD_PROVIDER_API_KEYS is empty"
-    if set(keys) & {k.get_secret_value() for k in _declared("provider_api_keys")}:  # type: ignore[attr-defined]
+    if set(keys) & {k.get_secret_value() for k in _declared("provider_api_keys")}:
         return "SWITCHBOARD_PROVIDER_API_KEYS holds the built-in development key"
     return None
 

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpcore
 import httpx
@@ -75,7 +76,7 @@ def _endpoint(base_url: str, path: str) -> tuple[httpcore.URL, bytes]:
     ), url.netloc
 
 
-def _request_args(base_url: str, call: HttpCall) -> tuple[httpcore.URL, dict[str, object]]:
+def _request_args(base_url: str, call: HttpCall) -> tuple[httpcore.URL, dict[str, Any]]:
     url, host = _endpoint(base_url, call.path)
     content = json.dumps(call.body).encode()
     timeout = get_settings().provider_timeout_s
@@ -96,7 +97,7 @@ def _post_json(base_url: str, call: HttpCall) -> tuple[int, dict[str, str], byte
     transport under httpx, without httpx's request and response models: at hundreds of calls a
     second per worker process, building those cost a third of each call's CPU."""
     url, args = _request_args(base_url, call)
-    response = _connections(base_url).request("POST", url, **args)  # type: ignore[arg-type]
+    response = _connections(base_url).request("POST", url, **args)
     return response.status, _header_dict(response), response.content
 
 
@@ -193,7 +194,7 @@ def _stream(
     begun = False
     pieces: list[str] = []  # text read but not passed on yet
     feed = decoder.feed
-    with _transport_errors(request, key_id), _connections(base_url).stream("POST", url, **args) as response:  # type: ignore[arg-type]
+    with _transport_errors(request, key_id), _connections(base_url).stream("POST", url, **args) as response:
         headers = _header_dict(response)
         if response.status != 200:
             raise _refused(adapter, response.status, headers, response.read(), api_key, key_id)

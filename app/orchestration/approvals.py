@@ -123,7 +123,7 @@ def _view(approval: Approval, request: Any) -> ApprovalView:
         why=approval.why,
         requested_at=approval.requested_at,
         deadline=approval.deadline,
-        decision=approval.decision,  # type: ignore[arg-type]
+        decision=approval.decision,  # type: ignore[arg-type]  # a str column; pydantic checks it is one of the three
         decided_by=approval.decided_by,
         decided_at=approval.decided_at,
         reason=approval.reason,

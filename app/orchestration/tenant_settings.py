@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from app.errors import OrchestrationError
 from app.orchestration.registry import specialists
 from app.orchestration.specialist import TenantSettingDef
-from app.state import TenantSetting, autocommit_scope, session_scope
+from app.state import TenantSetting, autocommit_scope, connection_scope, session_scope
 
 
 class SettingError(OrchestrationError, ValueError):
@@ -95,11 +95,12 @@ def set_value(tenant: str, name: str, raw: str, *, by: str) -> SettingView:
 def unset(tenant: str, name: str) -> bool:
     """Drop a tenant's override (the default applies again); False if it had none."""
     _definition(name)
-    with session_scope() as session:
-        deleted = session.execute(
+    # On a bare connection: a Core DELETE's result has the row count (an ORM session's does not say so).
+    with connection_scope() as conn:
+        deleted = conn.execute(
             delete(TenantSetting).where(TenantSetting.tenant == tenant, TenantSetting.name == name)
         )
-    return bool(deleted.rowcount)  # type: ignore[attr-defined]
+    return bool(deleted.rowcount)
 
 
 def overrides(tenant: str | None = None) -> list[SettingView]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import Any, Literal
 
 from flask import Flask, Response, jsonify, request
 from sqlalchemy import select, text
@@ -111,7 +111,7 @@ def get_events(request_id: str) -> Response:
     return _json(EventList(events=client.events(_request_id(request_id), tenant=principal.tenant)))
 
 
-def _check(probe: Any) -> str:
+def _check(probe: Any) -> Literal["ok", "unavailable"]:
     try:
         probe()
         return "ok"
@@ -133,7 +133,7 @@ def _broker() -> None:
 def healthz() -> Response:
     checks = {"database": _check(_database), "broker": _check(_broker)}
     ok = all(v == "ok" for v in checks.values())
-    health = Health(status="ok" if ok else "unavailable", checks=checks)  # type: ignore[arg-type]
+    health = Health(status="ok" if ok else "unavailable", checks=checks)
     return _json(health, 200 if ok else 503, None if ok else {"Retry-After": "5"})
 
 
