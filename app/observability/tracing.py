@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
+from celery import signals
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
@@ -47,6 +48,7 @@ def wanted() -> bool:
 
 
 def _own_provider() -> bool:
+    # The SDK, on demand: it takes longer to import than this module, and most processes never trace.
     from opentelemetry.sdk.trace import TracerProvider
 
     return isinstance(trace.get_tracer_provider(), TracerProvider)
@@ -77,7 +79,7 @@ def _instrument_celery() -> None:
     never import them (the client, the API): there it would never end and would stay the
     thread's current span. Failures and retries are ours too: the instrumentation records the
     exception's message, which may quote a provider's answer."""
-    from celery import signals
+    # On demand: the instrumentation's import (its dependency checks) is the slowest of them all.
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
     instrumentor = CeleryInstrumentor()
@@ -146,6 +148,7 @@ def _after_publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
 
 
 def _install_sdk(kind: str) -> None:
+    # The SDK, on demand: only a process the OTEL_* variables ask to export pays for its import.
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
@@ -158,6 +161,7 @@ def _install_sdk(kind: str) -> None:
     if os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "console":
         exporter = ConsoleSpanExporter()
     else:
+        # On demand: the OTLP exporter brings protobuf and requests, which the console one does not need.
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         # Endpoint, headers, timeout and compression from the OTEL_EXPORTER_OTLP_* variables.

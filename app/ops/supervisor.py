@@ -11,7 +11,10 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+import httpx
+
 from app.ops.pools import ProcessSpec, queue_of_node
+from app.orchestration.celery_app import celery
 
 
 class Supervisor:
@@ -107,8 +110,6 @@ class Supervisor:
 
 def wait_for_workers(queues: list[str], timeout: float = 60.0) -> None:
     """Block until a worker of every queue answers a ping (its pool is consuming)."""
-    from app.orchestration.celery_app import celery
-
     deadline = time.monotonic() + timeout
     missing = set(queues)
     while missing:
@@ -121,8 +122,6 @@ def wait_for_workers(queues: list[str], timeout: float = 60.0) -> None:
 
 def wait_http(url: str, timeout: float = 30.0) -> None:
     """Block until `url` answers 200 (a started HTTP process is serving)."""
-    import httpx
-
     deadline = time.monotonic() + timeout
     while True:
         try:
