@@ -49,7 +49,7 @@ def wanted() -> bool:
 
 def _own_provider() -> bool:
     # The SDK, on demand: it takes longer to import than this module, and most processes never trace.
-    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
 
     return isinstance(trace.get_tracer_provider(), TracerProvider)
 
@@ -80,7 +80,7 @@ def _instrument_celery() -> None:
     thread's current span. Failures and retries are ours too: the instrumentation records the
     exception's message, which may quote a provider's answer."""
     # On demand: the instrumentation's import (its dependency checks) is the slowest of them all.
-    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor  # noqa: PLC0415
 
     instrumentor = CeleryInstrumentor()
     if not instrumentor.is_instrumented_by_opentelemetry:
@@ -149,9 +149,9 @@ def _after_publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
 
 def _install_sdk(kind: str) -> None:
     # The SDK, on demand: only a process the OTEL_* variables ask to export pays for its import.
-    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource  # noqa: PLC0415
+    from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter  # noqa: PLC0415
 
     # Resource.create reads OTEL_RESOURCE_ATTRIBUTES; an explicit service.name would override
     # OTEL_SERVICE_NAME, so it is given only when the operator named none.
@@ -162,7 +162,7 @@ def _install_sdk(kind: str) -> None:
         exporter = ConsoleSpanExporter()
     else:
         # On demand: the OTLP exporter brings protobuf and requests, which the console one does not need.
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # noqa: PLC0415
 
         # Endpoint, headers, timeout and compression from the OTEL_EXPORTER_OTLP_* variables.
         exporter = OTLPSpanExporter()

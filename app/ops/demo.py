@@ -148,7 +148,7 @@ def run_demo(
     """The surge against the simulated provider; `rpm`/`tpm` are the limits it enforces per key
     across models, which the fleet is then configured with (default: DEMO_RPM, no token limit)."""
     # The `demo` extra's progress bar, loaded only for the surge: `demo --stop` works without it.
-    from tqdm import tqdm
+    from tqdm import tqdm  # noqa: PLC0415
 
     if tickets < 1:
         raise ValueError("--tickets must be at least 1")
