@@ -18,7 +18,9 @@ class ConversationError(ValueError):
     pass
 
 
-def ensure(session: Session, conversation_id: str, tenant: str, customer: str | None = None) -> None:
+def ensure(
+    session: Session | Connection, conversation_id: str, tenant: str, customer: str | None = None
+) -> None:
     """Create the tenant's conversation on its first turn; refuse one of another customer."""
     session.execute(
         insert(Conversation)

@@ -10,7 +10,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, exists, func, insert, literal_column, select, update
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    literal_column,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import CTE
@@ -49,6 +60,27 @@ def _with_event(transition: CTE, kind: str, detail: Any) -> CTE:
     )
 
 
+# A request, its `accepted` event and (with a callback URL) its callback row: one statement, so
+# it commits by itself, all or nothing. Nothing is returned when the idempotency key was used.
+# The other columns take their server defaults (status `accepted`, zero counts).
+_ACCEPT = text("""
+WITH accepted AS (
+    INSERT INTO requests (id, tenant, customer, text, metadata, priority, idempotency_key,
+                          conversation_id, traceparent)
+    VALUES (:rid, :tenant, :customer, :text, :metadata, :priority, :idempotency_key,
+            :conversation_id, :traceparent)
+    ON CONFLICT ON CONSTRAINT uq_requests_tenant_idempotency_key DO NOTHING
+    RETURNING id, priority
+), event AS (
+    INSERT INTO request_events (request_id, kind, detail)
+    SELECT id, 'accepted', jsonb_build_object('priority', priority) FROM accepted
+), callback AS (
+    INSERT INTO callbacks (request_id, url)
+    SELECT id, CAST(:callback_url AS text) FROM accepted WHERE CAST(:callback_url AS text) IS NOT NULL
+)
+SELECT id FROM accepted
+""").bindparams(bindparam("metadata", type_=JSONB))
+
 _MARK_PUBLISHED = (
     update(_R).where(_R.c.id == _RID, _R.c.published_at.is_(None)).values(published_at=func.now())
 )
@@ -65,10 +97,36 @@ _ROUTED = (
         route_started_at=bindparam("route_started_at"),
         db_ms=_R.c.db_ms + bindparam("db_ms"),
     )
-    .returning(_R.c.id)
+    .returning(_R.c.id, _R.c.tenant)
     .cte("routed")
 )
 _MARK_ROUTED = select(_ROUTED.c.id).add_cte(_with_event(_ROUTED, "routed", bindparam("detail", type_=JSONB)))
+
+# A tenant's requests holding a place at their specialist: what fair share counts (fairness.py).
+IN_SPECIALIST = (Status.ROUTED, Status.RUNNING, Status.FAILED)
+_R2 = _R.alias("others")
+# The same, plus the tenant's unfinished requests at the chosen specialist, this one included,
+# for the dispatch priority: one round trip where a separate count would be a second. The
+# statement reads the snapshot before its own update, in which this request is still `accepted`.
+_MARK_ROUTED_COUNTED = select(
+    _ROUTED.c.id,
+    (
+        select(func.count())
+        .select_from(_R2)
+        .where(
+            _R2.c.tenant == _ROUTED.c.tenant,
+            _R2.c.specialist == bindparam("specialist"),
+            _R2.c.status.in_(IN_SPECIALIST),
+        )
+        .scalar_subquery()
+        + 1
+    ).label("unfinished"),
+).add_cte(_with_event(_ROUTED, "routed", bindparam("detail", type_=JSONB)))
+
+# What the router needs of an accepted request, and when it took it (the database's clock).
+_FOR_ROUTING = select(
+    _R.c.status, _R.c.text, _R.c.priority, _R.c.conversation_id, _R.c.tenant, func.now().label("now")
+).where(_R.c.id == _RID)
 
 _CLAIM_COLUMNS = (
     _R.c.attempts,
@@ -156,6 +214,14 @@ def add_event(conn: Session | Connection, request_id: str, kind: str, **detail: 
     conn.execute(_INSERT_EVENT, {"request_id": request_id, "kind": kind, "detail": detail})
 
 
+def accept(conn: Connection, request_id: str, callback_url: str | None, **columns: Any) -> bool:
+    """Record a new request (`columns`: tenant, customer, text, metadata, priority,
+    idempotency_key, conversation_id, traceparent) with its event and callback; False, with nothing
+    written, if the tenant's idempotency key names a request already."""
+    row = conn.execute(_ACCEPT, {"rid": request_id, "callback_url": callback_url, **columns}).first()
+    return row is not None
+
+
 def mark_published(request_id: str) -> None:
     with autocommit_scope() as conn:
         conn.execute(_MARK_PUBLISHED, {"rid": request_id})
@@ -167,14 +233,39 @@ def _db_ms() -> float:
     return scope.db_ms if scope else 0.0
 
 
+@dataclass(frozen=True)
+class ForRouting:
+    status: str
+    text: str
+    priority: str
+    conversation_id: str | None
+    tenant: str
+    taken_at: datetime  # when the router read it, on the database's clock like every other stage
+
+
+def for_routing(request_id: str) -> ForRouting | None:
+    """The request as the router needs it; None if the record has no such request. One
+    self-committing read: no transaction around it."""
+    with autocommit_scope() as conn:
+        row = conn.execute(_FOR_ROUTING, {"rid": request_id}).first()
+    return None if row is None else ForRouting(*row)
+
+
 def mark_routed(
-    request_id: str, specialist: str, confidence: float, method: str, route_started_at: datetime | None = None
-) -> bool:
-    """Record the routing decision; False if the request was routed already (a redelivery).
-    `route_started_at`: when the router took the request (the database's clock)."""
+    request_id: str,
+    specialist: str,
+    confidence: float,
+    method: str,
+    route_started_at: datetime | None = None,
+    *,
+    count_unfinished: bool = False,
+) -> int | None:
+    """Record the routing decision; None if the request was routed already (a redelivery), else
+    the tenant's unfinished requests at `specialist`, this one included (with `count_unfinished`;
+    0 without). `route_started_at`: when the router took the request (the database's clock)."""
     with autocommit_scope() as conn:
         routed = conn.execute(
-            _MARK_ROUTED,
+            _MARK_ROUTED_COUNTED if count_unfinished else _MARK_ROUTED,
             {
                 "rid": request_id,
                 "specialist": specialist,
@@ -185,7 +276,9 @@ def mark_routed(
                 "detail": {"specialist": specialist, "confidence": confidence, "method": method},
             },
         ).first()
-    return routed is not None
+    if routed is None:
+        return None
+    return int(routed.unfinished) if count_unfinished else 0
 
 
 @dataclass(frozen=True)
