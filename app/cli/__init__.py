@@ -12,8 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from app.errors import CliError
 
-class CommandError(Exception):
+
+class CommandError(CliError):
     """A user-facing failure: printed without a traceback, exit code 2 (or `code`)."""
 
     def __init__(self, message: str, code: int = 2) -> None:
@@ -31,8 +33,8 @@ def _emit(args: argparse.Namespace, payload: Any, human: Callable[[], None] | No
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from app.ops.migrate import current, upgrade
     from app.ops.preflight import check_database
-    from app.state.migrate import current, upgrade
 
     check_database()
     created = upgrade()
@@ -51,7 +53,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from app.state.seeding import seed_enabled
+    from app.ops.seeding import seed_enabled
 
     seeded = seed_enabled()
     _emit(
@@ -390,7 +392,7 @@ def cmd_reply(args: argparse.Namespace) -> int:
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
-    from app.state import tenant_settings
+    from app.orchestration import tenant_settings
 
     try:
         if args.settings_command == "set":
@@ -1099,7 +1101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.fn(args))
-    except (CommandError, InvalidRequest, ServiceUnavailable, MissingExtra, RegistryError) as exc:
+    except (CommandError, InvalidRequest, Overloaded, ServiceUnavailable, MissingExtra, RegistryError) as exc:
         code = (
             exc.code if isinstance(exc, CommandError) else (3 if isinstance(exc, ServiceUnavailable) else 2)
         )
