@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ class CommandError(CliError):
         self.code = code
 
 
-def _emit(args: argparse.Namespace, payload: Any, human: Callable[[], None] | None = None) -> None:
+def _emit(args: argparse.Namespace, payload: Any, human: Callable[[], object] | None = None) -> None:
     if isinstance(payload, BaseModel):
         payload = payload.model_dump(mode="json")
     if getattr(args, "json", False) or human is None:
@@ -80,7 +81,11 @@ def cmd_route(args: argparse.Namespace) -> int:
                 continue
             raise CommandError("text must not be empty")
         decision = decide(text, use_llm=not args.no_llm)
-        _emit(args, decision, lambda d=decision: print(f"{d.specialist}\t{d.confidence:.2f}\t{d.method}"))
+        _emit(
+            args,
+            decision,
+            partial(print, f"{decision.specialist}\t{decision.confidence:.2f}\t{decision.method}"),
+        )
     return 0
 
 
@@ -619,7 +624,7 @@ def cmd_workers(args: argparse.Namespace) -> int:
             try:
                 for change in fleet.reconcile():
                     print(f"scaled {change}", flush=True)
-            except Exception as exc:  # the database or broker blinked: try again next second
+            except Exception as exc:  # noqa: BLE001 - the database or broker blinked: try again next second
                 print(f"could not apply pool targets: {exc}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         pass
@@ -765,8 +770,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     _dev_mode(args)
     _refuse_defaults("api")  # here, once, rather than in each server process it would start
     argv = api_argv()
-    os.execv(argv[0], argv)
-    return 0  # not reached
+    os.execv(argv[0], argv)  # replaces this process: nothing after it runs
 
 
 def cmd_flower(args: argparse.Namespace) -> int:
@@ -852,7 +856,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, fn: Callable[[argparse.Namespace], int], help_: str, json_flag: bool = True):
+    def command(
+        name: str, fn: Callable[[argparse.Namespace], int], help_: str, json_flag: bool = True
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(fn=fn)
         if json_flag:
