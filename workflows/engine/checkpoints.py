@@ -116,9 +116,7 @@ def record_step(
     writes, ctx.writes[:] = list(ctx.writes), []
 
     def write(conn: Connection) -> None:
-        if calls:
-            conn.execute(_UPSERT_STEP_WITH_CALLS, {**row, "rows": rows_param(calls)})
-        else:
+        if not calls:
             conn.execute(_UPSERT_STEP, row)
         if suspend is not None:
             suspend(conn)
@@ -128,6 +126,13 @@ def record_step(
             if finish is not None:
                 assert output is not None
                 finish(conn, {**ctx.outputs, ctx.step.name: output})
+        # Last, so the tenant's day row (tenant_spend), which every call of the tenant's requests
+        # locks, stays locked only until the COMMIT that follows: written first, every other
+        # statement of the checkpoint and each wait for the GIL between them held it too, and the
+        # tenant's other checkpoints and reservations queued behind it with the core idle. The
+        # step's row goes with the calls, in the same statement.
+        if calls:
+            conn.execute(_UPSERT_STEP_WITH_CALLS, {**row, "rows": rows_param(calls)})
 
     # One statement commits by itself. Completing a call twice is impossible (only an unfinished
     # intent row is completed), so only rows without one (cache hits, inserted) need a transaction.
