@@ -16,6 +16,8 @@ reason to read a row.
 from __future__ import annotations
 
 import copy
+import csv
+import io
 import json
 import re
 from collections.abc import Callable
@@ -270,3 +272,9 @@ def package_lines(package: str, name: str) -> tuple[str, ...]:
     """The non-blank, non-comment lines of a text file inside `package` (routing examples)."""
     lines = (line.strip() for line in package_text(package, name).splitlines())
     return tuple(line for line in lines if line and not line.startswith("#"))
+
+
+def package_rows(package: str, name: str) -> list[dict[str, str]]:
+    """The rows of a CSV file inside `package` (its first line names the columns): seed data kept
+    as data, beside the specialist that owns it."""
+    return list(csv.DictReader(io.StringIO(package_text(package, name))))
