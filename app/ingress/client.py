@@ -39,6 +39,7 @@ from app.state import (
     Request,
     RequestEvent,
     Tenant,
+    acceptance,
     autocommit_scope,
     connection_scope,
     conversations,
@@ -321,7 +322,7 @@ def accept(req: SubmitRequest) -> Submission:
                 conversations.ensure(conn, req.conversation_id, req.tenant, req.customer)
             except conversations.ConversationError as exc:
                 raise InvalidRequest([f"conversation_id: {exc}"]) from None
-        inserted = record.accept(
+        inserted = acceptance.accept(
             conn,
             request_id,
             req.callback_url,

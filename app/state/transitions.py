@@ -21,7 +21,6 @@ from sqlalchemy import (
     insert,
     literal_column,
     select,
-    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -63,27 +62,6 @@ def _with_event(transition: CTE, kind: str, detail: Any) -> CTE:
         .cte(f"{kind}_event")
     )
 
-
-# A request, its `accepted` event and (with a callback URL) its callback row: one statement, so
-# it commits by itself, all or nothing. Nothing is returned when the idempotency key was used.
-# The other columns take their server defaults (status `accepted`, zero counts).
-_ACCEPT = text("""
-WITH accepted AS (
-    INSERT INTO requests (id, tenant, customer, text, metadata, priority, idempotency_key,
-                          conversation_id, traceparent)
-    VALUES (:rid, :tenant, :customer, :text, :metadata, :priority, :idempotency_key,
-            :conversation_id, :traceparent)
-    ON CONFLICT ON CONSTRAINT uq_requests_tenant_idempotency_key DO NOTHING
-    RETURNING id, priority
-), event AS (
-    INSERT INTO request_events (request_id, kind, detail)
-    SELECT id, 'accepted', jsonb_build_object('priority', priority) FROM accepted
-), callback AS (
-    INSERT INTO callbacks (request_id, url)
-    SELECT id, CAST(:callback_url AS text) FROM accepted WHERE CAST(:callback_url AS text) IS NOT NULL
-)
-SELECT id FROM accepted
-""").bindparams(bindparam("metadata", type_=JSONB))
 
 _MARK_PUBLISHED = (
     update(_R).where(_R.c.id == _RID, _R.c.published_at.is_(None)).values(published_at=func.now())
@@ -216,14 +194,6 @@ _MARK_SUCCEEDED = select(_SUCCEEDED.c.id, _CALLBACK_PENDING.label("callback_pend
 def add_event(conn: Session | Connection, request_id: str, kind: str, **detail: Any) -> None:
     # A Core insert, not session.add: events are written on every transition of every request.
     conn.execute(_INSERT_EVENT, {"request_id": request_id, "kind": kind, "detail": detail})
-
-
-def accept(conn: Connection, request_id: str, callback_url: str | None, **columns: Any) -> bool:
-    """Record a new request (`columns`: tenant, customer, text, metadata, priority,
-    idempotency_key, conversation_id, traceparent) with its event and callback; False, with nothing
-    written, if the tenant's idempotency key names a request already."""
-    row = conn.execute(_ACCEPT, {"rid": request_id, "callback_url": callback_url, **columns}).first()
-    return row is not None
 
 
 def mark_published(request_id: str) -> None:
