@@ -25,17 +25,14 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.sql import Select
 
 from app.errors import OrchestrationError
-
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 # Queues the engine's own pools consume: no specialist may take these names.
