@@ -166,7 +166,7 @@ class Settings(BaseSettings):
     autoscale_interval_s: float = 5.0
     # "queue=MIN/MAX/TARGET/COOLDOWN,...": one queue's policy instead of the defaults above.
     autoscale_policies: Annotated[dict[str, tuple[int, int, float, float]], NoDecode] = {}
-    # Graceful degradation (app/ingress/admission/degradation.py), by requests waiting for a queue: past the first
+    # Graceful degradation (app/orchestration/admission/degradation.py), by requests waiting for a queue: past the first
     # threshold its pending work runs on the cheap model tier, past the second new `low` priority
     # submissions are refused. "queue=CHEAP/REFUSE,..."; `*` sets the default for every queue.
     degrade_thresholds: Annotated[dict[str, tuple[int, int]], NoDecode] = {"*": (500, 2000)}
@@ -178,7 +178,7 @@ class Settings(BaseSettings):
     simulator_port: int = 8765
 
     # Prometheus: the pool commands give each process kind its own port, derived from its queue's
-    # name (app/observability/metrics_ports.py), so adding a specialist moves no other pool's port
+    # name (app/orchestration/metrics_ports.py), so adding a specialist moves no other pool's port
     # (SWITCHBOARD_<QUEUE>_METRICS_PORT overrides one; 0 turns metrics off). `metrics_port` is
     # this process's port.
     metrics_base_port: int = 9560

@@ -1,4 +1,4 @@
-"""Alembic's environment for every history `switchboard migrate` applies (app/state/migrate.py): the
+"""Alembic's environment for every history `switchboard migrate` applies (app/ops/migrate.py): the
 engine's (version table `alembic_version`) and each specialist's (its own version table)."""
 
 from __future__ import annotations

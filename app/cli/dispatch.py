@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     tracing.continue_from_environment()  # a calling script's TRACEPARENT
     try:
         return int(handler(args)(args))
-    except (CommandError, InvalidRequest, ServiceUnavailable, MissingExtra, RegistryError) as exc:
+    except (CommandError, InvalidRequest, Overloaded, ServiceUnavailable, MissingExtra, RegistryError) as exc:
         code = (
             exc.code if isinstance(exc, CommandError) else (3 if isinstance(exc, ServiceUnavailable) else 2)
         )

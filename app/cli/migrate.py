@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 from app.cli.output import emit
+from app.ops.migrate import current, upgrade
 from app.ops.preflight import check_database
-from app.state.migrate import current, upgrade
-from app.state.seeding import seed_enabled
+from app.ops.seeding import seed_enabled
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

@@ -9,8 +9,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from app.errors import CliError
 
-class CommandError(Exception):
+
+class CommandError(CliError):
     """A user-facing failure: printed without a traceback, exit code 2 (or `code`)."""
 
     def __init__(self, message: str, code: int = 2) -> None:

@@ -11,7 +11,8 @@ from app.cli.arguments import UNCHANGED, person
 from app.cli.output import CommandError, emit
 from app.ingress import tenants
 from app.observability.spend import by_tenant_day
-from app.state import session_scope, tenant_settings
+from app.orchestration import tenant_settings
+from app.state import session_scope
 
 
 def cmd_tenants(args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings, get_settings
 from app.inference.limits import model_group
 from app.inference.targets import providers
-from app.ops.depth import depths
+from app.observability.depth import depths
 from app.ops.queue_status import worker_views
 from app.ops.scale import ScaleError, scale
 from app.orchestration.topology import ROUTER_QUEUE, work_queue_names

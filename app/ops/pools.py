@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.config import Settings, get_settings
-from app.observability import metrics_ports
+from app.orchestration import metrics_ports
 from app.orchestration.registry import specialists
 from app.orchestration.topology import CALLBACK_QUEUE, ROUTER_QUEUE, pool_queues, work_queue_names
 

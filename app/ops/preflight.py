@@ -8,9 +8,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from app.config import get_settings
+from app.errors import OpsError
 
 
-class ServiceUnavailable(RuntimeError):
+class ServiceUnavailable(OpsError, RuntimeError):
     pass
 
 

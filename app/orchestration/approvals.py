@@ -22,10 +22,10 @@ from sqlalchemy import Connection, func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from app.config import get_settings
-from app.ingress.client import RequestNotFound
 from app.observability import metrics
 from app.state import Approval, Request, Status, autocommit_scope, session_scope
 from app.state import transitions as record
+from app.state.transitions import RequestNotFound
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The Celery app. Every reliability setting lives here, with the reason beside it.
 
 Importing this module never imports worker code: clients send tasks by their stable names
-(`switchboard.route`, `switchboard.specialist.<name>`), and only workers load `app.orchestration.tasks`.
+(`switchboard.route`, `switchboard.specialist.<name>`), and only workers load `app.orchestration.tasks` and `app.ingress.submit_task`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ from celery.signals import (
 from kombu import Connection
 
 from app.config import get_settings
+from app.default_secrets import DefaultSecrets, refuse_defaults
+from app.inference.cost import warn_unpriced
+from app.observability import metrics, tracing
+from app.observability.logs import install
 from app.orchestration.registry import get_specialist
 from app.orchestration.topology import (
     CALLBACK_QUEUE,
@@ -29,6 +33,7 @@ from app.orchestration.topology import (
     ROUTER_QUEUE,
     SUBMIT_QUEUE,
     TopologyError,
+    all_queues,
     declare,
     work_queues,
 )
@@ -66,7 +71,8 @@ def route_for_task(
 
 def create_celery() -> Celery:
     settings = get_settings()
-    app = Celery("switchboard", include=["app.orchestration.tasks"])
+    # The submit task is ingress's (a way in), the rest orchestration's; workers load both.
+    app = Celery("switchboard", include=["app.orchestration.tasks", "app.ingress.submit_task"])
     app.conf.update(
         broker_url=settings.broker_url.get_secret_value(),
         # Publisher confirms: send_task returns only once RabbitMQ has taken the message, so an
@@ -138,8 +144,6 @@ def use_broker(url: str) -> None:
 
 
 def _refuse_default_secrets(role: str) -> None:
-    from app.default_secrets import DefaultSecrets, refuse_defaults
-
     try:
         refuse_defaults(role)
     except DefaultSecrets as exc:
@@ -175,35 +179,31 @@ def _declare_topology(sender: Any = None, **_: Any) -> None:
 def _structured_logs(logger: logging.Logger | None = None, **_: Any) -> None:
     settings = get_settings()
     if settings.log_json and logger is not None:
-        from app.observability.logs import install
-
         install(logger, settings.process_name)
+
+
+def _queue_names() -> list[str]:
+    return [queue.name for queue in all_queues()]
 
 
 @worker_init.connect
 def _serve_metrics(sender: Any = None, **_: Any) -> None:
-    from app.observability import metrics
-
     settings = get_settings()
-    metrics.serve(settings.metrics_port, fleet=settings.process_name == ROUTER_QUEUE)
+    # Only the router exports the fleet-wide gauges (queue depths, breakers, spend).
+    fleet = _queue_names if settings.process_name == ROUTER_QUEUE else None
+    metrics.serve(settings.metrics_port, fleet=fleet)
 
 
 @worker_init.connect
 def _trace(sender: Any = None, **_: Any) -> None:
-    from app.observability import tracing
-
     tracing.setup(get_settings().process_name)
 
 
 @worker_init.connect
 def _warn_unpriced(sender: Any = None, **_: Any) -> None:
-    from app.inference.cost import warn_unpriced
-
     warn_unpriced()
 
 
 @worker_process_shutdown.connect
 def _child_exited(pid: int | None = None, **_: Any) -> None:
-    from app.observability import metrics
-
     metrics.process_exited(pid or os.getpid())

@@ -10,6 +10,7 @@ from __future__ import annotations
 from amqp.exceptions import PreconditionFailed
 from kombu import Connection, Exchange, Queue
 
+from app.errors import OrchestrationError
 from app.orchestration.registry import specialists
 
 # Delivery callbacks have a queue and a pool of their own (CALLBACK_QUEUE): a slow receiver never
@@ -25,7 +26,7 @@ MAX_PRIORITY = 9
 PRIORITIES: dict[str, int] = {"high": 9, "normal": 5, "low": 1}
 
 
-class TopologyError(RuntimeError):
+class TopologyError(OrchestrationError, RuntimeError):
     """The broker holds a queue that cannot be used as declared; an operator must act."""
 
 

@@ -11,10 +11,11 @@ from sqlalchemy import Connection, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from app.errors import StateError
 from app.state import Conversation, Turn, session_scope
 
 
-class ConversationError(ValueError):
+class ConversationError(StateError, ValueError):
     pass
 
 

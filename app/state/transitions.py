@@ -15,7 +15,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import CTE
 
-from app.observability.request_scope import current
+from app.errors import StateError
+from app.request_scope import current
 from app.state import (
     Callback,
     Request,
@@ -316,7 +317,11 @@ def reset_for_replay(request_id: str) -> Request | None:
 # app/orchestration/handoffs.py, workflows/engine.py).
 
 
-class NotWaiting(Exception):  # noqa: N818 - a refusal shown to the person who asked, not a bug
+class RequestNotFound(StateError, LookupError):
+    """No such request in the record (or not the asking tenant's)."""
+
+
+class NotWaiting(StateError):  # noqa: N818 - a refusal shown to the person who asked, not a bug
     """The request is not in the status a person's action needs; `status` is the one it is in."""
 
     def __init__(self, request_id: str, status: str, needed: str) -> None:

@@ -48,7 +48,7 @@ class Request(Base):
         Index("ix_requests_unpublished", "accepted_at", postgresql_where=text("published_at IS NULL")),
         # Per-tenant in-flight counts: the ingress concurrency cap and the router's fair share.
         Index("ix_requests_tenant_status", "tenant", "status"),
-        # Drain rates per queue (app/ingress/admission/backlog.py) count recent completions and routings.
+        # Drain rates per queue (app/orchestration/admission/backlog.py) count recent completions and routings.
         Index("ix_requests_finished_at", "finished_at"),
         Index("ix_requests_routed_at", "routed_at"),
     )

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from app.config import get_settings
+from app.orchestration.registry import specialists
 from app.orchestration.specialist import Specialist
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
@@ -67,8 +68,6 @@ def specialist_config(url: str, spec: Specialist) -> Config:
 
 def histories(url: str) -> dict[str, Config]:
     """Every history `migrate` applies, in order: the engine's, then each enabled specialist's."""
-    from app.orchestration.registry import specialists
-
     found = {ENGINE: alembic_config(url)}
     for spec in specialists().values():
         if spec.migrations is not None:
