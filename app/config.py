@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     # a step can make, so a stuck lock or query fails the step (and it retries) instead of
     # holding its worker slot for good.
     database_statement_timeout_s: float = Field(default=60.0, ge=0)
+    # The database URL points at PgBouncer in transaction mode (README, "Behind PgBouncer"): no
+    # server-side prepared statements (PgBouncer before 1.21 cannot carry them from one server
+    # connection to the next) and no startup options (it refuses them), so the statement timeout
+    # is stored on the database by `switchboard migrate` instead.
+    database_pgbouncer: bool = False
+    # Where `switchboard migrate` connects when set (e.g. straight to PostgreSQL, past the pooler
+    # every other process uses); the database URL when unset.
+    migrations_database_url: SecretStr | None = None
     # The role of this process (router, billing, ...), set by the pool commands; shown in logs
     # and in PostgreSQL's pg_stat_activity.
     process_name: str = "client"

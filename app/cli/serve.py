@@ -60,7 +60,7 @@ def cmd_workers(args: argparse.Namespace) -> int:
             try:
                 for change in fleet.reconcile():
                     print(f"scaled {change}", flush=True)
-            except Exception as exc:  # the database or broker blinked: try again next second
+            except Exception as exc:  # noqa: BLE001 - the database or broker blinked: try again next second
                 print(f"could not apply pool targets: {exc}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         pass
@@ -82,8 +82,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     dev_mode(args)
     refuse_default_secrets("api")  # here, once, rather than in each server process it would start
     argv = api_argv()
-    os.execv(argv[0], argv)
-    return 0  # not reached
+    os.execv(argv[0], argv)  # replaces this process: nothing after it runs
 
 
 def cmd_flower(args: argparse.Namespace) -> int:

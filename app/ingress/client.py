@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import re
-import socket
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -245,7 +244,7 @@ def publish(request_id: str, priority: str) -> bool:
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0},
         )
-    except Exception as exc:  # broker down: the reconciler publishes it later
+    except Exception as exc:  # noqa: BLE001 - broker down: the reconciler publishes it later
         log.warning(
             "request %s accepted but not yet published (%s); the reconciler will publish it",
             request_id,
@@ -480,7 +479,7 @@ def stream(
                     raise TimeoutError(f"request {request_id} is still {follower.status} after {timeout:g}s")
                 try:
                     conn.drain_events(timeout=min(poll_s, left))
-                except (TimeoutError, socket.timeout):
+                except TimeoutError:
                     pass
                 while arrived and not follower.finished:
                     yield from follower.message(arrived.pop(0))

@@ -7,7 +7,7 @@ because it is a way in, using the same validation and record as the client and t
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 from celery import Task
 from celery.exceptions import Reject, Retry
@@ -32,7 +32,7 @@ def submit(self: Task, *args: Any, **kwargs: Any) -> str | None:
         return _submit(self, args, kwargs)
     except Retry:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - nothing may escape: the submit queue has no dead-letter exchange
         log.warning(
             "submission %s: could not record or dead-letter it (%s); it goes back to the queue",
             self.request.id,
@@ -42,18 +42,20 @@ def submit(self: Task, *args: Any, **kwargs: Any) -> str | None:
 
 
 def _submit(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
-    task_id = task.request.id
+    task_id = cast(str, task.request.id)  # None only for a task called outside a worker
     try:
         submission = submissions.submit(args, kwargs, task_id)
     except Overloaded as exc:  # a low-priority submission waits its turn, as over HTTP
-        return _retry_or_dead_letter(task, args, kwargs, str(exc), countdown=exc.retry_after_s)
+        _retry_or_dead_letter(task, args, kwargs, str(exc), countdown=exc.retry_after_s)
+        return None
     except InvalidRequest as exc:
         log.warning("submission %s refused into %s.dlq: %s", task_id, SUBMIT_QUEUE, exc)
         submissions.dead_letter(task_id, args, kwargs, str(exc))
         return None
-    except Exception as exc:  # the record or the broker is unavailable: try again later
+    except Exception as exc:  # noqa: BLE001 - the record or the broker is unavailable: try again later
         # Only the error's type: a driver's message can carry connection details.
-        return _retry_or_dead_letter(task, args, kwargs, f"{type(exc).__name__} while recording the request")
+        _retry_or_dead_letter(task, args, kwargs, f"{type(exc).__name__} while recording the request")
+        return None
     log.info(
         "submission %s recorded as request %s (duplicate=%s)", task_id, submission.id, submission.duplicate
     )
@@ -69,4 +71,4 @@ def _retry_or_dead_letter(
         raise task.retry(countdown=delay, max_retries=None)
     error = f"{error} (gave up after {attempt} attempts; `switchboard dlq replay` sends it again)"
     log.error("submission %s dead-lettered into %s.dlq: %s", task.request.id, SUBMIT_QUEUE, error)
-    submissions.dead_letter(task.request.id, args, kwargs, error)
+    submissions.dead_letter(cast(str, task.request.id), args, kwargs, error)

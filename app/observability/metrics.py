@@ -182,7 +182,7 @@ class FleetCollector(Collector):
                     consumers.add_metric([queue, kind], found.consumers)
                     if found.unacked is not None:
                         unacked.add_metric([queue, kind], found.unacked)
-        except Exception as exc:  # a scrape must answer even while the broker is away
+        except Exception as exc:  # noqa: BLE001 - a scrape must answer even while the broker is away
             log.warning("queue depths unavailable for metrics: %s", type(exc).__name__)
         yield depth
         yield unacked
@@ -220,7 +220,7 @@ class FleetCollector(Collector):
                     spend.add_metric([state], round(sum(getattr(d, f"{state}_usd") for d in days), 6))
             doubt_calls.add_metric([], doubt.calls)
             doubt_usd.add_metric([], doubt.usd)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - one source failing must not fail the whole scrape
             log.warning("LLM spend unavailable for metrics: %s", type(exc).__name__)
         yield spend
         yield doubt_calls
@@ -237,7 +237,7 @@ class FleetCollector(Collector):
             with session_scope() as session:
                 for target, state in session.execute(select(CircuitBreaker.target, CircuitBreaker.state)):
                     family.add_metric([target], BREAKER_STATES.get(state, 0))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - one source failing must not fail the whole scrape
             log.warning("breaker states unavailable for metrics: %s", type(exc).__name__)
         return family
 
@@ -256,7 +256,7 @@ class FleetCollector(Collector):
                 waiting = select(*group, func.count()).where(Request.status.in_(list(WAITING_ON_PERSON)))
                 for *labels, count in session.execute(waiting.group_by(*group)):
                     family.add_metric([str(v) for v in labels], count)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - one source failing must not fail the whole scrape
             log.warning("requests waiting on people unavailable for metrics: %s", type(exc).__name__)
         return family
 

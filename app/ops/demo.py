@@ -222,7 +222,9 @@ def run_demo(
             return sub.id
 
         with session_scope() as session:
-            since = session.scalar(select(func.now()))  # the report covers this run, on the record's clock
+            since = session.execute(
+                select(func.now())
+            ).scalar_one()  # the report covers this run, on the record's clock
         started = time.monotonic()
         with ThreadPoolExecutor(8) as pool:
             ids = list(pool.map(send, range(len(surge) + 1)))

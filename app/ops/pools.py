@@ -193,8 +193,10 @@ def procfile() -> str:
             "--without-gossip --without-mingle -l INFO"
         )
     lines += [
-        f"beat: {enabled} celery -A app.orchestration.celery_app:celery beat -l INFO "
-        "--schedule /tmp/switchboard-beat-schedule",
+        (
+            f"beat: {enabled} celery -A app.orchestration.celery_app:celery beat -l INFO "
+            "--schedule /tmp/switchboard-beat-schedule"
+        ),
         f"api: SWITCHBOARD_PROCESS_NAME=api {enabled} switchboard api",
         f"flower: {enabled} switchboard flower",
         "simulator: python -m app.simulator",

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 # `celery control pool_grow`/`pool_shrink` and `--autoscale` work on every pool the Procfile,
 # `workers up` and the tests start. Set before the worker parses `-P`, which happens after the
 # `-A` app is imported.
-concurrency.ALIASES["threads"] = "app.orchestration.thread_pool:TaskPool"
+concurrency.ALIASES["threads"] = "app.orchestration.thread_pool:TaskPool"  # type: ignore[attr-defined]  # celery-types omits ALIASES
 
 ROUTE_TASK = "switchboard.route"
 SPECIALIST_TASK_PREFIX = "switchboard.specialist."
@@ -56,7 +56,7 @@ SUBMIT_TASK = "switchboard.submit"
 
 def route_for_task(
     name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any
-) -> dict | None:
+) -> dict[str, str] | None:
     if name == ROUTE_TASK:
         return {"queue": ROUTER_QUEUE, "routing_key": ROUTER_QUEUE}
     if name == SUBMIT_TASK:
@@ -138,9 +138,10 @@ celery = create_celery()
 def use_broker(url: str) -> None:
     """Point this process's publishing at another broker (tools and tests that switch vhosts);
     the cached connection and producer pools are dropped so the next publish reconnects."""
-    celery.conf.broker_url = url
-    celery._pool = None
-    celery.amqp._producer_pool = None
+    celery.conf.update(broker_url=url)
+    # Celery has no public way to drop these caches; its own close() also deregisters the app.
+    celery._pool = None  # type: ignore[attr-defined]  # private, absent from celery-types
+    celery.amqp._producer_pool = None  # type: ignore[attr-defined]  # private, absent from celery-types
 
 
 def _refuse_default_secrets(role: str) -> None:

@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -49,7 +49,7 @@ SelectT = TypeVar("SelectT", bound=Select[Any])
 NOT_FOUND = "not found for this customer"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _openai_schema(name: str, description: str, args: type[BaseModel]) -> dict[str, Any]:
     # Generating a JSON schema costs milliseconds, and the agent loop sends every tool's schema
     # with every call.

@@ -73,7 +73,7 @@ def _budget_refusal(exc: BaseException | None) -> BudgetExhausted | None:
     return exc
 
 
-def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc: BaseException) -> None:
+def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc: Exception) -> None:
     """The one place that decides between another attempt and the dead-letter queue."""
     refusal = _budget_refusal(exc)
     transient = (
@@ -92,22 +92,26 @@ def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc:
         metrics.REQUESTS.labels(specialist, Status.FAILED).inc()
         try:
             record.mark_failed(request_id, error, attempt=attempt, retry_in_s=round(delay, 2))
-        except Exception:  # the database is down: retry anyway, the attempt is recorded next time
+        except Exception:  # noqa: BLE001 - the database is down: retry anyway, the attempt is recorded next time
             log.warning(
                 "request %s: could not record the failed attempt; retrying in %.1fs", request_id, delay
             )
-        raise task.retry(countdown=delay, exc=exc, max_retries=None, queue=queue, priority=priority)
+        raise task.retry(countdown=delay, exc=exc, max_retries=None, queue=queue, priority=priority)  # type: ignore[arg-type]  # Celery takes priority=None (no priority); celery-types says int
     if get_settings().handoff_on_failure and _handed_to_people(request_id, error):
         metrics.REQUESTS.labels(specialist, Status.NEEDS_HUMAN).inc()
         log.error("request %s handed to the human queue after %d attempt(s): %s", request_id, attempt, error)
         return  # acked: a person's reply finishes it
     try:
         record.mark_dead_lettered(request_id, error, queue=queue)
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever the record raises, the message is retried, never dropped unrecorded
         # Dead-lettering a message the record cannot mirror would split the two; come back later.
         log.warning("request %s: could not record the dead letter; retrying", request_id)
         raise task.retry(
-            countdown=backoff_s(attempt), exc=exc, max_retries=None, queue=queue, priority=priority
+            countdown=backoff_s(attempt),
+            exc=exc,
+            max_retries=None,
+            queue=queue,
+            priority=priority,  # type: ignore[arg-type]  # Celery takes priority=None (no priority); celery-types says int
         ) from None
     metrics.DEAD_LETTERS.labels(queue).inc()
     metrics.REQUESTS.labels(specialist, Status.DEAD_LETTERED).inc()
@@ -121,7 +125,7 @@ def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc:
 def _handed_to_people(request_id: str, error: str) -> bool:
     try:
         return handoffs.hand_off_failed(request_id, error)
-    except Exception:  # the database is down: the dead-letter path below retries the recording
+    except Exception:  # noqa: BLE001 - the database is down: the dead-letter path below retries the recording
         log.warning("request %s: could not hand it to the human queue", request_id)
         return False
 
@@ -169,7 +173,7 @@ def route(self: Task, request_id: str) -> None:
             fairness.dispatch(request_id, get_specialist(decision.specialist), priority, tenant)
     except Reject:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the task boundary: every failure is retried or dead-lettered
         give_up_or_retry(self, request_id, ROUTER_QUEUE, self.request.retries + 1, exc)
 
 
@@ -181,7 +185,7 @@ def _specialist_task(spec: Specialist) -> Callable[..., Any]:
         take_over = reclaim or bool((self.request.delivery_info or {}).get("redelivered"))
         try:
             attempt = record.start_attempt(request_id, take_over=take_over)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the task boundary: every failure is retried or dead-lettered
             give_up_or_retry(self, request_id, spec.queue, 1, exc)
             return
         if attempt is None:
@@ -244,9 +248,12 @@ def _specialist_task(spec: Specialist) -> Callable[..., Any]:
             metrics.RETRIES.labels(spec.queue, "deferred").inc()
             priority = (self.request.delivery_info or {}).get("priority")
             raise self.retry(
-                countdown=deferred.retry_in_s, max_retries=None, queue=spec.queue, priority=priority
+                countdown=deferred.retry_in_s,
+                max_retries=None,
+                queue=spec.queue,
+                priority=priority,  # type: ignore[arg-type]  # Celery takes priority=None (no priority); celery-types says int
             ) from None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the task boundary: every failure is retried or dead-lettered
             give_up_or_retry(self, request_id, spec.queue, attempt.number, exc)
         finally:
             live.status_changed(request_id)  # after the record's change committed: readers read it

@@ -12,9 +12,15 @@ from app.orchestration.admission.degradation import Level, level
 
 
 class RequestTraits(Protocol):
-    priority: str
-    text: str
-    route_confidence: float | None
+    # Read-only: a frozen dataclass (the workflow's RequestInfo) and a record row both fit.
+    @property
+    def priority(self) -> str: ...
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def route_confidence(self) -> float | None: ...
 
 
 def upgrade_reason(request: RequestTraits) -> str | None:
@@ -29,9 +35,8 @@ def upgrade_reason(request: RequestTraits) -> str | None:
 
 
 def effective_tier(tier: str, request: RequestTraits, queue: str | None = None) -> str:
-    if queue is not None and request.priority != "high":
-        if level(queue) >= Level.CHEAP:
-            return "cheap"
+    if queue is not None and request.priority != "high" and level(queue) >= Level.CHEAP:
+        return "cheap"
     if tier == "cheap" and upgrade_reason(request) is not None:
         return "capable"
     return tier

@@ -8,9 +8,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, bindparam, case, exists, func, insert, literal_column, select, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Table,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import CTE
@@ -32,11 +44,12 @@ from app.state import (
 # ORM session and statement building cost more CPU than the round trips, and a worker process
 # runs hundreds of these a second. A transition and its event are one statement (a data-modifying
 # CTE), so the transitions outside a step's checkpoint commit on their own in one round trip.
-_R = Request.__table__
-_S = StepRun.__table__
-_E = RequestEvent.__table__
+# A mapped class's __table__ is its Table; SQLAlchemy types it as the wider FromClause.
+_R = cast(Table, Request.__table__)
+_S = cast(Table, StepRun.__table__)
+_E = cast(Table, RequestEvent.__table__)
 _INSERT_EVENT = insert(_E)
-_RID = bindparam("rid")
+_RID: BindParameter[str] = bindparam("rid")
 
 
 def _with_event(transition: CTE, kind: str, detail: Any) -> CTE:
@@ -321,7 +334,7 @@ class RequestNotFound(StateError, LookupError):
     """No such request in the record (or not the asking tenant's)."""
 
 
-class NotWaiting(StateError):  # noqa: N818 - a refusal shown to the person who asked, not a bug
+class NotWaiting(StateError):
     """The request is not in the status a person's action needs; `status` is the one it is in."""
 
     def __init__(self, request_id: str, status: str, needed: str) -> None:

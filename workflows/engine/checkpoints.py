@@ -7,9 +7,9 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Table, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import OperationalError
 
@@ -34,7 +34,7 @@ def load_checkpoints(request_id: str) -> tuple[dict[str, dict[str, Any]], dict[s
     )
 
 
-_STEPS = StepRun.__table__
+_STEPS = cast(Table, StepRun.__table__)  # a mapped class's Table, typed as the wider FromClause
 _new_step = insert(_STEPS)
 # Built once: this runs for every step of every request, and building the statement costs more
 # than executing it.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 
-class Suspended(Exception):  # noqa: N818 - not an error: the step waits for a person
+class Suspended(Exception):
     """A step stopped to wait for a person. Its state is checkpointed with the request's new
     status in one transaction; the task then ends (its message acked, no worker slot held)."""
 

@@ -88,7 +88,7 @@ def _run_step(step: Step, ctx: StepContext, finish: Finish | None = None) -> dic
                 suspend=hand_off,
             )
             raise
-        except Exception as exc:  # recorded, then classified below
+        except Exception as exc:  # noqa: BLE001 - recorded, then classified below
             last = exc
         else:
             duration = (time.perf_counter() - started) * 1000
