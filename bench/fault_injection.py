@@ -28,8 +28,8 @@ from bench.fault_measure import httpx_get_json
 from bench.faults import STORM_THREADS, Options
 from bench.private_services import PrivatePostgres, PrivateRabbitMQ
 from specialists.billing.models import Invoice
+from specialists.billing.policy import REFUND_APPROVAL_LIMIT
 from specialists.billing.seed import DEMO_TENANT
-from specialists.billing.tools import REFUND_APPROVAL_LIMIT
 
 
 @dataclass

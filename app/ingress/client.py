@@ -267,8 +267,9 @@ def submit(
     metadata: dict[str, Any] | None = None,
     callback_url: str | None = None,
 ) -> Submission:
-    """Accept a request. Raises InvalidRequest (nothing written) for bad input, and its kind
-    Overloaded for a `low` request while its queue is past the refusal threshold.
+    """Accept a request. Raises InvalidRequest (nothing written) for bad input, and Overloaded
+    (nothing written either; both are Refused) for a `low` request while its queue is past the
+    refusal threshold.
 
     `customer` is your app's id of the end user you authenticated (the demo uses the account's
     e-mail); the request's tools read and change only that customer's rows of `tenant`, and with
