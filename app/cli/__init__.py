@@ -21,6 +21,6 @@ __all__ = ["CommandError", "build_parser", "main"]
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Deferred: `--help` and a wrong flag exit above without loading the engine (broker, database, tracing).
-    from app.cli.dispatch import run
+    from app.cli.dispatch import run  # noqa: PLC0415
 
     return run(args)
