@@ -107,6 +107,23 @@ def psycopg_dsn(sqlalchemy_url: str) -> str:
 # --- processes -------------------------------------------------------------------------------------
 
 
+def unlimited_switchboard_env(broker: str, database: str, port: int, concurrency: int) -> dict[str, str]:
+    """Switchboard's settings for a throughput bench: its scratch broker and database, the simulator on
+    `port`, no provider limits (the limiter is not what is measured) and `concurrency` threads per pool."""
+    c = str(concurrency)
+    return {
+        "SWITCHBOARD_BROKER_URL": broker,
+        "SWITCHBOARD_DATABASE_URL": database,
+        "SWITCHBOARD_PROVIDER_BASE_URL": f"http://127.0.0.1:{port}/v1",
+        "SWITCHBOARD_SIMULATOR_PORT": str(port),
+        "SWITCHBOARD_PROVIDER_RPM": "0",
+        "SWITCHBOARD_PROVIDER_TPM": "0",
+        "SWITCHBOARD_SPECIALIST_POOL": "threads",
+        "SWITCHBOARD_ROUTER_CONCURRENCY": c,
+        "SWITCHBOARD_SPECIALIST_CONCURRENCY": c,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -127,7 +144,9 @@ class ScratchSwitchboard:
     env: dict[str, str]  # what the benchmark's child processes need on top of child_env()
 
 
-def scratch_switchboard(stack: contextlib.ExitStack, name: str, settings: dict[str, str]) -> ScratchSwitchboard:
+def scratch_switchboard(
+    stack: contextlib.ExitStack, name: str, settings: dict[str, str]
+) -> ScratchSwitchboard:
     """A vhost and a migrated, seeded database of their own, with this process's settings, engine
     and publisher pointed at them (undone when `stack` closes). `settings`: more SWITCHBOARD_* values."""
     broker = stack.enter_context(scratch_vhost(f"sb-{name}"))
@@ -163,8 +182,12 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
     """Environment for child processes: the repo importable (for `bench.*`), development mode (this
     machine's guest/postgres accounts and the development keys), plus `extra`."""
     path = os.environ.get("PYTHONPATH", "")
-    return {"PYTHONPATH": str(REPO) + (os.pathsep + path if path else ""), "PYTHONUNBUFFERED": "1",
-            "SWITCHBOARD_DEV": "true", **extra}
+    return {
+        "PYTHONPATH": str(REPO) + (os.pathsep + path if path else ""),
+        "PYTHONUNBUFFERED": "1",
+        "SWITCHBOARD_DEV": "true",
+        **extra,
+    }
 
 
 def probed(argv: list[str], role: str) -> list[str]:
@@ -238,7 +261,9 @@ def cpu_snapshot(
     snap["postgres_poll"] = pg_poll
     snap["rabbitmq"] = rabbit
     machine = psutil.cpu_times()
-    snap["machine_busy"] = sum(getattr(machine, f, 0.0) for f in ("user", "system", "nice", "irq", "softirq", "steal"))
+    snap["machine_busy"] = sum(
+        getattr(machine, f, 0.0) for f in ("user", "system", "nice", "irq", "softirq", "steal")
+    )
     return snap
 
 
@@ -398,7 +423,9 @@ def read_probes(directory: Path) -> dict[str, dict[str, float]]:
     return {role: dict(c) for role, c in totals.items()}
 
 
-def probe_delta(after: dict[str, dict[str, float]], before: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+def probe_delta(
+    after: dict[str, dict[str, float]], before: dict[str, dict[str, float]]
+) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for role, counters in after.items():
         base = before.get(role, {})

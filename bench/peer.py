@@ -69,15 +69,7 @@ class Bench:
         self.dbos_db = stack.enter_context(h.scratch_database(f"sb_peer_dbos_{run}"))
         port = h.free_port()
         env = {
-            "SWITCHBOARD_BROKER_URL": self.sb_broker,
-            "SWITCHBOARD_DATABASE_URL": self.sb_db,
-            "SWITCHBOARD_PROVIDER_BASE_URL": f"http://127.0.0.1:{port}/v1",
-            "SWITCHBOARD_SIMULATOR_PORT": str(port),
-            "SWITCHBOARD_PROVIDER_RPM": "0",
-            "SWITCHBOARD_PROVIDER_TPM": "0",
-            "SWITCHBOARD_SPECIALIST_POOL": "threads",
-            "SWITCHBOARD_ROUTER_CONCURRENCY": c,
-            "SWITCHBOARD_SPECIALIST_CONCURRENCY": c,
+            **h.unlimited_switchboard_env(self.sb_broker, self.sb_db, port, args.concurrency),
             "BENCH_PEER_DATABASE_URL": self.dbos_db,
             "BENCH_PEER_PROVIDER_URL": f"http://127.0.0.1:{port}/v1",
         }

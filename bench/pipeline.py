@@ -71,15 +71,7 @@ class Bench:
         self.base_db = stack.enter_context(h.scratch_database(f"sb_bench_base_{run}"))
         port = h.free_port()
         env = {
-            "SWITCHBOARD_BROKER_URL": self.sb_broker,
-            "SWITCHBOARD_DATABASE_URL": self.sb_db,
-            "SWITCHBOARD_PROVIDER_BASE_URL": f"http://127.0.0.1:{port}/v1",
-            "SWITCHBOARD_SIMULATOR_PORT": str(port),
-            "SWITCHBOARD_PROVIDER_RPM": "0",
-            "SWITCHBOARD_PROVIDER_TPM": "0",
-            "SWITCHBOARD_SPECIALIST_POOL": "threads",
-            "SWITCHBOARD_ROUTER_CONCURRENCY": c,
-            "SWITCHBOARD_SPECIALIST_CONCURRENCY": c,
+            **h.unlimited_switchboard_env(self.sb_broker, self.sb_db, port, args.concurrency),
             "BENCH_BASELINE_BROKER_URL": self.base_broker,
             "BENCH_BASELINE_DATABASE_URL": self.base_db,
             "BENCH_BASELINE_PROVIDER_URL": f"http://127.0.0.1:{port}/v1",
@@ -156,12 +148,27 @@ class Bench:
         self.supervisor = supervisor
 
         h.log(f"starting the simulated provider on :{port} (latency {args.latency_ms:g} ms, no limits)")
-        sim = simulator_spec(None, "--latency-ms", str(args.latency_ms), "--latency-jitter-ms", "0", "--rpm", "0", "--tpm", "0",
-                             "--error-rate", "0", "--timeout-rate", "0")
+        sim = simulator_spec(
+            None,
+            "--latency-ms",
+            str(args.latency_ms),
+            "--latency-jitter-ms",
+            "0",
+            "--rpm",
+            "0",
+            "--tpm",
+            "0",
+            "--error-rate",
+            "0",
+            "--timeout-rate",
+            "0",
+        )
         self.pids["simulator"] = [supervisor.start(sim).pid]
         h.wait_http(f"http://127.0.0.1:{port}/healthz")
 
-        h.log(f"starting Switchboard pools {self.queues} and baseline pools, threads x {c} (logs: {self.log_dir})")
+        h.log(
+            f"starting Switchboard pools {self.queues} and baseline pools, threads x {c} (logs: {self.log_dir})"
+        )
         for spec in pool_specs():
             argv = spec.argv if args.no_probe else h.probed(spec.argv, f"sb.{spec.name}")
             proc = supervisor.start(ProcessSpec(spec.name, argv, spec.env))
@@ -171,8 +178,13 @@ class Bench:
             if not args.no_probe:
                 argv = h.probed(argv, f"base.{queue}")
             # Its business functions use Switchboard's session helper: point it at the baseline's database.
-            proc = supervisor.start(ProcessSpec(f"base-{queue}", argv, {
-                "SWITCHBOARD_DATABASE_URL": self.base_db, "SWITCHBOARD_PROCESS_NAME": f"base-{queue}"}))
+            proc = supervisor.start(
+                ProcessSpec(
+                    f"base-{queue}",
+                    argv,
+                    {"SWITCHBOARD_DATABASE_URL": self.base_db, "SWITCHBOARD_PROCESS_NAME": f"base-{queue}"},
+                )
+            )
             self.pids[f"base.{queue}"] = [proc.pid]
         self.pids["bench"] = [os.getpid()]
 
@@ -204,8 +216,14 @@ class Bench:
 
         # As the demo submits them: each ticket from the seeded customer it is about, so the tools
         # read that customer's rows as an app with signed-in users would have them do.
-        return monday_morning(n, emails=self.emails, invoice_ids=self.invoices, seed=seed, owners=self.owners,
-                              tenant=DEMO_TENANT)
+        return monday_morning(
+            n,
+            emails=self.emails,
+            invoice_ids=self.invoices,
+            seed=seed,
+            owners=self.owners,
+            tenant=DEMO_TENANT,
+        )
 
     def _snap(self) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
         time.sleep(0.6)  # let every probe write its latest counters
@@ -223,15 +241,18 @@ class Bench:
                 self.poll_cpu = time.thread_time() - polling
                 return time.perf_counter() - started, dead
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{tag}: only {done} of {n} requests finished in time (logs: {self.log_dir})")
+                raise TimeoutError(
+                    f"{tag}: only {done} of {n} requests finished in time (logs: {self.log_dir})"
+                )
             time.sleep(self.args.poll_s)
 
     def run_switchboard(self, tickets: list[Any], tag: str) -> dict[str, Any]:
         from app.ingress import client
 
         def send(t: Any) -> str:
-            return client.submit(t.text, tenant=t.tenant, customer=t.customer, priority=t.priority,
-                                 metadata={"bench": tag}).id
+            return client.submit(
+                t.text, tenant=t.tenant, customer=t.customer, priority=t.priority, metadata={"bench": tag}
+            ).id
 
         # Every phase starts with an empty response cache, so phases are alike and the baseline's
         # call count (taken from a Switchboard phase) matches what the cache leaves to the provider.
@@ -246,18 +267,26 @@ class Bench:
             "SELECT count(*) FILTER (WHERE status IN ('succeeded', 'dead_lettered', 'awaiting_approval', "
             "'needs_human')), "
             "count(*) FILTER (WHERE status = 'dead_lettered') FROM requests WHERE metadata->>'bench' = %s",
-            tag, len(ids), self.sb_poll, started,
+            tag,
+            len(ids),
+            self.sb_poll,
+            started,
         )
         cpu1, probes1 = self._snap()
-        return self._result("switchboard", tag, len(ids), seconds, submitted, dead, cpu0, cpu1, probes0, probes1)
+        return self._result(
+            "switchboard", tag, len(ids), seconds, submitted, dead, cpu0, cpu1, probes0, probes1
+        )
 
-    def run_baseline(self, tickets: list[Any], tag: str, calls: list[int], context_chars: int,
-                     business: bool = False) -> dict[str, Any]:
+    def run_baseline(
+        self, tickets: list[Any], tag: str, calls: list[int], context_chars: int, business: bool = False
+    ) -> dict[str, Any]:
         from bench import baseline_app
 
         def send(item: tuple[int, Any]) -> None:
             i, t = item
-            baseline_app.submit(f"{tag}-{i}", t.text, calls[i % len(calls)], context_chars, tag, business, t.tenant)
+            baseline_app.submit(
+                f"{tag}-{i}", t.text, calls[i % len(calls)], context_chars, tag, business, t.tenant
+            )
 
         cpu0, probes0 = self._snap()
         started = time.perf_counter()
@@ -269,7 +298,9 @@ class Bench:
         )
         cpu1, probes1 = self._snap()
         system = "baseline_business" if business else "baseline"
-        result = self._result(system, tag, len(tickets), seconds, submitted, dead, cpu0, cpu1, probes0, probes1)
+        result = self._result(
+            system, tag, len(tickets), seconds, submitted, dead, cpu0, cpu1, probes0, probes1
+        )
         row = self.base_poll.execute(
             "SELECT avg(calls), sum(prompt_tokens)::float / nullif(sum(calls), 0) FROM bench_results WHERE tag = %s",
             (tag,),
@@ -278,8 +309,19 @@ class Bench:
         result["prompt_tokens_per_call"] = round(float(row[1] or 0), 1)
         return result
 
-    def _result(self, system: str, tag: str, n: int, seconds: float, submitted: float, dead: int,
-                cpu0: dict[str, float], cpu1: dict[str, float], probes0: dict[str, Any], probes1: dict[str, Any]) -> dict[str, Any]:
+    def _result(
+        self,
+        system: str,
+        tag: str,
+        n: int,
+        seconds: float,
+        submitted: float,
+        dead: int,
+        cpu0: dict[str, float],
+        cpu1: dict[str, float],
+        probes0: dict[str, Any],
+        probes1: dict[str, Any],
+    ) -> dict[str, Any]:
         prefix = "sb." if system == "switchboard" else "base."
         cpu = h.delta(cpu1, cpu0)
         cpu["bench"] -= self.poll_cpu  # this thread's polling (see setup)
@@ -290,8 +332,9 @@ class Bench:
         cpu_ms["poll"] = round((self.poll_cpu + cpu["postgres_poll"]) * 1000 / n, 2)
         # The broker is shared with every other user of this RabbitMQ, so it is reported but left out
         # of the total (it is a few ms per request at most when the machine is otherwise quiet).
-        cpu_ms["total_accounted"] = round(sum(own.values()) * 1000 / n + sum(
-            cpu_ms[k] for k in ("simulator", "bench", "postgres")), 2)
+        cpu_ms["total_accounted"] = round(
+            sum(own.values()) * 1000 / n + sum(cpu_ms[k] for k in ("simulator", "bench", "postgres")), 2
+        )
         ours = sum(v for k, v in cpu.items() if k not in ("machine_busy", "postgres_other")) + self.poll_cpu
         # Everything else the machine did meanwhile (other users of this machine and of the shared
         # PostgreSQL): the benchmark's noise, in CPU cores on average over the measured window.
@@ -304,8 +347,15 @@ class Bench:
                 per_request[role] = {k: round(v / n, 3) for k, v in sorted(counters.items())}
         totals: dict[str, float] = {}
         for role, counters in per_request.items():
-            for key in ("db_statements", "db_commits", "db_checkouts", "amqp_publishes", "http_requests",
-                        "threads_started", "thread_pools_created"):
+            for key in (
+                "db_statements",
+                "db_commits",
+                "db_checkouts",
+                "amqp_publishes",
+                "http_requests",
+                "threads_started",
+                "thread_pools_created",
+            ):
                 totals[key] = round(totals.get(key, 0) + counters.get(key, 0), 3)
         return {
             "system": system,
@@ -321,6 +371,7 @@ class Bench:
             "probes_per_request": per_request,
         }
 
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     bench = Bench(args)
     h.install_signal_handlers()
@@ -334,13 +385,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         calls = baseline_calls(warm_record["llm_calls_per_request"], n, args.baseline_calls)
         context_chars = warm_record["retrieve_context_chars"]
         bench.run_baseline(bench.tickets(w, seed=7), f"warm-base-{bench.run}", calls, context_chars)
-        bench.run_baseline(bench.tickets(w, seed=7), f"warm-biz-{bench.run}", calls, context_chars, business=True)
+        bench.run_baseline(
+            bench.tickets(w, seed=7), f"warm-biz-{bench.run}", calls, context_chars, business=True
+        )
         h.log(f"warm-up done (switchboard {warm['rps']} rps)")
 
         # Rounds alternate direction (A B C, C B A, A B C, ...) so a drift in machine load falls on
         # every system alike.
         systems = ["switchboard", "baseline", "baseline_business"]
-        order = [(system, r) for r in range(args.rounds) for system in (systems if r % 2 == 0 else systems[::-1])]
+        order = [
+            (system, r) for r in range(args.rounds) for system in (systems if r % 2 == 0 else systems[::-1])
+        ]
         phases: list[dict[str, Any]] = []
         records: list[dict[str, Any]] = []
         for i, (system, round_no) in enumerate(order):
@@ -361,9 +416,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 context_chars = record["retrieve_context_chars"]
                 result["record"] = record
             else:
-                result = bench.run_baseline(tickets, tag, calls, context_chars, business=system == "baseline_business")
-            h.log(f"  {system}: {result['rps']} rps ({result['seconds']} s), "
-                  f"{result['llm_calls_per_request']} LLM calls/request")
+                result = bench.run_baseline(
+                    tickets, tag, calls, context_chars, business=system == "baseline_business"
+                )
+            h.log(
+                f"  {system}: {result['rps']} rps ({result['seconds']} s), "
+                f"{result['llm_calls_per_request']} LLM calls/request"
+            )
             phases.append(result)
         bench.ok = True
         return summarize(args, phases, records)
@@ -377,13 +436,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=8, help="threads per worker pool, both systems")
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=2, help="1: SB, base; 2: SB, base, base, SB; more: + SB, base")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="1: SB, base; 2: SB, base, base, SB; more: + SB, base"
+    )
     parser.add_argument("--submitters", type=int, default=8, help="threads submitting requests")
-    parser.add_argument("--baseline-calls", choices=("exact", "rounded"), default="exact",
-                        help="exact: the baseline's total provider calls equal Switchboard's; rounded: "
-                        "round(average) calls for every request")
-    parser.add_argument("--latency-ms", type=float, default=0.0,
-                        help="simulated provider latency per call (0: measure the engine's own CPU cost)")
+    parser.add_argument(
+        "--baseline-calls",
+        choices=("exact", "rounded"),
+        default="exact",
+        help="exact: the baseline's total provider calls equal Switchboard's; rounded: "
+        "round(average) calls for every request",
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="simulated provider latency per call (0: measure the engine's own CPU cost)",
+    )
     parser.add_argument("--poll-s", type=float, default=0.02)
     parser.add_argument("--no-probe", action="store_true", help="run workers without the counting probe")
     parser.add_argument("--keep-logs", action="store_true")
