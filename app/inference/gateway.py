@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from app.config import get_settings
+from app.config import Settings, get_settings
 from app.inference import budget, limits, provider
 from app.inference import keys as key_state
 from app.inference.adapters import ChatRequest, adapter_for
@@ -65,6 +65,15 @@ _backends: _Backends | None = None
 _rings: dict[str, KeyRing] = {}
 
 
+def _limiter(s: Settings) -> Limiter:
+    if s.limiter_backend == "redis":
+        # Loaded on demand: redis-py is the optional `redis` extra.
+        from app.inference.limiter_redis import RedisLimiter
+
+        return RedisLimiter(s.limiter_redis_url.get_secret_value())
+    return PostgresLimiter()
+
+
 def backends() -> _Backends:
     global _backends
     with _lock:
@@ -77,7 +86,7 @@ def backends() -> _Backends:
                 s.breaker_min_calls,
                 s.breaker_cooldown_s,
             )
-            _backends = _Backends(PostgresLimiter(), PostgresBreaker(policy), PostgresCache())
+            _backends = _Backends(_limiter(s), PostgresBreaker(policy), PostgresCache())
         return _backends
 
 
