@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import multiprocessing as mp
 import os
-import statistics
 import sys
 import time
 import uuid
@@ -35,8 +34,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import _harness as h  # noqa: E402
+from bench import _harness as h
 
+DATABASE: list[str] = []  # the scratch database's name, once made
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -77,6 +77,7 @@ def _worker(backend: str, tag: str, cap: float | None, seconds: float, ready: An
     ready.put(os.getpid())
     go.wait()
     done = refused = 0
+    cpu = time.process_time()
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         try:
@@ -84,10 +85,23 @@ def _worker(backend: str, tag: str, cap: float | None, seconds: float, ready: An
             done += 1
         except WaitTooLong:
             refused += 1
-    out.put((done, refused))
+    out.put((done, refused, time.process_time() - cpu))
 
 
-def _round(backend: str, processes: int, seconds: float, cap: float | None) -> tuple[int, int]:
+def _server_cpu(database: str) -> dict[str, float]:
+    """CPU seconds so far of this database's PostgreSQL backends, Redis, and the whole machine."""
+    import psutil
+
+    snap = h.cpu_snapshot({}, (database,))
+    snap["redis"] = sum(
+        p.info["cpu_times"].user + p.info["cpu_times"].system
+        for p in psutil.process_iter(["name", "cpu_times"])
+        if (p.info["name"] or "").startswith("redis-server") and p.info["cpu_times"]
+    )
+    return snap
+
+
+def _round(backend: str, processes: int, seconds: float, cap: float | None) -> dict[str, float]:
     ctx = mp.get_context("spawn")
     ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     tag = uuid.uuid4().hex[:8]
@@ -99,41 +113,63 @@ def _round(backend: str, processes: int, seconds: float, cap: float | None) -> t
         # Spawned children take a while to import the app on a loaded machine; all start together.
         for _ in procs:
             ready.get(timeout=300)
+        before = _server_cpu(DATABASE[0])
         go.set()
         return_ = [out.get(timeout=seconds + 120) for _ in procs]
+        used = h.delta(_server_cpu(DATABASE[0]), before)
     finally:
         for p in procs:
             p.join(timeout=10)
             if p.is_alive():
                 p.terminate()
-    return sum(d for d, _ in return_), sum(r for _, r in return_)
+    done = sum(d for d, _, _ in return_)
+    per = 1e6 / max(done, 1)
+    return {
+        "done": done,
+        "refused": sum(r for _, r, _ in return_),
+        # CPU per reservation: the reserving processes, the database's backends, Redis.
+        "client_cpu_us": round(sum(c for _, _, c in return_) * per),
+        "postgres_cpu_us": round(used["postgres"] * per),
+        "redis_cpu_us": round(used["redis"] * per),
+        "machine_busy_cores": round(used["machine_busy"] / seconds, 2),
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     backends = args.backends.split(",")
     load_before = [round(x, 2) for x in os.getloadavg()]
-    rates: dict[str, list[float]] = {b: [] for b in backends}
+    rounds: dict[str, list[dict[str, float]]] = {b: [] for b in backends}
+    alone: dict[str, float] = {}
+    for b in backends:
+        # One process alone: a round trip at a time, no contention for the rows.
+        alone[b] = _round(b, 1, args.seconds, None)["done"] / args.seconds
+        h.log(f"1 process {b}: {alone[b]:.0f} reservations/s")
     for r in range(args.rounds):
-        for b in backends if r % 2 == 0 else reversed(backends):
-            done, _ = _round(b, args.processes, args.seconds, None)
-            rates[b].append(done / args.seconds)
-            h.log(f"round {r + 1} {b}: {done / args.seconds:.0f} reservations/s")
+        for b in backends if r % 2 == 0 else list(reversed(backends)):
+            found = _round(b, args.processes, args.seconds, None)
+            rounds[b].append(found)
+            h.log(f"round {r + 1} {b}: {found['done'] / args.seconds:.0f} reservations/s {found}")
     cap_rpm, caps = 300.0, {}
     for b in backends:
-        admitted, refused = _round(b, args.processes, args.seconds, cap_rpm)
+        found = _round(b, args.processes, args.seconds, cap_rpm)
         # Burst (headroom 0: one unit) plus the rate over the phase, plus one slot for the edge.
         allowed = 1 + cap_rpm / 60 * args.seconds + 1
         caps[b] = {
-            "admitted": admitted,
-            "refused": refused,
+            "admitted": found["done"],
             "allowed": round(allowed, 1),
-            "cap_ok": admitted <= allowed,
+            "cap_ok": found["done"] <= allowed,
         }
-        h.log(f"cap {b}: {admitted} admitted (at most {allowed:.0f}), {refused} refused")
-    per_backend = {
-        b: {"reservations_per_s": round(statistics.median(v)), "rounds": [round(x) for x in v], **caps[b]}
-        for b, v in rates.items()
-    }
+        h.log(f"cap {b}: {found['done']} admitted (at most {allowed:.0f}), {found['refused']} refused")
+    per_backend = {}
+    for b, found in rounds.items():
+        median = sorted(found, key=lambda f: f["done"])[len(found) // 2]
+        per_backend[b] = {
+            "reservations_per_s": round(median["done"] / args.seconds),
+            "rounds": [round(f["done"] / args.seconds) for f in found],
+            "one_process_per_s": round(alone[b]),
+            **{k: v for k, v in median.items() if k not in ("done", "refused")},
+            **caps[b],
+        }
     first = backends[0]
     return {
         "processes": args.processes,
@@ -159,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     h.install_signal_handlers()
-    with h.scratch_database(f"bench_limiter_{uuid.uuid4().hex[:8]}") as url:
+    DATABASE.append(f"bench_limiter_{uuid.uuid4().hex[:8]}")
+    with h.scratch_database(DATABASE[0]) as url:
         os.environ["SWITCHBOARD_DATABASE_URL"] = url
         from app.state.migrate import upgrade
 

@@ -11,8 +11,12 @@ import uuid
 
 import pytest
 import redis
+from sqlalchemy import select
 
+from app.inference.limiter import Candidate, Demand, Limiter, PostgresLimiter, WaitTooLong
+from app.inference.limiter_redis import RedisLimiter
 from app.simulator import max_in_window
+from app.state import LimitEvent, session_scope
 from tests.integration.conftest import ROOT
 
 # The limiter a process of the fleet builds (the gateway's choice by SWITCHBOARD_LIMITER_BACKEND).
@@ -126,3 +130,45 @@ def test_an_account_limit_holds_across_model_tiers_in_every_process(services: ob
     # measures their drain against the 1.1x target.
     least = max((60 - 1) * 60 / 10.8, (180 - 2) * 60 / 36)
     assert least <= (every[-1] - every[0]) <= 1.2 * least
+
+
+def _limiter(backend: str) -> Limiter:
+    if backend == "redis":
+        return RedisLimiter(os.environ.get("SWITCHBOARD_LIMITER_REDIS_URL", REDIS_URL))
+    return PostgresLimiter()
+
+
+def test_learned_limits_pauses_and_reconciles_reach_the_next_reservation(
+    services: object, backend: str
+) -> None:
+    limiter = _limiter(backend)
+    host = f"provider-{uuid.uuid4().hex[:6]}.test"
+    rpm = Demand.of(f"model:{host}/key-a/m/rpm", 1, 600, 0.0)
+    tpm = Demand.of(f"model:{host}/key-a/m/tpm", 1000, 60_000, 0.0, tokens=True)
+    call = [Candidate("key-a", (rpm, tpm))]
+
+    assert limiter.reserve(call, 0.0).bucket(tpm.bucket).limit == 60_000  # type: ignore[union-attr]
+    # The provider reports 6,000 tokens a minute: once in the record however many processes saw it.
+    limiter.learn(tpm.bucket, 6000.0, 60_000.0, "test")
+    limiter.learn(tpm.bucket, 6000.0, 60_000.0, "test")
+    with session_scope() as session:
+        events = session.scalars(select(LimitEvent).where(LimitEvent.bucket == tpm.bucket)).all()
+    assert [(e.previous_limit, e.learned_limit) for e in events] == [(None, 6000.0)]
+    first = limiter.reserve(call, 10.0)
+    held = first.bucket(tpm.bucket)
+    assert held is not None and (held.limit, held.learned) == (6000.0, 6000.0)
+    # 1,000 tokens at 6,000 a minute: the next call waits 10 s for `first`'s tokens (after the
+    # 1 s the call before the lower limit took at 60,000 a minute).
+    with pytest.raises(WaitTooLong) as waited:
+        limiter.reserve(call, 0.0)
+    assert 9.0 < waited.value.wait_s <= 11.0
+    # `first` used 100 tokens, not 1,000: 9 s of it go back.
+    limiter.reconcile(first, 100)
+    with pytest.raises(WaitTooLong) as waited:
+        limiter.reserve(call, 0.0)
+    assert 0.0 < waited.value.wait_s <= 2.0
+    # A pause (the provider's 429) holds every reservation of the bucket.
+    limiter.pause(rpm.bucket, 30.0)
+    with pytest.raises(WaitTooLong) as paused:
+        limiter.reserve(call, 0.0)
+    assert 29.0 < paused.value.wait_s <= 30.0
