@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     # a step can make, so a stuck lock or query fails the step (and it retries) instead of
     # holding its worker slot for good.
     database_statement_timeout_s: float = Field(default=60.0, ge=0)
+    # The database URL points at PgBouncer in transaction mode (README, "Behind PgBouncer"): no
+    # server-side prepared statements (PgBouncer before 1.21 cannot carry them from one server
+    # connection to the next) and no startup options (it refuses them), so the statement timeout
+    # is stored on the database by `switchboard migrate` instead.
+    database_pgbouncer: bool = False
+    # Where `switchboard migrate` connects when set (e.g. straight to PostgreSQL, past the pooler
+    # every other process uses); the database URL when unset.
+    migrations_database_url: SecretStr | None = None
     # The role of this process (router, billing, ...), set by the pool commands; shown in logs
     # and in PostgreSQL's pg_stat_activity.
     process_name: str = "client"
@@ -171,7 +179,7 @@ class Settings(BaseSettings):
     autoscale_interval_s: float = 5.0
     # "queue=MIN/MAX/TARGET/COOLDOWN,...": one queue's policy instead of the defaults above.
     autoscale_policies: Annotated[dict[str, tuple[int, int, float, float]], NoDecode] = {}
-    # Graceful degradation (app/ingress/admission/degradation.py), by requests waiting for a queue: past the first
+    # Graceful degradation (app/orchestration/admission/degradation.py), by requests waiting for a queue: past the first
     # threshold its pending work runs on the cheap model tier, past the second new `low` priority
     # submissions are refused. "queue=CHEAP/REFUSE,..."; `*` sets the default for every queue.
     degrade_thresholds: Annotated[dict[str, tuple[int, int]], NoDecode] = {"*": (500, 2000)}
@@ -183,7 +191,7 @@ class Settings(BaseSettings):
     simulator_port: int = 8765
 
     # Prometheus: the pool commands give each process kind its own port, derived from its queue's
-    # name (app/observability/metrics_ports.py), so adding a specialist moves no other pool's port
+    # name (app/orchestration/metrics_ports.py), so adding a specialist moves no other pool's port
     # (SWITCHBOARD_<QUEUE>_METRICS_PORT overrides one; 0 turns metrics off). `metrics_port` is
     # this process's port.
     metrics_base_port: int = 9560

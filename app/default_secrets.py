@@ -13,6 +13,7 @@ from collections.abc import Callable
 from urllib.parse import unquote, urlsplit
 
 from app.config import Settings, get_settings
+from app.errors import ConfigError
 
 
 def _declared(name: str) -> object:
@@ -77,7 +78,7 @@ USES: dict[str, tuple[Check, ...]] = {
 }
 
 
-class DefaultSecrets(Exception):
+class DefaultSecrets(ConfigError):
     """A process outside dev mode found development secrets or credentials; the message names them."""
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 
+from app.errors import ConfigError
+
 # extra -> the import names it provides
 EXTRAS: dict[str, tuple[str, ...]] = {
     "api": ("flask", "uvicorn", "a2wsgi"),
@@ -20,7 +22,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
 }
 
 
-class MissingExtra(RuntimeError):
+class MissingExtra(ConfigError, RuntimeError):
     """An optional part was asked for and its extra is not installed."""
 
 

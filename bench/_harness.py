@@ -145,8 +145,8 @@ def scratch_switchboard(stack: contextlib.ExitStack, name: str, settings: dict[s
     from app.orchestration.celery_app import celery, use_broker
     from app.config import reset_settings
     from app.state import dispose_engine, session_scope
-    from app.state.migrate import upgrade
-    from app.state.seeding import seed_enabled
+    from app.ops.migrate import upgrade
+    from app.ops.seeding import seed_enabled
 
     reset_settings()
     dispose_engine()

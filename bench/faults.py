@@ -310,7 +310,7 @@ def _submit(sub: Submitted, key: str, text: str, tenant: str, priority: str, giv
         try:
             s = client.submit(text, tenant=tenant, customer=customer, priority=priority, idempotency_key=key,
                               metadata=metadata)
-        except client.InvalidRequest:
+        except client.Refused:  # invalid or overloaded: trying again the same way cannot help
             raise
         except Exception as exc:
             if time.monotonic() > give_up_at:
@@ -647,8 +647,8 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
 
     from app.config import get_settings
     from app.state import dispose_engine, session_scope
-    from app.state.migrate import upgrade
-    from app.state.seeding import seed_enabled
+    from app.ops.migrate import upgrade
+    from app.ops.seeding import seed_enabled
     from app.ops.pools import pool_specs, simulator_spec
     from app.ops.supervisor import Supervisor, wait_for_workers
     from app.orchestration.topology import work_queue_names

@@ -85,7 +85,7 @@ def main() -> int:
         os.environ["SWITCHBOARD_DATABASE_URL"] = url
         from app.config import reset_settings
         from app.state import dispose_engine
-        from app.state.migrate import upgrade
+        from app.ops.migrate import upgrade
 
         reset_settings()
         upgrade(url)

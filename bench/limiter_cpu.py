@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 def _measure(args: argparse.Namespace) -> dict[str, object]:
     from sqlalchemy import Connection, event
 
-    from app.state.migrate import upgrade
+    from app.ops.migrate import upgrade
     from app.state.session import get_engine
     from app.inference.limiter import Candidate, Demand, PostgresLimiter
 

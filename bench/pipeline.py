@@ -102,8 +102,8 @@ class Bench:
         self.specialists = sorted(specialists())
 
         from app.state import dispose_engine, session_scope
-        from app.state.migrate import upgrade
-        from app.state.seeding import seed_enabled
+        from app.ops.migrate import upgrade
+        from app.ops.seeding import seed_enabled
         from specialists.billing.seed import account_emails, invoice_ids, invoice_owners
 
         h.log("migrating and seeding the Switchboard database")

@@ -1,4 +1,4 @@
-"""Alembic's environment for every history `switchboard migrate` applies (app/state/migrate.py): the
+"""Alembic's environment for every history `switchboard migrate` applies (app/ops/migrate.py): the
 engine's (version table `alembic_version`) and each specialist's (its own version table)."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from sqlalchemy import create_engine, pool
 
 from app.config import get_settings
 from app.state.models import Base
+from app.state.session import driver_args
 
 VERSION_TABLE = context.config.attributes.get("version_table", "alembic_version")
 # Autogenerate compares against the engine's models only for the engine's own history.
@@ -16,7 +17,7 @@ target_metadata = Base.metadata if VERSION_TABLE == "alembic_version" else None
 
 def run_migrations_online() -> None:
     url = context.config.attributes.get("url") or get_settings().database_url.get_secret_value()
-    engine = create_engine(url, poolclass=pool.NullPool)
+    engine = create_engine(url, poolclass=pool.NullPool, connect_args=driver_args())
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata, compare_type=True,
                           version_table=VERSION_TABLE)

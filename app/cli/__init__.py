@@ -7,13 +7,16 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
+from app.errors import CliError
 
-class CommandError(Exception):
+
+class CommandError(CliError):
     """A user-facing failure: printed without a traceback, exit code 2 (or `code`)."""
 
     def __init__(self, message: str, code: int = 2) -> None:
@@ -21,7 +24,7 @@ class CommandError(Exception):
         self.code = code
 
 
-def _emit(args: argparse.Namespace, payload: Any, human: Callable[[], None] | None = None) -> None:
+def _emit(args: argparse.Namespace, payload: Any, human: Callable[[], object] | None = None) -> None:
     if isinstance(payload, BaseModel):
         payload = payload.model_dump(mode="json")
     if getattr(args, "json", False) or human is None:
@@ -31,8 +34,8 @@ def _emit(args: argparse.Namespace, payload: Any, human: Callable[[], None] | No
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from app.ops.migrate import current, upgrade
     from app.ops.preflight import check_database
-    from app.state.migrate import current, upgrade
 
     check_database()
     created = upgrade()
@@ -51,7 +54,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from app.state.seeding import seed_enabled
+    from app.ops.seeding import seed_enabled
 
     seeded = seed_enabled()
     _emit(
@@ -78,7 +81,11 @@ def cmd_route(args: argparse.Namespace) -> int:
                 continue
             raise CommandError("text must not be empty")
         decision = decide(text, use_llm=not args.no_llm)
-        _emit(args, decision, lambda d=decision: print(f"{d.specialist}\t{d.confidence:.2f}\t{d.method}"))
+        _emit(
+            args,
+            decision,
+            partial(print, f"{decision.specialist}\t{decision.confidence:.2f}\t{decision.method}"),
+        )
     return 0
 
 
@@ -390,7 +397,7 @@ def cmd_reply(args: argparse.Namespace) -> int:
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
-    from app.state import tenant_settings
+    from app.orchestration import tenant_settings
 
     try:
         if args.settings_command == "set":
@@ -617,7 +624,7 @@ def cmd_workers(args: argparse.Namespace) -> int:
             try:
                 for change in fleet.reconcile():
                     print(f"scaled {change}", flush=True)
-            except Exception as exc:  # the database or broker blinked: try again next second
+            except Exception as exc:  # noqa: BLE001 - the database or broker blinked: try again next second
                 print(f"could not apply pool targets: {exc}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         pass
@@ -763,8 +770,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     _dev_mode(args)
     _refuse_defaults("api")  # here, once, rather than in each server process it would start
     argv = api_argv()
-    os.execv(argv[0], argv)
-    return 0  # not reached
+    os.execv(argv[0], argv)  # replaces this process: nothing after it runs
 
 
 def cmd_flower(args: argparse.Namespace) -> int:
@@ -850,7 +856,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, fn: Callable[[argparse.Namespace], int], help_: str, json_flag: bool = True):
+    def command(
+        name: str, fn: Callable[[argparse.Namespace], int], help_: str, json_flag: bool = True
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(fn=fn)
         if json_flag:
@@ -1099,7 +1107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.fn(args))
-    except (CommandError, InvalidRequest, ServiceUnavailable, MissingExtra, RegistryError) as exc:
+    except (CommandError, InvalidRequest, Overloaded, ServiceUnavailable, MissingExtra, RegistryError) as exc:
         code = (
             exc.code if isinstance(exc, CommandError) else (3 if isinstance(exc, ServiceUnavailable) else 2)
         )

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Float, func, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
+from app.errors import InferenceError
 from app.inference.call_log import UNFINISHED
 from app.inference.errors import FailureClass
 from app.state import BreakerEvent, CircuitBreaker, LlmCall, session_scope
@@ -28,7 +29,7 @@ from app.state import BreakerEvent, CircuitBreaker, LlmCall, session_scope
 UNHEALTHY = frozenset({FailureClass.SERVER, FailureClass.TIMEOUT, FailureClass.CONNECTION})
 
 
-class BreakerOpen(Exception):
+class BreakerOpen(InferenceError):
     def __init__(self, target: str, retry_in_s: float) -> None:
         super().__init__(f"circuit open for {target}; next probe in {retry_in_s:.1f}s")
         self.target = target

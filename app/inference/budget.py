@@ -28,6 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from app.config import get_settings
+from app.errors import InferenceError
 from app.observability import metrics
 from app.state import autocommit_scope
 
@@ -40,7 +41,7 @@ CENT_FRACTION = Decimal("0.000001")
 PATIENCE_S = 30.0
 
 
-class BudgetExhausted(Exception):
+class BudgetExhausted(InferenceError):
     """The call was not made: its reservation does not fit the request's ceiling or the tenant's
     day. Not retryable; the request ends with this as its error."""
 

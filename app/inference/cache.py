@@ -16,13 +16,13 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, bindparam, delete, func, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, update
 from sqlalchemy.dialects.postgresql import insert
 
 from app.inference.provider import ChatResponse
-from app.state import CachedResponse, autocommit_scope, session_scope
+from app.state import CachedResponse, autocommit_scope, connection_scope
 
 _SPACES = re.compile(r"\s+")
 
@@ -90,7 +90,7 @@ class MemoryCache(ResponseCache):
             self._items[key] = (self._clock() + ttl_s, response)
 
 
-_CACHE = CachedResponse.__table__
+_CACHE = cast(Table, CachedResponse.__table__)  # a mapped class's Table, typed as the wider FromClause
 # Built once, and one statement on its own: a lookup precedes every cacheable call.
 _TAKE_HIT = (
     update(_CACHE)
@@ -126,5 +126,6 @@ class PostgresCache(ResponseCache):
 
 def purge_expired() -> int:
     """Delete expired entries (run periodically with the reconciler), so the table stays small."""
-    with session_scope() as session:
-        return session.execute(delete(CachedResponse).where(CachedResponse.expires_at <= func.now())).rowcount
+    # On a bare connection: a Core DELETE's result has the row count (an ORM session's does not say so).
+    with connection_scope() as conn:
+        return conn.execute(delete(CachedResponse).where(CachedResponse.expires_at <= func.now())).rowcount

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from app.errors import InferenceError
+
 
 class FailureClass(StrEnum):
     RATE_LIMITED = "rate_limited"  # 429: wait as told
@@ -21,7 +23,7 @@ RETRYABLE = frozenset(
 )
 
 
-class ProviderError(Exception):
+class ProviderError(InferenceError):
     """A failed provider call. The message never contains an API key."""
 
     def __init__(

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from app.config import Settings, get_settings
+from app.errors import InferenceError
 from app.inference import budget, limits, provider
 from app.inference import keys as key_state
 from app.inference.adapters import ChatRequest, adapter_for
@@ -38,13 +39,13 @@ from app.inference.keys import KeyRing
 from app.inference.limiter import Limiter, PostgresLimiter, Reservation, WaitTooLong
 from app.inference.targets import Target, chain
 from app.observability import metrics, tracing
-from app.observability.request_scope import current
+from app.request_scope import current
 from app.state import autocommit_scope
 
 log = logging.getLogger(__name__)
 
 
-class Deferred(Exception):
+class Deferred(InferenceError):
     """Come back later: every target's circuit is open, or the rate-limit slot is too far away.
     Not a failure: the task is re-queued without spending an attempt."""
 
@@ -266,7 +267,7 @@ def _complete(
     raise Deferred("every model in the chain has its circuit open", min(waits))
 
 
-class _TargetDown(Exception):
+class _TargetDown(InferenceError):
     def __init__(self, error: ProviderError) -> None:
         self.error = error
 

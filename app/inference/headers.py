@@ -31,7 +31,7 @@ def parse_duration(value: str) -> float | None:
 
 def _until(value: str, now: datetime) -> float | None:
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value)
     except ValueError:
         return parse_duration(value)
     return max(0.0, (moment - now).total_seconds())

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
+from app.errors import InferenceError
 from app.state import ProviderKey, session_scope
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class KeyRing:
         raise NoUsableKey("every API key of this provider is out of rotation")
 
 
-class NoUsableKey(RuntimeError):
+class NoUsableKey(InferenceError, RuntimeError):
     pass
 
 

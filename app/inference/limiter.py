@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from sqlalchemy import func, text
 from sqlalchemy.dialects.postgresql import insert
 
+from app.errors import InferenceError
 from app.state import LimitEvent, RateBucket, autocommit_scope, session_scope
 
 
-class WaitTooLong(Exception):
+class WaitTooLong(InferenceError):
     """The slot is further away than the caller may wait; nothing was reserved."""
 
     def __init__(self, wait_s: float) -> None:

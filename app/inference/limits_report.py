@@ -117,8 +117,10 @@ def render_text(view: LimitsView) -> str:
         return "-" if value is None else f"{value:g}"
 
     lines = [
-        f"{'bucket':<64}{'configured':>11}{'learned':>9}{'in force':>10}{'per min':>10}"
-        f"{'used 60s':>10}{'next s':>8}"
+        (
+            f"{'bucket':<64}{'configured':>11}{'learned':>9}{'in force':>10}{'per min':>10}"
+            f"{'used 60s':>10}{'next s':>8}"
+        )
     ]
     for b in view.buckets:
         lines.append(

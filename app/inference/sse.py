@@ -39,7 +39,7 @@ class EventReader:
             if line.startswith(":"):
                 continue
             name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
+            value = value.removeprefix(" ")
             if name == "event":
                 self._event = value
             elif name == "data":

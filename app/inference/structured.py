@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from app.errors import InferenceError
 from app.inference.response import ChatResponse
 
 M = TypeVar("M", bound=BaseModel)
@@ -15,7 +16,7 @@ M = TypeVar("M", bound=BaseModel)
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 
 
-class InvalidStructuredOutput(ValueError):
+class InvalidStructuredOutput(InferenceError, ValueError):
     """The model's answer is not valid JSON of the schema, even after the repair prompt.
     Not retryable: asking again the same way would fail the same way."""
 

@@ -11,30 +11,34 @@ import json
 import logging
 import math
 import re
-import socket
 import time
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
+from kombu import Connection, Queue
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from app.config import get_settings
-from app.ingress import callbacks
-from app.ingress.admission import backlog
+from app.errors import IngressError
 from app.observability import tracing
-from app.observability.request_scope import bound
 from app.observability.timings import call_rows, request_timings, seconds_between, step_rows
+from app.orchestration import callbacks
+from app.orchestration.admission import backlog
+from app.orchestration.admission.degradation import Level, level, thresholds, waiting_counts
 from app.orchestration.celery_app import ROUTE_TASK, celery
+from app.orchestration.live import EXCHANGE, QUEUE_ARGUMENTS, reader_queue_name
 from app.orchestration.live_follow import Follower, StreamEvent
 from app.orchestration.registry import match_rules
 from app.orchestration.topology import PRIORITIES, ROUTER_QUEUE
+from app.request_scope import bound
 from app.state import Callback, LlmCall, Request, RequestEvent, Tenant, conversations, session_scope
 from app.state import transitions as record
 from app.state.models import TERMINAL, new_id
+from app.state.transitions import RequestNotFound
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +61,22 @@ def check_customer(value: str | None) -> str | None:
     return value
 
 
-class InvalidRequest(ValueError):
+class Refused(IngressError):
     """The request was refused; nothing was written or published."""
+
+
+class InvalidRequest(Refused, ValueError):
+    """The request is invalid: `problems` lists what to fix before sending it again."""
 
     def __init__(self, problems: list[str]) -> None:
         super().__init__("invalid request: " + "; ".join(problems))
         self.problems = problems
 
 
-class Overloaded(InvalidRequest):
+class Overloaded(Refused):
     """A `low` priority request was refused because a queue it would wait in is past its second
     degradation threshold; nothing was written or published. Try again after `retry_after_s`
-    (HTTP: 503 with Retry-After). Catch it before InvalidRequest, of which it is a kind."""
+    (HTTP: 503 with Retry-After): the same request is valid, only not now."""
 
     def __init__(self, queue: str, waiting: int, threshold: int, estimated_wait_s: float | None) -> None:
         wait = f"about {estimated_wait_s:.0f}s" if estimated_wait_s is not None else "unknown"
@@ -76,7 +84,7 @@ class Overloaded(InvalidRequest):
             f"overloaded: {waiting} requests wait for the {queue} queue (limit {threshold} for low "
             f"priority); estimated wait {wait}. Retry later or submit with a higher priority"
         )
-        ValueError.__init__(self, message)
+        super().__init__(message)
         self.problems = [message]
         self.queue = queue
         self.waiting = waiting
@@ -84,10 +92,6 @@ class Overloaded(InvalidRequest):
         self.estimated_wait_s = estimated_wait_s
         # Unknown when nothing has finished lately: a minute is a safe default to come back after.
         self.retry_after_s = max(1, math.ceil(estimated_wait_s)) if estimated_wait_s is not None else 60
-
-
-class RequestNotFound(LookupError):
-    pass
 
 
 class SubmitRequest(BaseModel):
@@ -213,8 +217,6 @@ def refuse_if_overloaded(req: SubmitRequest) -> None:
     classifier is the router's job; a request no rule places is checked at the router only)."""
     if req.priority != "low":
         return
-    from app.ingress.admission.degradation import Level, level, thresholds, waiting_counts
-
     bound = [ROUTER_QUEUE]
     specialist = conversations.specialist_of(req.tenant, req.conversation_id) if req.conversation_id else None
     specialist = specialist or match_rules(req.text)
@@ -242,7 +244,7 @@ def publish(request_id: str, priority: str) -> bool:
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0},
         )
-    except Exception as exc:  # broker down: the reconciler publishes it later
+    except Exception as exc:  # noqa: BLE001 - broker down: the reconciler publishes it later
         log.warning(
             "request %s accepted but not yet published (%s); the reconciler will publish it",
             request_id,
@@ -452,10 +454,6 @@ def stream(
     writes it), `restart` (drop the text shown so far), and last `done` with the record's final
     view (its `result` is the answer, whatever the deltas said). See app/orchestration/live_follow.py for what a
     late reader sees. Raises RequestNotFound (another tenant's, with `tenant`) and TimeoutError."""
-    from kombu import Connection, Queue
-
-    from app.orchestration.live import EXCHANGE, QUEUE_ARGUMENTS, reader_queue_name
-
     deadline = time.monotonic() + timeout
     arrived: list[dict[str, Any]] = []
     with Connection(get_settings().broker_url.get_secret_value()) as conn:
@@ -481,7 +479,7 @@ def stream(
                     raise TimeoutError(f"request {request_id} is still {follower.status} after {timeout:g}s")
                 try:
                     conn.drain_events(timeout=min(poll_s, left))
-                except (TimeoutError, socket.timeout):
+                except TimeoutError:
                     pass
                 while arrived and not follower.finished:
                     yield from follower.message(arrived.pop(0))

@@ -26,8 +26,10 @@ def submit(args: tuple[Any, ...], kwargs: dict[str, Any], task_id: str) -> clien
     if args:
         raise client.InvalidRequest(
             [
-                f"args: {SUBMIT_TASK} takes keyword arguments only (kwargs={{'text': ..., 'tenant': ...}}), "
-                f"got {len(args)} positional"
+                (
+                    f"args: {SUBMIT_TASK} takes keyword arguments only (kwargs={{'text': ..., 'tenant': ...}}), "
+                    f"got {len(args)} positional"
+                )
             ]
         )
     fields = dict(kwargs)
@@ -44,7 +46,7 @@ def dead_letter(task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], err
         args=list(args),
         kwargs=kwargs,
         task_id=task_id,
-        queue=dead_letter_queue(SUBMIT_QUEUE),
+        queue=dead_letter_queue(SUBMIT_QUEUE),  # type: ignore[arg-type]  # Celery takes a kombu Queue too; celery-types says str
         exchange=DEAD_LETTER_EXCHANGE.name,
         routing_key=dlq_name(SUBMIT_QUEUE),
         headers={ERROR_HEADER: error, REJECTED_AT_HEADER: datetime.now(UTC).isoformat()},

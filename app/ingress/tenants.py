@@ -25,6 +25,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.config import get_settings
+from app.errors import IngressError
+from app.orchestration.callbacks import signing_secret
 from app.state import ApiKey, Tenant, session_scope
 
 TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # the same rule as requests.tenant
@@ -32,7 +34,7 @@ KEY_PREFIX = "sbk_"
 Scope = Literal["submit", "read"]
 
 
-class TenantError(ValueError):
+class TenantError(IngressError, ValueError):
     """A tenant or key command that cannot be done as asked; the message says why."""
 
 
@@ -75,11 +77,6 @@ class NewKey(BaseModel):
 
 def _sha256(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", errors="surrogatepass")).hexdigest()
-
-
-def signing_secret(name: str, salt: str) -> str:
-    key = get_settings().signing_key.get_secret_value().encode()
-    return "whsec_" + hmac.new(key, f"{name}:{salt}".encode(), hashlib.sha256).hexdigest()
 
 
 def create_tenant(name: str, *, rpm_limit: int | None = None, max_concurrent: int | None = None) -> NewTenant:

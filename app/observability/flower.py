@@ -12,7 +12,9 @@ from app.default_secrets import DefaultSecrets, refuse_defaults
 
 
 def broker_api_url(management_port: int = 15672) -> str:
-    scheme, host, port, user, password, vhost, _ = url_to_parts(get_settings().broker_url.get_secret_value())
+    _scheme, host, _port, user, password, _vhost, _ = url_to_parts(
+        get_settings().broker_url.get_secret_value()
+    )
     return f"http://{user or 'guest'}:{password or 'guest'}@{host or '127.0.0.1'}:{management_port}/api/"
 
 
@@ -42,5 +44,4 @@ def run_flower(dev: bool = False) -> int:
     except DefaultSecrets as exc:
         raise SystemExit(f"switchboard: {exc}") from None
     argv = flower_argv()
-    os.execv(argv[0], argv)
-    return 0  # not reached
+    os.execv(argv[0], argv)  # replaces this process: nothing after it runs

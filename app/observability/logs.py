@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.observability import tracing
-from app.observability.request_scope import current_request_id
+from app.request_scope import current_request_id
 
 # Attributes every LogRecord has; anything else on a record came in through `extra=`.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "request_id"}

@@ -13,17 +13,23 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
+from sqlalchemy import func, select
 
 from app.config import get_settings
+from app.observability.depth import depths
+from app.observability.spend import by_tenant_day, in_doubt
+from app.state import CircuitBreaker, Request, session_scope
+from app.state.models import WAITING_ON_PERSON
 
 log = logging.getLogger(__name__)
 
@@ -142,15 +148,19 @@ def observe_llm_call(row: dict[str, Any]) -> None:
 
 class FleetCollector(Collector):
     """Queue depths from the broker, breaker states, today's LLM spend and requests waiting on
-    people from PostgreSQL, read at scrape time."""
+    people from PostgreSQL, read at scrape time.
+
+    `queues` names the queues to read (work queues and DLQs): the orchestration layer knows the
+    topology and passes it in, so metrics import nothing above them."""
+
+    def __init__(self, queues: Callable[[], list[str]]) -> None:
+        self._queues = queues
 
     def describe(self) -> list[GaugeMetricFamily]:
         # Without it, registering would collect once, talking to the broker during worker start.
         return []
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from app.ops.queue_status import queue_depths
-
         depth = GaugeMetricFamily(
             "switchboard_queue_depth",
             "Ready messages per queue (work queues and DLQs), from the broker",
@@ -165,14 +175,14 @@ class FleetCollector(Collector):
             "switchboard_queue_consumers", "Consumers per queue, from the broker", labels=["queue", "kind"]
         )
         try:
-            for queue, found in queue_depths().items():
+            for queue, found in depths(self._queues()).queues.items():
                 if found is not None:
                     kind = "dead_letter" if queue.endswith(".dlq") else "work"
                     depth.add_metric([queue, kind], found.ready)
                     consumers.add_metric([queue, kind], found.consumers)
                     if found.unacked is not None:
                         unacked.add_metric([queue, kind], found.unacked)
-        except Exception as exc:  # a scrape must answer even while the broker is away
+        except Exception as exc:  # noqa: BLE001 - a scrape must answer even while the broker is away
             log.warning("queue depths unavailable for metrics: %s", type(exc).__name__)
         yield depth
         yield unacked
@@ -183,11 +193,6 @@ class FleetCollector(Collector):
 
     @staticmethod
     def _spend() -> Iterator[GaugeMetricFamily]:
-        from datetime import UTC, datetime
-
-        from app.observability.spend import by_tenant_day, in_doubt
-        from app.state import session_scope
-
         # Per tenant only with SWITCHBOARD_METRICS_TENANT_LABELS, like the usage histograms.
         per_tenant = get_settings().metrics_tenant_labels
         spend = GaugeMetricFamily(
@@ -215,7 +220,7 @@ class FleetCollector(Collector):
                     spend.add_metric([state], round(sum(getattr(d, f"{state}_usd") for d in days), 6))
             doubt_calls.add_metric([], doubt.calls)
             doubt_usd.add_metric([], doubt.usd)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - one source failing must not fail the whole scrape
             log.warning("LLM spend unavailable for metrics: %s", type(exc).__name__)
         yield spend
         yield doubt_calls
@@ -223,10 +228,6 @@ class FleetCollector(Collector):
 
     @staticmethod
     def _breakers() -> GaugeMetricFamily:
-        from sqlalchemy import select
-
-        from app.state import CircuitBreaker, session_scope
-
         family = GaugeMetricFamily(
             "switchboard_breaker_state",
             "Circuit state per provider/model target (0 closed, 1 half-open, 2 open), shared by the fleet",
@@ -236,17 +237,12 @@ class FleetCollector(Collector):
             with session_scope() as session:
                 for target, state in session.execute(select(CircuitBreaker.target, CircuitBreaker.state)):
                     family.add_metric([target], BREAKER_STATES.get(state, 0))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - one source failing must not fail the whole scrape
             log.warning("breaker states unavailable for metrics: %s", type(exc).__name__)
         return family
 
     @staticmethod
     def _waiting_on_people() -> GaugeMetricFamily:
-        from sqlalchemy import func, select
-
-        from app.state import Request, session_scope
-        from app.state.models import WAITING_ON_PERSON
-
         # Per tenant only with SWITCHBOARD_METRICS_TENANT_LABELS, like the usage histograms.
         per_tenant = get_settings().metrics_tenant_labels
         family = GaugeMetricFamily(
@@ -260,29 +256,30 @@ class FleetCollector(Collector):
                 waiting = select(*group, func.count()).where(Request.status.in_(list(WAITING_ON_PERSON)))
                 for *labels, count in session.execute(waiting.group_by(*group)):
                     family.add_metric([str(v) for v in labels], count)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - one source failing must not fail the whole scrape
             log.warning("requests waiting on people unavailable for metrics: %s", type(exc).__name__)
         return family
 
 
-def serve(port: int, *, fleet: bool, address: str | None = None) -> CollectorRegistry | None:
+def serve(
+    port: int, *, fleet: Callable[[], list[str]] | None, address: str | None = None
+) -> CollectorRegistry | None:
     """Serve this process's metrics on `port` (0: none) at `address` (default
-    SWITCHBOARD_METRICS_ADDRESS, loopback); `fleet`: also queue depths and breakers."""
+    SWITCHBOARD_METRICS_ADDRESS, loopback); `fleet`: also the depths of the queues it names, the
+    breakers, spend and requests waiting on people (the router process only)."""
     if port <= 0:
         return None
     address = address or get_settings().metrics_address
     registry: CollectorRegistry = REGISTRY
     multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if multiproc_dir:
-        from prometheus_client import multiprocess
-
         # Samples of a previous run would be summed into this one's.
         for stale in Path(multiproc_dir).glob("*.db"):
             stale.unlink()
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-    if fleet:
-        registry.register(FleetCollector())
+    if fleet is not None:
+        registry.register(FleetCollector(fleet))
     try:
         start_http_server(port, addr=address, registry=registry)
     except OSError as exc:
@@ -296,6 +293,4 @@ def serve(port: int, *, fleet: bool, address: str | None = None) -> CollectorReg
 def process_exited(pid: int) -> None:
     """A prefork child exited: its live samples go (multiprocess mode only)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
         multiprocess.mark_process_dead(pid)

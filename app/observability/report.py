@@ -185,14 +185,17 @@ def bottleneck(items: list[tuple[Any, RequestTimings]]) -> Bottleneck | None:
     because = None
     pool = [t for row, t in finished if where in (None, "router") or (row.specialist or "unrouted") == where]
     running_shares = _running_shares(pool)
-    if kind == "queue" and running_shares:
-        if max(running_shares, key=lambda p: running_shares[p]) == "limiter_wait":
-            kind = "rate_limit"
-            because = (
-                f"requests queue for {where}, whose workers spend {running_shares['limiter_wait']:.0%} "
-                "of their running time waiting on the rate limiter: more workers would only add "
-                "contention"
-            )
+    if (
+        kind == "queue"
+        and running_shares
+        and max(running_shares, key=lambda p: running_shares[p]) == "limiter_wait"
+    ):
+        kind = "rate_limit"
+        because = (
+            f"requests queue for {where}, whose workers spend {running_shares['limiter_wait']:.0%} "
+            "of their running time waiting on the rate limiter: more workers would only add "
+            "contention"
+        )
     return Bottleneck(
         stage=stage,
         kind=kind,
@@ -363,9 +366,11 @@ MAIN_STAGES = (
 def render_text(report: Report) -> str:
     lines = [
         f"Switchboard report {report.since:%Y-%m-%d %H:%M:%S} .. {report.until:%H:%M:%S} UTC",
-        f"  requests {report.requests}, finished {report.finished} (succeeded {report.succeeded}, "
-        f"dead-lettered {report.dead_lettered}), throughput {report.throughput_per_s}/s "
-        f"over {report.window_s}s",
+        (
+            f"  requests {report.requests}, finished {report.finished} (succeeded {report.succeeded}, "
+            f"dead-lettered {report.dead_lettered}), throughput {report.throughput_per_s}/s "
+            f"over {report.window_s}s"
+        ),
     ]
     b = report.bottleneck
     if b is not None:

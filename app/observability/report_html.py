@@ -18,8 +18,10 @@ def _bars(title: str, rows: list[tuple[str, list[float]]], series: list[str], un
     height = PAD + band * len(rows) + 30
     left = 190
     parts = [
-        f'<svg role="img" aria-label="{escape(title)}" width="{W}" height="{height}" '
-        f'viewBox="0 0 {W} {height}" xmlns="http://www.w3.org/2000/svg">',
+        (
+            f'<svg role="img" aria-label="{escape(title)}" width="{W}" height="{height}" '
+            f'viewBox="0 0 {W} {height}" xmlns="http://www.w3.org/2000/svg">'
+        ),
         f'<text x="0" y="18" class="t">{escape(title)}</text>',
     ]
     for i, (label, values) in enumerate(rows):
@@ -58,16 +60,20 @@ def _lines(title: str, xs: list[str], series: dict[str, list[float]], unit: str)
     plot_w, plot_h = W - 2 * PAD, H - 2 * PAD
     n = max(1, len(xs) - 1)
     parts = [
-        f'<svg role="img" aria-label="{escape(title)}" width="{W}" height="{H + 20}" '
-        f'viewBox="0 0 {W} {H + 20}" xmlns="http://www.w3.org/2000/svg">',
+        (
+            f'<svg role="img" aria-label="{escape(title)}" width="{W}" height="{H + 20}" '
+            f'viewBox="0 0 {W} {H + 20}" xmlns="http://www.w3.org/2000/svg">'
+        ),
         f'<text x="0" y="18" class="t">{escape(title)}</text>',
         f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - PAD}" y2="{H - PAD}" class="axis"/>',
         f'<line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{H - PAD}" class="axis"/>',
         f'<text x="{PAD - 4}" y="{PAD + 4}" text-anchor="end" class="v">{top:.3g}</text>',
         f'<text x="{PAD - 4}" y="{H - PAD}" text-anchor="end" class="v">0</text>',
         f'<text x="{PAD}" y="{H - PAD + 16}" class="v">{escape(xs[0])}</text>',
-        f'<text x="{W - PAD}" y="{H - PAD + 16}" text-anchor="end" class="v">'
-        f"{escape(xs[-1])} ({unit})</text>",
+        (
+            f'<text x="{W - PAD}" y="{H - PAD + 16}" text-anchor="end" class="v">'
+            f"{escape(xs[-1])} ({unit})</text>"
+        ),
     ]
     for i, (name, values) in enumerate(series.items()):
         points = " ".join(

@@ -11,8 +11,8 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from pydantic import BaseModel
-from sqlalchemy import Date, cast, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Date, cast, func, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.config import get_settings
 from app.state import LlmCall, Request, Tenant, TenantSpend
@@ -33,7 +33,7 @@ class InDoubt(BaseModel):
     usd: float
 
 
-def _utc_day(column: object) -> object:
+def _utc_day(column: InstrumentedAttribute[datetime]) -> ColumnElement[date]:
     return cast(func.timezone("UTC", column), Date)
 
 

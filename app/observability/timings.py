@@ -91,7 +91,7 @@ def request_timings(row: Any, steps: dict[str, float], llm_s: float, limiter_s: 
     )
 
 
-def request_rows(where: Any) -> Select:  # type: ignore[type-arg]
+def request_rows(where: Any) -> Select[*tuple[Any, ...]]:
     """Requests matching `where` with everything their timings and the report need."""
     return select(
         Request.id,
@@ -111,7 +111,7 @@ def request_rows(where: Any) -> Select:  # type: ignore[type-arg]
     ).where(where)
 
 
-def step_rows(where: Any) -> Select:  # type: ignore[type-arg]
+def step_rows(where: Any) -> Select[*tuple[Any, ...]]:
     """Succeeded steps of the requests matching `where`: (request_id, step, duration_ms)."""
     return (
         select(StepRun.request_id, StepRun.step, StepRun.duration_ms)
@@ -121,7 +121,7 @@ def step_rows(where: Any) -> Select:  # type: ignore[type-arg]
     )
 
 
-def call_rows(where: Any) -> Select:  # type: ignore[type-arg]
+def call_rows(where: Any) -> Select[*tuple[Any, ...]]:
     """Per request matching `where`: LLM seconds (provider calls, not cache hits), limiter seconds,
     calls answered by the provider, calls answered from the cache, and calls of unpriced models."""
     return (

@@ -18,9 +18,9 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -168,12 +168,21 @@ def _install_sdk(kind: str) -> None:
     log.info("exporting traces as %s", provider.resource.attributes.get(SERVICE_NAME))
 
 
+class HeaderCarrier(Protocol):
+    """Incoming headers as OpenTelemetry's default getter reads them: a dict, or Flask's
+    `request.headers` (which is no Mapping)."""
+
+    def get(self, key: str, default: None, /) -> str | None: ...
+
+    def keys(self) -> Iterable[str]: ...
+
+
 @contextmanager
 def span(
     name: str,
     *,
     kind: SpanKind = SpanKind.INTERNAL,
-    carrier: Mapping[str, str] | None = None,
+    carrier: HeaderCarrier | None = None,
     **attributes: Any,
 ) -> Iterator[Span]:
     """A span around a block, current inside it. With `carrier` (incoming HTTP headers) it
@@ -227,9 +236,7 @@ def submit_span(fn: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
-def http_span(
-    name: str, headers: Callable[[], Mapping[str, str]]
-) -> Callable[[Callable[P, R]], Callable[P, R]]:
+def http_span(name: str, headers: Callable[[], HeaderCarrier]) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """A view in a SERVER span continuing the caller's `traceparent` (read by `headers()` from
     the request being served), with the response's status code."""
 
@@ -325,14 +332,12 @@ def log_ids() -> dict[str, str]:
 
 def step_span(name: str, attempt: int, request_id: str) -> Any:
     """A span for one attempt of one workflow step (attempt counts from 1 within this task)."""
-    return span(
-        f"step {name}",
-        **{
-            "switchboard.step": name,
-            "switchboard.step.attempt": attempt,
-            "switchboard.request_id": request_id,
-        },
-    )
+    attributes: dict[str, Any] = {
+        "switchboard.step": name,
+        "switchboard.step.attempt": attempt,
+        "switchboard.request_id": request_id,
+    }
+    return span(f"step {name}", **attributes)
 
 
 def llm_call(fn: Callable[P, R]) -> Callable[P, R]:
@@ -340,7 +345,7 @@ def llm_call(fn: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(fn)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        attributes = {
+        attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat",
             "switchboard.llm.tier": kwargs.get("tier"),
             "switchboard.llm.purpose": kwargs.get("purpose"),

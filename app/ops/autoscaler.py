@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings, get_settings
 from app.inference.limits import model_group
 from app.inference.targets import providers
-from app.ops.depth import depths
+from app.observability.depth import depths
 from app.ops.queue_status import worker_views
 from app.ops.scale import ScaleError, scale
 from app.orchestration.topology import ROUTER_QUEUE, work_queue_names
@@ -207,12 +207,12 @@ def rate_cap(session: Session, queue: str, settings: Settings | None = None) -> 
         totals[0] += per
         totals[1] += tokens_per[model]
         totals[2] += others.get(model, 0)
-    for group, (calls, tokens, drawn) in groups.items():
+    for group, (group_calls, group_tokens, drawn) in groups.items():
         group_rpm, group_tpm = (limit * usable for limit in limited[group])
-        if group_rpm > 0 and calls > 0:
-            feedable.append((max(0.0, group_rpm - drawn) / 60 / calls, f"{group} rpm"))
-        if group_tpm > 0 and tokens > 0:
-            feedable.append((group_tpm / 60 / tokens, f"{group} tpm"))
+        if group_rpm > 0 and group_calls > 0:
+            feedable.append((max(0.0, group_rpm - drawn) / 60 / group_calls, f"{group} rpm"))
+        if group_tpm > 0 and group_tokens > 0:
+            feedable.append((group_tpm / 60 / group_tokens, f"{group} tpm"))
     if not feedable:
         return None
     rps, binding = min(feedable)
@@ -309,6 +309,6 @@ def run(queues: list[str] | None = None, interval_s: float | None = None, report
                     report(decision)
         except ScaleError:
             raise
-        except Exception as exc:  # a broker or database blip: decide again next tick
+        except Exception as exc:  # noqa: BLE001 - a broker or database blip: decide again next tick
             log.warning("autoscale tick failed: %s", exc)
         time.sleep(max(0.0, interval - (time.monotonic() - started)))

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from app.config import Settings
+from app.errors import OpsError
 from app.ops.numbers import Number
 
 MILLION = Decimal(1_000_000)
@@ -27,7 +28,7 @@ TYPICAL_USD_PER_MTOK = (Decimal("2.50"), Decimal("12.50"))
 DEFAULT_OUTPUT_SHARE = Decimal("0.25")
 
 
-class UnknownModel(LookupError):
+class UnknownModel(OpsError, LookupError):
     pass
 
 

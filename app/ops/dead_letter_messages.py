@@ -9,6 +9,7 @@ from typing import Any
 from kombu import Connection
 from pydantic import BaseModel
 
+from app.broker_channel import amqp_channel
 from app.config import get_settings
 from app.orchestration.celery_app import SUBMIT_TASK
 
@@ -75,7 +76,7 @@ def peek(queues: list[str], limit: int = PEEK_LIMIT) -> list[BrokerMessage]:
     found: list[BrokerMessage] = []
     with Connection(get_settings().broker_url.get_secret_value()) as conn:
         for queue in queues:
-            channel = conn.channel()
+            channel = amqp_channel(conn.channel())
             try:
                 found += [_message(queue, message) for message in _held(channel, queue, limit)]
             finally:
@@ -85,7 +86,8 @@ def peek(queues: list[str], limit: int = PEEK_LIMIT) -> list[BrokerMessage]:
 
 def _plain(headers: dict[str, Any]) -> dict[str, Any]:
     # x-death holds AMQP tables and timestamps: made JSON-friendly for `dlq show --json`.
-    return json.loads(json.dumps(headers, default=str))
+    plain: dict[str, Any] = json.loads(json.dumps(headers, default=str))
+    return plain
 
 
 def remove_messages(queue: str, request_ids: set[str]) -> int:
@@ -93,7 +95,7 @@ def remove_messages(queue: str, request_ids: set[str]) -> int:
     other message goes back untouched."""
     removed = 0
     with Connection(get_settings().broker_url.get_secret_value()) as conn:
-        channel = conn.channel()
+        channel = amqp_channel(conn.channel())
         try:
             for message in _held(channel, queue, 100_000):
                 if _message(queue, message).id in request_ids:

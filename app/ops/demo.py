@@ -138,14 +138,14 @@ def run_demo(
     from tqdm import tqdm
 
     from app.ingress import client
+    from app.ops.migrate import upgrade
     from app.ops.pools import pool_specs, simulator_spec
     from app.ops.preflight import check_services
+    from app.ops.seeding import seed_enabled
     from app.ops.supervisor import Supervisor, wait_for_workers, wait_http
     from app.ops.surge import POISON_TEXT, monday_morning
     from app.orchestration.registry import RegistryError, specialists
     from app.orchestration.topology import work_queue_names
-    from app.state.migrate import upgrade
-    from app.state.seeding import seed_enabled
     from specialists.billing.seed import DEMO_TENANT, account_emails, invoice_ids, invoice_owners
 
     if tickets < 1:
@@ -222,7 +222,9 @@ def run_demo(
             return sub.id
 
         with session_scope() as session:
-            since = session.scalar(select(func.now()))  # the report covers this run, on the record's clock
+            since = session.execute(
+                select(func.now())
+            ).scalar_one()  # the report covers this run, on the record's clock
         started = time.monotonic()
         with ThreadPoolExecutor(8) as pool:
             ids = list(pool.map(send, range(len(surge) + 1)))

@@ -12,6 +12,7 @@ from kombu.exceptions import KombuError
 from pydantic import BaseModel
 from sqlalchemy import select
 
+from app.broker_channel import amqp_channel
 from app.config import get_settings
 from app.ingress.submissions import ERROR_HEADER, REJECTED_AT_HEADER, resubmit
 from app.observability import tracing
@@ -228,11 +229,11 @@ def purge(queue: str | None = None) -> dict[str, int]:
     names = [queue if queue.endswith(".dlq") else dlq_name(queue)] if queue else dlq_names()
     unknown = set(names) - set(dlq_names())
     if unknown:
-        raise LookupError(f"no dead-letter queue {sorted(unknown)[0]!r}; known: {', '.join(dlq_names())}")
+        raise LookupError(f"no dead-letter queue {min(unknown)!r}; known: {', '.join(dlq_names())}")
     purged: dict[str, int] = {}
     with Connection(get_settings().broker_url.get_secret_value()) as conn:
         for name in names:
-            purged[name] = conn.default_channel.queue_purge(name) or 0
+            purged[name] = amqp_channel(conn.default_channel).queue_purge(name) or 0
     return purged
 
 

@@ -145,5 +145,5 @@ class Fleet:
                     .where(PoolTarget.supervisor == self.ident)
                     .values(supervisor=None, supervisor_seen_at=None)
                 )
-        except Exception:  # the database may be gone at shutdown; the heartbeat goes stale anyway
+        except SQLAlchemyError:  # the database may be gone at shutdown; the heartbeat goes stale anyway
             log.warning("could not release the pool targets; they expire on their own")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.config import Settings, get_settings
-from app.observability import metrics_ports
+from app.orchestration import metrics_ports
 from app.orchestration.registry import specialists
 from app.orchestration.topology import CALLBACK_QUEUE, ROUTER_QUEUE, pool_queues, work_queue_names
 
@@ -193,8 +193,10 @@ def procfile() -> str:
             "--without-gossip --without-mingle -l INFO"
         )
     lines += [
-        f"beat: {enabled} celery -A app.orchestration.celery_app:celery beat -l INFO "
-        "--schedule /tmp/switchboard-beat-schedule",
+        (
+            f"beat: {enabled} celery -A app.orchestration.celery_app:celery beat -l INFO "
+            "--schedule /tmp/switchboard-beat-schedule"
+        ),
         f"api: SWITCHBOARD_PROCESS_NAME=api {enabled} switchboard api",
         f"flower: {enabled} switchboard flower",
         "simulator: python -m app.simulator",

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from amqp.exceptions import AMQPError
 from kombu import Connection
+from kombu.exceptions import KombuError
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from app.config import get_settings
+from app.errors import OpsError
 
 
-class ServiceUnavailable(RuntimeError):
+class ServiceUnavailable(OpsError, RuntimeError):
     pass
 
 
@@ -19,7 +23,8 @@ def check_broker() -> None:
     try:
         with Connection(url, connect_timeout=3) as conn:
             conn.ensure_connection(max_retries=1, timeout=3)
-    except Exception as exc:
+    # Refused or unresolvable (KombuError), a wrong password or vhost (AMQPError), a socket error.
+    except (KombuError, AMQPError, OSError) as exc:
         safe = Connection(url).as_uri()  # kombu masks the password
         raise ServiceUnavailable(
             f"RabbitMQ is not reachable at {safe} ({type(exc).__name__}). Start it "
@@ -37,7 +42,7 @@ def check_database() -> None:
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except Exception as exc:
+    except SQLAlchemyError as exc:  # the driver's errors arrive wrapped (OperationalError)
         raise ServiceUnavailable(
             f"PostgreSQL is not reachable at {url.render_as_string(hide_password=True)} ({type(exc).__name__}). "
             "Start it (`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`, or "

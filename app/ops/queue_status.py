@@ -10,8 +10,8 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.ingress.admission.backlog import backlog
-from app.ops.depth import Depth, Source, depths
+from app.observability.depth import Source, depths
+from app.orchestration.admission.backlog import backlog
 from app.orchestration.celery_app import celery
 from app.orchestration.topology import all_queues, work_queue_names
 from app.state import session_scope
@@ -91,9 +91,3 @@ def pools(timeout: float = 1.5) -> list[QueueView]:
             )
         )
     return views
-
-
-def queue_depths() -> dict[str, Depth | None]:
-    """Ready and unacked messages and consumers per work queue and DLQ, from the broker; None: not
-    declared yet. The one place metrics read queue depth from."""
-    return depths([q.name for q in all_queues()]).queues

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from app.config import get_settings
+from app.errors import OpsError
 from app.ops.queue_status import WorkerView, worker_views
 from app.orchestration.celery_app import celery
 from app.orchestration.topology import work_queue_names
@@ -30,7 +31,7 @@ from app.state import PoolTarget, session_scope
 SUPERVISOR_STALE_S = 10.0
 
 
-class ScaleError(ValueError):
+class ScaleError(OpsError, ValueError):
     """The queue cannot be scaled as asked; nothing was changed."""
 
 

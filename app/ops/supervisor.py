@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from app.ops.pools import ProcessSpec, queue_of_node
 
@@ -96,7 +97,7 @@ class Supervisor:
             process.wait()
             self.processes.pop(n, None)
 
-    def __enter__(self) -> Supervisor:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -112,7 +113,7 @@ def wait_for_workers(queues: list[str], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     missing = set(queues)
     while missing:
-        replies = celery.control.ping(timeout=1.0)
+        replies = celery.control.ping(timeout=1.0) or []
         answered = {queue_of_node(name) for reply in replies for name in reply}
         missing -= answered
         if missing and time.monotonic() > deadline:

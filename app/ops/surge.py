@@ -40,66 +40,106 @@ class Ticket:
 
 
 TECHNICAL_TEMPLATES: tuple[str, ...] = (
-    "Since Saturday night every POST to {endpoint} comes back {status}. Nothing changed in our code. "
-    "One request id: {request_id}. Can someone look?",
-    "Morning. Our order webhooks are coming in way late, some of them 15+ minutes after the event. "
-    "Is this on your side?",
-    "We rolled our webhook signing secret on Friday and now every delivery fails our verification. "
-    "Did the header format change?",
-    "None of my colleagues can sign in through Azure AD since this morning. The error is "
-    "'AADSTS50011: The redirect URI does not match'. Our IdP admin is {email}.",
-    "The {sdk} raises `ReadTimeout` on list calls once we pass about 5k records. "
-    "How do we page through big result sets properly?",
-    "My authenticator app got wiped when I switched phones over the weekend. I'm {email}; how do I "
-    "get back into my account?",
-    "Customer import keeps failing at row 2 with 'invalid date'. Our dates look like 03/04/2024. "
-    "Which format does it want?",
+    (
+        "Since Saturday night every POST to {endpoint} comes back {status}. Nothing changed in our code. "
+        "One request id: {request_id}. Can someone look?"
+    ),
+    (
+        "Morning. Our order webhooks are coming in way late, some of them 15+ minutes after the event. "
+        "Is this on your side?"
+    ),
+    (
+        "We rolled our webhook signing secret on Friday and now every delivery fails our verification. "
+        "Did the header format change?"
+    ),
+    (
+        "None of my colleagues can sign in through Azure AD since this morning. The error is "
+        "'AADSTS50011: The redirect URI does not match'. Our IdP admin is {email}."
+    ),
+    (
+        "The {sdk} raises `ReadTimeout` on list calls once we pass about 5k records. "
+        "How do we page through big result sets properly?"
+    ),
+    (
+        "My authenticator app got wiped when I switched phones over the weekend. I'm {email}; how do I "
+        "get back into my account?"
+    ),
+    (
+        "Customer import keeps failing at row 2 with 'invalid date'. Our dates look like 03/04/2024. "
+        "Which format does it want?"
+    ),
     "Is the dashboard having issues? Everything has been crawling for our whole team since about 8am.",
-    "Our Zapier zap 'New form submission -> Google Sheets' hasn't run once since Friday. The zap "
-    "history is empty.",
-    "We need to give a contractor API access for two weeks only. What's the safest way to create a "
-    "key and kill it afterwards?",
-    "The Android app freezes on the splash screen after the latest update (Pixel 7, Android 14). "
-    "Reinstalling didn't help.",
+    (
+        "Our Zapier zap 'New form submission -> Google Sheets' hasn't run once since Friday. The zap "
+        "history is empty."
+    ),
+    (
+        "We need to give a contractor API access for two weeks only. What's the safest way to create a "
+        "key and kill it afterwards?"
+    ),
+    (
+        "The Android app freezes on the splash screen after the latest update (Pixel 7, Android 14). "
+        "Reinstalling didn't help."
+    ),
     "The contacts export finished but the download link opens an 'AccessDenied' XML page.",
     "help.{company}.com shows 'Your connection is not private' since we moved our DNS to Cloudflare.",
     "Mail we send through your platform fails DMARC at Gmail. Which DKIM selector should we publish?",
-    "We're getting {status} from the API on maybe 1 in 20 requests since the weekend. Retrying "
-    "usually works. Anything known?",
+    (
+        "We're getting {status} from the API on maybe 1 in 20 requests since the weekend. Retrying "
+        "usually works. Anything known?"
+    ),
     "After moving to the {sdk}, `client.contacts.list()` only gives us 25 items. Where did the rest go?",
-    "Our #leads Slack channel hasn't had a single alert since Friday even though new leads came in. "
-    "The integration page says 'not_in_channel'.",
+    (
+        "Our #leads Slack channel hasn't had a single alert since Friday even though new leads came in. "
+        "The integration page says 'not_in_channel'."
+    ),
     "I can't reset my password: the email never shows up. My login is {email}.",
     "People on our team get 'Session expired' every couple of minutes in Safari. Chrome is fine.",
-    "What's the right way to back off when you throttle us? Our nightly sync got throttled hard "
-    "last night and half the records were skipped.",
+    (
+        "What's the right way to back off when you throttle us? Our nightly sync got throttled hard "
+        "last night and half the records were skipped."
+    ),
     "The reports page says 'Something went wrong (E2031)' for our new admins but works for me.",
     "We want to make SSO mandatory but keep our two freelancers on passwords. Is that possible?",
     "Dashboard search returns nothing for contacts I know exist, e.g. anyone called 'Müller'.",
     "Our staging integration suddenly gets 401 Unauthorized. Did you invalidate test keys over the weekend?",
-    "The iOS app dropped my offline notes when it came back online. Happened twice on the train this "
-    "morning.",
+    (
+        "The iOS app dropped my offline notes when it came back online. Happened twice on the train this "
+        "morning."
+    ),
     "Is there an endpoint to create companies in bulk? One POST per record keeps running into the limit.",
-    "Our webhook endpoint got disabled automatically and we don't know why. How do we switch it back "
-    "on and replay what we missed?",
-    "Our Sheets connector can't write to the spreadsheet anymore; it claims we lack access, but I'm "
-    "the owner.",
-    "Our build servers behind the corporate proxy fail to install the {sdk} with "
-    "`SSL: CERTIFICATE_VERIFY_FAILED`.",
-    "Invitations to our new hires keep bouncing. Is something wrong with your mail servers? One of "
-    "them is {email}.",
+    (
+        "Our webhook endpoint got disabled automatically and we don't know why. How do we switch it back "
+        "on and replay what we missed?"
+    ),
+    (
+        "Our Sheets connector can't write to the spreadsheet anymore; it claims we lack access, but I'm "
+        "the owner."
+    ),
+    (
+        "Our build servers behind the corporate proxy fail to install the {sdk} with "
+        "`SSL: CERTIFICATE_VERIFY_FAILED`."
+    ),
+    (
+        "Invitations to our new hires keep bouncing. Is something wrong with your mail servers? One of "
+        "them is {email}."
+    ),
     "The CSV I downloaded opens in Excel with every accented name mangled.",
     "Passing updated_since to {endpoint} gives 400 invalid_request. What timestamp format do you expect?",
     "Forms on our site fail with E1042 on the last step, but only on phones.",
     "The custom domain page has said 'Verifying DNS' since Thursday. Our CNAME points at custom.example.com.",
     "Codes from 1Password get rejected every single time at sign-in. I've tried about ten.",
-    "{endpoint} has been taking 20-25 seconds per call this morning, normally it's instant. "
-    "We're close to our client timeout.",
+    (
+        "{endpoint} has been taking 20-25 seconds per call this morning, normally it's instant. "
+        "We're close to our client timeout."
+    ),
 )
 
 BILLING_TEMPLATES: tuple[str, ...] = (
-    "I see two identical charges on our card this morning for the monthly plan. The account is "
-    "{email}. Can you check?",
+    (
+        "I see two identical charges on our card this morning for the monthly plan. The account is "
+        "{email}. Can you check?"
+    ),
     "Could you tell me what {invoice} is for? Our finance team can't match it to anything.",
     "We cancelled last month but got billed again. Please look into it, account {email}.",
     "Please refund {invoice}; we switched plans by accident the same day.",
@@ -109,8 +149,10 @@ BILLING_TEMPLATES: tuple[str, ...] = (
     "Accounts payable says {invoice} is missing our PO number. Could you reissue it?",
     "We'd like to move from Pro to Enterprise this week. How does billing work mid-cycle?",
     "Our finance department no longer allows company cards. Can we switch to invoicing and pay by wire?",
-    "Your system says my renewal payment bounced, but the same card paid for groceries this "
-    "morning. Account {email}.",
+    (
+        "Your system says my renewal payment bounced, but the same card paid for groceries this "
+        "morning. Account {email}."
+    ),
     "Our team went from 10 to 6 people. How do we drop the extra seats so we stop paying for them?",
     "Does the amount on {invoice} include VAT or is it added on top?",
     "Our trial ends Wednesday. If we don't pick a plan, will anything be charged automatically?",
@@ -119,17 +161,23 @@ BILLING_TEMPLATES: tuple[str, ...] = (
     "We want to move {email} down to the free plan when this cycle ends. What do we lose?",
     "My manager wants to know what 25 Pro seats would cost per year.",
     "Can we be billed in EUR instead? We're based in Lisbon.",
-    "We got a notice that the account will be suspended for non-payment. I put in a new card "
-    "yesterday; are we OK? {email}",
+    (
+        "We got a notice that the account will be suspended for non-payment. I put in a new card "
+        "yesterday; are we OK? {email}"
+    ),
     "Someone told me paying yearly is cheaper. By how much, and can we switch now?",
     "Could you send the receipt for {invoice} to our bookkeeper? She never got the email.",
     "We're a registered charity. Is there special pricing we can apply for?",
-    "Our bank statement shows you took the money on Friday, yet {invoice} is still listed as unpaid "
-    "in the portal.",
+    (
+        "Our bank statement shows you took the money on Friday, yet {invoice} is still listed as unpaid "
+        "in the portal."
+    ),
     "I don't follow the prorated amount on my latest bill. Can you break it down for me?",
     "Please delete the old Visa ending 4242 from our payment settings.",
-    "Before we can release payment for {invoice}, finance needs a W-8BEN or other proof of your tax "
-    "residency.",
+    (
+        "Before we can release payment for {invoice}, finance needs a W-8BEN or other proof of your tax "
+        "residency."
+    ),
     "Can billing emails go to our finance team instead of me? I'm {email}.",
     "Who approved the upgrade to Pro on our account? Nobody here remembers doing it. ({email})",
     "We're closing the business. Can we get back the unused months of our annual plan?",

@@ -14,6 +14,7 @@ from decimal import Decimal
 from pydantic import BaseModel
 from sqlalchemy import Select, and_, case, func, select
 
+from app.errors import OpsError
 from app.ops.numbers import Number
 from app.state import session_scope
 from app.state.models import LlmCall, Request, Status
@@ -42,7 +43,7 @@ class TrafficSample(BaseModel):
     usd_per_mtok: Number | None
 
 
-class EmptySample(LookupError):
+class EmptySample(OpsError, LookupError):
     """The record holds no succeeded request in scope: nothing to measure."""
 
 

@@ -22,10 +22,10 @@ from sqlalchemy import Connection, func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from app.config import get_settings
-from app.ingress.client import RequestNotFound
 from app.observability import metrics
 from app.state import Approval, Request, Status, autocommit_scope, session_scope
 from app.state import transitions as record
+from app.state.transitions import RequestNotFound
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ def decide(
     log.info("request %s: %s %s by %s", request_id, view.tool, verdict, by)
     try:
         dispatch(request_id, get_specialist(specialist or ""), priority, owner)
-    except Exception as exc:  # recorded as routed: the reconciler re-dispatches it after the lease
+    except Exception as exc:  # noqa: BLE001 - recorded as routed: the reconciler re-dispatches it after the lease
         log.warning(
             "request %s %s but not dispatched (%s); the reconciler will send it",
             request_id,

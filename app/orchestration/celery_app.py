@@ -1,7 +1,7 @@
 """The Celery app. Every reliability setting lives here, with the reason beside it.
 
 Importing this module never imports worker code: clients send tasks by their stable names
-(`switchboard.route`, `switchboard.specialist.<name>`), and only workers load `app.orchestration.tasks`.
+(`switchboard.route`, `switchboard.specialist.<name>`), and only workers load `app.orchestration.tasks` and `app.ingress.submit_task`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ from celery.signals import (
 from kombu import Connection
 
 from app.config import get_settings
+from app.default_secrets import DefaultSecrets, refuse_defaults
+from app.inference.cost import warn_unpriced
+from app.observability import metrics, tracing
+from app.observability.logs import install
 from app.orchestration.registry import get_specialist
 from app.orchestration.topology import (
     CALLBACK_QUEUE,
@@ -29,6 +33,7 @@ from app.orchestration.topology import (
     ROUTER_QUEUE,
     SUBMIT_QUEUE,
     TopologyError,
+    all_queues,
     declare,
     work_queues,
 )
@@ -39,7 +44,7 @@ log = logging.getLogger(__name__)
 # `celery control pool_grow`/`pool_shrink` and `--autoscale` work on every pool the Procfile,
 # `workers up` and the tests start. Set before the worker parses `-P`, which happens after the
 # `-A` app is imported.
-concurrency.ALIASES["threads"] = "app.orchestration.thread_pool:TaskPool"
+concurrency.ALIASES["threads"] = "app.orchestration.thread_pool:TaskPool"  # type: ignore[attr-defined]  # celery-types omits ALIASES
 
 ROUTE_TASK = "switchboard.route"
 SPECIALIST_TASK_PREFIX = "switchboard.specialist."
@@ -51,7 +56,7 @@ SUBMIT_TASK = "switchboard.submit"
 
 def route_for_task(
     name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any
-) -> dict | None:
+) -> dict[str, str] | None:
     if name == ROUTE_TASK:
         return {"queue": ROUTER_QUEUE, "routing_key": ROUTER_QUEUE}
     if name == SUBMIT_TASK:
@@ -66,7 +71,8 @@ def route_for_task(
 
 def create_celery() -> Celery:
     settings = get_settings()
-    app = Celery("switchboard", include=["app.orchestration.tasks"])
+    # The submit task is ingress's (a way in), the rest orchestration's; workers load both.
+    app = Celery("switchboard", include=["app.orchestration.tasks", "app.ingress.submit_task"])
     app.conf.update(
         broker_url=settings.broker_url.get_secret_value(),
         # Publisher confirms: send_task returns only once RabbitMQ has taken the message, so an
@@ -132,14 +138,13 @@ celery = create_celery()
 def use_broker(url: str) -> None:
     """Point this process's publishing at another broker (tools and tests that switch vhosts);
     the cached connection and producer pools are dropped so the next publish reconnects."""
-    celery.conf.broker_url = url
-    celery._pool = None
-    celery.amqp._producer_pool = None
+    celery.conf.update(broker_url=url)
+    # Celery has no public way to drop these caches; its own close() also deregisters the app.
+    celery._pool = None  # type: ignore[attr-defined]  # private, absent from celery-types
+    celery.amqp._producer_pool = None  # type: ignore[attr-defined]  # private, absent from celery-types
 
 
 def _refuse_default_secrets(role: str) -> None:
-    from app.default_secrets import DefaultSecrets, refuse_defaults
-
     try:
         refuse_defaults(role)
     except DefaultSecrets as exc:
@@ -175,35 +180,31 @@ def _declare_topology(sender: Any = None, **_: Any) -> None:
 def _structured_logs(logger: logging.Logger | None = None, **_: Any) -> None:
     settings = get_settings()
     if settings.log_json and logger is not None:
-        from app.observability.logs import install
-
         install(logger, settings.process_name)
+
+
+def _queue_names() -> list[str]:
+    return [queue.name for queue in all_queues()]
 
 
 @worker_init.connect
 def _serve_metrics(sender: Any = None, **_: Any) -> None:
-    from app.observability import metrics
-
     settings = get_settings()
-    metrics.serve(settings.metrics_port, fleet=settings.process_name == ROUTER_QUEUE)
+    # Only the router exports the fleet-wide gauges (queue depths, breakers, spend).
+    fleet = _queue_names if settings.process_name == ROUTER_QUEUE else None
+    metrics.serve(settings.metrics_port, fleet=fleet)
 
 
 @worker_init.connect
 def _trace(sender: Any = None, **_: Any) -> None:
-    from app.observability import tracing
-
     tracing.setup(get_settings().process_name)
 
 
 @worker_init.connect
 def _warn_unpriced(sender: Any = None, **_: Any) -> None:
-    from app.inference.cost import warn_unpriced
-
     warn_unpriced()
 
 
 @worker_process_shutdown.connect
 def _child_exited(pid: int | None = None, **_: Any) -> None:
-    from app.observability import metrics
-
     metrics.process_exited(pid or os.getpid())

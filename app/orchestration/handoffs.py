@@ -18,11 +18,11 @@ from sqlalchemy import Connection, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from app.config import get_settings
-from app.ingress import callbacks
-from app.ingress.client import RequestNotFound
 from app.observability import metrics
+from app.orchestration import callbacks
 from app.state import Callback, Delivery, Handoff, Request, Status, connection_scope, session_scope
 from app.state import transitions as record
+from app.state.transitions import RequestNotFound
 
 log = logging.getLogger(__name__)
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from kombu import Connection, Exchange
 
+from app.broker_channel import amqp_channel
 from app.config import get_settings
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class _Sender(threading.Thread):
         while True:
             try:
                 with Connection(url, heartbeat=0) as conn:
-                    channel = conn.default_channel
+                    channel = amqp_channel(conn.default_channel)
                     EXCHANGE(channel).declare()
                     while True:
                         for key, body in _merged(self._take()):
@@ -70,7 +71,7 @@ class _Sender(threading.Thread):
                                 properties={"delivery_mode": 1, "expiration": "120000"},
                             )
                             channel.basic_publish(message, exchange=EXCHANGE.name, routing_key=key)
-            except Exception as exc:  # the broker went away: drop what waits, reconnect
+            except Exception as exc:  # noqa: BLE001 - the broker went away: drop what waits, reconnect
                 log.warning("live replies not sent (%s); reconnecting", type(exc).__name__)
                 while not self.pending.empty():
                     self.pending.get_nowait()

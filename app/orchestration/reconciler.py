@@ -12,7 +12,9 @@ request is safe (checkpointed steps, idempotent side effects, conditional status
 
 from __future__ import annotations
 
-from sqlalchemy import and_, exists, func, or_, select, text, update
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, text, update
 
 from app.config import get_settings
 from app.observability import tracing
@@ -23,7 +25,7 @@ from app.state import LlmCall, Request, RequestEvent, Status, autocommit_scope, 
 from app.state.transitions import add_event
 
 
-def _older_than(seconds: float):  # type: ignore[no-untyped-def]
+def _older_than(seconds: float) -> ColumnElement[datetime]:
     return func.now() - text("make_interval(secs => :age)").bindparams(age=seconds)
 
 

@@ -16,10 +16,12 @@ from functools import lru_cache
 from types import ModuleType
 
 from app.config import get_settings
+from app.errors import OrchestrationError
+from app.orchestration.metrics_ports import collisions
 from app.orchestration.specialist import CALLBACK_QUEUE, ROUTER_QUEUE, Specialist
 
 
-class RegistryError(RuntimeError):
+class RegistryError(OrchestrationError, RuntimeError):
     pass
 
 
@@ -79,8 +81,6 @@ def load(entries: list[str]) -> dict[str, Specialist]:
 
 
 def _check(found: dict[str, Specialist]) -> None:
-    from app.observability.metrics_ports import collisions
-
     fallbacks = [name for name, spec in found.items() if spec.fallback]
     if len(fallbacks) > 1:
         raise RegistryError(f"specialists {', '.join(fallbacks)} all declare fallback=True; at most one may")

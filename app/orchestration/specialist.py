@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -29,6 +29,8 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql import Select
+
+from app.errors import OrchestrationError
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -47,7 +49,7 @@ SelectT = TypeVar("SelectT", bound=Select[Any])
 NOT_FOUND = "not found for this customer"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _openai_schema(name: str, description: str, args: type[BaseModel]) -> dict[str, Any]:
     # Generating a JSON schema costs milliseconds, and the agent loop sends every tool's schema
     # with every call.
@@ -56,7 +58,7 @@ def _openai_schema(name: str, description: str, args: type[BaseModel]) -> dict[s
     return {"type": "function", "function": {"name": name, "description": description, "parameters": params}}
 
 
-class ToolError(Exception):
+class ToolError(OrchestrationError):
     """A tool refuses (no customer, a row not found for this customer, ...): the message goes back to
     the model as the tool's result, `{"error": message}`, and the step goes on."""
 
@@ -164,7 +166,7 @@ class Tool(Generic[ArgsT]):
 
 @dataclass(frozen=True)
 class TenantSettingDef:
-    """A per-tenant setting a specialist reads (app/state/tenant_settings.py stores the overrides)."""
+    """A per-tenant setting a specialist reads (app/orchestration/tenant_settings.py stores the overrides)."""
 
     # Prefixed with the specialist's name, e.g. "billing.refund_approval_above_usd".
     name: str

@@ -9,21 +9,24 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import Task
-from celery.exceptions import Reject, Retry
+from celery.exceptions import Reject
 from celery.signals import task_postrun, task_prerun
 from sqlalchemy import Connection, func, select
 
+from app import request_scope as context
 from app.config import get_settings
+from app.errors import OrchestrationError
 from app.inference import BudgetExhausted, Deferred
-from app.ingress import callbacks, client, submissions
+from app.inference.cache import purge_expired
 from app.observability import metrics, tracing
-from app.observability import request_scope as context
-from app.orchestration import fairness, handoffs, live
+from app.orchestration import callbacks, fairness, handoffs, live
+from app.orchestration.approvals import escalate_overdue
 from app.orchestration.celery_app import CALLBACK_TASK, RECONCILE_TASK, ROUTE_TASK, SUBMIT_TASK, celery
+from app.orchestration.reconciler import mark_in_doubt, redispatch_stale, republish_unpublished
 from app.orchestration.registry import get_specialist, specialists
 from app.orchestration.routing import decide
 from app.orchestration.specialist import Specialist
-from app.orchestration.topology import ROUTER_QUEUE, SUBMIT_QUEUE
+from app.orchestration.topology import ROUTER_QUEUE
 from app.state import Request, Status, conversations, session_scope
 from app.state import transitions as record
 from workflows import get_workflow
@@ -40,7 +43,7 @@ _bound: dict[tuple[str, int], Any] = {}
 @task_prerun.connect
 def _bind_request(task_id: str = "", task: Task | None = None, args: Any = None, **_: Any) -> None:
     # Every Switchboard task but the reconciler and submit takes its request id first: bound for the
-    # task's length, so its log lines carry it and its database time is counted (app/observability/request_scope.py).
+    # task's length, so its log lines carry it and its database time is counted (app/request_scope.py).
     if task is not None and task.name not in (RECONCILE_TASK, SUBMIT_TASK) and args:
         _bound[(task_id, threading.get_ident())] = context.enter(str(args[0]))
 
@@ -52,7 +55,7 @@ def _unbind_request(task_id: str = "", **_: Any) -> None:
         context.leave(token)
 
 
-class PermanentError(Exception):
+class PermanentError(OrchestrationError):
     """Retrying cannot help; dead-letter at once."""
 
 
@@ -70,7 +73,7 @@ def _budget_refusal(exc: BaseException | None) -> BudgetExhausted | None:
     return exc
 
 
-def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc: BaseException) -> None:
+def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc: Exception) -> None:
     """The one place that decides between another attempt and the dead-letter queue."""
     refusal = _budget_refusal(exc)
     transient = (
@@ -89,22 +92,26 @@ def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc:
         metrics.REQUESTS.labels(specialist, Status.FAILED).inc()
         try:
             record.mark_failed(request_id, error, attempt=attempt, retry_in_s=round(delay, 2))
-        except Exception:  # the database is down: retry anyway, the attempt is recorded next time
+        except Exception:  # noqa: BLE001 - the database is down: retry anyway, the attempt is recorded next time
             log.warning(
                 "request %s: could not record the failed attempt; retrying in %.1fs", request_id, delay
             )
-        raise task.retry(countdown=delay, exc=exc, max_retries=None, queue=queue, priority=priority)
+        raise task.retry(countdown=delay, exc=exc, max_retries=None, queue=queue, priority=priority)  # type: ignore[arg-type]  # Celery takes priority=None (no priority); celery-types says int
     if get_settings().handoff_on_failure and _handed_to_people(request_id, error):
         metrics.REQUESTS.labels(specialist, Status.NEEDS_HUMAN).inc()
         log.error("request %s handed to the human queue after %d attempt(s): %s", request_id, attempt, error)
         return  # acked: a person's reply finishes it
     try:
         record.mark_dead_lettered(request_id, error, queue=queue)
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever the record raises, the message is retried, never dropped unrecorded
         # Dead-lettering a message the record cannot mirror would split the two; come back later.
         log.warning("request %s: could not record the dead letter; retrying", request_id)
         raise task.retry(
-            countdown=backoff_s(attempt), exc=exc, max_retries=None, queue=queue, priority=priority
+            countdown=backoff_s(attempt),
+            exc=exc,
+            max_retries=None,
+            queue=queue,
+            priority=priority,  # type: ignore[arg-type]  # Celery takes priority=None (no priority); celery-types says int
         ) from None
     metrics.DEAD_LETTERS.labels(queue).inc()
     metrics.REQUESTS.labels(specialist, Status.DEAD_LETTERED).inc()
@@ -118,7 +125,7 @@ def give_up_or_retry(task: Task, request_id: str, queue: str, attempt: int, exc:
 def _handed_to_people(request_id: str, error: str) -> bool:
     try:
         return handoffs.hand_off_failed(request_id, error)
-    except Exception:  # the database is down: the dead-letter path below retries the recording
+    except Exception:  # noqa: BLE001 - the database is down: the dead-letter path below retries the recording
         log.warning("request %s: could not hand it to the human queue", request_id)
         return False
 
@@ -166,58 +173,8 @@ def route(self: Task, request_id: str) -> None:
             fairness.dispatch(request_id, get_specialist(decision.specialist), priority, tenant)
     except Reject:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the task boundary: every failure is retried or dead-lettered
         give_up_or_retry(self, request_id, ROUTER_QUEUE, self.request.retries + 1, exc)
-
-
-# Any arguments at all, so that a wrong call reaches the task and is dead-lettered with its error
-# rather than failing in Celery before it runs. The `submit` queue has no dead-letter exchange, so
-# nothing may escape as a failure (RabbitMQ would drop the message): if even dead-lettering fails,
-# the message goes back to the queue whole.
-@celery.task(name=SUBMIT_TASK, bind=True, max_retries=None)
-def submit(self: Task, *args: Any, **kwargs: Any) -> str | None:
-    try:
-        return _submit(self, args, kwargs)
-    except Retry:
-        raise
-    except Exception as exc:
-        log.warning(
-            "submission %s: could not record or dead-letter it (%s); it goes back to the queue",
-            self.request.id,
-            type(exc).__name__,
-        )
-        raise Reject(f"{type(exc).__name__}; requeued", requeue=True) from None
-
-
-def _submit(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
-    task_id = task.request.id
-    try:
-        submission = submissions.submit(args, kwargs, task_id)
-    except client.Overloaded as exc:  # a low-priority submission waits its turn, as over HTTP
-        return _retry_or_dead_letter(task, args, kwargs, str(exc), countdown=exc.retry_after_s)
-    except client.InvalidRequest as exc:
-        log.warning("submission %s refused into %s.dlq: %s", task_id, SUBMIT_QUEUE, exc)
-        submissions.dead_letter(task_id, args, kwargs, str(exc))
-        return None
-    except Exception as exc:  # the record or the broker is unavailable: try again later
-        # Only the error's type: a driver's message can carry connection details.
-        return _retry_or_dead_letter(task, args, kwargs, f"{type(exc).__name__} while recording the request")
-    log.info(
-        "submission %s recorded as request %s (duplicate=%s)", task_id, submission.id, submission.duplicate
-    )
-    return submission.id
-
-
-def _retry_or_dead_letter(
-    task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], error: str, countdown: float | None = None
-) -> None:
-    attempt = task.request.retries + 1
-    if attempt < get_settings().max_attempts:
-        delay = countdown if countdown is not None else backoff_s(attempt)
-        raise task.retry(countdown=delay, max_retries=None)
-    error = f"{error} (gave up after {attempt} attempts; `switchboard dlq replay` sends it again)"
-    log.error("submission %s dead-lettered into %s.dlq: %s", task.request.id, SUBMIT_QUEUE, error)
-    submissions.dead_letter(task.request.id, args, kwargs, error)
 
 
 def _specialist_task(spec: Specialist) -> Callable[..., Any]:
@@ -228,7 +185,7 @@ def _specialist_task(spec: Specialist) -> Callable[..., Any]:
         take_over = reclaim or bool((self.request.delivery_info or {}).get("redelivered"))
         try:
             attempt = record.start_attempt(request_id, take_over=take_over)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the task boundary: every failure is retried or dead-lettered
             give_up_or_retry(self, request_id, spec.queue, 1, exc)
             return
         if attempt is None:
@@ -291,9 +248,12 @@ def _specialist_task(spec: Specialist) -> Callable[..., Any]:
             metrics.RETRIES.labels(spec.queue, "deferred").inc()
             priority = (self.request.delivery_info or {}).get("priority")
             raise self.retry(
-                countdown=deferred.retry_in_s, max_retries=None, queue=spec.queue, priority=priority
+                countdown=deferred.retry_in_s,
+                max_retries=None,
+                queue=spec.queue,
+                priority=priority,  # type: ignore[arg-type]  # Celery takes priority=None (no priority); celery-types says int
             ) from None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the task boundary: every failure is retried or dead-lettered
             give_up_or_retry(self, request_id, spec.queue, attempt.number, exc)
         finally:
             live.status_changed(request_id)  # after the record's change committed: readers read it
@@ -325,10 +285,6 @@ def deliver_callback(self: Task, request_id: str) -> str:
 
 @celery.task(name=RECONCILE_TASK)
 def reconcile() -> dict[str, int]:
-    from app.inference.cache import purge_expired
-    from app.orchestration.approvals import escalate_overdue
-    from app.orchestration.reconciler import mark_in_doubt, redispatch_stale, republish_unpublished
-
     return {
         "republished": republish_unpublished(),
         "redispatched": redispatch_stale(),

@@ -7,17 +7,19 @@ with no other edit.
 
 from __future__ import annotations
 
-from amqp.exceptions import PreconditionFailed
+from contextlib import suppress
+
+from amqp.exceptions import AMQPError, PreconditionFailed
 from kombu import Connection, Exchange, Queue
 
+from app.broker_channel import amqp_channel
+from app.errors import OrchestrationError
 from app.orchestration.registry import specialists
 
 # Delivery callbacks have a queue and a pool of their own (CALLBACK_QUEUE): a slow receiver never
 # holds a specialist. The engine's queue names live with the contract, which reserves them.
 # Apps send `switchboard.submit` by name to SUBMIT_QUEUE; the router pool consumes it beside its own.
-from app.orchestration.specialist import CALLBACK_QUEUE as CALLBACK_QUEUE
-from app.orchestration.specialist import ROUTER_QUEUE as ROUTER_QUEUE
-from app.orchestration.specialist import SUBMIT_QUEUE as SUBMIT_QUEUE
+from app.orchestration.specialist import CALLBACK_QUEUE, ROUTER_QUEUE, SUBMIT_QUEUE
 
 EXCHANGE = Exchange("switchboard", type="direct", durable=True)
 DEAD_LETTER_EXCHANGE = Exchange("switchboard.dlx", type="direct", durable=True)
@@ -25,7 +27,7 @@ MAX_PRIORITY = 9
 PRIORITIES: dict[str, int] = {"high": 9, "normal": 5, "low": 1}
 
 
-class TopologyError(RuntimeError):
+class TopologyError(OrchestrationError, RuntimeError):
     """The broker holds a queue that cannot be used as declared; an operator must act."""
 
 
@@ -92,7 +94,7 @@ def declare(connection: Connection) -> list[str]:
     """Declare everything; safe to repeat. Raises TopologyError naming the queue that conflicts."""
     declared = []
     for queue in all_queues():
-        channel = connection.channel()
+        channel = amqp_channel(connection.channel())
         try:
             queue(channel).declare()
         except PreconditionFailed as exc:
@@ -103,9 +105,8 @@ def declare(connection: Connection) -> list[str]:
                 "again, or point SWITCHBOARD_BROKER_URL at another vhost."
             ) from None
         finally:
-            try:
+            # The broker closes the channel itself after a failed declare, or the connection dropped.
+            with suppress(AMQPError, OSError):
                 channel.close()
-            except Exception:  # the broker closes the channel itself after a failed declare
-                pass
         declared.append(queue.name)
     return declared

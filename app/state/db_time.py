@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 
-from app.observability.request_scope import current
+from app.request_scope import current
 
 _STARTED = "switchboard_statement_started"
 

@@ -1,21 +1,27 @@
 """One engine per process and short transactions.
 
 Nothing holds a connection across an LLM call: callers open `session_scope()` around the reads and
-writes they need and close it before doing I/O elsewhere.
+writes they need and close it before doing I/O elsewhere. Nothing needs a session across
+transactions either (only transaction-level advisory locks, no LISTEN, no session SET, no held
+cursors), so every path works behind PgBouncer in transaction mode (`database_pgbouncer`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.config import get_settings
+from app.config import Settings, get_settings
 from app.state import db_time as timing
+
+log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _engine: Engine | None = None
@@ -31,16 +37,21 @@ def get_engine() -> Engine:
             if _engine is None or _engine_pid != os.getpid():
                 settings = get_settings()
                 url = make_url(settings.database_url.get_secret_value())
-                # Added to any server options the URL sets itself, which connect_args would replace.
-                options = " ".join(
-                    filter(
-                        None,
-                        [
-                            str(url.query.get("options", "")),
-                            f"-c statement_timeout={int(settings.database_statement_timeout_s * 1000)}",
-                        ],
+                connect_args: dict[str, Any] = {
+                    "application_name": f"switchboard:{settings.process_name}:{os.getpid()}",
+                    **driver_args(settings),
+                }
+                if not settings.database_pgbouncer:
+                    # Added to any server options the URL sets itself, which connect_args would replace.
+                    connect_args["options"] = " ".join(
+                        filter(
+                            None,
+                            [
+                                str(url.query.get("options", "")),
+                                f"-c statement_timeout={int(settings.database_statement_timeout_s * 1000)}",
+                            ],
+                        )
                     )
-                )
                 _engine = create_engine(
                     url,
                     pool_size=settings.database_pool_size,
@@ -50,17 +61,41 @@ def get_engine() -> Engine:
                     # to the caller (step retry or task retry), so nothing is lost.
                     pool_pre_ping=False,
                     pool_recycle=1800,
-                    # Names every connection by process role and pid in pg_stat_activity, so an
-                    # operator can see which pool holds how many connections.
-                    connect_args={
-                        "application_name": f"switchboard:{settings.process_name}:{os.getpid()}",
-                        "options": options,
-                    },
+                    # application_name names every connection by process role and pid in
+                    # pg_stat_activity, so an operator can see which pool holds how many connections
+                    # (PgBouncer passes it on to the server connection it lends).
+                    connect_args=connect_args,
                 )
+                if settings.database_pgbouncer and settings.database_statement_timeout_s:
+                    event.listen(_engine, "first_connect", _check_statement_timeout)
                 timing.install(_engine)
                 _engine_pid = os.getpid()
                 _factory = sessionmaker(_engine, expire_on_commit=False)
     return _engine
+
+
+def driver_args(settings: Settings | None = None) -> dict[str, Any]:
+    """What every engine of this process (the pool, `migrate`, preflight) passes to psycopg."""
+    if (settings or get_settings()).database_pgbouncer:
+        # psycopg prepares a statement on the server after its fifth run on a connection; behind
+        # PgBouncer in transaction mode the next transaction runs on another server connection,
+        # where that statement is missing ("prepared statement _pg3_0 does not exist").
+        return {"prepare_threshold": None}
+    return {}
+
+
+def _check_statement_timeout(dbapi_connection: Any, _record: Any) -> None:
+    """Behind PgBouncer the timeout cannot travel as a startup option: say so once per process
+    when the server applies none (`switchboard migrate` stores it on the database)."""
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SHOW statement_timeout")
+        row = cursor.fetchone()
+    dbapi_connection.rollback()
+    if row is not None and row[0] in ("0", "0ms"):
+        log.warning(
+            "database: behind PgBouncer, and the server applies no statement_timeout: run "
+            "`switchboard migrate` (it stores the timeout on the database) or set it on the role"
+        )
 
 
 def dispose_engine() -> None:

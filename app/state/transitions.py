@@ -8,14 +8,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, bindparam, case, exists, func, insert, literal_column, select, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Table,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import CTE
 
-from app.observability.request_scope import current
+from app.errors import StateError
+from app.request_scope import current
 from app.state import (
     Callback,
     Request,
@@ -31,11 +44,12 @@ from app.state import (
 # ORM session and statement building cost more CPU than the round trips, and a worker process
 # runs hundreds of these a second. A transition and its event are one statement (a data-modifying
 # CTE), so the transitions outside a step's checkpoint commit on their own in one round trip.
-_R = Request.__table__
-_S = StepRun.__table__
-_E = RequestEvent.__table__
+# A mapped class's __table__ is its Table; SQLAlchemy types it as the wider FromClause.
+_R = cast(Table, Request.__table__)
+_S = cast(Table, StepRun.__table__)
+_E = cast(Table, RequestEvent.__table__)
 _INSERT_EVENT = insert(_E)
-_RID = bindparam("rid")
+_RID: BindParameter[str] = bindparam("rid")
 
 
 def _with_event(transition: CTE, kind: str, detail: Any) -> CTE:
@@ -316,7 +330,11 @@ def reset_for_replay(request_id: str) -> Request | None:
 # app/orchestration/handoffs.py, workflows/engine.py).
 
 
-class NotWaiting(Exception):  # noqa: N818 - a refusal shown to the person who asked, not a bug
+class RequestNotFound(StateError, LookupError):
+    """No such request in the record (or not the asking tenant's)."""
+
+
+class NotWaiting(StateError):
     """The request is not in the status a person's action needs; `status` is the one it is in."""
 
     def __init__(self, request_id: str, status: str, needed: str) -> None:

@@ -14,7 +14,7 @@ fresh database always has both refundable invoices (paid, under 30 days old) and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import func, select
@@ -199,7 +199,7 @@ def _seed_invoices(session: Session, account_ids: dict[str, int], now: datetime)
 
 def seed(session: Session) -> dict[str, int]:
     """Insert the accounts and invoices that are missing; the row count of each table."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     _seed_invoices(session, _seed_accounts(session, now), now)
     session.flush()
     return {

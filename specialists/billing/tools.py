@@ -20,8 +20,8 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from app.orchestration import tenant_settings
 from app.orchestration.specialist import NOT_FOUND, TenantSettingDef, Tool, ToolContext, owned
-from app.state import tenant_settings
 from app.state.session import session_scope
 from specialists.billing.models import Account, Invoice, Refund
 

@@ -455,9 +455,11 @@ SERVICE_STATUS: tuple[tuple[str, str, str], ...] = (
     (
         "webhooks",
         "degraded",
-        "Webhook deliveries are delayed by up to 20 minutes for some customers in the US region. "
-        "No events have been lost; delayed events are being delivered in order. We are working on "
-        "the backlog and will post the next update within 30 minutes.",
+        (
+            "Webhook deliveries are delayed by up to 20 minutes for some customers in the US region. "
+            "No events have been lost; delayed events are being delivered in order. We are working on "
+            "the backlog and will post the next update within 30 minutes."
+        ),
     ),
     ("login", "operational", ""),
     ("billing", "operational", ""),

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Connection,
     Row,
     Select,
+    String,
     bindparam,
     func,
     literal_column,
@@ -79,7 +80,7 @@ def _any_word_query(text: str) -> str | None:
 
 def _ranked_statement(tsquery: ColumnElement[Any], mode: str, limit: str) -> Select[Any]:
     rank = func.ts_rank(KbArticle.search, tsquery).label("rank")
-    mode_column = literal_column(f"'{mode}'").label("mode")
+    mode_column = literal_column(f"'{mode}'", String).label("mode")
     return (
         select(mode_column, KbArticle.slug, KbArticle.title, KbArticle.body, rank)
         # The tenant's own articles only (a bound parameter: the statement is built once).

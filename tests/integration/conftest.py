@@ -25,8 +25,8 @@ METRICS_PORTS: dict[str, int] = {}
 def services() -> object:
     assert root.SERVICES is not None
     from app.state import session_scope
-    from app.state.migrate import upgrade
-    from app.state.seeding import seed_enabled
+    from app.ops.migrate import upgrade
+    from app.ops.seeding import seed_enabled
 
     upgrade()
     with session_scope() as session:

@@ -22,8 +22,9 @@ import pytest
 import trustme
 from sqlalchemy import func, select, update
 
-from app.ingress import callbacks, client, tenants
 from app.config import reset_settings
+from app.ingress import client, tenants
+from app.orchestration import callbacks
 from app.state import CallbackAttempt, Request, Status, session_scope
 
 PUBLIC = "93.184.216.34"  # a global address: passes the check

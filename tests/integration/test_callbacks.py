@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import select
 
 from app.ingress import tenants
-from app.ingress.callbacks import SIGNATURE_HEADER
+from app.orchestration.callbacks import SIGNATURE_HEADER
 from app.orchestration.celery_app import CALLBACK_TASK, celery
-from app.state import Callback, CallbackAttempt, session_scope
 from app.orchestration.topology import CALLBACK_QUEUE
+from app.state import Callback, CallbackAttempt, session_scope
 from tests import conftest as root
 
 
@@ -103,7 +103,7 @@ def test_reconciler_sends_a_callback_whose_task_was_lost(workers: object, receiv
     """A worker that died between finishing the request and sending the callback task leaves a
     pending callback with no attempt; the reconciler's sweep sends it."""
     from app.ingress import client
-    from app.ingress.callbacks import resend_pending
+    from app.orchestration.callbacks import resend_pending
 
     url, state = receiver
     state.fail_first = 0

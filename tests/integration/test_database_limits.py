@@ -10,7 +10,7 @@ from sqlalchemy.exc import OperationalError
 
 from app.config import reset_settings
 from app.state import dispose_engine, session_scope
-from workflows.engine import _retry_here
+from workflows.engine.runner import _retry_here
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from app.ingress import client
-from app.orchestration.celery_app import celery
 from app.config import reset_settings
+from app.ingress import client
+from app.orchestration.admission.degradation import reset as reset_degradation
+from app.orchestration.celery_app import celery
 from app.state import LlmCall, Request, session_scope
-from app.ingress.admission.degradation import reset as reset_degradation
 from tests.integration.conftest import own_pools, run_cli, wait_all, wait_until
 
 TECHNICAL = "Our export job fails with a 502 error on the orders endpoint (job {})"
@@ -25,7 +25,7 @@ TECHNICAL = "Our export job fails with a 502 error on the orders endpoint (job {
 def _already_waiting() -> int:
     """Technical requests other tests left waiting in the session's record (their vhost is gone):
     the thresholds count from there."""
-    from app.ingress.admission.backlog import waiting
+    from app.orchestration.admission.backlog import waiting
 
     with session_scope() as session:
         return waiting(session).get("technical", 0)

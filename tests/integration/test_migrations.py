@@ -16,7 +16,7 @@ from sqlalchemy import MetaData, create_engine, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
-from app.state.migrate import alembic_config, current, histories, upgrade
+from app.ops.migrate import alembic_config, current, histories, upgrade
 from app.state.models import Base
 from tests.support.legacy_schema import create_business_tables
 from tests.support.services import scratch_database

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import select
 
 from app.ingress import client
+from app.observability.depth import depths
 from app.orchestration.celery_app import celery
 from app.state import ScalingDecision, session_scope
-from app.ops.depth import depths
 from tests.integration.conftest import peak_overlap, run_cli, wait_all, wait_until
 
 TECHNICAL = "Our export job fails with a 502 error on the orders endpoint (job {})"

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from app.ingress import client
-from app.orchestration.celery_app import celery
-from app.ops.depth import from_amqp
+from app.observability.depth import from_amqp
 from app.ops.queue_status import worker_views
 from app.ops.supervisor import Supervisor, wait_for_workers
+from app.orchestration.celery_app import celery
 from tests.integration.conftest import ROOT, run_cli, wait_all, wait_until
 
 TECHNICAL = "Our export job fails with a 502 error on the orders endpoint (job {})"

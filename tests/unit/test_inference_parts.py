@@ -13,7 +13,7 @@ from app.inference.cache import MemoryCache, cache_key
 from app.inference.headers import exhausted_for, parse_duration, retry_after
 from app.inference.history import compress
 from app.inference.provider import ChatResponse, Usage
-from app.inference.tiers import effective_tier
+from app.orchestration.tiers import effective_tier
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("1s", 1), ("6m0s", 360), ("850ms", 0.85), ("8.64s", 8.64),

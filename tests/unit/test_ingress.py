@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from app.ingress.callbacks import CallbackRefused, check_url, resolve_checked, sign
-from app.ingress.client import InvalidRequest, RequestNotFound
 from app.config import get_settings, reset_settings
-from app.orchestration.fairness import demoted
+from app.ingress.client import InvalidRequest, RequestNotFound
 from app.ingress.http.errors import api_error
 from app.ingress.http.limits import LimitExceeded, tenant_rate
 from app.ingress.http.openapi import document
+from app.orchestration.callbacks import CallbackRefused, check_url, resolve_checked, sign
+from app.orchestration.fairness import demoted
 
 
 @pytest.fixture

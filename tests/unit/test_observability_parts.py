@@ -13,10 +13,10 @@ from types import SimpleNamespace
 import pytest
 
 from app.config import reset_settings
-from app.observability.request_scope import bound, carry
 from app.observability.logs import JsonFormatter, RequestIdFilter
 from app.observability.report import bottleneck, parse_since
 from app.observability.timings import request_timings
+from app.request_scope import bound, carry
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
@@ -244,7 +244,7 @@ def test_metrics_listen_on_loopback_unless_widened(
         monkeypatch.delenv("SWITCHBOARD_METRICS_ADDRESS", raising=False)
     reset_settings()
     try:
-        assert metrics.serve(port, fleet=False) is not None
+        assert metrics.serve(port, fleet=None) is not None
         assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).status_code == 200
         try:
             elsewhere = httpx.get(f"http://127.0.0.2:{port}/metrics", timeout=5).status_code == 200

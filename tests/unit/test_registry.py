@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from app.observability import metrics_ports
 from app.config import Settings
 from app.ops.pools import metrics_port_for, procfile
+from app.orchestration import metrics_ports
 from app.orchestration.registry import RegistryError, fallback_specialist, specialists
 from tests.support.outside_specialist import NAME, enabled, write_package
 

@@ -9,10 +9,10 @@ import time
 import pytest
 from pydantic import ValidationError
 
-from app.ingress.client import InvalidRequest, Overloaded
 from app.config import Settings
+from app.ingress.client import Overloaded, Refused
+from app.observability.depth import _vhost_and_credentials
 from app.ops.autoscaler import Cap, Policy, decide
-from app.ops.depth import _vhost_and_credentials
 from app.ops.pools import process_name, queue_of_node
 from app.ops.scale import layout
 from app.orchestration.thread_pool import TaskPool
@@ -106,7 +106,7 @@ def test_policies_and_thresholds_come_from_settings() -> None:
 
 def test_overloaded_is_a_refusal_with_a_wait() -> None:
     exc = Overloaded("billing", waiting=420, threshold=400, estimated_wait_s=84.2)
-    assert isinstance(exc, InvalidRequest) and exc.retry_after_s == 85
+    assert isinstance(exc, Refused) and exc.retry_after_s == 85
     assert str(exc).startswith("overloaded: 420 requests wait for the billing queue") and "about 84s" in str(exc)
     assert Overloaded("billing", 420, 400, None).retry_after_s == 60
 

@@ -6,14 +6,20 @@ tool's input) / `content_block_stop`, `message_delta` (stop reason, output usage
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
-from app.inference.adapters.base import ChatRequest, StreamFailed
+from app.inference.adapters.base import ChatRequest, Failure, StreamFailed
 from app.inference.response import ChatResponse
 
 
 class AnthropicMessagesStream:
-    def __init__(self, request: ChatRequest, parse: Any, failure: Any) -> None:
+    def __init__(
+        self,
+        request: ChatRequest,
+        parse: Callable[[ChatRequest, dict[str, Any], dict[str, str]], ChatResponse],
+        failure: Callable[[int, bytes], Failure],
+    ) -> None:
         self._request = request
         self._parse = parse
         self._failure = failure

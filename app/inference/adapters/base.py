@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from app.errors import InferenceError
 from app.inference.errors import FailureClass, classify_status
 from app.inference.response import ChatResponse
 
@@ -58,7 +59,7 @@ class Failure:
     detail: str
 
 
-class StreamFailed(Exception):
+class StreamFailed(InferenceError):
     """The API sent an error event in the middle of a stream."""
 
     def __init__(self, failure: Failure) -> None:

@@ -6,6 +6,7 @@ Azure OpenAI and OpenAI-compatible servers (vLLM, Ollama, LiteLLM, the simulator
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from app.inference.adapters.base import ChatRequest, Failure, StreamFailed
@@ -14,7 +15,11 @@ from app.inference.response import ChatResponse
 
 
 class OpenAIChatStream:
-    def __init__(self, request: ChatRequest, parse: Any) -> None:
+    def __init__(
+        self,
+        request: ChatRequest,
+        parse: Callable[[ChatRequest, dict[str, Any], dict[str, str]], ChatResponse],
+    ) -> None:
         self._request = request
         self._parse = parse
         self._model: str | None = None

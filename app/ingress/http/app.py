@@ -115,7 +115,7 @@ def _check(probe: Any) -> str:
     try:
         probe()
         return "ok"
-    except Exception as exc:  # a health check reports, it does not raise
+    except Exception as exc:  # noqa: BLE001 - a health check reports, it does not raise
         log.warning("health check failed: %s", type(exc).__name__)
         return "unavailable"
 

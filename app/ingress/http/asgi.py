@@ -55,7 +55,8 @@ class BodyLimit:
         async def replay() -> Message:
             nonlocal replayed
             if replayed:
-                return await receive()  # the client's disconnect, if it goes away
+                disconnect: Message = await receive()  # the client's disconnect, if it goes away
+                return disconnect
             replayed = True
             return {"type": "http.request", "body": bytes(body), "more_body": False}
 
@@ -79,7 +80,7 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": payload})
 
 
-def create_asgi() -> BodyLimit:
+def create_asgi() -> Streams:
     """`uvicorn --factory app.ingress.http.asgi:create_asgi`: one thread per concurrent request at most
     SWITCHBOARD_API_THREADS, as the database pool is sized for."""
     from app.default_secrets import DefaultSecrets, refuse_defaults
@@ -92,5 +93,7 @@ def create_asgi() -> BodyLimit:
         raise SystemExit(f"switchboard: {exc}") from None
     # GET /v1/requests/{id}/stream is answered on the loop itself (app/ingress/http/sse.py): an open
     # stream holds a socket and a broker queue, never one of the threads.
-    app = BodyLimit(WSGIMiddleware(create_app(), workers=settings.api_threads), settings.api_max_body_bytes)
+    # a2wsgi types the environ as its own TypedDict, Flask as a dict: the same WSGI environ.
+    wsgi = WSGIMiddleware(create_app(), workers=settings.api_threads)  # type: ignore[arg-type]
+    app = BodyLimit(wsgi, settings.api_max_body_bytes)
     return Streams(app)

@@ -13,9 +13,10 @@ from kombu.exceptions import OperationalError as BrokerError
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 
-from app.ingress.client import InvalidRequest, Overloaded, RequestNotFound
+from app.errors import IngressError
+from app.ingress.client import InvalidRequest, Overloaded
 from app.ingress.http.limits import LimitExceeded
-from app.state.transitions import NotWaiting
+from app.state.transitions import NotWaiting, RequestNotFound
 
 # status -> the stable code clients switch on
 CODES: dict[int, str] = {
@@ -43,7 +44,7 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-class ApiError(Exception):
+class ApiError(IngressError):
     def __init__(
         self,
         status: int,
@@ -113,7 +114,7 @@ def _overloaded(exc: Overloaded) -> ApiError:
     return ApiError(503, str(exc), retry_after_s=exc.retry_after_s, code="overloaded")
 
 
-# A new client exception maps here; the first match wins, so a subclass comes before its base.
+# A new exception maps here; the first match wins, so a subclass comes before its base.
 _MAPPING: list[tuple[type[BaseException], Callable[..., ApiError]]] = [
     (Overloaded, _overloaded),
     (InvalidRequest, _invalid),

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import func, select, text
 
+from app.errors import IngressError
 from app.inference.limiter import Candidate, Demand, PostgresLimiter, Rate, WaitTooLong
 from app.ingress.tenants import Principal
 from app.state import Request, Status, connection_scope
@@ -22,7 +23,7 @@ UNFINISHED = (Status.ACCEPTED, Status.ROUTED, Status.RUNNING, Status.FAILED)
 _limiter = PostgresLimiter()
 
 
-class LimitExceeded(Exception):
+class LimitExceeded(IngressError):
     """The tenant is over one of its limits; `retry_after_s` says when to try again."""
 
     def __init__(self, message: str, retry_after_s: float) -> None:

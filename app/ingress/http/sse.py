@@ -80,7 +80,7 @@ class Streams:
             )
         try:
             channel = await (await self._broker()).channel()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever opening a channel raises, the client gets a 503 to retry
             log.warning("stream %s: broker unavailable (%s)", request_id, type(exc).__name__)
             raise ApiError(
                 503, "the broker (RabbitMQ) is unavailable; retry later", retry_after_s=5
@@ -106,7 +106,7 @@ class Streams:
             self.open -= 1
             try:
                 await channel.close()  # the exclusive queue goes with it
-            except Exception:  # the broker went away: its queue went with it
+            except Exception:  # noqa: BLE001, S110 - the broker went away: its queue went with it
                 pass
 
     async def _follow(
@@ -179,5 +179,5 @@ async def _answer(send: Any, error: ApiError) -> None:
     try:
         await send({"type": "http.response.start", "status": error.status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
-    except Exception:  # the response had started: the stream is cut, which the client sees
+    except Exception:  # noqa: BLE001, S110 - the response had started: the stream is cut, which the client sees
         pass

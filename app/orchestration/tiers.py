@@ -1,19 +1,26 @@
 """Model tiers per request: a cheap-tier step moves to the capable tier when a rule says the
 request deserves it (high priority, a long text, or a router that was unsure), and every step of a
 request that is not high priority drops to the cheap tier while its queue is past the first
-degradation threshold (app/ingress/admission/degradation.py)."""
+degradation threshold (app/orchestration/admission/degradation.py)."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
 from app.config import get_settings
+from app.orchestration.admission.degradation import Level, level
 
 
 class RequestTraits(Protocol):
-    priority: str
-    text: str
-    route_confidence: float | None
+    # Read-only: a frozen dataclass (the workflow's RequestInfo) and a record row both fit.
+    @property
+    def priority(self) -> str: ...
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def route_confidence(self) -> float | None: ...
 
 
 def upgrade_reason(request: RequestTraits) -> str | None:
@@ -28,11 +35,8 @@ def upgrade_reason(request: RequestTraits) -> str | None:
 
 
 def effective_tier(tier: str, request: RequestTraits, queue: str | None = None) -> str:
-    if queue is not None and request.priority != "high":
-        from app.ingress.admission.degradation import Level, level
-
-        if level(queue) >= Level.CHEAP:
-            return "cheap"
+    if queue is not None and request.priority != "high" and level(queue) >= Level.CHEAP:
+        return "cheap"
     if tier == "cheap" and upgrade_reason(request) is not None:
         return "capable"
     return tier

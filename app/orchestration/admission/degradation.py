@@ -1,4 +1,4 @@
-"""Graceful degradation under load, per queue, by how many requests wait for it (see app/ingress/admission/backlog.py).
+"""Graceful degradation under load, per queue, by how many requests wait for it (see app/orchestration/admission/backlog.py).
 
 Past a queue's first threshold its pending work runs on the cheap model tier (high priority keeps
 its tier: that is what priority is for); past the second, new `low` priority submissions bound for
@@ -18,6 +18,7 @@ import time
 from enum import IntEnum
 
 from app.config import get_settings
+from app.orchestration.admission.backlog import waiting
 from app.state import session_scope
 
 CACHE_S = 1.0
@@ -47,8 +48,6 @@ def waiting_counts() -> dict[str, int]:
             return _cached[1]
         _refreshing = True
     try:
-        from app.ingress.admission.backlog import waiting
-
         with session_scope() as session:
             counts = waiting(session)
         with _lock:

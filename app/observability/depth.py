@@ -9,14 +9,16 @@ came from. The management API refreshes its figures every few seconds (RabbitMQ'
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Literal
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
-from amqp.exceptions import NotFound
+from amqp.exceptions import AMQPError, NotFound
 from kombu import Connection
 from pydantic import BaseModel
 
+from app.broker_channel import amqp_channel
 from app.config import get_settings
 
 Source = Literal["management", "amqp"]
@@ -85,17 +87,21 @@ def from_amqp(names: list[str]) -> Depths:
     queues: dict[str, Depth | None] = {}
     with Connection(get_settings().broker_url.get_secret_value()) as conn:
         for name in names:
-            channel = conn.channel()
+            channel = amqp_channel(conn.channel())
             try:
                 ok = channel.queue_declare(queue=name, passive=True)
-                queues[name] = Depth(ready=ok.message_count, unacked=None, consumers=ok.consumer_count)
+                # py-amqp returns a namedtuple (queue_declare_ok_t); celery-types says tuple or None.
+                queues[name] = Depth(
+                    ready=ok.message_count,  # type: ignore[union-attr]
+                    unacked=None,
+                    consumers=ok.consumer_count,  # type: ignore[union-attr]
+                )
             except NotFound:
                 queues[name] = None
             finally:
-                try:
+                # The broker closes a channel whose passive declare failed, or the connection dropped.
+                with suppress(AMQPError, OSError):
                     channel.close()
-                except Exception:  # the broker closes a channel whose passive declare failed
-                    pass
     return Depths(source="amqp", queues=queues)
 
 

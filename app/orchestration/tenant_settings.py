@@ -18,11 +18,13 @@ from pydantic import BaseModel
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
+from app.errors import OrchestrationError
+from app.orchestration.registry import specialists
 from app.orchestration.specialist import TenantSettingDef
 from app.state import TenantSetting, autocommit_scope, session_scope
 
 
-class SettingError(ValueError):
+class SettingError(OrchestrationError, ValueError):
     """An unknown setting or a value its specialist refuses; the message says which."""
 
 
@@ -35,8 +37,6 @@ class SettingView(BaseModel):
 
 
 def declared() -> dict[str, TenantSettingDef]:
-    from app.orchestration.registry import specialists
-
     return {d.name: d for spec in specialists().values() for d in spec.tenant_settings}
 
 

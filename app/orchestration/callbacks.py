@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from sqlalchemy import func, select, text
 
 from app.config import get_settings
+from app.errors import OrchestrationError
 from app.orchestration.celery_app import CALLBACK_TASK, celery
 from app.orchestration.topology import CALLBACK_QUEUE
 from app.state import Callback, CallbackAttempt, Request, Status, Tenant, session_scope
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-class CallbackRefused(ValueError):
+class CallbackRefused(OrchestrationError, ValueError):
     """The URL may not receive callbacks; the message says why."""
 
 
@@ -120,6 +121,12 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> ht
 SIGNATURE_HEADER = "X-Switchboard-Signature"
 
 
+def signing_secret(name: str, salt: str) -> str:
+    """A tenant's callback signing secret, derived from SWITCHBOARD_SIGNING_KEY and its salt (never stored)."""
+    key = get_settings().signing_key.get_secret_value().encode()
+    return "whsec_" + hmac.new(key, f"{name}:{salt}".encode(), hashlib.sha256).hexdigest()
+
+
 def sign(secret: str, timestamp: int, body: bytes) -> str:
     """`t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">`: the receiver recomputes it with the
     tenant's signing secret and rejects old timestamps, so a captured POST cannot be replayed later."""
@@ -168,8 +175,6 @@ def deliver(request_id: str) -> Delivery:
     separate, so holding its connection for the POST (at most SWITCHBOARD_CALLBACK_TIMEOUT_S) takes
     nothing from the workers.
     """
-    from app.ingress.tenants import signing_secret
-
     settings = get_settings()
     with session_scope() as session:
         callback = session.scalar(

@@ -1,0 +1,174 @@
+"""What a running step sees: its request, its specialist, earlier steps' outputs, and the calls it
+may make (the LLM through the gateway, writes that commit with its checkpoint, parking for a person)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NoReturn, TypeVar, overload
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import Connection, Executable
+
+from app.config import get_settings
+from app.inference import ChatResponse, complete, structured
+from app.orchestration import approvals, live
+from app.orchestration.approvals import Decision
+from app.orchestration.specialist import Specialist, ToolContext
+from app.orchestration.tiers import effective_tier
+from workflows.engine.errors import AwaitingApproval, HandedOff
+from workflows.engine.workflow import Step
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    id: str
+    tenant: str
+    text: str
+    priority: str
+    history: list[dict[str, str]]
+    route_confidence: float | None = None
+    # The verified end user the request acts for (requests.customer); tools see only their rows.
+    customer: str | None = None
+
+
+@dataclass
+class StepContext:
+    request: RequestInfo
+    specialist: Specialist
+    step: Step
+    outputs: dict[str, dict[str, Any]]
+    # This step's answered LLM calls (their intent rows are in the record already), completed with
+    # its checkpoint in one transaction.
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    # Writes that must commit with the checkpoint or not at all (see `write`).
+    writes: list[Callable[[Connection], object]] = field(default_factory=list)
+    # time.monotonic() past which the step makes no further LLM call (see the module docstring).
+    deadline: float = float("inf")
+    # Where this step's streamed calls send their text (created on the first `stream=True` call);
+    # kept across the step's attempts, so a retry announces that the text sent before is void.
+    streamed: live.LiveAnswer | None = None
+    # The state this step parked with (waiting for an approval), when it runs again to resume.
+    parked: dict[str, Any] | None = None
+
+    @overload
+    def llm(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        tier: str | None = None,
+        max_tokens: int = 512,
+        temperature: float | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        response_format: dict[str, Any] | None = None,
+        response_model: None = None,
+        stream: bool = False,
+    ) -> ChatResponse: ...
+
+    @overload
+    def llm(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        tier: str | None = None,
+        max_tokens: int = 512,
+        temperature: float | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        response_format: dict[str, Any] | None = None,
+        response_model: type[M],
+        stream: bool = False,
+    ) -> M: ...
+
+    def llm(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        tier: str | None = None,
+        max_tokens: int = 512,
+        temperature: float | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        response_format: dict[str, Any] | None = None,
+        response_model: type[M] | None = None,
+        stream: bool = False,
+    ) -> ChatResponse | M:
+        """One LLM call through the gateway. With `response_model` (a pydantic model) the call
+        asks for JSON of its schema and returns a validated instance; an invalid answer gets one
+        repair prompt naming what was wrong, then fails the step (not retryable). With `stream`
+        the answer's text reaches the request's stream readers while the model writes it (for the
+        step's final answer; see app/orchestration/live.py); the call returns the same whole answer."""
+        stream = stream and get_settings().stream_replies
+        if stream and self.streamed is None:
+            self.streamed = live.LiveAnswer(self.request.id, self.step.name)
+
+        def call(conversation: list[dict[str, Any]], fmt: dict[str, Any] | None) -> ChatResponse:
+            if time.monotonic() > self.deadline:
+                raise TimeoutError(f"took longer than {self.step.timeout_s:g}s")
+            return complete(
+                conversation,
+                tier=effective_tier(tier or self.step.tier, self.request, self.specialist.queue),
+                purpose=self.step.name,
+                request_id=self.request.id,
+                step=self.step.name,
+                tools=tools,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                tool_choice=tool_choice,
+                response_format=fmt,
+                cache=self.step.single_shot and not tools,
+                tenant=self.request.tenant,
+                record_into=self.calls,
+                writes_into=self.writes,
+                stream_to=self.streamed if stream else None,
+            )
+
+        if response_model is None:
+            return call(messages, response_format)
+        fmt = response_format or structured.response_format(response_model)
+        response = call(messages, fmt)
+        try:
+            return structured.parse(response_model, response)
+        except ValidationError as first:
+            repaired = call(structured.repair_messages(messages, response, first), fmt)
+            try:
+                return structured.parse(response_model, repaired)
+            except ValidationError as second:
+                raise structured.InvalidStructuredOutput(
+                    f"the model's answer is not a valid {response_model.__name__} after one repair: "
+                    f"{second.errors()[0]['msg']}"
+                ) from None
+
+    def write(self, statement: Executable) -> None:
+        """Execute `statement` in the transaction that checkpoints this step, if the step
+        succeeds: a record of what the step did commits together with its checkpoint, and costs
+        no transaction of its own."""
+        self.writes.append(lambda conn: conn.execute(statement))
+
+    def await_approval(
+        self, *, key: str, tool: str, arguments: dict[str, Any], why: str, state: dict[str, Any]
+    ) -> NoReturn:
+        """Park the step until a person decides on the call `key` (unique within the step, e.g. the
+        model's tool-call id). The step runs again once decided, with `state` as `ctx.parked`:
+        everything it needs to go on without repeating paid LLM calls."""
+        raise AwaitingApproval(key=key, tool=tool, arguments=arguments, why=why, state=state)
+
+    def decision(self, key: str) -> Decision | None:
+        """A person's decision on the call `key` of this step, if one was made."""
+        return approvals.decision(self.request.id, self.step.name, key)
+
+    def handoff(self, reason: str, *, source: str = "workflow") -> NoReturn:
+        """Give the request to the human queue (`needs_human`); a person's reply becomes its result."""
+        raise HandedOff(reason, source)
+
+    def tool_context(self) -> ToolContext:
+        return ToolContext(
+            request_id=self.request.id,
+            tenant=self.request.tenant,
+            step=self.step.name,
+            customer=self.request.customer,
+        )
