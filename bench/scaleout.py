@@ -109,11 +109,11 @@ class Bench:
         h.wait_http(f"http://127.0.0.1:{self.sb.simulator_port}/healthz")
 
     def phase(self, processes: int, c: int, n: int, env: dict[str, str] | None = None) -> dict[str, Any]:
-        from sqlalchemy import select
+        from sqlalchemy import func, select
 
         from app.ops.pools import worker_spec
         from app.orchestration.celery_app import celery
-        from app.state import Request, session_scope
+        from app.state import LlmCall, Request, session_scope
 
         specs = [worker_spec("technical", c, index=i) for i in range(processes)]
         for spec in specs:
@@ -138,6 +138,8 @@ class Bench:
             self.supervisor.stop(name)
         with session_scope() as session:
             spans = session.execute(select(Request.started_at, Request.finished_at).where(Request.id.in_(ids))).all()
+            calls = session.scalar(select(func.count()).select_from(LlmCall).where(LlmCall.request_id.in_(ids)))
+            waited = session.scalar(select(func.avg(LlmCall.limiter_wait_ms)).where(LlmCall.request_id.in_(ids)))
         finished = sorted(f for _, f in spans)
         start = min(s for s, _ in spans)
         # Steady state: leave out the first and last wave of finishes (ramp-up and drain).
@@ -153,6 +155,11 @@ class Bench:
             "rps": round(rps, 2),
             "overall_rps": round(n / elapsed, 2),
             "seconds": round(elapsed, 2),
+            # A request's time from its start to its end, and what it spent on the provider: the
+            # rest is the pipeline (queueing for a thread, the record, the limiter).
+            "request_s": round(sum((f - s).total_seconds() for s, f in spans) / n, 3),
+            "llm_calls_per_request": round((calls or 0) / n, 2),
+            "limiter_wait_ms": round(float(waited or 0), 2),
             "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
             "worker_cpu_per_request_ms": round(worker_cpu / n * 1000, 2),
             # Cores the technical processes got, and cores the machine spent on work not this bench's.
@@ -207,7 +214,8 @@ def io_phases(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
         "io_rps": [p["rps"] for p in io],
         "io_speedup_2": round(io[1]["rps"] / io[0]["rps"], 3),
         "io_speedup_4": round(io[2]["rps"] / io[0]["rps"], 3),
-        "io_ideal_rps_per_process": round(c / args.io_latency, 2),
+        # What a process could do if a request took only its provider calls' latency.
+        "io_ideal_rps_per_process": round(c / (args.io_latency * io[0]["llm_calls_per_request"]), 2),
         "io_concurrency_per_process": c,
         "io_latency_s": args.io_latency,
         "io_phases": io,
