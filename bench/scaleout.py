@@ -28,13 +28,15 @@ Last line: {"rps_1", "rps_2", "speedup", "speedup_vs_cores", "io_speedup_2", "io
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import os
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -45,6 +47,47 @@ TEXT = "Our export job fails with a 502 error on the orders endpoint (run {run},
 
 def _load_avg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
+
+
+class _WaitSampler(threading.Thread):
+    """Samples pg_stat_activity for one database while a phase runs: which waits its active
+    backends are in, and on which statement, to show rows every process contends for."""
+
+    def __init__(self, database: str) -> None:
+        super().__init__(daemon=True)
+        self.database = database
+        self.stop = threading.Event()
+        self.seen: collections.Counter[str] = collections.Counter()
+        self.samples = 0
+
+    def run(self) -> None:
+        from sqlalchemy import text
+
+        from app.state import autocommit_scope
+
+        query = text("""
+            SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') AS wait, left(query, 60) AS q
+            FROM pg_stat_activity
+            WHERE datname = :db AND state = 'active' AND pid <> pg_backend_pid()
+        """)
+        while not self.stop.wait(0.1):
+            with autocommit_scope() as conn:
+                rows = conn.execute(query, {"db": self.database}).all()
+            self.samples += 1
+            for wait, q in rows:
+                self.seen[f"{wait} | {' '.join(q.split())[:50]}"] += 1
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.join(timeout=5)
+
+    def counts(self) -> dict[str, float]:
+        """Mean backends in each wait per sample, the largest first."""
+        return {k: round(v / max(self.samples, 1), 2) for k, v in self.seen.most_common(8)}
 
 
 class Bench:
@@ -132,7 +175,8 @@ class Bench:
         celery.control.add_consumer("technical", destination=nodes, reply=True)
         cpu0 = h.cpu_snapshot(pids, databases)
         h.log(f"phase {processes}: {processes} technical process(es) x {c} threads draining")
-        self._wait(ids, "succeeded", 120 + n * 2.0)
+        with _WaitSampler(databases[0]) as waits:
+            self._wait(ids, "succeeded", 120 + n * 2.0)
         cpu = h.delta(h.cpu_snapshot(pids, databases), cpu0)
         for name in names:
             self.supervisor.stop(name)
@@ -160,6 +204,9 @@ class Bench:
             "request_s": round(sum((f - s).total_seconds() for s, f in spans) / n, 3),
             "llm_calls_per_request": round((calls or 0) / n, 2),
             "limiter_wait_ms": round(float(waited or 0), 2),
+            # What the database's busy backends were waiting on, sampled every 0.1 s: row locks
+            # (Lock:transactionid, Lock:tuple) on shared rows, WAL flushes (IO:WALSync), ...
+            "db_waits": waits.counts(),
             "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
             "worker_cpu_per_request_ms": round(worker_cpu / n * 1000, 2),
             # Cores the technical processes got, and cores the machine spent on work not this bench's.
@@ -214,8 +261,6 @@ def io_phases(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
         "io_rps": [p["rps"] for p in io],
         "io_speedup_2": round(io[1]["rps"] / io[0]["rps"], 3),
         "io_speedup_4": round(io[2]["rps"] / io[0]["rps"], 3),
-        # What a process could do if a request took only its provider calls' latency.
-        "io_ideal_rps_per_process": round(c / (args.io_latency * io[0]["llm_calls_per_request"]), 2),
         "io_concurrency_per_process": c,
         "io_latency_s": args.io_latency,
         "io_phases": io,

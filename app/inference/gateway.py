@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from app import extras
 from app.config import Settings, get_settings
 from app.errors import InferenceError
 from app.inference import budget, limits, provider
@@ -68,6 +69,7 @@ _rings: dict[str, KeyRing] = {}
 
 def _limiter(s: Settings) -> Limiter:
     if s.limiter_backend == "redis":
+        extras.require("redis", "SWITCHBOARD_LIMITER_BACKEND=redis")
         # Loaded on demand: redis-py is the optional `redis` extra.
         from app.inference.limiter_redis import RedisLimiter
 
