@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     DATABASE.append(f"bench_limiter_{uuid.uuid4().hex[:8]}")
     with h.scratch_database(DATABASE[0]) as url:
         os.environ["SWITCHBOARD_DATABASE_URL"] = url
-        from app.state.migrate import upgrade
+        from app.ops.migrate import upgrade
 
         upgrade()
         result = run(args)
