@@ -179,7 +179,10 @@ def _stream(
     Once text has begun, the socket is read at most every SWITCHBOARD_STREAM_READ_INTERVAL_S and
     the pieces that arrived meanwhile go to `on_delta` as one: a provider sends a chunk per token,
     and waking a worker thread for each costs more CPU (parsing, the GIL changing hands among
-    hundreds of threads) than the whole rest of the call. The first piece is never held back."""
+    hundreds of threads) than the whole rest of the call. A wake-up reads what arrived meanwhile,
+    passes its text on as one delta once nothing read is left to parse, and sleeps again: one
+    wake-up and one read per interval, never a blocking read for the next token in between. The
+    first piece is never held back."""
     if not request.stream:
         request = ChatRequest(**{**request.__dict__, "stream": True})
     call = adapter.build(request, base_url, api_key)
@@ -188,6 +191,8 @@ def _stream(
     reader = EventReader()
     interval = get_settings().stream_read_interval_s
     begun = False
+    pieces: list[str] = []  # text read but not passed on yet
+    feed = decoder.feed
     with _transport_errors(request, key_id), _connections(base_url).stream("POST", url, **args) as response:  # type: ignore[arg-type]
         headers = _header_dict(response)
         if response.status != 200:
@@ -200,14 +205,21 @@ def _stream(
                 if chunk is None:
                     break
                 # A chunk that took a while came off the network after waiting for it: what was
-                # read before is used up, so let the next pieces gather before reading again.
-                waited = time.monotonic() - asked > 0.002
-                pieces = [t for event in reader.feed(chunk) if (t := decoder.feed(event.event, event.data))]
-                if pieces:
-                    on_delta("".join(pieces))
-                if begun and waited and interval:
-                    time.sleep(interval)
-                begun = begun or bool(pieces)
+                # read before is used up. (h11 knows exactly, but only through httpcore's private
+                # attributes; a timing guess survives an httpcore upgrade.)
+                drained = time.monotonic() - asked > 0.002
+                for event in reader.feed(chunk):
+                    if text := feed(event.event, event.data):
+                        pieces.append(text)
+                if pieces and (drained or not begun):
+                    on_delta(pieces[0] if len(pieces) == 1 else "".join(pieces))
+                    pieces.clear()
+                    begun, pause = True, begun
+                    if pause and interval:
+                        # Let the next pieces gather before reading again.
+                        time.sleep(interval)
+            if pieces:
+                on_delta("".join(pieces))
             answer = decoder.result(_rate_headers(headers))
         except StreamFailed as failed:
             detail = failed.failure.detail.replace(api_key, "[redacted]")[:300]

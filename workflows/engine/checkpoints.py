@@ -99,7 +99,6 @@ def record_step(
     writes, ctx.writes[:] = list(ctx.writes), []
 
     def write(conn: Connection) -> None:
-        write_calls(conn, calls)
         conn.execute(_UPSERT_STEP, row)
         if suspend is not None:
             suspend(conn)
@@ -109,6 +108,11 @@ def record_step(
             if finish is not None:
                 assert output is not None
                 finish(conn, {**ctx.outputs, ctx.step.name: output})
+        # Last, so the tenant's day row (tenant_spend), which every call of the tenant's requests
+        # locks, stays locked only until the COMMIT that follows: written first, every other
+        # statement of the checkpoint and each wait for the GIL between them held it too, and the
+        # tenant's other checkpoints and reservations queued behind it with the core idle.
+        write_calls(conn, calls)
 
     alone = not calls and suspend is None and not (status == "succeeded" and (writes or finish))
     waited, pause = 0.0, 0.5

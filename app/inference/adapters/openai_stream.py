@@ -13,6 +13,9 @@ from app.inference.adapters.base import ChatRequest, Failure, StreamFailed
 from app.inference.errors import classify_status
 from app.inference.response import ChatResponse
 
+# Keys of a chunk's delta that carry nothing but text (or the role, in the first chunk).
+_TEXT_ONLY = {"content", "role", "refusal"}
+
 
 class OpenAIChatStream:
     def __init__(
@@ -30,10 +33,27 @@ class OpenAIChatStream:
         self._done = False
 
     def feed(self, event: str, data: str) -> str | None:
-        if data.strip() == "[DONE]":
+        if data[:1] != "{" and data.strip() == "[DONE]":
             self._done = True
             return None
         chunk = json.loads(data)
+        choices = chunk.get("choices")
+        if (
+            choices
+            and len(choices) == 1
+            and "usage" not in chunk
+            and "error" not in chunk
+            and (delta := choices[0].get("delta")) is not None
+            and delta.keys() <= _TEXT_ONLY
+            and choices[0].get("index", 0) == 0
+        ):
+            # Nearly every chunk: one piece of text and nothing else to take from it.
+            self._model = chunk.get("model") or self._model
+            self._finish = choices[0].get("finish_reason") or self._finish
+            content: str | None = delta.get("content")
+            if content:
+                self._text.append(content)
+            return content or None
         if chunk.get("error"):
             # Some servers report a failure that happens mid-answer as a chunk of its own.
             error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
