@@ -198,18 +198,22 @@ def proc_cpu(pid: int) -> float:
         return 0.0
 
 
-def cpu_snapshot(pids: dict[str, list[int]], databases: tuple[str, ...] = ()) -> dict[str, float]:
+def cpu_snapshot(
+    pids: dict[str, list[int]], databases: tuple[str, ...] = (), watchers: frozenset[int] = frozenset()
+) -> dict[str, float]:
     """CPU seconds used so far by each role's processes, plus PostgreSQL, RabbitMQ and the machine.
 
     `postgres` is the backends serving `databases` (this benchmark's); the server's shared processes
     and other databases' backends count as `postgres_other`. `rabbitmq` is the whole broker (it
     cannot be split by vhost, so other users' traffic lands there too). `machine_busy` is all non-idle CPU
     time of the machine, so `machine_busy` minus everything else is load that is not the benchmark's.
+    `watchers`: backends of the benchmark's own polling connections, counted as `postgres_poll`
+    (the benchmark watching, not the system it measures).
     """
     import psutil
 
     snap = {role: sum(proc_cpu(pid) for pid in role_pids) for role, role_pids in pids.items()}
-    pg = pg_other = rabbit = 0.0
+    pg = pg_other = pg_poll = rabbit = 0.0
     for proc in psutil.process_iter(["name", "cmdline", "cpu_times"]):
         name = proc.info["name"] or ""
         times = proc.info["cpu_times"]
@@ -220,7 +224,9 @@ def cpu_snapshot(pids: dict[str, list[int]], databases: tuple[str, ...] = ()) ->
             cmd = " ".join(proc.info["cmdline"] or [])
             # Backends look like "postgres: 15/main: user db 127.0.0.1(port) idle"; the server's own
             # processes (WAL writer, checkpointer, ...) serve every database and count as other.
-            if any(f" {db} " in cmd for db in databases):
+            if proc.pid in watchers:
+                pg_poll += used
+            elif any(f" {db} " in cmd for db in databases):
                 pg += used
             else:
                 pg_other += used
@@ -229,6 +235,7 @@ def cpu_snapshot(pids: dict[str, list[int]], databases: tuple[str, ...] = ()) ->
             rabbit += used
     snap["postgres"] = pg
     snap["postgres_other"] = pg_other
+    snap["postgres_poll"] = pg_poll
     snap["rabbitmq"] = rabbit
     machine = psutil.cpu_times()
     snap["machine_busy"] = sum(getattr(machine, f, 0.0) for f in ("user", "system", "nice", "irq", "softirq", "steal"))

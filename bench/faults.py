@@ -334,7 +334,7 @@ def _refundable_invoices(session: Any) -> list[str]:
     from sqlalchemy import select
 
     from specialists.billing.models import Invoice
-    from specialists.billing.tools import REFUND_APPROVAL_LIMIT
+    from specialists.billing.policy import REFUND_APPROVAL_LIMIT
 
     # Refunds that run unattended: above the default approval limit one waits for a person.
     limit = REFUND_APPROVAL_LIMIT.parse(REFUND_APPROVAL_LIMIT.default)

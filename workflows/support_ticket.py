@@ -81,7 +81,7 @@ HANDOFF_TOOL = Tool(
 )
 
 
-@WORKFLOW.step(tier="capable", retries=1, timeout_s=300, after=("understand", "retrieve"))
+@WORKFLOW.step(tier="capable", retries=1, timeout_s=300, after=(understand, retrieve))
 def draft(ctx: StepContext) -> dict[str, Any]:
     """The agent loop: the model calls the specialist's tools until it answers, up to a step cap.
 
@@ -96,8 +96,8 @@ def draft(ctx: StepContext) -> dict[str, Any]:
     else:
         if WANTS_A_PERSON.search(ctx.request.text):
             ctx.handoff("the customer asked for a person")
-        context = json.dumps(ctx.outputs["retrieve"]["context"], default=str)[:6000]
-        summary = ctx.outputs["understand"]["summary"]
+        context = json.dumps(ctx.output(retrieve)["context"], default=str)[:6000]
+        summary = ctx.output(understand)["summary"]
         messages = [
             {"role": "system", "content": spec.system_prompt},
             {"role": "system", "content": f"Ticket summary: {summary}\nContext from our systems: {context}"},
@@ -212,13 +212,13 @@ def _history(ctx: StepContext) -> list[dict[str, str]]:
     )
 
 
-@WORKFLOW.step(retries=2, timeout_s=30, after=("draft",))
+@WORKFLOW.step(retries=2, timeout_s=30, after=(draft,))
 def deliver(ctx: StepContext) -> dict[str, Any]:
     # One delivery per request: a redelivered task finds the row and does not send again. It is
     # written with the step's checkpoint, so "delivered" and the delivery row commit together.
     ctx.write(
         insert(Delivery)
-        .values(request_id=ctx.request.id, channel="record", body=ctx.outputs["draft"]["reply"])
+        .values(request_id=ctx.request.id, channel="record", body=ctx.output(draft)["reply"])
         .on_conflict_do_nothing(index_elements=[Delivery.request_id])
     )
     return {"delivered": True, "channel": "record"}

@@ -13,7 +13,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 COLUMNS = (
@@ -48,8 +48,10 @@ _INSERTED = ", ".join(COLUMNS)
 
 # One statement, for any number of rows: the rows travel as one JSON array. Requests are updated
 # before their tenants' days (the second depends on the first's RETURNING), the order every
-# reservation locks them in too.
-_WRITE = text(f"""
+# reservation locks them in too. _CALLS completes or inserts the rows and adds them to their
+# requests; _DAYS ends the statement with the tenants' days (`with_calls` writes one more thing
+# in between).
+_CALLS = f"""
 WITH new_call AS (
     SELECT * FROM jsonb_to_recordset(:rows) AS x({_ROW_TYPES})
 ), completed AS (
@@ -88,6 +90,8 @@ WITH new_call AS (
     WHERE r.id = p.request_id
     RETURNING r.id, r.tenant
 )
+"""
+_DAYS = """
 -- `reserved_usd` carries what to give back; a day row that does not exist yet has nothing
 -- reserved (every reservation creates its row), so the value inserted there is 0.
 INSERT INTO tenant_spend AS d (tenant, day, spent_usd, reserved_usd)
@@ -97,7 +101,19 @@ GROUP BY t.tenant, q.day
 ON CONFLICT (tenant, day) DO UPDATE
 SET spent_usd = d.spent_usd + excluded.spent_usd,
     reserved_usd = greatest(d.reserved_usd - excluded.reserved_usd, 0)
-""").bindparams(bindparam("rows", type_=JSONB))
+"""
+_WRITE = text(_CALLS + _DAYS).bindparams(bindparam("rows", type_=JSONB))
+
+
+def with_calls(statement: str, **types: Any) -> TextClause:
+    """One statement that writes LLM-call rows (the `rows` parameter, see `rows_param`) and also
+    runs `statement` (an INSERT, UPDATE or DELETE in SQL, with its own named parameters; `types`:
+    their SQLAlchemy types where the driver needs them): a checkpoint and the calls its step paid
+    for commit together in one round trip. `statement` sees the snapshot before the calls' writes."""
+    sql = _CALLS.rstrip() + f", also AS (\n{statement}\n)" + _DAYS
+    return text(sql).bindparams(
+        bindparam("rows", type_=JSONB), *(bindparam(k, type_=t) for k, t in types.items())
+    )
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
@@ -105,9 +121,14 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, Decimal) else v for k, v in row.items()}
 
 
+def rows_param(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The `rows` parameter of `_WRITE` and of a `with_calls` statement."""
+    return [_jsonable(row) for row in rows]
+
+
 def write_calls(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Complete (rows with a `call_id`) or insert LLM-call rows (dicts with the keys in COLUMNS)
     and add them to their requests' totals and their tenants' days."""
     if not rows:
         return
-    conn.execute(_WRITE, {"rows": [_jsonable(row) for row in rows]})
+    conn.execute(_WRITE, {"rows": rows_param(rows)})

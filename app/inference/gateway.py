@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from app import extras
 from app.config import Settings, get_settings
@@ -260,13 +261,21 @@ def _complete(
             if writes_into is not None:
                 writes_into.append(partial(b.cache.put, key, response, settings.cache_ttl_s))
             else:
-                b.cache.put(key, response, settings.cache_ttl_s)
+                _put_in_cache(b.cache, key, response, settings.cache_ttl_s)
         return response
     if last_error is not None:
         # Calls were made and failed: that is a failed attempt, so a poison request cannot defer
         # itself forever by tripping the breaker.
         raise last_error
     raise Deferred("every model in the chain has its circuit open", min(waits))
+
+
+def _put_in_cache(cache: ResponseCache, key: str, response: provider.ChatResponse, ttl_s: float) -> None:
+    """A cache entry that cannot be written costs a later hit, never the paid answer in hand."""
+    try:
+        cache.put(key, response, ttl_s)
+    except SQLAlchemyError as exc:
+        log.warning("response not cached (%s); the answer is returned all the same", type(exc).__name__)
 
 
 class _TargetDown(InferenceError):

@@ -1,1 +1,1 @@
-"""Ingress: how requests come in: the in-cluster client, admission, tenants, callbacks and the HTTP API."""
+"""Ingress: how requests come in: the in-cluster client, the submit task, tenants and the HTTP API."""

@@ -20,7 +20,6 @@ from typing import Any, Literal
 from kombu import Connection, Queue
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
 
 from app.config import get_settings
 from app.errors import IngressError
@@ -35,7 +34,17 @@ from app.orchestration.live_follow import Follower, StreamEvent
 from app.orchestration.registry import match_rules
 from app.orchestration.topology import PRIORITIES, ROUTER_QUEUE
 from app.request_scope import bound
-from app.state import Callback, LlmCall, Request, RequestEvent, Tenant, conversations, session_scope
+from app.state import (
+    LlmCall,
+    Request,
+    RequestEvent,
+    Tenant,
+    acceptance,
+    autocommit_scope,
+    connection_scope,
+    conversations,
+    session_scope,
+)
 from app.state import transitions as record
 from app.state.models import TERMINAL, new_id
 from app.state.transitions import RequestNotFound
@@ -267,8 +276,9 @@ def submit(
     metadata: dict[str, Any] | None = None,
     callback_url: str | None = None,
 ) -> Submission:
-    """Accept a request. Raises InvalidRequest (nothing written) for bad input, and its kind
-    Overloaded for a `low` request while its queue is past the refusal threshold.
+    """Accept a request. Raises InvalidRequest (nothing written) for bad input, and Overloaded
+    (nothing written either; both are Refused) for a `low` request while its queue is past the
+    refusal threshold.
 
     `customer` is your app's id of the end user you authenticated (the demo uses the account's
     e-mail); the request's tools read and change only that customer's rows of `tenant`, and with
@@ -304,39 +314,35 @@ def accept(req: SubmitRequest) -> Submission:
     for a `low` request while its queue is past the refusal threshold.
     """
     refuse_if_overloaded(req)
-    with session_scope() as session:
+    request_id = new_id()
+    # Without a conversation the request is one statement that commits by itself (its event and
+    # callback row with it); a conversation's first turn creates it in the same transaction.
+    with connection_scope() if req.conversation_id else autocommit_scope() as conn:
         if req.conversation_id:
             try:
-                conversations.ensure(session, req.conversation_id, req.tenant, req.customer)
+                conversations.ensure(conn, req.conversation_id, req.tenant, req.customer)
             except conversations.ConversationError as exc:
                 raise InvalidRequest([f"conversation_id: {exc}"]) from None
-        inserted = session.execute(
-            insert(Request)
-            .values(
-                id=new_id(),
-                tenant=req.tenant,
-                customer=req.customer,
-                text=req.text,
-                metadata=req.metadata,
-                priority=req.priority,
-                idempotency_key=req.idempotency_key,
-                conversation_id=req.conversation_id,
-                traceparent=tracing.current_traceparent(),
-            )
-            .on_conflict_do_nothing(constraint="uq_requests_tenant_idempotency_key")
-            .returning(Request.id)
-        ).first()
-        if inserted is None:
-            existing = session.execute(
+        inserted = acceptance.accept(
+            conn,
+            request_id,
+            req.callback_url,
+            tenant=req.tenant,
+            customer=req.customer,
+            text=req.text,
+            metadata=req.metadata,
+            priority=req.priority,
+            idempotency_key=req.idempotency_key,
+            conversation_id=req.conversation_id,
+            traceparent=tracing.current_traceparent(),
+        )
+        if not inserted:
+            existing = conn.execute(
                 select(Request.id, Request.status, Request.published_at).where(
                     Request.tenant == req.tenant, Request.idempotency_key == req.idempotency_key
                 )
             ).one()
-        else:
-            record.add_event(session, inserted.id, "accepted", priority=req.priority)
-            if req.callback_url:
-                session.add(Callback(request_id=inserted.id, url=req.callback_url))
-    if inserted is None:
+    if not inserted:
         # The first submission publishes its own request (or the reconciler does, if the broker
         # was down); publishing again here would race it and send the request twice.
         return Submission(
@@ -345,10 +351,10 @@ def accept(req: SubmitRequest) -> Submission:
             duplicate=True,
             published=existing.published_at is not None,
         )
-    tracing.annotate(request_id=inserted.id, tenant=req.tenant, priority=req.priority)
-    with bound(inserted.id):
+    tracing.annotate(request_id=request_id, tenant=req.tenant, priority=req.priority)
+    with bound(request_id):
         log.info("accepted", extra={"tenant": req.tenant, "priority": req.priority})
-    return Submission(id=inserted.id, status="accepted", published=False)
+    return Submission(id=request_id, status="accepted", published=False)
 
 
 def get(request_id: str, *, tenant: str | None = None, estimate: bool = True) -> RequestView:

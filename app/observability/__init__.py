@@ -1,1 +1,1 @@
-"""Observability: metrics, logs, the request scope, timings, traces, reports and Flower."""
+"""Observability: metrics, queue depths, logs, timings, traces, spend, reports and Flower."""

@@ -13,6 +13,8 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from celery import current_task
+
 from app.observability import tracing
 from app.request_scope import current_request_id
 
@@ -78,8 +80,6 @@ class JsonFormatter(logging.Formatter):
 
 
 def _current_task_id() -> str | None:
-    from celery import current_task
-
     task = current_task
     return getattr(getattr(task, "request", None), "id", None) if task else None
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ParamSpec, Protocol, TypeVar
 
+from celery import signals
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
@@ -47,7 +48,8 @@ def wanted() -> bool:
 
 
 def _own_provider() -> bool:
-    from opentelemetry.sdk.trace import TracerProvider
+    # The SDK, on demand: it takes longer to import than this module, and most processes never trace.
+    from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
 
     return isinstance(trace.get_tracer_provider(), TracerProvider)
 
@@ -77,8 +79,8 @@ def _instrument_celery() -> None:
     never import them (the client, the API): there it would never end and would stay the
     thread's current span. Failures and retries are ours too: the instrumentation records the
     exception's message, which may quote a provider's answer."""
-    from celery import signals
-    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+    # On demand: the instrumentation's import (its dependency checks) is the slowest of them all.
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor  # noqa: PLC0415
 
     instrumentor = CeleryInstrumentor()
     if not instrumentor.is_instrumented_by_opentelemetry:
@@ -146,9 +148,10 @@ def _after_publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
 
 
 def _install_sdk(kind: str) -> None:
-    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+    # The SDK, on demand: only a process the OTEL_* variables ask to export pays for its import.
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource  # noqa: PLC0415
+    from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter  # noqa: PLC0415
 
     # Resource.create reads OTEL_RESOURCE_ATTRIBUTES; an explicit service.name would override
     # OTEL_SERVICE_NAME, so it is given only when the operator named none.
@@ -158,7 +161,8 @@ def _install_sdk(kind: str) -> None:
     if os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "console":
         exporter = ConsoleSpanExporter()
     else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        # On demand: the OTLP exporter brings protobuf and requests, which the console one does not need.
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # noqa: PLC0415
 
         # Endpoint, headers, timeout and compression from the OTEL_EXPORTER_OTLP_* variables.
         exporter = OTLPSpanExporter()

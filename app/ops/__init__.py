@@ -1,1 +1,1 @@
-"""Operational tooling."""
+"""Operations: pools and scaling, the supervisor, DLQ tools, migrate and seed, deploy files, planning."""

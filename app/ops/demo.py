@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import socket
 import sys
 import time
@@ -21,11 +22,22 @@ import httpx
 from sqlalchemy import func, select
 
 from app.config import get_settings, reset_settings
+from app.ingress import client
+from app.observability.flower import flower_argv, flower_env
 from app.observability.report import build as build_report
 from app.observability.report import percentile, render_text
 from app.observability.report_html import render_html
+from app.ops.migrate import upgrade
+from app.ops.pools import ProcessSpec, pool_specs, simulator_spec
+from app.ops.preflight import check_services
+from app.ops.seeding import seed_enabled
+from app.ops.supervisor import Supervisor, wait_for_workers, wait_http
+from app.ops.surge import POISON_TEXT, monday_morning
+from app.orchestration.registry import RegistryError, specialists
+from app.orchestration.topology import work_queue_names
 from app.state import LlmCall, Request, session_scope
 from app.state.models import TERMINAL, WAITING_ON_PERSON
+from specialists.billing.seed import DEMO_TENANT, account_emails, invoice_ids, invoice_owners
 
 STATE_DIR = Path(".switchboard")
 RUNNING_FILE = STATE_DIR / "running.json"
@@ -135,18 +147,8 @@ def run_demo(
 ) -> int:
     """The surge against the simulated provider; `rpm`/`tpm` are the limits it enforces per key
     across models, which the fleet is then configured with (default: DEMO_RPM, no token limit)."""
-    from tqdm import tqdm
-
-    from app.ingress import client
-    from app.ops.migrate import upgrade
-    from app.ops.pools import pool_specs, simulator_spec
-    from app.ops.preflight import check_services
-    from app.ops.seeding import seed_enabled
-    from app.ops.supervisor import Supervisor, wait_for_workers, wait_http
-    from app.ops.surge import POISON_TEXT, monday_morning
-    from app.orchestration.registry import RegistryError, specialists
-    from app.orchestration.topology import work_queue_names
-    from specialists.billing.seed import DEMO_TENANT, account_emails, invoice_ids, invoice_owners
+    # The `demo` extra's progress bar, loaded only for the surge: `demo --stop` works without it.
+    from tqdm import tqdm  # noqa: PLC0415
 
     if tickets < 1:
         raise ValueError("--tickets must be at least 1")
@@ -294,9 +296,6 @@ def run_demo(
 def _start_flower(supervisor: Any) -> tuple[str, str]:
     """Flower as operators run it (basic auth, broker API) beside the demo's pools; returns its
     address and where its credentials come from."""
-    from app.observability.flower import flower_argv, flower_env
-    from app.ops.pools import ProcessSpec
-
     os.environ["SWITCHBOARD_FLOWER_PORT"] = str(_free_port(get_settings().flower_port))
     reset_settings()
     settings = get_settings()
@@ -327,8 +326,6 @@ def _keep_running(supervisor: Any, out: Any) -> None:
 
 def stop_demo() -> int:
     """Warm shutdown of what `demo --keep-running` left up."""
-    import signal
-
     if not RUNNING_FILE.exists():
         print("nothing to stop: no demo was left running from this directory")
         return 0

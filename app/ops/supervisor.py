@@ -12,7 +12,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+import httpx
+
 from app.ops.pools import ProcessSpec, queue_of_node
+from app.orchestration.celery_app import celery
 
 
 class Supervisor:
@@ -108,8 +111,6 @@ class Supervisor:
 
 def wait_for_workers(queues: list[str], timeout: float = 60.0) -> None:
     """Block until a worker of every queue answers a ping (its pool is consuming)."""
-    from app.orchestration.celery_app import celery
-
     deadline = time.monotonic() + timeout
     missing = set(queues)
     while missing:
@@ -122,8 +123,6 @@ def wait_for_workers(queues: list[str], timeout: float = 60.0) -> None:
 
 def wait_http(url: str, timeout: float = 30.0) -> None:
     """Block until `url` answers 200 (a started HTTP process is serving)."""
-    import httpx
-
     deadline = time.monotonic() + timeout
     while True:
         try:

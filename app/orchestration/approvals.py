@@ -23,6 +23,9 @@ from sqlalchemy.dialects.postgresql import insert
 
 from app.config import get_settings
 from app.observability import metrics
+from app.orchestration.fairness import dispatch
+from app.orchestration.handoffs import queue_for_person
+from app.orchestration.registry import get_specialist
 from app.state import Approval, Request, Status, autocommit_scope, session_scope
 from app.state import transitions as record
 from app.state.transitions import RequestNotFound
@@ -150,9 +153,6 @@ def decide(
     """Approve or reject the request's pending call and send it back to its specialist, whose
     step resumes with the decision. With `tenant`, another tenant's request is not found. Raises
     NotWaiting when the request is not awaiting approval (decided already, escalated, finished)."""
-    from app.orchestration.fairness import dispatch
-    from app.orchestration.registry import get_specialist
-
     if not approve and not (reason or "").strip():
         raise ValueError("a rejection needs a reason (it is recorded and told to the model)")
     verdict = "approved" if approve else "rejected"
@@ -208,8 +208,6 @@ def decide(
 def escalate_overdue(batch: int = 500) -> int:
     """Move requests whose approval waited past its deadline to the human queue; returns how many.
     Rows are claimed with SKIP LOCKED, so sweeps on several machines do not collide."""
-    from app.orchestration.handoffs import queue_for_person
-
     escalated = 0
     with session_scope() as session:
         overdue = session.scalars(

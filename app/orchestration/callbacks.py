@@ -122,7 +122,8 @@ SIGNATURE_HEADER = "X-Switchboard-Signature"
 
 
 def signing_secret(name: str, salt: str) -> str:
-    """A tenant's callback signing secret, derived from SWITCHBOARD_SIGNING_KEY and its salt (never stored)."""
+    """A tenant's callback signing secret, derived from SWITCHBOARD_SIGNING_KEY and its salt; never
+    stored."""
     key = get_settings().signing_key.get_secret_value().encode()
     return "whsec_" + hmac.new(key, f"{name}:{salt}".encode(), hashlib.sha256).hexdigest()
 

@@ -1,7 +1,8 @@
 """The Celery app. Every reliability setting lives here, with the reason beside it.
 
 Importing this module never imports worker code: clients send tasks by their stable names
-(`switchboard.route`, `switchboard.specialist.<name>`), and only workers load `app.orchestration.tasks` and `app.ingress.submit_task`.
+(`switchboard.route`, `switchboard.specialist.<name>`), and only workers load the task modules,
+`app.orchestration.tasks` and `app.ingress.submit_task`.
 """
 
 from __future__ import annotations

@@ -33,9 +33,9 @@ class Predictor(Protocol):
 
 def _pipeline() -> Any:
     # Imported here: scikit-learn is an extra, and this is the only code that needs it.
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import FeatureUnion, Pipeline
+    from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: PLC0415
+    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
+    from sklearn.pipeline import FeatureUnion, Pipeline  # noqa: PLC0415
 
     features = FeatureUnion(
         [

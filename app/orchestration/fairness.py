@@ -16,9 +16,8 @@ from app.config import get_settings
 from app.orchestration.celery_app import celery
 from app.orchestration.specialist import Specialist
 from app.orchestration.topology import PRIORITIES
-from app.state import Request, Status, autocommit_scope
-
-IN_SPECIALIST = (Status.ROUTED, Status.RUNNING, Status.FAILED)
+from app.state import Request, autocommit_scope
+from app.state.transitions import IN_SPECIALIST
 
 
 def demoted(base: int, unfinished: int, share: int, levels: int) -> int:
@@ -49,13 +48,27 @@ def dispatch_priority(tenant: str, specialist: str, priority: str) -> int:
     return demoted(base, unfinished, settings.fair_share, settings.fair_share_demotion)
 
 
-def dispatch(request_id: str, specialist: Specialist, priority: str, tenant: str) -> None:
+def counted_priority(priority: str, unfinished: int) -> int:
+    """The fair-share priority when the tenant's unfinished count at the specialist is known
+    already (the router's decision statement counts them)."""
+    settings = get_settings()
+    return demoted(PRIORITIES[priority], unfinished, settings.fair_share, settings.fair_share_demotion)
+
+
+def dispatch(
+    request_id: str, specialist: Specialist, priority: str, tenant: str, *, unfinished: int | None = None
+) -> None:
     """Send the request to its specialist's queue with its fair-share priority (the router after
-    its decision; an approver's decision resuming a parked request)."""
+    its decision, with the `unfinished` count it read; an approver's decision resuming a parked
+    request, which counts here)."""
     celery.send_task(
         specialist.task_name,
         args=[request_id],
         queue=specialist.queue,
         routing_key=specialist.queue,
-        priority=dispatch_priority(tenant, specialist.name, priority),
+        priority=(
+            counted_priority(priority, unfinished)
+            if unfinished is not None
+            else dispatch_priority(tenant, specialist.name, priority)
+        ),
     )

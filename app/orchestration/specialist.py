@@ -16,6 +16,8 @@ reason to read a row.
 from __future__ import annotations
 
 import copy
+import csv
+import io
 import json
 import re
 from collections.abc import Callable
@@ -23,17 +25,14 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.sql import Select
 
 from app.errors import OrchestrationError
-
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 # Queues the engine's own pools consume: no specialist may take these names.
@@ -270,3 +269,9 @@ def package_lines(package: str, name: str) -> tuple[str, ...]:
     """The non-blank, non-comment lines of a text file inside `package` (routing examples)."""
     lines = (line.strip() for line in package_text(package, name).splitlines())
     return tuple(line for line in lines if line and not line.startswith("#"))
+
+
+def package_rows(package: str, name: str) -> list[dict[str, str]]:
+    """The rows of a CSV file inside `package` (its first line names the columns): seed data kept
+    as data, beside the specialist that owns it."""
+    return list(csv.DictReader(io.StringIO(package_text(package, name))))

@@ -11,7 +11,7 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Reject
 from celery.signals import task_postrun, task_prerun
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection
 
 from app import request_scope as context
 from app.config import get_settings
@@ -27,7 +27,7 @@ from app.orchestration.registry import get_specialist, specialists
 from app.orchestration.routing import decide
 from app.orchestration.specialist import Specialist
 from app.orchestration.topology import ROUTER_QUEUE
-from app.state import Request, Status, conversations, session_scope
+from app.state import Status, conversations
 from app.state import transitions as record
 from workflows import get_workflow
 from workflows.engine import AwaitingApproval, RequestInfo, StepError, Suspended, run
@@ -134,24 +134,15 @@ def _handed_to_people(request_id: str, error: str) -> bool:
 @celery.task(name=ROUTE_TASK, bind=True, max_retries=None)
 def route(self: Task, request_id: str) -> None:
     try:
-        with session_scope() as session:
-            # now(): when the router took the request, on the database's clock like every other stage.
-            found = session.execute(select(Request, func.now()).where(Request.id == request_id)).first()
-            if found is None:
-                # Clients write the row before publishing, so this is a message from another database.
-                raise Reject(f"no request {request_id} in the record", requeue=False)
-            request, started_at = found
-            status, text, priority, conversation_id, tenant = (
-                request.status,
-                request.text,
-                request.priority,
-                request.conversation_id,
-                request.tenant,
-            )
-        if status != Status.ACCEPTED:
+        request = record.for_routing(request_id)
+        if request is None:
+            # Clients write the row before publishing, so this is a message from another database.
+            raise Reject(f"no request {request_id} in the record", requeue=False)
+        if request.status != Status.ACCEPTED:
             return  # routed already: a duplicate message (a lost dispatch is the reconciler's job)
+        tenant, conversation_id = request.tenant, request.conversation_id
         current = conversations.specialist_of(tenant, conversation_id) if conversation_id else None
-        decision = decide(text, current_specialist=current, request_id=request_id, tenant=tenant)
+        decision = decide(request.text, current_specialist=current, request_id=request_id, tenant=tenant)
         tracing.annotate(
             request_id=request_id,
             specialist=decision.specialist,
@@ -159,10 +150,17 @@ def route(self: Task, request_id: str) -> None:
             method=decision.method,
         )
         # Only the copy that records the decision dispatches, so duplicate route messages (an
-        # impatient client, a republish) never start a request twice.
-        if record.mark_routed(
-            request_id, decision.specialist, decision.confidence, decision.method, started_at
-        ):
+        # impatient client, a republish) never start a request twice. The same statement counts
+        # the tenant's unfinished requests there, for the fair-share priority.
+        unfinished = record.mark_routed(
+            request_id,
+            decision.specialist,
+            decision.confidence,
+            decision.method,
+            request.taken_at,
+            count_unfinished=get_settings().fair_share > 0,
+        )
+        if unfinished is not None:
             metrics.ROUTING_DECISIONS.labels(decision.method, decision.specialist).inc()
             log.info(
                 "routed to %s by %s (confidence %.2f)",
@@ -170,7 +168,13 @@ def route(self: Task, request_id: str) -> None:
                 decision.method,
                 decision.confidence,
             )
-            fairness.dispatch(request_id, get_specialist(decision.specialist), priority, tenant)
+            fairness.dispatch(
+                request_id,
+                get_specialist(decision.specialist),
+                request.priority,
+                tenant,
+                unfinished=unfinished,
+            )
     except Reject:
         raise
     except Exception as exc:  # noqa: BLE001 - the task boundary: every failure is retried or dead-lettered

@@ -1,6 +1,6 @@
 """`python -m app.simulator`: run the simulated provider."""
 
-from app.simulator import main
+from app.simulator.cli import main
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

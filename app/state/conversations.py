@@ -21,7 +21,9 @@ class ConversationError(StateError, ValueError):
     pass
 
 
-def ensure(session: Session, conversation_id: str, tenant: str, customer: str | None = None) -> None:
+def ensure(
+    session: Session | Connection, conversation_id: str, tenant: str, customer: str | None = None
+) -> None:
     """Create the tenant's conversation on its first turn; refuse one of another customer."""
     session.execute(
         insert(Conversation)

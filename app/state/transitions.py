@@ -79,10 +79,36 @@ _ROUTED = (
         route_started_at=bindparam("route_started_at"),
         db_ms=_R.c.db_ms + bindparam("db_ms"),
     )
-    .returning(_R.c.id)
+    .returning(_R.c.id, _R.c.tenant)
     .cte("routed")
 )
 _MARK_ROUTED = select(_ROUTED.c.id).add_cte(_with_event(_ROUTED, "routed", bindparam("detail", type_=JSONB)))
+
+# A tenant's requests holding a place at their specialist: what fair share counts (fairness.py).
+IN_SPECIALIST = (Status.ROUTED, Status.RUNNING, Status.FAILED)
+_R2 = _R.alias("others")
+# The same, plus the tenant's unfinished requests at the chosen specialist, this one included,
+# for the dispatch priority: one round trip where a separate count would be a second. The
+# statement reads the snapshot before its own update, in which this request is still `accepted`.
+_MARK_ROUTED_COUNTED = select(
+    _ROUTED.c.id,
+    (
+        select(func.count())
+        .select_from(_R2)
+        .where(
+            _R2.c.tenant == _ROUTED.c.tenant,
+            _R2.c.specialist == bindparam("specialist"),
+            _R2.c.status.in_(IN_SPECIALIST),
+        )
+        .scalar_subquery()
+        + 1
+    ).label("unfinished"),
+).add_cte(_with_event(_ROUTED, "routed", bindparam("detail", type_=JSONB)))
+
+# What the router needs of an accepted request, and when it took it (the database's clock).
+_FOR_ROUTING = select(
+    _R.c.status, _R.c.text, _R.c.priority, _R.c.conversation_id, _R.c.tenant, func.now().label("now")
+).where(_R.c.id == _RID)
 
 _CLAIM_COLUMNS = (
     _R.c.attempts,
@@ -181,14 +207,39 @@ def _db_ms() -> float:
     return scope.db_ms if scope else 0.0
 
 
+@dataclass(frozen=True)
+class ForRouting:
+    status: str
+    text: str
+    priority: str
+    conversation_id: str | None
+    tenant: str
+    taken_at: datetime  # when the router read it, on the database's clock like every other stage
+
+
+def for_routing(request_id: str) -> ForRouting | None:
+    """The request as the router needs it; None if the record has no such request. One
+    self-committing read: no transaction around it."""
+    with autocommit_scope() as conn:
+        row = conn.execute(_FOR_ROUTING, {"rid": request_id}).first()
+    return None if row is None else ForRouting(*row)
+
+
 def mark_routed(
-    request_id: str, specialist: str, confidence: float, method: str, route_started_at: datetime | None = None
-) -> bool:
-    """Record the routing decision; False if the request was routed already (a redelivery).
-    `route_started_at`: when the router took the request (the database's clock)."""
+    request_id: str,
+    specialist: str,
+    confidence: float,
+    method: str,
+    route_started_at: datetime | None = None,
+    *,
+    count_unfinished: bool = False,
+) -> int | None:
+    """Record the routing decision; None if the request was routed already (a redelivery), else
+    the tenant's unfinished requests at `specialist`, this one included (with `count_unfinished`;
+    0 without). `route_started_at`: when the router took the request (the database's clock)."""
     with autocommit_scope() as conn:
         routed = conn.execute(
-            _MARK_ROUTED,
+            _MARK_ROUTED_COUNTED if count_unfinished else _MARK_ROUTED,
             {
                 "rid": request_id,
                 "specialist": specialist,
@@ -199,7 +250,9 @@ def mark_routed(
                 "detail": {"specialist": specialist, "confidence": confidence, "method": method},
             },
         ).first()
-    return routed is not None
+    if routed is None:
+        return None
+    return int(routed.unfinished) if count_unfinished else 0
 
 
 @dataclass(frozen=True)

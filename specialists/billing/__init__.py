@@ -1,15 +1,19 @@
 """Billing specialist: charges, invoices, refunds, plans and payment methods.
 
-A bundled example of the specialist contract, kept as a package: its tools (tools.py) read and
-change its own tables (models.py, migrations/), its prompt and routing examples are files beside
-the code (prompt.md, examples.txt), and seed.py loads its demo data.
+A bundled example of the specialist contract, kept as a small package; this module wires it:
+tools.py (the four tools) with their arguments (arguments.py) and reads (queries.py), policy.py (the
+refund rules and approval limit), retrieval.py (context before the model writes), its own tables
+(models.py, migrations/), the prompt and routing examples as files (prompt.md, examples.txt), and
+its demo data in data/, loaded by seed.py.
 """
 
 from __future__ import annotations
 
 from app.orchestration.specialist import Specialist
+from specialists.billing.policy import REFUND_APPROVAL_LIMIT
+from specialists.billing.retrieval import retrieve
 from specialists.billing.seed import seed
-from specialists.billing.tools import REFUND_APPROVAL_LIMIT, TOOLS, retrieve
+from specialists.billing.tools import TOOLS
 
 SPECIALIST = Specialist.from_package(
     __name__,

@@ -1,5 +1,8 @@
 """The billing specialist's demo data: accounts and their invoices (`switchboard seed`).
 
+The accounts and the plans' prices are data files beside this module (data/accounts.csv,
+data/plans.csv); the invoices are derived from them here, so a fresh database gets the same rows.
+
 `seed()` is idempotent: every insert is keyed on a natural key (email, invoice id) and skips rows
 that exist, so re-running it neither duplicates nor overwrites anything. In particular an invoice
 refunded during a demo stays refunded.
@@ -16,58 +19,37 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import cache
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from app.orchestration.specialist import package_rows
 from specialists import DEMO_TENANT
 from specialists.billing.models import Account, Invoice
 
-__all__ = ["DEMO_TENANT", "account_emails", "invoice_ids", "invoice_owners", "seed"]
+__all__ = ["DEMO_TENANT", "account_emails", "accounts", "invoice_ids", "invoice_owners", "seed"]
 
-# --- Accounts ----------------------------------------------------------------------------------
-
-# (email, name, plan, status, seats)
-ACCOUNTS: tuple[tuple[str, str, str, str, int], ...] = (
-    ("maria.gonzalez@example.com", "Maria Gonzalez", "pro", "active", 4),
-    ("jordan.lee@example.com", "Jordan Lee", "starter", "suspended", 1),
-    ("priya.raman@example.org", "Priya Raman", "enterprise", "active", 40),
-    ("tom.becker@example.com", "Tom Becker", "starter", "active", 2),
-    ("aisha.okafor@example.com", "Aisha Okafor", "pro", "active", 7),
-    ("lucas.martin@example.org", "Lucas Martin", "free", "active", 1),
-    ("hannah.schmidt@example.com", "Hannah Schmidt", "pro", "active", 3),
-    ("kenji.watanabe@example.com", "Kenji Watanabe", "enterprise", "active", 120),
-    ("sofia.rossi@example.org", "Sofia Rossi", "starter", "active", 1),
-    ("daniel.kim@example.com", "Daniel Kim", "pro", "active", 12),
-    ("emma.johansson@example.com", "Emma Johansson", "starter", "active", 3),
-    ("m.ferreira@example.com", "Mateus Ferreira", "pro", "active", 5),
-    ("olivia.brown@example.org", "Olivia Brown", "free", "active", 1),
-    ("ahmed.hassan@example.com", "Ahmed Hassan", "enterprise", "active", 65),
-    ("chloe.dubois@example.com", "Chloé Dubois", "starter", "active", 2),
-    ("noah.williams@example.org", "Noah Williams", "pro", "suspended", 6),
-    ("isabella.costa@example.com", "Isabella Costa", "starter", "active", 1),
-    ("liam.oconnor@example.com", "Liam O'Connor", "pro", "active", 9),
-    ("yuki.tanaka@example.org", "Yuki Tanaka", "free", "active", 1),
-    ("grace.mensah@example.com", "Grace Mensah", "enterprise", "active", 35),
-    ("ethan.clarke@example.com", "Ethan Clarke", "starter", "active", 2),
-    ("fatima.zahra@example.org", "Fatima Zahra", "pro", "active", 4),
-    ("oliver.novak@example.com", "Oliver Novak", "starter", "active", 1),
-    ("ava.petrov@example.com", "Ava Petrov", "pro", "active", 15),
-    ("samuel.adeyemi@example.org", "Samuel Adeyemi", "free", "active", 1),
-    ("mia.andersen@example.com", "Mia Andersen", "starter", "active", 3),
-    ("carlos.mendoza@example.com", "Carlos Mendoza", "enterprise", "active", 80),
-    ("zoe.fischer@example.org", "Zoe Fischer", "pro", "active", 2),
-    ("ravi.patel@example.com", "Ravi Patel", "starter", "active", 2),
-    ("ella.murphy@example.com", "Ella Murphy", "pro", "active", 6),
-)
-
-# USD per seat per month. Free accounts were on Starter before they downgraded, which is why they
-# still have (older) invoices.
-SEAT_PRICE = {"starter": Decimal("29.00"), "pro": Decimal("49.00"), "enterprise": Decimal("45.00")}
-ENTERPRISE_PLATFORM_FEE = Decimal("500.00")
+_PACKAGE = __name__.rpartition(".")[0]
 FIRST_INVOICE_ID = 1001
 HISTORY_DAYS = 120
+
+
+@cache
+def accounts() -> tuple[tuple[str, str, str, str, int], ...]:
+    """(email, name, plan, status, seats) of each demo account, in data/accounts.csv's order."""
+    rows = package_rows(_PACKAGE, "data/accounts.csv")
+    return tuple((r["email"], r["name"], r["plan"], r["status"], int(r["seats"])) for r in rows)
+
+
+@cache
+def plans() -> dict[str, tuple[Decimal, Decimal]]:
+    """Each plan's price in USD per seat per month and its platform fee per month (data/plans.csv).
+    Free accounts were on Starter before they downgraded, which is why they still have (older)
+    invoices."""
+    rows = package_rows(_PACKAGE, "data/plans.csv")
+    return {r["plan"]: (Decimal(r["seat_price_usd"]), Decimal(r["platform_fee_usd"])) for r in rows}
 
 
 @dataclass(frozen=True)
@@ -81,15 +63,15 @@ class _InvoiceDraft:
 
 
 def _monthly_amount(plan: str, seats: int) -> Decimal:
-    billed_plan = "starter" if plan == "free" else plan
-    amount = SEAT_PRICE[billed_plan] * seats
-    if billed_plan == "enterprise":
-        amount += ENTERPRISE_PLATFORM_FEE
+    seat_price, platform_fee = plans()["starter" if plan == "free" else plan]
+    amount = seat_price * seats
+    if platform_fee:
+        amount += platform_fee
     return amount
 
 
 def _account_invoices(index: int, plan: str, status: str, seats: int, email: str) -> list[_InvoiceDraft]:
-    """3 to 5 invoices for one account, all derived from its position in ACCOUNTS."""
+    """3 to 5 invoices for one account, all derived from its position in `accounts()`."""
     # Each account has its own billing day; monthly invoices go back from there, 30 days apart,
     # and four of them always fit in the 120-day history.
     offset = (index * 11) % 29 + 1
@@ -106,7 +88,7 @@ def _account_invoices(index: int, plan: str, status: str, seats: int, email: str
     if index % 3 == 0 and plan != "free":
         # A mid-cycle seat added and billed prorated; every other one of these was voided and
         # re-issued, as happens when a seat count is corrected.
-        proration = (SEAT_PRICE[plan] * 12 / 30).quantize(Decimal("0.01"))
+        proration = (plans()[plan][0] * 12 / 30).quantize(Decimal("0.01"))
         extra_status = "void" if index % 6 == 0 else "paid"
         drafts.append(_InvoiceDraft(email, offset + 12, (index * 7) % 24, proration, extra_status, False))
     return _with_statuses(index, status, drafts)
@@ -135,11 +117,11 @@ def _with_statuses(index: int, account_status: str, drafts: list[_InvoiceDraft])
 def _invoice_rows(now: datetime) -> list[dict[str, object]]:
     drafts = [
         draft
-        for index, (email, _name, plan, status, seats) in enumerate(ACCOUNTS)
+        for index, (email, _name, plan, status, seats) in enumerate(accounts())
         for draft in _account_invoices(index, plan, status, seats, email)
     ]
     # Numbered oldest first, like a real invoice sequence; the sort key is fully deterministic.
-    order = {email: i for i, (email, *_rest) in enumerate(ACCOUNTS)}
+    order = {email: i for i, (email, *_rest) in enumerate(accounts())}
     drafts.sort(key=lambda d: (-d.days_ago, d.hour, order[d.email]))
     rows = []
     for number, draft in enumerate(drafts, start=FIRST_INVOICE_ID):
@@ -178,7 +160,7 @@ def _seed_accounts(session: Session, now: datetime) -> dict[str, int]:
             "status": status,
             "created_at": _customer_since(i, now),
         }
-        for i, (email, name, plan, status, _seats) in enumerate(ACCOUNTS)
+        for i, (email, name, plan, status, _seats) in enumerate(accounts())
     ]
     session.execute(insert(Account).values(rows).on_conflict_do_nothing(index_elements=["tenant", "email"]))
     emails = [row["email"] for row in rows]

@@ -1,15 +1,18 @@
 """Technical specialist: API errors, integrations, login and SSO, imports/exports, the apps.
 
-A bundled example of the specialist contract, kept as a package: its tools (tools.py) read its own
-tables (models.py, migrations/): the knowledge base and the status page; its prompt and routing
-examples are files beside the code (prompt.md, examples.txt), and seed.py loads its demo data.
+A bundled example of the specialist contract, kept as a small package; this module wires it:
+tools.py (two read-only tools) with their arguments (arguments.py), knowledge_base.py (full-text
+search) and status_page.py over its own tables (models.py, migrations/), retrieval.py (context
+before the model writes), the prompt and routing examples as files (prompt.md, examples.txt), and
+its demo data in data/, loaded by seed.py. It has no policy of its own: every tool only reads.
 """
 
 from __future__ import annotations
 
 from app.orchestration.specialist import Specialist
+from specialists.technical.retrieval import retrieve
 from specialists.technical.seed import seed
-from specialists.technical.tools import TOOLS, retrieve
+from specialists.technical.tools import TOOLS
 
 SPECIALIST = Specialist.from_package(
     __name__,

@@ -13,7 +13,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.ops.supervisor import wait_http
 from tests import conftest as root
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,6 +44,7 @@ def supervisor(services: object, tmp_path_factory: pytest.TempPathFactory) -> It
 @pytest.fixture(scope="session")
 def simulator(supervisor: object) -> str:
     from app.ops.pools import simulator_spec
+    from app.ops.supervisor import wait_http
 
     supervisor.start(simulator_spec())  # type: ignore[attr-defined]
     base = f"http://127.0.0.1:{os.environ['SWITCHBOARD_SIMULATOR_PORT']}"
@@ -74,6 +74,7 @@ def api(supervisor: object) -> str:
 
     from app.config import get_settings
     from app.ops.pools import api_spec
+    from app.ops.supervisor import wait_http
 
     port = root._free_port()
     # One server process: the database server is shared with other test runs on this machine.
@@ -95,6 +96,7 @@ def quiet_api(supervisor: object) -> Iterator[tuple[str, str]]:
 
     from app.config import get_settings
     from app.ops.pools import api_spec
+    from app.ops.supervisor import wait_http
     from app.orchestration.topology import declare
     from tests.support.services import scratch_vhost
 

@@ -75,7 +75,7 @@ def test_degradation_at_its_thresholds(degrading_pools: int) -> None:
         before = session.scalar(select(Request.id).order_by(Request.accepted_at.desc()).limit(1))
     with pytest.raises(client.Overloaded) as refused:
         client.submit(TECHNICAL.format("low"), priority="low")
-    assert isinstance(refused.value, client.InvalidRequest)
+    assert isinstance(refused.value, client.Refused)
     assert refused.value.queue == "technical"
     assert (refused.value.waiting, refused.value.threshold) == (base + 6, base + 6)
     assert refused.value.estimated_wait_s is not None and refused.value.estimated_wait_s > 0

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from app.orchestration.specialist import ToolContext
-from specialists.technical.tools import SearchKbArgs, search_kb
+from specialists.technical.arguments import SearchKbArgs
+from specialists.technical.tools import search_kb
 
 # The seeded articles are the default tenant's.
 CTX = ToolContext(request_id="00000000-0000-0000-0000-000000000000", tenant="default", step="draft")

@@ -8,9 +8,10 @@ from decimal import Decimal
 import pytest
 
 from app.orchestration.registry import specialists
-from app.simulator import ChatCompletionRequest, build_reply
 from app.orchestration.specialist import Specialist, TenantSettingDef, ToolContext
-from specialists.billing.tools import REFUND_APPROVAL_LIMIT, IssueRefundArgs
+from app.simulator import ChatCompletionRequest, build_reply
+from specialists.billing.arguments import IssueRefundArgs
+from specialists.billing.policy import REFUND_APPROVAL_LIMIT
 from workflows.support_ticket import HANDOFF_TOOL, WANTS_A_PERSON
 
 

@@ -26,7 +26,7 @@ from workflows.engine.checkpoints import CHECKPOINT_PATIENCE_S, Finish, load_che
 from workflows.engine.context import RequestInfo, StepContext
 from workflows.engine.errors import AwaitingApproval, HandedOff, StepError, Suspended
 from workflows.engine.runner import run
-from workflows.engine.workflow import Step, StepFn, Workflow
+from workflows.engine.workflow import Step, StepFn, StepRef, Workflow
 
 __all__ = [
     "CHECKPOINT_PATIENCE_S",
@@ -38,6 +38,7 @@ __all__ = [
     "StepContext",
     "StepError",
     "StepFn",
+    "StepRef",
     "Suspended",
     "Workflow",
     "load_checkpoints",

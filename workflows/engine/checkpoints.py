@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.exc import OperationalError
 
-from app.inference.call_log import write_calls
+from app.inference.call_log import rows_param, with_calls
 from app.state import StepRun, autocommit_scope, get_engine, session_scope
 from workflows.engine.context import StepContext
 
@@ -49,6 +49,23 @@ _UPSERT_STEP = _new_step.on_conflict_do_update(
     },
     # A succeeded checkpoint is final; a late duplicate attempt must not overwrite it.
     where=_STEPS.c.status != "succeeded",
+)
+
+# The same upsert in the statement that completes the LLM calls the attempt paid for
+# (call_log.with_calls): the checkpoint and its calls in one round trip.
+_UPSERT_STEP_WITH_CALLS = with_calls(
+    """
+    INSERT INTO step_runs (request_id, step, attempts, status, output, error, duration_ms,
+                           started_at, finished_at)
+    VALUES (:request_id, :step, :attempts, :status, :output, :error, :duration_ms,
+            :started_at, :finished_at)
+    ON CONFLICT ON CONSTRAINT uq_step_runs_request_step DO UPDATE
+    SET status = excluded.status, output = excluded.output, error = excluded.error,
+        duration_ms = excluded.duration_ms, started_at = excluded.started_at,
+        finished_at = excluded.finished_at, attempts = step_runs.attempts + 1
+    WHERE step_runs.status <> 'succeeded'
+    """,
+    output=JSONB,
 )
 
 
@@ -99,7 +116,8 @@ def record_step(
     writes, ctx.writes[:] = list(ctx.writes), []
 
     def write(conn: Connection) -> None:
-        conn.execute(_UPSERT_STEP, row)
+        if not calls:
+            conn.execute(_UPSERT_STEP, row)
         if suspend is not None:
             suspend(conn)
         if status == "succeeded":
@@ -111,10 +129,18 @@ def record_step(
         # Last, so the tenant's day row (tenant_spend), which every call of the tenant's requests
         # locks, stays locked only until the COMMIT that follows: written first, every other
         # statement of the checkpoint and each wait for the GIL between them held it too, and the
-        # tenant's other checkpoints and reservations queued behind it with the core idle.
-        write_calls(conn, calls)
+        # tenant's other checkpoints and reservations queued behind it with the core idle. The
+        # step's row goes with the calls, in the same statement.
+        if calls:
+            conn.execute(_UPSERT_STEP_WITH_CALLS, {**row, "rows": rows_param(calls)})
 
-    alone = not calls and suspend is None and not (status == "succeeded" and (writes or finish))
+    # One statement commits by itself. Completing a call twice is impossible (only an unfinished
+    # intent row is completed), so only rows without one (cache hits, inserted) need a transaction.
+    alone = (
+        suspend is None
+        and not (status == "succeeded" and (writes or finish))
+        and all(call.get("call_id") is not None for call in calls)
+    )
     waited, pause = 0.0, 0.5
     while True:
         try:
@@ -135,9 +161,9 @@ def record_step(
 
 def _write_checkpoint(write: Callable[[Connection], None], *, alone: bool) -> None:
     if alone:
-        # A checkpoint that is the only write commits by itself, without BEGIN and COMMIT round
+        # A checkpoint that is one statement commits by itself, without BEGIN and COMMIT round
         # trips. Run again after an unknown outcome it changes nothing: the upsert never
-        # overwrites a succeeded step.
+        # overwrites a succeeded step, and a call's intent row is completed only once.
         try:
             with autocommit_scope() as conn:
                 write(conn)

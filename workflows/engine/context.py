@@ -18,7 +18,7 @@ from app.orchestration.approvals import Decision
 from app.orchestration.specialist import Specialist, ToolContext
 from app.orchestration.tiers import effective_tier
 from workflows.engine.errors import AwaitingApproval, HandedOff
-from workflows.engine.workflow import Step
+from workflows.engine.workflow import Step, StepRef, step_name
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -123,7 +123,9 @@ class StepContext:
                 cache=self.step.single_shot and not tools,
                 tenant=self.request.tenant,
                 record_into=self.calls,
-                writes_into=self.writes,
+                # The cache entry is written at once (best effort), not with the checkpoint: a
+                # checkpoint whose only other write is its calls is then one self-committing
+                # statement (two round trips fewer than a transaction).
                 stream_to=self.streamed if stream else None,
             )
 
@@ -164,6 +166,17 @@ class StepContext:
     def handoff(self, reason: str, *, source: str = "workflow") -> NoReturn:
         """Give the request to the human queue (`needs_human`); a person's reply becomes its result."""
         raise HandedOff(reason, source)
+
+    def output(self, step: StepRef) -> dict[str, Any]:
+        """The output of `step`, one this step runs after (its Step, function or name)."""
+        name = step_name(step)
+        # Only a dependency's output is certain to be there: any other step may still be running.
+        if name not in self.step.after or name not in self.outputs:
+            raise LookupError(
+                f"step {self.step.name!r} read the output of {name!r}, which is not among the steps "
+                f"it runs after ({', '.join(self.step.after) or 'none'})"
+            )
+        return self.outputs[name]
 
     def tool_context(self) -> ToolContext:
         return ToolContext(

@@ -1,9 +1,16 @@
 """A workflow's definition: named steps, each with its tier, retries, timeout and the steps it
-runs after."""
+runs after.
+
+`@flow.step(...)` registers a function and returns its `Step`; later steps name the steps they
+follow by that object (`after=(understand, retrieve)`), and read their outputs with
+`ctx.output(understand)`, so a renamed or missing step is an error where the flow is defined, not a
+string that never matches. A step's name (the function's, or `name=`) is what the record keeps
+(`step_runs.step`). Names as strings still work for flows written before (`after=("understand",)`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +27,27 @@ class Step:
     tier: str = "cheap"
     retries: int = 1
     timeout_s: float = 120.0
+    # The names of the steps this one runs after (resolved from the references it was given).
     after: tuple[str, ...] = ()
     # A single-shot step's LLM answers depend only on their messages, so they may be cached.
     single_shot: bool = False
+
+    def __call__(self, ctx: StepContext) -> dict[str, Any]:
+        return self.fn(ctx)
+
+
+# How a step names another: its Step (what `@flow.step` returns), its function, or its name.
+StepRef = Step | StepFn | str
+
+
+def step_name(ref: StepRef) -> str:
+    """The name a reference stands for (for a bare function: the name it was registered under by
+    default)."""
+    if isinstance(ref, Step):
+        return ref.name
+    if isinstance(ref, str):
+        return ref
+    return getattr(ref, "__name__", repr(ref))
 
 
 @dataclass
@@ -37,19 +62,32 @@ class Workflow:
         tier: str = "cheap",
         retries: int = 1,
         timeout_s: float = 120.0,
-        after: tuple[str, ...] = (),
+        after: Sequence[StepRef] = (),
         single_shot: bool = False,
-    ) -> Callable[[StepFn], StepFn]:
-        def register(fn: StepFn) -> StepFn:
-            step_name = name or fn.__name__
-            missing = [dep for dep in after if dep not in self.steps]
+    ) -> Callable[[StepFn], Step]:
+        def register(fn: StepFn) -> Step:
+            new_name = name or fn.__name__
+            resolved = [self._resolve(dep) for dep in after]
+            missing = [step_name(dep) for dep, found in zip(after, resolved, strict=True) if found is None]
             if missing:
                 raise ValueError(
-                    f"workflow {self.name!r}: step {step_name!r} runs after unknown steps {missing}"
+                    f"workflow {self.name!r}: step {new_name!r} runs after unknown steps {missing}"
                 )
-            if step_name in self.steps:
-                raise ValueError(f"workflow {self.name!r} already has a step named {step_name!r}")
-            self.steps[step_name] = Step(step_name, fn, tier, retries, timeout_s, after, single_shot)
-            return fn
+            if new_name in self.steps:
+                raise ValueError(f"workflow {self.name!r} already has a step named {new_name!r}")
+            deps = tuple(found for found in resolved if found is not None)
+            step = Step(new_name, fn, tier, retries, timeout_s, deps, single_shot)
+            self.steps[new_name] = step
+            return step
 
         return register
+
+    def _resolve(self, ref: StepRef) -> str | None:
+        """The name of this workflow's step `ref` refers to, or None when it has no such step (a
+        step of another workflow is not one of this one's, even under the same name)."""
+        if isinstance(ref, str):
+            return ref if ref in self.steps else None
+        for known in self.steps.values():
+            if known is ref or known.fn is ref:
+                return known.name
+        return None

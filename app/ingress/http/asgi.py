@@ -14,6 +14,8 @@ from typing import Any
 from a2wsgi import WSGIMiddleware
 
 from app.config import get_settings
+from app.default_secrets import DefaultSecrets, refuse_defaults
+from app.ingress.http.app import create_app
 from app.ingress.http.errors import too_large
 from app.ingress.http.sse import Streams
 
@@ -83,9 +85,6 @@ class BodyLimit:
 def create_asgi() -> Streams:
     """`uvicorn --factory app.ingress.http.asgi:create_asgi`: one thread per concurrent request at most
     SWITCHBOARD_API_THREADS, as the database pool is sized for."""
-    from app.default_secrets import DefaultSecrets, refuse_defaults
-    from app.ingress.http.app import create_app
-
     settings = get_settings()
     try:
         refuse_defaults("api", settings=settings)

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from app.ingress.http import people
 from app.ingress.http.errors import CODES, ErrorBody
 from app.ingress.http.models import Accepted, EventList, Health, NewRequest, RequestView
 
@@ -57,8 +58,6 @@ _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"
 
 
 def document() -> dict[str, Any]:
-    from app.ingress.http import people
-
     return {
         "openapi": "3.1.0",
         "info": {
