@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     # A call that would wait longer than this for its rate-limit slot defers its task instead of
     # holding a worker thread.
     limiter_max_wait_s: float = 30.0
+    # Where the provider rate limiter keeps its buckets: PostgreSQL (the default, nothing more to
+    # run) or Redis (the `redis` extra), for a fleet that reserves more than PostgreSQL's hot-row
+    # rate on one bucket (bench/limiter.py; app/inference/limiter_redis.py says what changes).
+    limiter_backend: Literal["postgres", "redis"] = "postgres"
+    limiter_redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
 
     # An optional second provider for fallback chains ("secondary/<model>"), of its own kind.
     secondary_provider_kind: ProviderKind = "openai"

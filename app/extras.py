@@ -2,7 +2,7 @@
 
 The core install carries what every worker needs (Celery, kombu, SQLAlchemy, psycopg, Alembic,
 httpx, pydantic, prometheus-client). The HTTP API, Flower, the local classifier, the demo with its
-simulated provider, and the deployment-file writers are extras: a process that needs one checks for
+simulated provider, the deployment-file writers and the Redis limiter backend are extras: a process that needs one checks for
 it where it starts, and says which `pip install` brings it, as Dramatiq's optional backends do.
 """
 
@@ -19,6 +19,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "classifier": ("sklearn",),
     "demo": ("starlette", "uvicorn", "tqdm"),
     "deploy": ("yaml",),
+    "redis": ("redis",),
 }
 
 

@@ -23,7 +23,8 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.config import get_settings
+from app import extras
+from app.config import Settings, get_settings
 from app.errors import InferenceError
 from app.inference import budget, limits, provider
 from app.inference import keys as key_state
@@ -67,6 +68,16 @@ _backends: _Backends | None = None
 _rings: dict[str, KeyRing] = {}
 
 
+def _limiter(s: Settings) -> Limiter:
+    if s.limiter_backend == "redis":
+        extras.require("redis", "SWITCHBOARD_LIMITER_BACKEND=redis")
+        # Loaded on demand: redis-py is the optional `redis` extra.
+        from app.inference.limiter_redis import RedisLimiter
+
+        return RedisLimiter(s.limiter_redis_url.get_secret_value())
+    return PostgresLimiter()
+
+
 def backends() -> _Backends:
     global _backends
     with _lock:
@@ -79,7 +90,7 @@ def backends() -> _Backends:
                 s.breaker_min_calls,
                 s.breaker_cooldown_s,
             )
-            _backends = _Backends(PostgresLimiter(), PostgresBreaker(policy), PostgresCache())
+            _backends = _Backends(_limiter(s), PostgresBreaker(policy), PostgresCache())
         return _backends
 
 

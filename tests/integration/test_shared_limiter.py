@@ -1,4 +1,5 @@
-"""Several processes hammering one PostgreSQL limiter never admit more than the limit in any window."""
+"""Several processes hammering one shared limiter (PostgreSQL, and the optional Redis backend) never
+admit more than the limit in any window."""
 
 from __future__ import annotations
 
@@ -8,17 +9,31 @@ import subprocess
 import sys
 import uuid
 
+import pytest
+import redis
+from sqlalchemy import select
+
+from app.inference.limiter import Candidate, Demand, Limiter, PostgresLimiter, WaitTooLong
+from app.inference.limiter_redis import RedisLimiter
 from app.simulator import max_in_window
+from app.state import LimitEvent, session_scope
 from tests.integration.conftest import ROOT
+
+# The limiter a process of the fleet builds (the gateway's choice by SWITCHBOARD_LIMITER_BACKEND).
+LIMITER = """
+from app.config import get_settings
+from app.inference.gateway import backends
+limiter = backends().limiter
+assert type(limiter).__name__ == {"postgres": "PostgresLimiter", "redis": "RedisLimiter"}[get_settings().limiter_backend]
+"""
 
 HAMMER = """
 import json, sys
-from app.inference.limiter import Candidate, Demand, PostgresLimiter
+from app.inference.limiter import Candidate, Demand
 host, model, n, tokens = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 call = [Candidate("key-a", (Demand.of(f"key:{host}/key-a/rpm", 1, 60, 0.1),
                             Demand.of(f"key:{host}/key-a/tpm", tokens, 20000, 0.1, tokens=True),
                             Demand.of(f"model:{host}/key-a/{model}/rpm", 1, None, 0.1)))]
-limiter = PostgresLimiter()
 starts = [limiter.reserve(call, max_wait_s=1e9).start for _ in range(n)]
 print(json.dumps(starts))
 """
@@ -26,12 +41,11 @@ print(json.dumps(starts))
 # Two model tiers on one key: the key allows 40 a minute whatever the model, the capable model 12.
 TIERS = """
 import json, sys
-from app.inference.limiter import Candidate, Demand, PostgresLimiter
+from app.inference.limiter import Candidate, Demand
 host, n = sys.argv[1], int(sys.argv[2])
 def call(model, limit):
     return [Candidate("key-a", (Demand.of(f"key:{host}/key-a/rpm", 1, 40, 0.1),
                                 Demand.of(f"model:{host}/key-a/{model}/rpm", 1, limit, 0.1)))]
-limiter = PostgresLimiter()
 starts = {"cheap": [], "capable": []}
 for i in range(n):
     tier = "capable" if i % 3 == 0 else "cheap"
@@ -40,10 +54,34 @@ print(json.dumps(starts))
 """
 
 
-def _run(script: str, *args: str, processes: int = 4) -> list[str]:
+def _redis_up() -> bool:
+    try:
+        return bool(redis.Redis.from_url(os.environ.get("SWITCHBOARD_LIMITER_REDIS_URL", REDIS_URL)).ping())
+    except redis.RedisError:
+        return False
+
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(params=["postgres", "redis"])
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "redis" and not _redis_up():
+        pytest.skip("the optional Redis limiter backend needs a Redis (SWITCHBOARD_LIMITER_REDIS_URL)")
+    return request.param
+
+
+def _run(script: str, backend: str, *args: str, processes: int = 4) -> list[str]:
+    env = {**os.environ, "SWITCHBOARD_LIMITER_BACKEND": backend}
+    env.setdefault("SWITCHBOARD_LIMITER_REDIS_URL", REDIS_URL)
     workers = [
-        subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, text=True, cwd=ROOT,
-                         env=os.environ.copy())
+        subprocess.Popen(
+            [sys.executable, "-c", LIMITER + script, *args],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=env,
+        )
         for _ in range(processes)
     ]
     outs = []
@@ -54,13 +92,13 @@ def _run(script: str, *args: str, processes: int = 4) -> list[str]:
     return outs
 
 
-def test_four_processes_share_one_budget(services: object) -> None:
+def test_four_processes_share_one_budget(services: object, backend: str) -> None:
     model = f"limit-{uuid.uuid4().hex[:6]}"
     # Reserving (not sleeping) lets the test check hours of schedule in a second: a slot's start
     # is exactly when `acquire` lets the call go.
     host = f"provider-{uuid.uuid4().hex[:6]}.test"
     starts: list[float] = []
-    for out in _run(HAMMER, host, model, "60", "150"):
+    for out in _run(HAMMER, backend, host, model, "60", "150"):
         starts += json.loads(out)
 
     assert len(starts) == 240 and len(set(starts)) == 240  # every reservation got its own slot
@@ -72,11 +110,11 @@ def test_four_processes_share_one_budget(services: object) -> None:
     assert 240 / 54 * 60 * 0.95 <= span <= 240 / 54 * 60 * 1.02
 
 
-def test_an_account_limit_holds_across_model_tiers_in_every_process(services: object) -> None:
+def test_an_account_limit_holds_across_model_tiers_in_every_process(services: object, backend: str) -> None:
     host = f"provider-{uuid.uuid4().hex[:6]}.test"
     cheap: list[float] = []
     capable: list[float] = []
-    for out in _run(TIERS, host, "45"):
+    for out in _run(TIERS, backend, host, "45"):
         found = json.loads(out)
         cheap += found["cheap"]
         capable += found["capable"]
@@ -92,3 +130,45 @@ def test_an_account_limit_holds_across_model_tiers_in_every_process(services: ob
     # measures their drain against the 1.1x target.
     least = max((60 - 1) * 60 / 10.8, (180 - 2) * 60 / 36)
     assert least <= (every[-1] - every[0]) <= 1.2 * least
+
+
+def _limiter(backend: str) -> Limiter:
+    if backend == "redis":
+        return RedisLimiter(os.environ.get("SWITCHBOARD_LIMITER_REDIS_URL", REDIS_URL))
+    return PostgresLimiter()
+
+
+def test_learned_limits_pauses_and_reconciles_reach_the_next_reservation(
+    services: object, backend: str
+) -> None:
+    limiter = _limiter(backend)
+    host = f"provider-{uuid.uuid4().hex[:6]}.test"
+    rpm = Demand.of(f"model:{host}/key-a/m/rpm", 1, 600, 0.0)
+    tpm = Demand.of(f"model:{host}/key-a/m/tpm", 1000, 60_000, 0.0, tokens=True)
+    call = [Candidate("key-a", (rpm, tpm))]
+
+    assert limiter.reserve(call, 0.0).bucket(tpm.bucket).limit == 60_000  # type: ignore[union-attr]
+    # The provider reports 6,000 tokens a minute: once in the record however many processes saw it.
+    limiter.learn(tpm.bucket, 6000.0, 60_000.0, "test")
+    limiter.learn(tpm.bucket, 6000.0, 60_000.0, "test")
+    with session_scope() as session:
+        events = session.scalars(select(LimitEvent).where(LimitEvent.bucket == tpm.bucket)).all()
+    assert [(e.previous_limit, e.learned_limit) for e in events] == [(None, 6000.0)]
+    first = limiter.reserve(call, 10.0)
+    held = first.bucket(tpm.bucket)
+    assert held is not None and (held.limit, held.learned) == (6000.0, 6000.0)
+    # 1,000 tokens at 6,000 a minute: the next call waits 10 s for `first`'s tokens (after the
+    # 1 s the call before the lower limit took at 60,000 a minute).
+    with pytest.raises(WaitTooLong) as waited:
+        limiter.reserve(call, 0.0)
+    assert 9.0 < waited.value.wait_s <= 11.0
+    # `first` used 100 tokens, not 1,000: 9 s of it go back.
+    limiter.reconcile(first, 100)
+    with pytest.raises(WaitTooLong) as waited:
+        limiter.reserve(call, 0.0)
+    assert 0.0 < waited.value.wait_s <= 2.0
+    # A pause (the provider's 429) holds every reservation of the bucket.
+    limiter.pause(rpm.bucket, 30.0)
+    with pytest.raises(WaitTooLong) as paused:
+        limiter.reserve(call, 0.0)
+    assert 29.0 < paused.value.wait_s <= 30.0

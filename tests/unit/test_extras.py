@@ -57,7 +57,7 @@ def test_the_core_dependencies_leave_out_every_extra() -> None:
     ):
         assert name not in core
     extras = project["optional-dependencies"]
-    assert set(EXTRAS) <= set(extras) and extras["all"] == ["switchboard[api,flower,classifier,demo,deploy]"]
+    assert set(EXTRAS) <= set(extras) and extras["all"] == ["switchboard[api,flower,classifier,demo,deploy,redis]"]
     assert "switchboard[all]" in extras["test"]
 
 
