@@ -72,7 +72,7 @@ def _limiter(s: Settings) -> Limiter:
     if s.limiter_backend == "redis":
         extras.require("redis", "SWITCHBOARD_LIMITER_BACKEND=redis")
         # Loaded on demand: redis-py is the optional `redis` extra.
-        from app.inference.limiter_redis import RedisLimiter
+        from app.inference.limiter_redis import RedisLimiter  # noqa: PLC0415
 
         return RedisLimiter(s.limiter_redis_url.get_secret_value())
     return PostgresLimiter()
