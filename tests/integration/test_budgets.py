@@ -5,19 +5,21 @@ process died before completing it stays in the record, in doubt, until its compl
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, func, select, text
 
 from app.inference import budget
-from app.inference.call_log import DAY_SHARDS, write_calls
+from app.inference.call_log import DAY_SHARDS, shard_of, write_calls
 from app.ingress import client, tenants
 from app.orchestration.reconciler import mark_in_doubt
-from app.state import LlmCall, Request, TenantSpend, session_scope
+from app.state import LlmCall, Request, TenantSpend, get_engine, session_scope
 from tests.integration.conftest import METRICS_PORTS, new_tenant, run_cli, wait_all
 
 TICKET = "Our export job fails with a 502 error on the orders endpoint (job {}, run {})"
@@ -160,6 +162,50 @@ def test_a_call_whose_process_died_is_counted_in_doubt_and_completes_once(
     day_row = _day(tenant)
     assert (day_row.spent_usd, day_row.reserved_usd) == (row["cost_usd"], 0)
     assert len(_calls([rid])) == 1
+
+
+def _requests_on_shards(tenant: str, shards: list[int]) -> list[str]:
+    """New requests of the tenant whose ids hash to the given day shards, in that order."""
+    ids: list[str] = []
+    with session_scope() as session:
+        while len(ids) < len(shards):
+            rid = str(uuid.uuid4())
+            if session.scalar(text(f"SELECT {shard_of(':id')}"), {"id": rid}) == shards[len(ids)]:
+                session.add(Request(id=rid, tenant=tenant, text="shards"))
+                ids.append(rid)
+    return ids
+
+
+def test_a_reservation_that_waited_for_its_shard_counts_what_the_other_shards_took_meanwhile(
+    services: object,
+) -> None:
+    tenant, _ = new_tenant()
+    amount = budget.estimate("sim-large", 400, 512)
+    tenants.update_budgets(tenant, daily_usd=Decimal("0.015"))  # two such calls fit, three do not
+    first, second, other = _requests_on_shards(tenant, [0, 0, 1])
+
+    def intent(rid: str) -> budget.Intent:
+        return budget.Intent(rid, "draft", "draft", "p", "sim-large", "capable", None, 912, amount, 0.0, 0)
+
+    # The first call's reservation is made and not yet committed: it holds shard 0's lock.
+    with get_engine().connect() as holder:
+        holder.execute(budget._OPEN, {**intent(first).__dict__, "request_default": 0, "daily_default": 0})
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(budget.open_call, intent(second))  # waits for shard 0
+            for _ in range(100):
+                with session_scope() as session:
+                    if session.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+                                           "wait_event_type = 'Lock' AND query LIKE '%switchboard_reserve_day%'")):
+                        break
+                time.sleep(0.05)
+            budget.open_call(intent(other))  # shard 1, committed while the second call waits
+            holder.commit()
+            # The waiting call's check reads the day after its shard is free, so it sees both.
+            with pytest.raises(budget.BudgetExhausted, match="daily budget"):
+                waiting.result(timeout=30)
+    day = _day(tenant)
+    assert (day.spent_usd, day.reserved_usd) == (0, 2 * amount)
+    assert len([c for c in _calls([first, second, other]) if c.outcome == "in_flight"]) == 2
 
 
 def test_tenants_update_refuses_bad_budgets_and_changes_nothing(services: object) -> None:
