@@ -16,8 +16,8 @@ call's cost is added to its shard when it completes. With one, the reservation i
 shard and the day's sum over all shards, read after that shard is locked, must stay within the
 budget. That sum misses only reservations being made on the other shards at that same moment, so
 concurrent calls of a tenant can overshoot its daily budget by at most one call's estimated cost
-per other shard (`DAY_SHARDS - 1` calls), and only when they reach the budget together; one
-statement at a time, a day with one shard would be exact.
+per other shard (`DAY_SHARDS - 1` calls), and only when they reach the budget together. One shard
+would be exact, and every call of the tenant would queue on its lock again.
 
 A model missing from the price table is counted at the table's highest input and output prices, so
 an unpriced call can never slip under a budget at $0 (the record's own `cost_usd` for it is the
