@@ -63,10 +63,6 @@ def _with_event(transition: CTE, kind: str, detail: Any) -> CTE:
     )
 
 
-_MARK_PUBLISHED = (
-    update(_R).where(_R.c.id == _RID, _R.c.published_at.is_(None)).values(published_at=func.now())
-)
-
 _ROUTED = (
     update(_R)
     .where(_R.c.id == _RID, _R.c.status == Status.ACCEPTED)
@@ -194,11 +190,6 @@ _MARK_SUCCEEDED = select(_SUCCEEDED.c.id, _CALLBACK_PENDING.label("callback_pend
 def add_event(conn: Session | Connection, request_id: str, kind: str, **detail: Any) -> None:
     # A Core insert, not session.add: events are written on every transition of every request.
     conn.execute(_INSERT_EVENT, {"request_id": request_id, "kind": kind, "detail": detail})
-
-
-def mark_published(request_id: str) -> None:
-    with autocommit_scope() as conn:
-        conn.execute(_MARK_PUBLISHED, {"rid": request_id})
 
 
 def _db_ms() -> float:
