@@ -34,6 +34,7 @@ from app.orchestration.celery_app import ROUTE_TASK
 from app.orchestration.live import EXCHANGE, QUEUE_ARGUMENTS, reader_queue_name
 from app.orchestration.live_follow import Follower, StreamEvent
 from app.orchestration.registry import match_rules
+from app.orchestration.route_message import RoutingInputs
 from app.orchestration.topology import PRIORITIES, ROUTER_QUEUE
 from app.request_scope import bound
 from app.state import (
@@ -242,11 +243,16 @@ def refuse_if_overloaded(req: SubmitRequest) -> None:
             raise Overloaded(queue, load.waiting, limits[1], load.wait_s(load.waiting))
 
 
-def publish(request_id: str, priority: str) -> bool:
+def publish(request_id: str, priority: str, routing: RoutingInputs | None = None) -> bool:
     """Publish to the router with publisher confirms; False if the broker did not take it. The
     row's `published_at` is written shortly after, by a background thread (app/ingress/published.py)."""
     try:
-        publisher.publish(ROUTE_TASK, [request_id], ROUTER_QUEUE, PRIORITIES[priority])
+        # With the routing inputs the router decides without reading the row first.
+        args: list[Any] = [request_id] if routing is None else [request_id, routing.message()]
+        # The headers name the request only: its text stays out of monitoring tools and logs.
+        publisher.publish(
+            ROUTE_TASK, args, ROUTER_QUEUE, PRIORITIES[priority], argsrepr=f"({request_id!r}, ...)"
+        )
     except Exception as exc:  # noqa: BLE001 - broker down: the reconciler publishes it later
         log.warning(
             "request %s accepted but not yet published (%s); the reconciler will publish it",
@@ -299,7 +305,14 @@ def submit_valid(req: SubmitRequest) -> Submission:
     submission = accept(req)
     if submission.duplicate:
         return submission
-    return submission.model_copy(update={"published": publish(submission.id, req.priority)})
+    return submission.model_copy(
+        update={"published": publish(submission.id, req.priority, routing_inputs(req))}
+    )
+
+
+def routing_inputs(req: SubmitRequest) -> RoutingInputs:
+    """What the route message carries of a validated request (app/orchestration/routing.py)."""
+    return RoutingInputs(req.text, req.tenant, req.priority, req.conversation_id)
 
 
 def accept(req: SubmitRequest) -> Submission:

@@ -59,8 +59,18 @@ class Publisher:
         self._open = 0  # channels of this process, idle or in use
         self._pid = os.getpid()
 
-    def publish(self, name: str, args: list[Any], queue_name: str, priority: int, **kwargs: Any) -> str:
-        """Send task `name` to `queue_name` and wait for the broker's confirm; the message id."""
+    def publish(
+        self,
+        name: str,
+        args: list[Any],
+        queue_name: str,
+        priority: int,
+        *,
+        argsrepr: str | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """Send task `name` to `queue_name` and wait for the broker's confirm; the message id.
+        `argsrepr`: what the message's headers show of `args` (Celery's repr of them by default)."""
         task_id = uuid()
         parent = celery.current_worker_task  # as send_task: a task's messages name it as parent
         root_id = parent_id = None
@@ -74,6 +84,7 @@ class Publisher:
             root_id=root_id,
             parent_id=parent_id,
             ignore_result=bool(celery.conf.task_ignore_result),
+            argsrepr=argsrepr,
         )
         headers, properties, body = message.headers, message.properties, message.body
         signals.before_task_publish.send(
@@ -193,6 +204,8 @@ def _close(kept: _Channel) -> None:
 publisher = Publisher(limit=int(celery.conf.broker_pool_limit or 10))
 
 
-def publish(name: str, args: list[Any], queue_name: str, priority: int, **kwargs: Any) -> str:
+def publish(
+    name: str, args: list[Any], queue_name: str, priority: int, *, argsrepr: str | None = None, **kwargs: Any
+) -> str:
     """Publish task `name` with `args` (and `kwargs`) to `queue_name`, confirmed; the message id."""
-    return publisher.publish(name, args, queue_name, priority, **kwargs)
+    return publisher.publish(name, args, queue_name, priority, argsrepr=argsrepr, **kwargs)
