@@ -25,6 +25,7 @@ from typing import Any
 
 from celery import signals
 from kombu import Connection, Producer
+from kombu.transport.pyamqp import Transport
 from kombu.utils.json import dumps
 from kombu.utils.uuid import uuid
 
@@ -37,6 +38,12 @@ log = logging.getLogger(__name__)
 # Like send_task's retry policy for the client: three tries over about a second, then the caller
 # decides (the client leaves the request to the reconciler; a task retries).
 RETRY_SLEEPS_S = (0.2, 0.7)
+# What the broker or the network raises (worth a new connection and another try), not a bug.
+_BROKER_TROUBLE: tuple[type[BaseException], ...] = (
+    OSError,
+    *Transport.connection_errors,
+    *Transport.channel_errors,
+)
 
 
 @dataclass
@@ -99,8 +106,9 @@ class Publisher:
         )
         payload = dumps(body)
         for attempt in range(len(RETRY_SLEEPS_S) + 1):
-            kept = self._acquire()
+            kept = None
             try:
+                kept = self._acquire()
                 self._declare(kept, queue_name)
                 # The default exchange, routing key = queue name: what send_task does for a direct
                 # queue. The body is serialized already (content_type given), and in confirm mode
@@ -117,8 +125,14 @@ class Publisher:
                     **properties,
                 )
             except Exception as exc:
-                self._discard(kept)  # its connection or channel may be broken: never reused
-                if attempt == len(RETRY_SLEEPS_S) or not _broker_trouble(kept, exc):
+                if kept is not None:
+                    self._discard(kept)  # its connection or channel may be broken: never reused
+                if not isinstance(exc, _BROKER_TROUBLE):
+                    raise
+                # The broker restarted or the network dropped: the idle channels opened before
+                # are as dead as this one, so the next try opens a new connection.
+                self._discard_idle()
+                if attempt == len(RETRY_SLEEPS_S):
                     raise
                 time.sleep(RETRY_SLEEPS_S[attempt])
                 continue
@@ -177,20 +191,17 @@ class Publisher:
     def _release(self, kept: _Channel) -> None:
         self._idle.put(kept)
 
+    def _discard_idle(self) -> None:
+        while True:
+            try:
+                self._discard(self._idle.get_nowait())
+            except queue.Empty:
+                return
+
     def _discard(self, kept: _Channel) -> None:
         _close(kept)
         with self._lock:
             self._open -= 1
-
-
-def _broker_trouble(kept: _Channel, exc: Exception) -> bool:
-    """Whether `exc` is the broker's or the network's (worth a new connection), not a bug."""
-    errors: tuple[type[BaseException], ...] = (
-        OSError,
-        *kept.connection.connection_errors,
-        *kept.connection.channel_errors,
-    )
-    return isinstance(exc, errors)
 
 
 def _close(kept: _Channel) -> None:
