@@ -169,7 +169,9 @@ class Publisher:
     def _connect(self, url: str) -> _Channel:
         connection = Connection(url, transport_options={"confirm_publish": True}, connect_timeout=4)
         try:
-            connection.connect()
+            # One try (kombu's connect() retries once, 2 s later): the caller's retries decide,
+            # and a broker that stays down leaves the request to the reconciler in about a second.
+            connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)
             channel = amqp_channel(connection.channel())
             return _Channel(connection, channel, Producer(channel, auto_declare=False), url)
         except BaseException:
