@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     # rate on one bucket (bench/limiter.py; app/inference/limiter_redis.py says what changes).
     limiter_backend: Literal["postgres", "redis"] = "postgres"
     limiter_redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    # N >= 2: a process reserves N calls' worth of a bucket set per round trip and hands them out
+    # itself (app/inference/limiter_lease.py: what keeps the fleet under the limit, what it costs).
+    limiter_lease: int = 1
 
     # An optional second provider for fallback chains ("secondary/<model>"), of its own kind.
     secondary_provider_kind: ProviderKind = "openai"

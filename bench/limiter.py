@@ -11,11 +11,14 @@ its median round.
 
 A second phase checks the guarantee the speed must not cost: the same processes reserve with
 `max_wait_s=0` against a binding limit (300 requests/min, headroom 0) for `--seconds`; the fleet
-may be admitted at most the burst plus what the rate allows in that time (`cap_ok`).
+may be admitted at most the burst plus what the rate allows in that time (`cap_ok`), once with no
+headroom (a burst of one) and once with 20% (a burst of 300, so leases are taken).
 
 Backends: `postgres` (the default; the bucket's commit is asynchronous, app/inference/limiter.py),
-`postgres-sync` (the same statement with a synchronous commit: what the default was), `redis`
-(SWITCHBOARD_LIMITER_BACKEND=redis, app/inference/limiter_redis.py).
+`postgres-lease` (the same, each process reserving `--lease` calls' worth per round trip:
+SWITCHBOARD_LIMITER_LEASE, app/inference/limiter_lease.py), `postgres-sync` (the same statement with
+a synchronous commit: what the default was), `redis` (SWITCHBOARD_LIMITER_BACKEND=redis,
+app/inference/limiter_redis.py).
 Last line: {"reservations_per_s" (the first backend's), "backend", "processes", "backends": {...}}.
 Target: >= 2,000/s from 8 processes.
 """
@@ -42,7 +45,10 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 def _limiter(backend: str) -> Any:
     from app.inference.limiter import PostgresLimiter
+    from app.inference.limiter_lease import LeasingLimiter
 
+    if backend == "postgres-lease":
+        return LeasingLimiter(PostgresLimiter(), int(os.environ.get("BENCH_LEASE", "8")))
     if backend == "postgres":
         return PostgresLimiter()
     if backend == "postgres-sync":
@@ -66,12 +72,14 @@ def _demands(tag: str, limit: float | None, headroom: float) -> tuple[Any, ...]:
     )
 
 
-def _worker(backend: str, tag: str, cap: float | None, seconds: float, ready: Any, go: Any, out: Any) -> None:
+def _worker(
+    backend: str, tag: str, cap: float | None, headroom: float, seconds: float, ready: Any, go: Any, out: Any
+) -> None:
     from app.inference.limiter import Candidate, WaitTooLong
 
     os.environ["BENCH_TAG"] = tag
     limiter = _limiter(backend)
-    candidates = [Candidate("k", _demands(tag, cap, 0.0 if cap else 0.1))]
+    candidates = [Candidate("k", _demands(tag, cap, headroom))]
     with contextlib.suppress(WaitTooLong):
         limiter.reserve(candidates, 0.0)  # connect (and create the rows) first
     ready.put(os.getpid())
@@ -101,11 +109,13 @@ def _server_cpu(database: str) -> dict[str, float]:
     return snap
 
 
-def _round(backend: str, processes: int, seconds: float, cap: float | None) -> dict[str, float]:
+def _round(
+    backend: str, processes: int, seconds: float, cap: float | None, headroom: float = 0.1
+) -> dict[str, float]:
     ctx = mp.get_context("spawn")
     ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     tag = uuid.uuid4().hex[:8]
-    args = (backend, tag, cap, seconds, ready, go, out)
+    args = (backend, tag, cap, headroom, seconds, ready, go, out)
     procs = [ctx.Process(target=_worker, args=args) for _ in range(processes)]
     for p in procs:
         p.start()
@@ -136,6 +146,8 @@ def _round(backend: str, processes: int, seconds: float, cap: float | None) -> d
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from app.inference.limiter_lease import LEASE_TTL_S
+
     backends = args.backends.split(",")
     load_before = [round(x, 2) for x in os.getloadavg()]
     rounds: dict[str, list[dict[str, float]]] = {b: [] for b in backends}
@@ -149,17 +161,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             found = _round(b, args.processes, args.seconds, None)
             rounds[b].append(found)
             h.log(f"round {r + 1} {b}: {found['done'] / args.seconds:.0f} reservations/s {found}")
-    cap_rpm, caps = 300.0, {}
+    caps: dict[str, dict[str, Any]] = {}
     for b in backends:
-        found = _round(b, args.processes, args.seconds, cap_rpm)
-        # Burst (headroom 0: one unit) plus the rate over the phase, plus one slot for the edge.
-        allowed = 1 + cap_rpm / 60 * args.seconds + 1
-        caps[b] = {
-            "admitted": found["done"],
-            "allowed": round(allowed, 1),
-            "cap_ok": found["done"] <= allowed,
-        }
-        h.log(f"cap {b}: {found['done']} admitted (at most {allowed:.0f}), {found['refused']} refused")
+        caps[b] = {}
+        # Headroom 0 (a burst of one: no lease can be taken), then 20% (a burst of 300 requests,
+        # leases of the full size).
+        for cap_rpm, headroom in ((300.0, 0.0), (3000.0, 0.2)):
+            found = _round(b, args.processes, args.seconds, cap_rpm, headroom)
+            effective, burst = cap_rpm * (1 - headroom), max(1.0, cap_rpm * headroom / 2)
+            # A leased unit may be used up to the lease's TTL after its slot.
+            late = LEASE_TTL_S if b.endswith("-lease") else 0.0
+            # Burst plus the rate over the phase (and the TTL), plus one slot for the edge.
+            allowed = burst + effective / 60 * (args.seconds + late) + 1
+            caps[b][f"cap_{cap_rpm:g}rpm_headroom_{headroom:g}"] = {
+                "admitted": found["done"],
+                "allowed": round(allowed, 1),
+                "ok": found["done"] <= allowed,
+            }
+            h.log(f"cap {b} {cap_rpm:g}/min headroom {headroom:g}: {found['done']} admitted "
+                  f"(at most {allowed:.0f}), {found['refused']} refused")
+        caps[b]["cap_ok"] = all(c["ok"] for c in caps[b].values())
     per_backend = {}
     for b, found in rounds.items():
         median = sorted(found, key=lambda f: f["done"])[len(found) // 2]
@@ -191,9 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--backends", default="postgres,postgres-sync,redis")
+    parser.add_argument("--backends", default="postgres,postgres-lease,postgres-sync,redis")
+    parser.add_argument("--lease", type=int, default=8, help="calls' worth per lease, postgres-lease")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    os.environ["BENCH_LEASE"] = str(args.lease)  # spawned workers inherit it
     h.install_signal_handlers()
     DATABASE.append(f"bench_limiter_{uuid.uuid4().hex[:8]}")
     with h.scratch_database(DATABASE[0]) as url:

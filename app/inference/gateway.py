@@ -39,6 +39,7 @@ from app.inference.headers import exhausted_for
 from app.inference.history import estimate_tokens
 from app.inference.keys import KeyRing
 from app.inference.limiter import Limiter, PostgresLimiter, Reservation, WaitTooLong
+from app.inference.limiter_lease import LeasingLimiter
 from app.inference.targets import Target, chain
 from app.observability import metrics, tracing
 from app.request_scope import current
@@ -69,13 +70,16 @@ _rings: dict[str, KeyRing] = {}
 
 
 def _limiter(s: Settings) -> Limiter:
+    shared: Limiter
     if s.limiter_backend == "redis":
         extras.require("redis", "SWITCHBOARD_LIMITER_BACKEND=redis")
         # Loaded on demand: redis-py is the optional `redis` extra.
         from app.inference.limiter_redis import RedisLimiter  # noqa: PLC0415
 
-        return RedisLimiter(s.limiter_redis_url.get_secret_value())
-    return PostgresLimiter()
+        shared = RedisLimiter(s.limiter_redis_url.get_secret_value())
+    else:
+        shared = PostgresLimiter()
+    return LeasingLimiter(shared, s.limiter_lease) if s.limiter_lease >= 2 else shared
 
 
 def backends() -> _Backends:

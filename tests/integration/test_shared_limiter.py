@@ -172,3 +172,52 @@ def test_learned_limits_pauses_and_reconciles_reach_the_next_reservation(
     with pytest.raises(WaitTooLong) as paused:
         limiter.reserve(call, 0.0)
     assert 29.0 < paused.value.wait_s <= 30.0
+
+
+# A process of a fleet with leases (SWITCHBOARD_LIMITER_LEASE=8): calls as fast as it is let for
+# three seconds, each with no wait, and says when it used each slot it was given.
+LEASED = """
+import json, sys, time
+from app.inference.gateway import backends
+from app.inference.limiter import Candidate, Demand, WaitTooLong
+limiter = backends().limiter
+assert type(limiter).__name__ == "LeasingLimiter" and type(limiter.inner).__name__ == "PostgresLimiter"
+host = sys.argv[1]
+call = [Candidate("key-a", (Demand.of(f"key:{host}/key-a/rpm", 1, 600, 0.2),
+                            Demand.of(f"key:{host}/key-a/tpm", 100, 10**7, 0.2, tokens=True)))]
+limiter.reserve(call, 1e9)  # connected, the rows made: the three seconds are all reservations
+used, end = [], time.time() + 3.0
+while time.time() < end:
+    try:
+        limiter.reserve(call, 0.0)
+    except WaitTooLong:
+        continue
+    used.append(time.time())
+print(json.dumps(used))
+"""
+
+
+def test_processes_with_leases_are_never_admitted_more_than_the_limit(services: object) -> None:
+    from app.inference.limiter_lease import LEASE_TTL_S
+
+    host = f"provider-{uuid.uuid4().hex[:6]}.test"
+    env = {**os.environ, "SWITCHBOARD_LIMITER_BACKEND": "postgres", "SWITCHBOARD_LIMITER_LEASE": "8"}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", LEASED, host], stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env
+        )
+        for _ in range(4)
+    ]
+    used: list[float] = []
+    for worker in workers:
+        out, _ = worker.communicate(timeout=120)
+        assert worker.returncode == 0
+        used += json.loads(out)
+    # 600 a minute less 20% headroom is 8 a second, after a burst of 60. The processes start apart
+    # (each calls for its own three seconds), so the fleet's window is from the first use to the
+    # last; a slot is used up to the lease's TTL after it was reserved (each process's first call,
+    # before its loop, may have leased some of them).
+    span = max(used) - min(used)
+    assert len(used) <= 60 + 8 * (span + LEASE_TTL_S) + 1, span
+    # ...and the fleet is not starved either: it got the burst and most of the rate.
+    assert len(used) + 4 >= 60 + 8 * span * 0.7, span
