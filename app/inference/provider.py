@@ -195,36 +195,41 @@ def _stream(
     decoder = adapter.decoder(request, call)
     reader = EventReader()
     interval = get_settings().stream_read_interval_s
+    read: list[bytes] = []  # what came off the socket, not parsed yet
     pieces: list[str] = []  # text parsed but not passed on yet
     begun, last_read = False, 0.0
 
-    def before_read() -> None:
+    def take(last: bool = False) -> None:
+        """Parse what was read and pass its text on (before each socket read, and at the end)."""
         nonlocal begun, last_read
+        if read:
+            # Parsed as one: a chunk per token, several per read, each costing a call per layer.
+            pieces.extend(decoder.feed(reader.feed(read[0] if len(read) == 1 else b"".join(read))))
+            read.clear()
         if pieces:
             on_delta(pieces[0] if len(pieces) == 1 else "".join(pieces))
             pieces.clear()
             # After the first piece, let the next ones gather: read at most every interval (a
             # slower stream is read as it comes, without a sleep before each piece).
-            if begun and (wait := interval - (time.monotonic() - last_read)) > 0:
+            if begun and not last and (wait := interval - (time.monotonic() - last_read)) > 0:
                 time.sleep(wait)
             begun = True
         last_read = time.monotonic()
 
-    feed = decoder.feed
     with _transport_errors(request, key_id), _connections(base_url).stream("POST", url, **args) as response:
         headers = _header_dict(response)
         if response.status != 200:
             raise _refused(adapter, response.status, headers, response.read(), api_key, key_id)
         network = response.extensions.get("network_stream")
-        if isinstance(network, HookedStream):
-            network.before_read = before_read
+        hooked = network if isinstance(network, HookedStream) else None
+        if hooked is not None:
+            hooked.before_read = take
         try:
             for chunk in response.iter_stream():
-                for event in reader.feed(chunk):
-                    if text := feed(event.event, event.data):
-                        pieces.append(text)
-            if pieces:
-                on_delta("".join(pieces))
+                read.append(chunk)
+                if hooked is None:  # a transport without the hook: each chunk as it comes
+                    take()
+            take(last=True)
             answer = decoder.result(_rate_headers(headers))
         except StreamFailed as failed:
             detail = failed.failure.detail.replace(api_key, "[redacted]")[:300]
@@ -237,8 +242,8 @@ def _stream(
                 key_id=key_id,
             ) from None
         finally:
-            if isinstance(network, HookedStream):
-                network.before_read = None  # the kept-alive connection serves other calls next
+            if hooked is not None:
+                hooked.before_read = None  # the kept-alive connection serves other calls next
     if answer is None:
         raise ProviderError(
             FailureClass.CONNECTION,

@@ -52,7 +52,8 @@ def _decode(kind: str, body: bytes, request: ChatRequest,
     sent = adapter.build(request, "https://api.example/v1", "k")
     decoder = adapter.decoder(request, sent)
     chunks = [body] if split is None else [body[i:i + split] for i in range(0, len(body), split)]
-    texts = [t for e in events(chunks) if (t := decoder.feed(e.event, e.data))]
+    reader = EventReader()
+    texts = [t for chunk in chunks for t in decoder.feed(reader.feed(chunk))]
     return texts, decoder.result({})
 
 
