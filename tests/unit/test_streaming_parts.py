@@ -162,7 +162,7 @@ def test_transport_streams_from_the_simulator_over_one_kept_alive_connection(sim
                           request=ChatRequest("sim-large", [{"role": "user",
                                                              "content": "I was charged twice for INV-1042"}]))
     assert "".join(got) == streamed.content == plain.content
-    # The first piece is passed on alone, at once; then each read interval (0.2 s; this answer's
+    # The first piece is passed on alone, at once; then each read interval (0.3 s; this answer's
     # generation takes 0.14 s when the machine is idle) passes on what gathered as one delta,
     # not as the provider's one chunk per piece.
     provider_chunks = pieces(plain.content or "")
