@@ -3,11 +3,21 @@
 Budgets count like the limiter's tokens. Before a provider call, its estimated maximum cost (the
 prompt estimate and max tokens at the model's price) is reserved against the request's ceiling and
 the tenant's UTC day, in the same statement that writes the call's intent row (`in_flight`): one
-round trip. Both are conditional updates of one locked row each, so concurrent calls of a tenant
-cannot take more than its budget between them; the real cost replaces the reservation when the
-call completes (app/inference/call_log.py). A refused reservation makes no call: `BudgetExhausted`,
-which ends the request (never retried). Past `budget_cheap_share` of a ceiling, a request's
-remaining calls go to the cheap tier, and a capable call the budget refuses is tried once on it.
+round trip. The request's is a conditional update of its row; the real cost replaces the
+reservation when the call completes (app/inference/call_log.py). A refused reservation makes no
+call: `BudgetExhausted`, which ends the request (never retried). Past `budget_cheap_share` of a
+ceiling, a request's remaining calls go to the cheap tier, and a capable call the budget refuses
+is tried once on it.
+
+A tenant's day is split over `DAY_SHARDS` rows of `tenant_spend`, a request's calls going to the
+one its id hashes to, so concurrent requests of one tenant do not queue on one row lock. Without a
+daily budget (0) the reservation does not touch the day at all: there is nothing to check, and the
+call's cost is added to its shard when it completes. With one, the reservation is added to its
+shard and the day's sum over all shards, read after that shard is locked, must stay within the
+budget. That sum misses only reservations being made on the other shards at that same moment, so
+concurrent calls of a tenant can overshoot its daily budget by at most one call's estimated cost
+per other shard (`DAY_SHARDS - 1` calls), and only when they reach the budget together. One shard
+would be exact, and every call of the tenant would queue on its lock again.
 
 A model missing from the price table is counted at the table's highest input and output prices, so
 an unpriced call can never slip under a budget at $0 (the record's own `cost_usd` for it is the
@@ -29,6 +39,7 @@ from sqlalchemy.exc import OperationalError
 
 from app.config import get_settings
 from app.errors import InferenceError
+from app.inference.call_log import shard_of
 from app.observability import metrics
 from app.state import autocommit_scope
 
@@ -84,7 +95,11 @@ def estimate(model: str, prompt_tokens: int, max_tokens: int) -> Decimal:
 # intent row only if both held. Written as SQL: it is one statement of four parts, read together.
 # A ceiling or budget of 0 is none. `held` succeeds before `day` is tried, so a refused day leaves
 # the request's reservation to give back (`_GIVE_BACK`): that happens once, when the request ends.
-_OPEN = text("""
+# Only a daily budget needs the tenant's day at reservation: without one there is nothing to
+# check, and the call's cost reaches the day when it completes (app/inference/call_log.py). With
+# one, the reservation goes to the request's shard of the day and is checked against the sum of
+# all shards (`switchboard_reserve_day`, migrations/versions/0014_spend_shards.py).
+_OPEN = text(f"""
 WITH limits AS (
     SELECT r.id, r.tenant,
            coalesce(t.request_budget_usd, :request_default) AS ceiling,
@@ -95,21 +110,20 @@ WITH limits AS (
     UPDATE requests r SET reserved_usd = r.reserved_usd + :amount
     FROM limits
     WHERE r.id = limits.id AND (limits.ceiling = 0 OR r.cost_usd + r.reserved_usd + :amount <= limits.ceiling)
-    RETURNING r.tenant, limits.daily, r.cost_usd + r.reserved_usd AS used
-), day AS (
-    INSERT INTO tenant_spend AS d (tenant, day, reserved_usd)
-    SELECT held.tenant, (now() AT TIME ZONE 'UTC')::date, :amount FROM held
-    WHERE held.daily = 0 OR :amount <= held.daily
-    ON CONFLICT (tenant, day) DO UPDATE SET reserved_usd = d.reserved_usd + excluded.reserved_usd
-    WHERE (SELECT daily FROM held) = 0
-       OR d.spent_usd + d.reserved_usd + excluded.reserved_usd <= (SELECT daily FROM held)
-    RETURNING d.spent_usd + d.reserved_usd AS used
+    RETURNING r.id, r.tenant, limits.daily, r.cost_usd + r.reserved_usd AS used
+), day AS MATERIALIZED (
+    SELECT s.shard, x.held, x.used
+    FROM (SELECT * FROM held WHERE daily > 0) h,
+         LATERAL (SELECT {shard_of("h.id")} AS shard) s,
+         LATERAL switchboard_reserve_day(h.tenant, (now() AT TIME ZONE 'UTC')::date, s.shard, :amount, h.daily) x
 ), intent AS (
     INSERT INTO llm_calls (request_id, step, purpose, provider, model, tier, key_id, outcome,
-                           estimated_tokens, estimated_cost_usd, limiter_wait_ms, retries, cache_hit, latency_ms)
+                           estimated_tokens, estimated_cost_usd, limiter_wait_ms, retries, cache_hit, latency_ms,
+                           spend_shard)
     SELECT :request_id, :step, :purpose, :provider, :model, :tier, :key_id, 'in_flight',
-           :estimated_tokens, :amount, :limiter_wait_ms, :retries, false, 0
-    FROM day
+           :estimated_tokens, :amount, :limiter_wait_ms, :retries, false, 0, day.shard
+    FROM held LEFT JOIN day ON true
+    WHERE held.daily = 0 OR day.held
     RETURNING id
 )
 SELECT (SELECT id FROM intent) AS call_id,
@@ -119,9 +133,7 @@ SELECT (SELECT id FROM intent) AS call_id,
        (SELECT daily FROM limits) AS daily,
        (SELECT used FROM held) AS request_used,
        (SELECT used FROM day) AS day_used,
-       (SELECT cost_usd + reserved_usd FROM requests WHERE id = :request_id) AS request_before,
-       (SELECT spent_usd + reserved_usd FROM tenant_spend
-         WHERE tenant = (SELECT tenant FROM limits) AND day = (now() AT TIME ZONE 'UTC')::date) AS day_before
+       (SELECT cost_usd + reserved_usd FROM requests WHERE id = :request_id) AS request_before
 """)
 
 # A call for no request (nothing to budget): only its intent row.
@@ -177,8 +189,9 @@ def open_call(intent: Intent) -> int:
     if row.request_used is not None:  # the request's reservation held, the tenant's day refused it
         _patiently(_GIVE_BACK, params)
         metrics.BUDGET_REFUSALS.labels("tenant_day").inc()
+        # `day_used` counts this call as if it were taken.
         raise BudgetExhausted(
-            "tenant_day", row.daily, row.day_before or Decimal(0), intent.amount, row.tenant
+            "tenant_day", row.daily, row.day_used - intent.amount, intent.amount, row.tenant
         )
     metrics.BUDGET_REFUSALS.labels("request").inc()
     raise BudgetExhausted("request", row.ceiling, row.request_before or Decimal(0), intent.amount, row.tenant)

@@ -46,11 +46,26 @@ _ROW_TYPES = (
 )
 _INSERTED = ", ".join(COLUMNS)
 
+# Shards of a tenant's day (tenant_spend): the day is their sum. A request's calls all go to the
+# shard its id hashes to, so one tenant's concurrent requests spread over this many rows instead of
+# queueing on one, and one checkpoint still locks one row per day. More shards: less queueing,
+# and a daily budget may be overshot by up to one call's reservation per other shard (see
+# app/inference/budget.py). Changing it is safe: a call records the shard it reserved on.
+DAY_SHARDS = 8
+
+
+def shard_of(request_id: str) -> str:
+    """SQL for the day shard of the request whose id is the SQL expression `request_id`."""
+    return f"mod(abs(hashtext({request_id})::bigint), {DAY_SHARDS})::smallint"
+
+
 # One statement, for any number of rows: the rows travel as one JSON array. Requests are updated
 # before their tenants' days (the second depends on the first's RETURNING), the order every
 # reservation locks them in too. _CALLS completes or inserts the rows and adds them to their
 # requests; _DAYS ends the statement with the tenants' days (`with_calls` writes one more thing
-# in between).
+# in between). A completed call gives its day back what it reserved there, on the shard it
+# reserved on (`spend_shard`; nothing if it reserved nothing there: no daily budget), and adds its
+# cost to that shard, or to its request's when it reserved none.
 _CALLS = f"""
 WITH new_call AS (
     SELECT * FROM jsonb_to_recordset(:rows) AS x({_ROW_TYPES})
@@ -62,22 +77,26 @@ WITH new_call AS (
     FROM new_call n
     WHERE n.call_id IS NOT NULL AND c.id = n.call_id AND c.outcome IN ('in_flight', 'in_doubt')
     RETURNING c.request_id, c.prompt_tokens, c.completion_tokens, c.cost_usd, n.charged_usd,
-              c.estimated_cost_usd AS released, (c.created_at AT TIME ZONE 'UTC')::date AS day
+              c.estimated_cost_usd AS released,
+              CASE WHEN c.spend_shard IS NULL THEN 0 ELSE c.estimated_cost_usd END AS day_released,
+              coalesce(c.spend_shard, {shard_of("c.request_id")}) AS shard,
+              (c.created_at AT TIME ZONE 'UTC')::date AS day
 ), inserted AS (
     INSERT INTO llm_calls ({_INSERTED})
     SELECT {_INSERTED} FROM new_call WHERE call_id IS NULL
     RETURNING request_id, prompt_tokens, completion_tokens, cost_usd, 0::numeric AS charged_usd,
-              0::numeric AS released, (created_at AT TIME ZONE 'UTC')::date AS day
+              0::numeric AS released, 0::numeric AS day_released, {shard_of("request_id")} AS shard,
+              (created_at AT TIME ZONE 'UTC')::date AS day
 ), written AS (
     SELECT * FROM completed UNION ALL SELECT * FROM inserted
 ), per_request_day AS (
     -- A call of an unpriced model may carry no known cost (NULL): it adds nothing known to its
     -- request's cost, while the budgets count what it was charged (the fallback price).
-    SELECT request_id, day, sum(prompt_tokens) AS prompt, sum(completion_tokens) AS completion,
+    SELECT request_id, day, shard, sum(prompt_tokens) AS prompt, sum(completion_tokens) AS completion,
            coalesce(sum(cost_usd), 0) AS cost, coalesce(sum(coalesce(charged_usd, cost_usd)), 0) AS charged,
-           sum(released) AS released
+           sum(released) AS released, sum(day_released) AS day_released
     FROM written WHERE request_id IS NOT NULL
-    GROUP BY request_id, day
+    GROUP BY request_id, day, shard
     -- Calls that used no tokens and held nothing (cache hits) leave their request alone.
     HAVING sum(prompt_tokens + completion_tokens) > 0 OR sum(released) > 0
 ), totals AS (
@@ -92,13 +111,15 @@ WITH new_call AS (
 )
 """
 _DAYS = """
--- `reserved_usd` carries what to give back; a day row that does not exist yet has nothing
--- reserved (every reservation creates its row), so the value inserted there is 0.
-INSERT INTO tenant_spend AS d (tenant, day, spent_usd, reserved_usd)
-SELECT t.tenant, q.day, sum(q.charged), sum(q.released)
+-- `reserved_usd` carries what to give back; a shard that does not exist yet has nothing reserved
+-- (every reservation creates its shard), so the value inserted there is 0. A call that changes
+-- nothing on its day (a failure that reserved nothing there) leaves the shard unlocked.
+INSERT INTO tenant_spend AS d (tenant, day, shard, spent_usd, reserved_usd)
+SELECT t.tenant, q.day, q.shard, sum(q.charged), sum(q.day_released)
 FROM per_request_day q JOIN totals t ON t.id = q.request_id
-GROUP BY t.tenant, q.day
-ON CONFLICT (tenant, day) DO UPDATE
+GROUP BY t.tenant, q.day, q.shard
+HAVING sum(q.charged) <> 0 OR sum(q.day_released) <> 0
+ON CONFLICT (tenant, day, shard) DO UPDATE
 SET spent_usd = d.spent_usd + excluded.spent_usd,
     reserved_usd = greatest(d.reserved_usd - excluded.reserved_usd, 0)
 """

@@ -1,13 +1,14 @@
 """LLM spend per tenant and UTC day (the budgets' own rows) and what is in doubt (from llm_calls).
 
-`tenant_spend` keeps each day's completed spend and what unfinished calls reserve; a call in doubt
-(its process died before completing it) keeps its reservation, so here the reserved dollars are
-split into calls still in flight and calls in doubt, counted at their estimated cost.
+`tenant_spend` keeps each day's completed spend (summed over the day's shards). What unfinished
+calls hold comes from their intent rows, for every tenant alike (a tenant without a daily budget
+reserves nothing on its day): calls still in flight, and calls in doubt (their process died before
+completing them), each counted at its estimated cost, as the budgets count them.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
 from pydantic import BaseModel
@@ -16,6 +17,9 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.config import get_settings
 from app.state import LlmCall, Request, Tenant, TenantSpend
+
+# app.inference.call_log.UNFINISHED (not imported: app.inference imports the metrics, which import this).
+UNFINISHED = ("in_flight", "in_doubt")
 
 
 class DaySpend(BaseModel):
@@ -51,43 +55,49 @@ def in_doubt(session: Session, since: datetime | None = None) -> InDoubt:
 def by_tenant_day(session: Session, since: date, tenant: str | None = None) -> list[DaySpend]:
     """Each tenant's days from `since` on (UTC), oldest first."""
     default_daily = get_settings().tenant_daily_budget_usd
-    doubt_day = _utc_day(LlmCall.created_at)
-    doubtful = {
-        (t, d): (n, usd)
-        for t, d, n, usd in session.execute(
-            select(Request.tenant, doubt_day, func.count(), func.sum(LlmCall.estimated_cost_usd))
-            .join(Request, Request.id == LlmCall.request_id)
-            .where(
-                LlmCall.outcome == "in_doubt",
-                doubt_day >= since,
-                *([Request.tenant == tenant] if tenant else []),
-            )
-            .group_by(Request.tenant, doubt_day)
+    call_day = _utc_day(LlmCall.created_at)
+    unfinished: dict[tuple[str, date], dict[str, tuple[int, Decimal]]] = {}
+    for t, d, outcome, n, usd in session.execute(
+        select(Request.tenant, call_day, LlmCall.outcome, func.count(), func.sum(LlmCall.estimated_cost_usd))
+        .join(Request, Request.id == LlmCall.request_id)
+        .where(
+            LlmCall.outcome.in_(UNFINISHED),
+            # The partial index on unfinished calls is by created_at: a day starts no later.
+            LlmCall.created_at >= datetime.combine(since, time(), UTC),
+            *([Request.tenant == tenant] if tenant else []),
+        )
+        .group_by(Request.tenant, call_day, LlmCall.outcome)
+    ):
+        unfinished.setdefault((t, d), {})[outcome] = (n, usd)
+    spent = {
+        (row.tenant, row.day): row
+        for row in session.execute(
+            select(TenantSpend.tenant, TenantSpend.day, func.sum(TenantSpend.spent_usd).label("spent_usd"))
+            .where(TenantSpend.day >= since, *([TenantSpend.tenant == tenant] if tenant else []))
+            .group_by(TenantSpend.tenant, TenantSpend.day)
         )
     }
-    rows = session.execute(
-        select(
-            TenantSpend.tenant,
-            TenantSpend.day,
-            TenantSpend.spent_usd,
-            TenantSpend.reserved_usd,
-            Tenant.daily_budget_usd,
+    keys = sorted(spent.keys() | unfinished.keys(), key=lambda k: (k[1], k[0]))
+    budgets = {
+        name: daily
+        for name, daily in session.execute(
+            select(Tenant.name, Tenant.daily_budget_usd).where(Tenant.name.in_({t for t, _ in keys}))
         )
-        .outerjoin(Tenant, Tenant.name == TenantSpend.tenant)
-        .where(TenantSpend.day >= since, *([TenantSpend.tenant == tenant] if tenant else []))
-        .order_by(TenantSpend.day, TenantSpend.tenant)
-    ).all()
+    }
     days = []
-    for row in rows:
-        n, doubt = doubtful.get((row.tenant, row.day), (0, Decimal(0)))
-        daily = row.daily_budget_usd if row.daily_budget_usd is not None else default_daily
+    for key in keys:
+        calls = unfinished.get(key, {})
+        flight_usd = calls.get("in_flight", (0, Decimal(0)))[1]
+        n, doubt_usd = calls.get("in_doubt", (0, Decimal(0)))
+        daily = budgets.get(key[0])
+        daily = daily if daily is not None else default_daily
         days.append(
             DaySpend(
-                tenant=row.tenant,
-                day=row.day,
-                spent_usd=round(float(row.spent_usd), 6),
-                in_flight_usd=round(max(0.0, float(row.reserved_usd - (doubt or 0))), 6),
-                in_doubt_usd=round(float(doubt or 0), 6),
+                tenant=key[0],
+                day=key[1],
+                spent_usd=round(float(spent[key].spent_usd if key in spent else 0), 6),
+                in_flight_usd=round(float(flight_usd), 6),
+                in_doubt_usd=round(float(doubt_usd), 6),
                 in_doubt_calls=n,
                 daily_budget_usd=float(daily) if daily else None,
             )

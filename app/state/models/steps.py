@@ -13,6 +13,7 @@ from sqlalchemy import (
     Index,
     Integer,
     Numeric,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -83,4 +84,7 @@ class LlmCall(Base):
     estimated_cost_usd: Mapped[Decimal] = mapped_column(
         Numeric(14, 6), default=Decimal(0), server_default="0"
     )
+    # The shard of its tenant's day (tenant_spend) that holds its reservation while it is
+    # unfinished; NULL: none (no daily budget to check when it was reserved).
+    spend_shard: Mapped[int | None] = mapped_column(SmallInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=server_now())

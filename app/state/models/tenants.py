@@ -6,7 +6,17 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Index, Integer, Numeric, String
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    SmallInteger,
+    String,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -55,13 +65,16 @@ class ApiKey(Base):
 
 
 class TenantSpend(Base):
-    """A tenant's LLM spend on one UTC day: completed calls, and what unfinished calls reserve.
-    Every reservation of the tenant is a conditional update of this row (app/inference/budget.py)."""
+    """One shard of a tenant's LLM spend on one UTC day: completed calls, and what unfinished calls
+    with a daily budget to check reserve. The day is the sum of its shards; a request's calls go to
+    the shard its id hashes to, so concurrent requests of one tenant do not queue on one row
+    (app/inference/budget.py)."""
 
     __tablename__ = "tenant_spend"
 
     tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True, default=0, server_default="0")
     spent_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=Decimal(0), server_default="0")
     reserved_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=Decimal(0), server_default="0")
 
