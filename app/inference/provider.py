@@ -22,6 +22,7 @@ from app.inference.adapters import Adapter, ChatRequest, HttpCall
 from app.inference.adapters.base import StreamFailed
 from app.inference.errors import FailureClass, ProviderError
 from app.inference.headers import retry_after
+from app.inference.read_hook import HookedBackend, HookedStream
 from app.inference.response import ChatResponse, ToolCall, Usage
 from app.inference.sse import EventReader
 
@@ -62,7 +63,10 @@ def _connections(base_url: str) -> httpcore.ConnectionPool:
     pool = pools.get(base_url)
     if pool is None:
         pool = pools[base_url] = httpcore.ConnectionPool(
-            ssl_context=_shared_ssl_context(), max_connections=4, max_keepalive_connections=2
+            ssl_context=_shared_ssl_context(),
+            max_connections=4,
+            max_keepalive_connections=2,
+            network_backend=HookedBackend(),
         )
     return pool
 
@@ -177,13 +181,13 @@ def _stream(
     API's final event closes: a stream cut off before it is a retryable failure, and the text
     received until then is never returned (the caller was told each piece as a delta only).
 
-    Once text has begun, the socket is read at most every SWITCHBOARD_STREAM_READ_INTERVAL_S and
-    the pieces that arrived meanwhile go to `on_delta` as one: a provider sends a chunk per token,
-    and waking a worker thread for each costs more CPU (parsing, the GIL changing hands among
-    hundreds of threads) than the whole rest of the call. A wake-up reads what arrived meanwhile,
-    passes its text on as one delta once nothing read is left to parse, and sleeps again: one
-    wake-up and one read per interval, never a blocking read for the next token in between. The
-    first piece is never held back."""
+    A provider sends a chunk per token, and waking a worker thread for each costs more CPU
+    (parsing, the GIL changing hands among hundreds of threads) than the whole rest of the call.
+    So the text parsed from what one socket read brought is passed to `on_delta` as one piece
+    just before the next read (read_hook: the moment everything read has been parsed), and the
+    thread then sleeps until SWITCHBOARD_STREAM_READ_INTERVAL_S after the previous read began, so
+    that the next read takes whatever arrived meanwhile: one wake-up per interval, not one per
+    token. The first piece is passed on as soon as it is parsed, never held back."""
     if not request.stream:
         request = ChatRequest(**{**request.__dict__, "stream": True})
     call = adapter.build(request, base_url, api_key)
@@ -191,36 +195,41 @@ def _stream(
     decoder = adapter.decoder(request, call)
     reader = EventReader()
     interval = get_settings().stream_read_interval_s
-    begun = False
-    pieces: list[str] = []  # text read but not passed on yet
-    feed = decoder.feed
+    read: list[bytes] = []  # what came off the socket, not parsed yet
+    pieces: list[str] = []  # text parsed but not passed on yet
+    begun, last_read = False, 0.0
+
+    def take(last: bool = False) -> None:
+        """Parse what was read and pass its text on (before each socket read, and at the end)."""
+        nonlocal begun, last_read
+        if read:
+            # Parsed as one: a chunk per token, several per read, each costing a call per layer.
+            pieces.extend(decoder.feed(reader.feed(read[0] if len(read) == 1 else b"".join(read))))
+            read.clear()
+        if pieces:
+            on_delta(pieces[0] if len(pieces) == 1 else "".join(pieces))
+            pieces.clear()
+            # After the first piece, let the next ones gather: read at most every interval (a
+            # slower stream is read as it comes, without a sleep before each piece).
+            if begun and not last and (wait := interval - (time.monotonic() - last_read)) > 0:
+                time.sleep(wait)
+            begun = True
+        last_read = time.monotonic()
+
     with _transport_errors(request, key_id), _connections(base_url).stream("POST", url, **args) as response:
         headers = _header_dict(response)
         if response.status != 200:
             raise _refused(adapter, response.status, headers, response.read(), api_key, key_id)
+        network = response.extensions.get("network_stream")
+        hooked = network if isinstance(network, HookedStream) else None
+        if hooked is not None:
+            hooked.before_read = take
         try:
-            chunks = iter(response.iter_stream())
-            while True:
-                asked = time.monotonic()
-                chunk = next(chunks, None)
-                if chunk is None:
-                    break
-                # A chunk that took a while came off the network after waiting for it: what was
-                # read before is used up. (h11 knows exactly, but only through httpcore's private
-                # attributes; a timing guess survives an httpcore upgrade.)
-                drained = time.monotonic() - asked > 0.002
-                for event in reader.feed(chunk):
-                    if text := feed(event.event, event.data):
-                        pieces.append(text)
-                if pieces and (drained or not begun):
-                    on_delta(pieces[0] if len(pieces) == 1 else "".join(pieces))
-                    pieces.clear()
-                    begun, pause = True, begun
-                    if pause and interval:
-                        # Let the next pieces gather before reading again.
-                        time.sleep(interval)
-            if pieces:
-                on_delta("".join(pieces))
+            for chunk in response.iter_stream():
+                read.append(chunk)
+                if hooked is None:  # a transport without the hook: each chunk as it comes
+                    take()
+            take(last=True)
             answer = decoder.result(_rate_headers(headers))
         except StreamFailed as failed:
             detail = failed.failure.detail.replace(api_key, "[redacted]")[:300]
@@ -232,6 +241,9 @@ def _stream(
                 status=200,
                 key_id=key_id,
             ) from None
+        finally:
+            if hooked is not None:
+                hooked.before_read = None  # the kept-alive connection serves other calls next
     if answer is None:
         raise ProviderError(
             FailureClass.CONNECTION,

@@ -11,6 +11,7 @@ from typing import Any
 
 from app.inference.adapters.base import ChatRequest, Failure, StreamFailed
 from app.inference.response import ChatResponse
+from app.inference.sse import Event
 
 
 class AnthropicMessagesStream:
@@ -29,7 +30,10 @@ class AnthropicMessagesStream:
         self._stop: str | None = None
         self._done = False
 
-    def feed(self, event: str, data: str) -> str | None:
+    def feed(self, events: list[Event]) -> list[str]:
+        return [text for event in events if (text := self._event(event.event, event.data))]
+
+    def _event(self, event: str, data: str) -> str | None:
         payload = json.loads(data)
         kind = payload.get("type") or event
         if kind == "error":

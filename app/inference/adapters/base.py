@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from app.errors import InferenceError
 from app.inference.errors import FailureClass, classify_status
 from app.inference.response import ChatResponse
+from app.inference.sse import Event
 
 Header = tuple[bytes, bytes]
 JSON_HEADERS: list[Header] = [(b"Content-Type", b"application/json"), (b"Accept", b"application/json")]
@@ -68,11 +69,12 @@ class StreamFailed(InferenceError):
 
 
 class StreamDecoder(Protocol):
-    """One streamed answer, event by event: `feed` returns the event's text delta (or None) and
-    raises StreamFailed for an error event; `result` is the whole answer as `parse` would give it,
-    or None while the API's final event has not arrived (the stream was cut off)."""
+    """One streamed answer, read in batches of events (what one socket read brought): `feed`
+    returns their text deltas in order and raises StreamFailed for an error event; `result` is
+    the whole answer as `parse` would give it, or None while the API's final event has not
+    arrived (the stream was cut off)."""
 
-    def feed(self, event: str, data: str) -> str | None: ...
+    def feed(self, events: list[Event]) -> list[str]: ...
 
     def result(self, rate_headers: dict[str, str]) -> ChatResponse | None: ...
 

@@ -12,6 +12,7 @@ from typing import Any
 from app.inference.adapters.base import ChatRequest, Failure, StreamFailed
 from app.inference.errors import classify_status
 from app.inference.response import ChatResponse
+from app.inference.sse import Event
 
 # Keys of a chunk's delta that carry nothing but text (or the role, in the first chunk).
 _TEXT_ONLY = {"content", "role", "refusal"}
@@ -32,11 +33,19 @@ class OpenAIChatStream:
         self._usage: dict[str, Any] | None = None
         self._done = False
 
-    def feed(self, event: str, data: str) -> str | None:
-        if data[:1] != "{" and data.strip() == "[DONE]":
-            self._done = True
-            return None
-        chunk = json.loads(data)
+    def feed(self, events: list[Event]) -> list[str]:
+        payloads = [e.data for e in events if e.data[:1] == "{" or e.data.strip() != "[DONE]"]
+        self._done = self._done or len(payloads) < len(events)
+        if len(payloads) == 1:
+            text = self._chunk(json.loads(payloads[0]))
+            return [text] if text else []
+        # One parse for all that one read brought (a chunk per token, several per read): called
+        # per chunk, json.loads cost more than the parsing itself. A payload that is not JSON
+        # fails the whole parse, as it would alone.
+        chunks = json.loads(f"[{','.join(payloads)}]") if payloads else []
+        return [text for chunk in chunks if (text := self._chunk(chunk))]
+
+    def _chunk(self, chunk: dict[str, Any]) -> str | None:
         choices = chunk.get("choices")
         if (
             choices
