@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel, Field
+from sqlalchemy import Table, bindparam
 from sqlalchemy.dialects.postgresql import insert
 
 from app.config import get_settings
@@ -212,13 +213,20 @@ def _history(ctx: StepContext) -> list[dict[str, str]]:
     )
 
 
+# One delivery per request: a redelivered task finds the row and does not send again. Built once
+# (a Core insert on the table), its values bound per request.
+_DELIVERIES = cast(Table, Delivery.__table__)  # a mapped class's Table, typed as the wider FromClause
+_DELIVER = (
+    insert(_DELIVERIES)
+    .values(request_id=bindparam("request_id"), channel=bindparam("channel"), body=bindparam("body"))
+    .on_conflict_do_nothing(index_elements=[_DELIVERIES.c.request_id])
+)
+
+
 @WORKFLOW.step(retries=2, timeout_s=30, after=(draft,))
 def deliver(ctx: StepContext) -> dict[str, Any]:
-    # One delivery per request: a redelivered task finds the row and does not send again. It is
-    # written with the step's checkpoint, so "delivered" and the delivery row commit together.
+    # Written with the step's checkpoint, so "delivered" and the delivery row commit together.
     ctx.write(
-        insert(Delivery)
-        .values(request_id=ctx.request.id, channel="record", body=ctx.output(draft)["reply"])
-        .on_conflict_do_nothing(index_elements=[Delivery.request_id])
+        _DELIVER, {"request_id": ctx.request.id, "channel": "record", "body": ctx.output(draft)["reply"]}
     )
     return {"delivered": True, "channel": "record"}

@@ -57,13 +57,13 @@ class QueueBacklog:
         return round(ahead / rate, 1)
 
 
+# Built once: every worker runs it every second (app/orchestration/admission/degradation.py).
+_WAITING_COUNTS = select(_QUEUE, func.count()).where(_IS_WAITING).group_by(_QUEUE)
+
+
 def waiting(session: Session) -> dict[str, int]:
     """Requests waiting per queue (one grouped count on the status index)."""
-    return {
-        q: n
-        for q, n in session.execute(select(_QUEUE, func.count()).where(_IS_WAITING).group_by(_QUEUE)).all()
-        if q is not None
-    }
+    return {q: n for q, n in session.execute(_WAITING_COUNTS).all() if q is not None}
 
 
 def backlog(session: Session, queues: list[str]) -> dict[str, QueueBacklog]:
