@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from typing import Any, cast
 
 from pydantic import BaseModel, Field
@@ -82,6 +83,13 @@ HANDOFF_TOOL = Tool(
 )
 
 
+@lru_cache(maxsize=64)
+def _tool_schemas(tools: tuple[Tool[Any], ...]) -> tuple[dict[str, Any], ...]:
+    """The `tools` entries the agent loop offers, built once per specialist's tools rather than
+    copied for every draft: neither the gateway nor an adapter changes what it is given."""
+    return tuple(tool.schema() for tool in (*tools, HANDOFF_TOOL))
+
+
 @WORKFLOW.step(tier="capable", retries=1, timeout_s=300, after=(understand, retrieve))
 def draft(ctx: StepContext) -> dict[str, Any]:
     """The agent loop: the model calls the specialist's tools until it answers, up to a step cap.
@@ -89,7 +97,7 @@ def draft(ctx: StepContext) -> dict[str, Any]:
     A tool call that needs approval parks the step with the conversation so far; it resumes here
     with the decision, finishing the round of tool calls it was in, and pays no LLM call again."""
     spec = ctx.specialist
-    tools = [tool.schema() for tool in spec.tools] + [HANDOFF_TOOL.schema()]
+    tools = list(_tool_schemas(spec.tools))
     if ctx.parked is not None:
         messages, used, first = ctx.parked["messages"], ctx.parked["used"], ctx.parked["round"]
         _run_calls(ctx, ctx.parked["calls"], messages, used, first)
