@@ -15,9 +15,10 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Float, Interval, Table, bindparam, delete, func, literal_column, update
+from sqlalchemy import Connection, Interval, Table, bindparam, delete, func, literal_column, update
 from sqlalchemy.dialects.postgresql import insert
 
 from app.inference.provider import ChatResponse
@@ -100,9 +101,7 @@ _TAKE_HIT = (
 
 
 _new_entry = insert(_CACHE)
-_EXPIRES = func.now() + literal_column("interval '1 second'", type_=Interval) * bindparam(
-    "ttl_s", type_=Float
-)
+_EXPIRES = func.now() + bindparam("ttl", type_=Interval)
 # Built once, like the lookup: building and compiling an ORM insert for every cached answer cost
 # more CPU than the round trip that writes it.
 _PUT = _new_entry.values(
@@ -128,7 +127,7 @@ class PostgresCache(ResponseCache):
             "key": key,
             "model": response.model,
             "response": response.model_dump(mode="json", exclude={"rate_headers"}),
-            "ttl_s": float(ttl_s),
+            "ttl": timedelta(seconds=ttl_s),
         }
         if conn is not None:
             conn.execute(_PUT, params)
