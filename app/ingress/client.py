@@ -3,6 +3,7 @@
 Needs only Celery, the settings and the record; tasks are sent by name, so no worker code is
 imported. A request is written to PostgreSQL first and then published with publisher confirms; if
 the broker cannot take it, the row stays `accepted` and unpublished, and the reconciler publishes it.
+That the broker took it is recorded off the caller's path, batched (app/ingress/published.py).
 """
 
 from __future__ import annotations
@@ -23,15 +24,17 @@ from sqlalchemy import func, select
 
 from app.config import get_settings
 from app.errors import IngressError
+from app.ingress import published
 from app.observability import tracing
 from app.observability.timings import call_rows, request_timings, seconds_between, step_rows
-from app.orchestration import callbacks
+from app.orchestration import callbacks, publisher
 from app.orchestration.admission import backlog
 from app.orchestration.admission.degradation import Level, level, thresholds, waiting_counts
-from app.orchestration.celery_app import ROUTE_TASK, celery
+from app.orchestration.celery_app import ROUTE_TASK
 from app.orchestration.live import EXCHANGE, QUEUE_ARGUMENTS, reader_queue_name
 from app.orchestration.live_follow import Follower, StreamEvent
 from app.orchestration.registry import match_rules
+from app.orchestration.route_message import RoutingInputs
 from app.orchestration.topology import PRIORITIES, ROUTER_QUEUE
 from app.request_scope import bound
 from app.state import (
@@ -45,7 +48,6 @@ from app.state import (
     conversations,
     session_scope,
 )
-from app.state import transitions as record
 from app.state.models import TERMINAL, new_id
 from app.state.transitions import RequestNotFound
 
@@ -241,17 +243,15 @@ def refuse_if_overloaded(req: SubmitRequest) -> None:
             raise Overloaded(queue, load.waiting, limits[1], load.wait_s(load.waiting))
 
 
-def publish(request_id: str, priority: str) -> bool:
-    """Publish to the router with publisher confirms; False if the broker did not take it."""
+def publish(request_id: str, priority: str, routing: RoutingInputs | None = None) -> bool:
+    """Publish to the router with publisher confirms; False if the broker did not take it. The
+    row's `published_at` is written shortly after, by a background thread (app/ingress/published.py)."""
     try:
-        celery.send_task(
-            ROUTE_TASK,
-            args=[request_id],
-            queue=ROUTER_QUEUE,
-            routing_key=ROUTER_QUEUE,
-            priority=PRIORITIES[priority],
-            retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0},
+        # With the routing inputs the router decides without reading the row first.
+        args: list[Any] = [request_id] if routing is None else [request_id, routing.message()]
+        # The headers name the request only: its text stays out of monitoring tools and logs.
+        publisher.publish(
+            ROUTE_TASK, args, ROUTER_QUEUE, PRIORITIES[priority], argsrepr=f"({request_id!r}, ...)"
         )
     except Exception as exc:  # noqa: BLE001 - broker down: the reconciler publishes it later
         log.warning(
@@ -260,7 +260,8 @@ def publish(request_id: str, priority: str) -> bool:
             type(exc).__name__,
         )
         return False
-    record.mark_published(request_id)
+    # Recorded in the background, batched with the other publishes of the moment (published.py).
+    published.record(request_id)
     return True
 
 
@@ -304,7 +305,14 @@ def submit_valid(req: SubmitRequest) -> Submission:
     submission = accept(req)
     if submission.duplicate:
         return submission
-    return submission.model_copy(update={"published": publish(submission.id, req.priority)})
+    return submission.model_copy(
+        update={"published": publish(submission.id, req.priority, routing_inputs(req))}
+    )
+
+
+def routing_inputs(req: SubmitRequest) -> RoutingInputs:
+    """What the route message carries of a validated request (app/orchestration/routing.py)."""
+    return RoutingInputs(req.text, req.tenant, req.priority, req.conversation_id)
 
 
 def accept(req: SubmitRequest) -> Submission:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from app.config import get_settings
-from app.orchestration.celery_app import celery
+from app.orchestration import publisher
 from app.orchestration.specialist import Specialist
 from app.orchestration.topology import PRIORITIES
 from app.state import Request, autocommit_scope
@@ -61,12 +61,11 @@ def dispatch(
     """Send the request to its specialist's queue with its fair-share priority (the router after
     its decision, with the `unfinished` count it read; an approver's decision resuming a parked
     request, which counts here)."""
-    celery.send_task(
+    publisher.publish(
         specialist.task_name,
-        args=[request_id],
-        queue=specialist.queue,
-        routing_key=specialist.queue,
-        priority=(
+        [request_id],
+        specialist.queue,
+        (
             counted_priority(priority, unfinished)
             if unfinished is not None
             else dispatch_priority(tenant, specialist.name, priority)

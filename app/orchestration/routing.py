@@ -65,24 +65,24 @@ def decide(
     use_llm: bool = True,
 ) -> RouteDecision:
     settings = get_settings()
+    following = current_specialist if current_specialist in specialists() else None
+    if following is None:
+        # A rule decides without the classifier, the router's largest CPU cost.
+        ruled = match_rules(text)
+        if ruled is not None:
+            return RouteDecision(specialist=ruled, confidence=1.0, method="rule")
     prediction = classifier().predict(text)
-    if current_specialist is not None and current_specialist in specialists():
+    if following is not None:
         # A follow-up stays with its specialist unless the classifier is sure the topic changed.
-        if (
-            prediction.specialist != current_specialist
-            and prediction.confidence >= settings.topic_change_confidence
-        ):
+        if prediction.specialist != following and prediction.confidence >= settings.topic_change_confidence:
             return RouteDecision(
                 specialist=prediction.specialist, confidence=prediction.confidence, method="classifier"
             )
         return RouteDecision(
-            specialist=current_specialist,
-            confidence=prediction.scores.get(current_specialist, 0.0),
+            specialist=following,
+            confidence=prediction.scores.get(following, 0.0),
             method="conversation",
         )
-    ruled = match_rules(text)
-    if ruled is not None:
-        return RouteDecision(specialist=ruled, confidence=1.0, method="rule")
     if prediction.confidence >= settings.router_confidence_threshold:
         return RouteDecision(
             specialist=prediction.specialist, confidence=prediction.confidence, method="classifier"

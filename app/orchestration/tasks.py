@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from celery import Task
@@ -24,11 +26,13 @@ from app.orchestration.approvals import escalate_overdue
 from app.orchestration.celery_app import CALLBACK_TASK, RECONCILE_TASK, ROUTE_TASK, SUBMIT_TASK, celery
 from app.orchestration.reconciler import mark_in_doubt, redispatch_stale, republish_unpublished
 from app.orchestration.registry import get_specialist, specialists
+from app.orchestration.route_message import RoutingInputs
 from app.orchestration.routing import decide
 from app.orchestration.specialist import Specialist
 from app.orchestration.topology import ROUTER_QUEUE
 from app.state import Status, conversations
 from app.state import transitions as record
+from app.state.transitions import RequestNotFound
 from workflows import get_workflow
 from workflows.engine import AwaitingApproval, RequestInfo, StepError, Suspended, run
 
@@ -132,53 +136,71 @@ def _handed_to_people(request_id: str, error: str) -> bool:
 
 # max_retries=None: the attempt counter in the record decides when to give up, not Celery.
 @celery.task(name=ROUTE_TASK, bind=True, max_retries=None)
-def route(self: Task[Any, Any], request_id: str) -> None:
+def route(self: Task[Any, Any], request_id: str, routing: dict[str, Any] | None = None) -> None:
+    taken = time.monotonic()
     try:
-        request = record.for_routing(request_id)
-        if request is None:
-            # Clients write the row before publishing, so this is a message from another database.
-            raise Reject(f"no request {request_id} in the record", requeue=False)
-        if request.status != Status.ACCEPTED:
-            return  # routed already: a duplicate message (a lost dispatch is the reconciler's job)
-        tenant, conversation_id = request.tenant, request.conversation_id
-        current = conversations.specialist_of(tenant, conversation_id) if conversation_id else None
-        decision = decide(request.text, current_specialist=current, request_id=request_id, tenant=tenant)
-        tracing.annotate(
-            request_id=request_id,
-            specialist=decision.specialist,
-            confidence=decision.confidence,
-            method=decision.method,
-        )
-        # Only the copy that records the decision dispatches, so duplicate route messages (an
-        # impatient client, a republish) never start a request twice. The same statement counts
-        # the tenant's unfinished requests there, for the fair-share priority.
-        unfinished = record.mark_routed(
-            request_id,
-            decision.specialist,
-            decision.confidence,
-            decision.method,
-            request.taken_at,
-            count_unfinished=get_settings().fair_share > 0,
-        )
-        if unfinished is not None:
-            metrics.ROUTING_DECISIONS.labels(decision.method, decision.specialist).inc()
-            log.info(
-                "routed to %s by %s (confidence %.2f)",
-                decision.specialist,
-                decision.method,
-                decision.confidence,
-            )
-            fairness.dispatch(
-                request_id,
-                get_specialist(decision.specialist),
-                request.priority,
-                tenant,
-                unfinished=unfinished,
-            )
+        if routing is None:
+            # A message without the routing inputs (the reconciler's, a replayed dead letter, an
+            # older client's): read them. The client's own message carries them, saving the read.
+            request = record.for_routing(request_id)
+            if request is None:
+                # Clients write the row before publishing, so this is a message from another database.
+                raise Reject(f"no request {request_id} in the record", requeue=False)
+            if request.status != Status.ACCEPTED:
+                return  # routed already: a duplicate message (a lost dispatch is the reconciler's job)
+            inputs = RoutingInputs(request.text, request.tenant, request.priority, request.conversation_id)
+            started_at = request.taken_at
+        else:
+            inputs, started_at = RoutingInputs.of(routing), None
+        _route(request_id, inputs, started_at, taken)
+    except RequestNotFound:
+        raise Reject(f"no request {request_id} in the record", requeue=False) from None
     except Reject:
         raise
     except Exception as exc:  # noqa: BLE001 - the task boundary: every failure is retried or dead-lettered
         give_up_or_retry(self, request_id, ROUTER_QUEUE, self.request.retries + 1, exc)
+
+
+def _route(request_id: str, inputs: RoutingInputs, started_at: datetime | None, taken: float) -> None:
+    tenant, conversation_id = inputs.tenant, inputs.conversation_id
+    current = conversations.specialist_of(tenant, conversation_id) if conversation_id else None
+    decision = decide(inputs.text, current_specialist=current, request_id=request_id, tenant=tenant)
+    tracing.annotate(
+        request_id=request_id,
+        specialist=decision.specialist,
+        confidence=decision.confidence,
+        method=decision.method,
+    )
+    # Only the copy that records the decision dispatches, so duplicate route messages (an
+    # impatient client, a republish) never start a request twice: the statement changes an
+    # `accepted` row only. The same statement counts the tenant's unfinished requests there, for
+    # the fair-share priority.
+    unfinished = record.mark_routed(
+        request_id,
+        decision.specialist,
+        decision.confidence,
+        decision.method,
+        started_at,
+        tenant=tenant,
+        count_unfinished=get_settings().fair_share > 0,
+        taken_s_ago=time.monotonic() - taken,
+    )
+    if unfinished is None:
+        return  # routed already: a duplicate message
+    metrics.ROUTING_DECISIONS.labels(decision.method, decision.specialist).inc()
+    log.info(
+        "routed to %s by %s (confidence %.2f)",
+        decision.specialist,
+        decision.method,
+        decision.confidence,
+    )
+    fairness.dispatch(
+        request_id,
+        get_specialist(decision.specialist),
+        inputs.priority,
+        tenant,
+        unfinished=unfinished,
+    )
 
 
 def _specialist_task(spec: Specialist) -> Callable[..., Any]:

@@ -13,6 +13,8 @@ from typing import Any, cast
 from sqlalchemy import (
     BindParameter,
     Connection,
+    DateTime,
+    Float,
     Table,
     bindparam,
     case,
@@ -63,10 +65,6 @@ def _with_event(transition: CTE, kind: str, detail: Any) -> CTE:
     )
 
 
-_MARK_PUBLISHED = (
-    update(_R).where(_R.c.id == _RID, _R.c.published_at.is_(None)).values(published_at=func.now())
-)
-
 _ROUTED = (
     update(_R)
     .where(_R.c.id == _RID, _R.c.status == Status.ACCEPTED)
@@ -76,13 +74,22 @@ _ROUTED = (
         route_confidence=bindparam("confidence"),
         route_method=bindparam("method"),
         routed_at=func.now(),
-        route_started_at=bindparam("route_started_at"),
+        # When the router took it, on the database's clock: given (read then), or so many seconds
+        # before this statement (the router took it from its message without reading it).
+        route_started_at=func.coalesce(
+            bindparam("route_started_at", type_=DateTime(timezone=True)),
+            func.now() - func.make_interval(0, 0, 0, 0, 0, 0, bindparam("taken_s_ago", type_=Float)),
+        ),
         db_ms=_R.c.db_ms + bindparam("db_ms"),
     )
-    .returning(_R.c.id, _R.c.tenant)
+    .returning(_R.c.id)
     .cte("routed")
 )
-_MARK_ROUTED = select(_ROUTED.c.id).add_cte(_with_event(_ROUTED, "routed", bindparam("detail", type_=JSONB)))
+_ROUTED_EVENT = _with_event(_ROUTED, "routed", bindparam("detail", type_=JSONB))
+# Always one row, so a request that is not in the record (a message from another database) is
+# told from one routed already (a duplicate message) in the same round trip.
+_KNOWN = exists().where(_R.c.id == _RID).label("known")
+_MARK_ROUTED = select(select(_ROUTED.c.id).scalar_subquery().label("id"), _KNOWN).add_cte(_ROUTED_EVENT)
 
 # A tenant's requests holding a place at their specialist: what fair share counts (fairness.py).
 IN_SPECIALIST = (Status.ROUTED, Status.RUNNING, Status.FAILED)
@@ -91,19 +98,20 @@ _R2 = _R.alias("others")
 # for the dispatch priority: one round trip where a separate count would be a second. The
 # statement reads the snapshot before its own update, in which this request is still `accepted`.
 _MARK_ROUTED_COUNTED = select(
-    _ROUTED.c.id,
+    select(_ROUTED.c.id).scalar_subquery().label("id"),
+    _KNOWN,
     (
         select(func.count())
         .select_from(_R2)
         .where(
-            _R2.c.tenant == _ROUTED.c.tenant,
+            _R2.c.tenant == bindparam("route_tenant"),
             _R2.c.specialist == bindparam("specialist"),
             _R2.c.status.in_(IN_SPECIALIST),
         )
         .scalar_subquery()
         + 1
     ).label("unfinished"),
-).add_cte(_with_event(_ROUTED, "routed", bindparam("detail", type_=JSONB)))
+).add_cte(_ROUTED_EVENT)
 
 # What the router needs of an accepted request, and when it took it (the database's clock).
 _FOR_ROUTING = select(
@@ -196,11 +204,6 @@ def add_event(conn: Session | Connection, request_id: str, kind: str, **detail: 
     conn.execute(_INSERT_EVENT, {"request_id": request_id, "kind": kind, "detail": detail})
 
 
-def mark_published(request_id: str) -> None:
-    with autocommit_scope() as conn:
-        conn.execute(_MARK_PUBLISHED, {"rid": request_id})
-
-
 def _db_ms() -> float:
     """The bound request's database time so far, added to the record by the write that ends a task."""
     scope = current()
@@ -232,25 +235,33 @@ def mark_routed(
     method: str,
     route_started_at: datetime | None = None,
     *,
+    tenant: str = "",
     count_unfinished: bool = False,
+    taken_s_ago: float = 0.0,
 ) -> int | None:
     """Record the routing decision; None if the request was routed already (a redelivery), else
-    the tenant's unfinished requests at `specialist`, this one included (with `count_unfinished`;
-    0 without). `route_started_at`: when the router took the request (the database's clock)."""
+    the tenant's unfinished requests at `specialist`, this one included (with `count_unfinished`
+    and the request's `tenant`; 0 without). When the router took the request: `route_started_at`
+    (the database's clock) or `taken_s_ago` seconds before this write. Raises RequestNotFound
+    when the record has no such request."""
     with autocommit_scope() as conn:
         routed = conn.execute(
             _MARK_ROUTED_COUNTED if count_unfinished else _MARK_ROUTED,
             {
                 "rid": request_id,
+                "route_tenant": tenant,
                 "specialist": specialist,
                 "confidence": confidence,
                 "method": method,
                 "route_started_at": route_started_at,
+                "taken_s_ago": max(0.0, taken_s_ago),
                 "db_ms": _db_ms(),
                 "detail": {"specialist": specialist, "confidence": confidence, "method": method},
             },
-        ).first()
-    if routed is None:
+        ).one()
+    if not routed.known:
+        raise RequestNotFound(f"no request {request_id} in the record")
+    if routed.id is None:
         return None
     return int(routed.unfinished) if count_unfinished else 0
 

@@ -95,3 +95,39 @@ def test_expired_cache_entries_are_purged(services: object) -> None:
         keys = set(session.scalars(select(CachedResponse.key).where(
             CachedResponse.key.in_(["expiring-entry", "fresh-entry"]))))
     assert keys == {"fresh-entry"}
+
+
+def test_a_submitted_request_is_recorded_as_published_and_never_republished(workers: object) -> None:
+    from app.ingress import published
+
+    submission = client.submit("My invoice total looks wrong this month")
+    assert submission.published
+    assert published.flush()  # what the background thread writes within moments
+    with session_scope() as session:
+        assert session.scalar(select(Request.published_at).where(Request.id == submission.id)) is not None
+    assert client.wait(submission.id, timeout=60).status == "succeeded"
+    republish_unpublished(min_age_s=0)  # nothing of it is left to the reconciler
+    with session_scope() as session:
+        routed = session.scalars(
+            select(RequestEvent.kind).where(RequestEvent.request_id == submission.id, RequestEvent.kind == "routed")
+        ).all()
+    assert routed == ["routed"]
+
+
+def test_a_duplicate_route_message_with_its_inputs_routes_once(workers: object) -> None:
+    """The client's route message carries the routing inputs; a second copy (an at-least-once
+    redelivery, a republish) finds the request routed already and dispatches nothing."""
+    from app.ingress.client import SubmitRequest, accept, publish, routing_inputs
+
+    req = SubmitRequest(text="Webhook deliveries fail with 401 since Monday", tenant="acme")
+    request_id = accept(req).id
+    assert publish(request_id, req.priority, routing_inputs(req))
+    assert publish(request_id, req.priority, routing_inputs(req))
+    view = client.wait(request_id, timeout=60)
+    assert view.status == "succeeded" and view.attempts == 1
+    # When the router took it is known without reading the row: the wait and the routing add up.
+    queued, routing = view.timings["queued_for_router"], view.timings["routing"]
+    assert queued is not None and routing is not None and queued >= 0 and routing >= 0
+    with session_scope() as session:
+        kinds = session.scalars(select(RequestEvent.kind).where(RequestEvent.request_id == request_id)).all()
+    assert kinds.count("routed") == 1 and kinds.count("attempt_started") == 1

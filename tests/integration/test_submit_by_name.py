@@ -154,6 +154,17 @@ def test_dlq_list_shows_a_router_message_with_no_request_row(workers: object) ->
     assert f"no request {orphan} in the record" in entry["error"]
 
 
+def test_a_route_message_with_inputs_but_no_request_row_is_dead_lettered(workers: object) -> None:
+    from app.ingress.client import SubmitRequest, publish, routing_inputs
+
+    orphan = str(uuid.uuid4())
+    assert publish(orphan, "normal", routing_inputs(SubmitRequest(text="My invoice is wrong")))
+    wait_until(lambda: orphan in {d["id"] for d in dlq_list()}, 60, "the orphan route message in router.dlq")
+    (entry,) = [d for d in dlq_list() if d["id"] == orphan]
+    assert entry["queue"] == "router" and entry["in_record"] is False
+    assert f"no request {orphan} in the record" in entry["error"]
+
+
 @pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl for a scratch vhost")
 def test_the_submit_queue_takes_either_declaration_first(services: object) -> None:
     """A plain app's default declaration of `submit` and Switchboard's are the same, in either order."""

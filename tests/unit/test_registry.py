@@ -222,6 +222,7 @@ def test_without_scikit_learn_routing_falls_back_to_rules_and_llm(
     with enabled("specialists"):
         with caplog.at_level("WARNING", logger="app.orchestration.classifier"):
             assert decide("INV-2231 was charged twice", use_llm=False).method == "rule"
-        assert "pip install 'switchboard[classifier]'" in caplog.text
-        unsure = decide("my invoice looks wrong", use_llm=False)
+            # A rule decides before the classifier is needed; the first request it is needed for says so.
+            unsure = decide("my invoice looks wrong", use_llm=False)
+        assert caplog.text.count("pip install 'switchboard[classifier]'") == 1
         assert (unsure.specialist, unsure.method) == ("technical", "fallback")

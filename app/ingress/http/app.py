@@ -81,7 +81,9 @@ def submit() -> Response:
     with admission(principal):
         submission = client.accept(valid)  # counted against the cap from its commit on
     if not submission.duplicate:
-        client.publish(submission.id, body.priority)  # outside the tenant's lock
+        client.publish(
+            submission.id, body.priority, client.routing_inputs(valid)
+        )  # outside the tenant's lock
     if submission.duplicate and not _same_request(submission.id, body):
         raise ApiError(
             409, "this Idempotency-Key was used for a different request; use a new key for a new request"
