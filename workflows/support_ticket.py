@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from functools import lru_cache
+from typing import Any, cast
 
 from pydantic import BaseModel, Field
+from sqlalchemy import Table, bindparam
 from sqlalchemy.dialects.postgresql import insert
 
 from app.config import get_settings
@@ -81,6 +83,13 @@ HANDOFF_TOOL = Tool(
 )
 
 
+@lru_cache(maxsize=64)
+def _tool_schemas(tools: tuple[Tool[Any], ...]) -> tuple[dict[str, Any], ...]:
+    """The `tools` entries the agent loop offers, built once per specialist's tools rather than
+    copied for every draft: neither the gateway nor an adapter changes what it is given."""
+    return tuple(tool.schema() for tool in (*tools, HANDOFF_TOOL))
+
+
 @WORKFLOW.step(tier="capable", retries=1, timeout_s=300, after=(understand, retrieve))
 def draft(ctx: StepContext) -> dict[str, Any]:
     """The agent loop: the model calls the specialist's tools until it answers, up to a step cap.
@@ -88,7 +97,7 @@ def draft(ctx: StepContext) -> dict[str, Any]:
     A tool call that needs approval parks the step with the conversation so far; it resumes here
     with the decision, finishing the round of tool calls it was in, and pays no LLM call again."""
     spec = ctx.specialist
-    tools = [tool.schema() for tool in spec.tools] + [HANDOFF_TOOL.schema()]
+    tools = list(_tool_schemas(spec.tools))
     if ctx.parked is not None:
         messages, used, first = ctx.parked["messages"], ctx.parked["used"], ctx.parked["round"]
         _run_calls(ctx, ctx.parked["calls"], messages, used, first)
@@ -212,13 +221,20 @@ def _history(ctx: StepContext) -> list[dict[str, str]]:
     )
 
 
+# One delivery per request: a redelivered task finds the row and does not send again. Built once
+# (a Core insert on the table), its values bound per request.
+_DELIVERIES = cast(Table, Delivery.__table__)  # a mapped class's Table, typed as the wider FromClause
+_DELIVER = (
+    insert(_DELIVERIES)
+    .values(request_id=bindparam("request_id"), channel=bindparam("channel"), body=bindparam("body"))
+    .on_conflict_do_nothing(index_elements=[_DELIVERIES.c.request_id])
+)
+
+
 @WORKFLOW.step(retries=2, timeout_s=30, after=(draft,))
 def deliver(ctx: StepContext) -> dict[str, Any]:
-    # One delivery per request: a redelivered task finds the row and does not send again. It is
-    # written with the step's checkpoint, so "delivered" and the delivery row commit together.
+    # Written with the step's checkpoint, so "delivered" and the delivery row commit together.
     ctx.write(
-        insert(Delivery)
-        .values(request_id=ctx.request.id, channel="record", body=ctx.output(draft)["reply"])
-        .on_conflict_do_nothing(index_elements=[Delivery.request_id])
+        _DELIVER, {"request_id": ctx.request.id, "channel": "record", "body": ctx.output(draft)["reply"]}
     )
     return {"delivered": True, "channel": "record"}

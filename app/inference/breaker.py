@@ -17,14 +17,15 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
-from sqlalchemy import Float, func, literal_column, select, text, update
+from sqlalchemy import Float, Table, bindparam, func, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from app.errors import InferenceError
 from app.inference.call_log import UNFINISHED
 from app.inference.errors import FailureClass
-from app.state import BreakerEvent, CircuitBreaker, LlmCall, session_scope
+from app.state import BreakerEvent, CircuitBreaker, LlmCall, autocommit_scope, session_scope
 
 UNHEALTHY = frozenset({FailureClass.SERVER, FailureClass.TIMEOUT, FailureClass.CONNECTION})
 
@@ -151,6 +152,12 @@ def _trip_reason(
 _DB_NOW = literal_column("extract(epoch from clock_timestamp())", type_=Float)
 
 
+_BREAKERS = cast(Table, CircuitBreaker.__table__)  # a mapped class's Table, typed as the wider FromClause
+_READ_STATE = select(
+    _BREAKERS.c.state, _BREAKERS.c.opened_at, _BREAKERS.c.probe_started, _DB_NOW.label("now")
+).where(_BREAKERS.c.target == bindparam("target"))
+
+
 class PostgresBreaker(Breaker):
     """State in `circuit_breakers`, transitions in `breaker_events`. A closed state is remembered
     per process for `cache_s`, so the hot path reads the database at most that often per target."""
@@ -163,18 +170,14 @@ class PostgresBreaker(Breaker):
     def before_call(self, target: str) -> Permit:
         if self._closed_until.get(target, 0.0) > time.monotonic():
             return Permit(target, probe=False)
+        # The common answer (closed, or no row) is one self-committing read of a statement built
+        # once; only a breaker that is not closed opens a transaction, to claim the probe.
+        with autocommit_scope() as conn:
+            row = conn.execute(_READ_STATE, {"target": target}).first()
+        if row is None or row.state == "closed":
+            self._closed_until[target] = time.monotonic() + self._cache_s
+            return Permit(target, probe=False)
         with session_scope() as session:
-            row = session.execute(
-                select(
-                    CircuitBreaker.state,
-                    CircuitBreaker.opened_at,
-                    CircuitBreaker.probe_started,
-                    _DB_NOW.label("now"),
-                ).where(CircuitBreaker.target == target)
-            ).first()
-            if row is None or row.state == "closed":
-                self._closed_until[target] = time.monotonic() + self._cache_s
-                return Permit(target, probe=False)
             cooled = row.now - row.opened_at >= self.policy.cooldown_s
             stale_probe = (
                 row.state == "half_open" and row.now - row.probe_started > 2 * self.policy.cooldown_s

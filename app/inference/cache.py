@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, delete, func, update
+from sqlalchemy import Connection, Interval, Table, bindparam, delete, func, literal_column, update
 from sqlalchemy.dialects.postgresql import insert
 
 from app.inference.provider import ChatResponse
@@ -100,6 +100,22 @@ _TAKE_HIT = (
 )
 
 
+_new_entry = insert(_CACHE)
+_EXPIRES = func.now() + bindparam("ttl", type_=Interval)
+# Built once, like the lookup: building and compiling an ORM insert for every cached answer cost
+# more CPU than the round trip that writes it.
+_PUT = _new_entry.values(
+    key=bindparam("key"), model=bindparam("model"), response=bindparam("response"), expires_at=_EXPIRES
+).on_conflict_do_update(
+    index_elements=[_CACHE.c.key],
+    set_={
+        "response": _new_entry.excluded.response,
+        "expires_at": _new_entry.excluded.expires_at,
+        "created_at": literal_column("now()"),
+    },
+)
+
+
 class PostgresCache(ResponseCache):
     def get(self, key: str) -> ChatResponse | None:
         with autocommit_scope() as conn:
@@ -107,21 +123,17 @@ class PostgresCache(ResponseCache):
         return None if hit is None else ChatResponse.model_validate(hit.response)
 
     def put(self, key: str, response: ChatResponse, ttl_s: float, conn: Connection | None = None) -> None:
-        expires = func.now() + timedelta(seconds=ttl_s)
-        payload = response.model_dump(mode="json", exclude={"rate_headers"})
-        statement = (
-            insert(CachedResponse)
-            .values(key=key, model=response.model, response=payload, expires_at=expires)
-            .on_conflict_do_update(
-                index_elements=[CachedResponse.key],
-                set_={"response": payload, "expires_at": expires, "created_at": func.now()},
-            )
-        )
+        params = {
+            "key": key,
+            "model": response.model,
+            "response": response.model_dump(mode="json", exclude={"rate_headers"}),
+            "ttl": timedelta(seconds=ttl_s),
+        }
         if conn is not None:
-            conn.execute(statement)
+            conn.execute(_PUT, params)
             return
         with autocommit_scope() as own:  # one statement: it commits by itself
-            own.execute(statement)
+            own.execute(_PUT, params)
 
 
 def purge_expired() -> int:

@@ -296,7 +296,8 @@ def _call_target(call: _Call, target: Target, permit: Permit, b: _Backends) -> p
     p = target.provider
     messages, trimmed, retries = call.messages, False, 0
     while True:
-        usable = [k for k in p.key_ids() if k not in key_state.disabled_key_ids()]
+        disabled = key_state.disabled_key_ids()
+        usable = [k for k in p.key_ids() if k not in disabled]
         if not usable:
             raise ProviderError(FailureClass.AUTH, f"every API key of {p.host} is out of rotation")
         prompt_estimate = estimate_prompt_tokens(messages, call.tools)
@@ -311,7 +312,7 @@ def _call_target(call: _Call, target: Target, permit: Permit, b: _Backends) -> p
                 raise Deferred(f"rate limit of {target.label} is saturated", exc.wait_s) from None
             kid = reservation.key_id
         else:
-            kid, _ = _ring(target).next(exclude=set(key_state.disabled_key_ids()))
+            kid, _ = _ring(target).next(exclude=set(disabled))
         wait_s = reservation.wait_s if reservation else 0.0
         try:
             call_id = _open_call(call, target, kid, prompt_estimate, wait_s, retries)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
@@ -27,11 +27,16 @@ class Provider:
         # account share one budget, and no credential ends up in a name.
         return urlsplit(self.base_url).netloc.rsplit("@", 1)[-1] or self.base_url
 
+    @cached_property
+    def _secrets_by_id(self) -> dict[str, SecretStr]:
+        # Each id is a SHA-256 of its key: worked out once per provider, not on every call.
+        return {key_id(k): k for k in self.keys}
+
     def key_ids(self) -> list[str]:
-        return [key_id(k) for k in self.keys]
+        return list(self._secrets_by_id)
 
     def secret(self, kid: str) -> SecretStr:
-        return next(k for k in self.keys if key_id(k) == kid)
+        return self._secrets_by_id[kid]
 
 
 @dataclass(frozen=True)

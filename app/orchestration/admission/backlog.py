@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import Connection, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.orchestration.topology import PRIORITIES, ROUTER_QUEUE
@@ -57,13 +57,13 @@ class QueueBacklog:
         return round(ahead / rate, 1)
 
 
-def waiting(session: Session) -> dict[str, int]:
+# Built once: every worker runs it every second (app/orchestration/admission/degradation.py).
+_WAITING_COUNTS = select(_QUEUE, func.count()).where(_IS_WAITING).group_by(_QUEUE)
+
+
+def waiting(session: Session | Connection) -> dict[str, int]:
     """Requests waiting per queue (one grouped count on the status index)."""
-    return {
-        q: n
-        for q, n in session.execute(select(_QUEUE, func.count()).where(_IS_WAITING).group_by(_QUEUE)).all()
-        if q is not None
-    }
+    return {q: n for q, n in session.execute(_WAITING_COUNTS).all() if q is not None}
 
 
 def backlog(session: Session, queues: list[str]) -> dict[str, QueueBacklog]:

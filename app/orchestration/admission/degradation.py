@@ -19,7 +19,7 @@ from enum import IntEnum
 
 from app.config import get_settings
 from app.orchestration.admission.backlog import waiting
-from app.state import session_scope
+from app.state import autocommit_scope
 
 CACHE_S = 1.0
 
@@ -48,8 +48,8 @@ def waiting_counts() -> dict[str, int]:
             return _cached[1]
         _refreshing = True
     try:
-        with session_scope() as session:
-            counts = waiting(session)
+        with autocommit_scope() as conn:  # one read: no transaction around it
+            counts = waiting(conn)
         with _lock:
             _cached = (time.monotonic(), counts)
         return counts
