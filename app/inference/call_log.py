@@ -10,6 +10,7 @@ never count them twice.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -123,7 +124,17 @@ ON CONFLICT (tenant, day, shard) DO UPDATE
 SET spent_usd = d.spent_usd + excluded.spent_usd,
     reserved_usd = greatest(d.reserved_usd - excluded.reserved_usd, 0)
 """
-_WRITE = text(_CALLS + _DAYS).bindparams(bindparam("rows", type_=JSONB))
+
+
+def compact(sql: str) -> str:
+    """`sql` on one line, without its `--` comments: psycopg caches a query's parsing only up to
+    4,096 characters (MAX_CACHED_STATEMENT_LENGTH), and the checkpoint statements built on these
+    run for most steps of every request. For SQL whose string literals hold no `--` and no run of
+    whitespace, as here."""
+    return " ".join(re.sub(r"--[^\n]*", "", sql).split())
+
+
+_WRITE = text(compact(_CALLS + _DAYS)).bindparams(bindparam("rows", type_=JSONB))
 
 
 def with_calls(statement: str, **types: Any) -> TextClause:
@@ -131,7 +142,7 @@ def with_calls(statement: str, **types: Any) -> TextClause:
     runs `statement` (an INSERT, UPDATE or DELETE in SQL, with its own named parameters; `types`:
     their SQLAlchemy types where the driver needs them): a checkpoint and the calls its step paid
     for commit together in one round trip. `statement` sees the snapshot before the calls' writes."""
-    sql = _CALLS.rstrip() + f", also AS (\n{statement}\n)" + _DAYS
+    sql = compact(_CALLS.rstrip() + f", also AS (\n{statement}\n)" + _DAYS)
     return text(sql).bindparams(
         bindparam("rows", type_=JSONB), *(bindparam(k, type_=t) for k, t in types.items())
     )

@@ -133,3 +133,18 @@ def test_the_engine_and_the_app_client_share_one_venv_without_clashing() -> None
     assert set(owners["switchboard"]) == {"switchboard-client"}
     assert set(owners["app"]) == {"switchboard"}
     assert Path(switchboard.__file__).parent.parent.parent.name == "python"  # clients/python/src/switchboard
+
+
+def test_the_checkpoint_statements_stay_within_psycopgs_parse_cache() -> None:
+    # Longer statements are parsed again on every execution; these run for most steps of every
+    # request, so growing past the limit costs CPU on the hot path without any test noticing.
+    from psycopg._queries import MAX_CACHED_STATEMENT_LENGTH
+    from sqlalchemy.dialects import postgresql
+
+    from app.inference import call_log
+    from workflows.engine import checkpoints
+
+    for statement in (checkpoints._UPSERT_STEP_WITH_CALLS, call_log._WRITE):
+        sql = str(statement.compile(dialect=postgresql.psycopg.dialect()))
+        assert len(sql) <= MAX_CACHED_STATEMENT_LENGTH, len(sql)
+        assert "--" not in sql

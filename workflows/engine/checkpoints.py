@@ -52,18 +52,11 @@ _UPSERT_STEP = _new_step.on_conflict_do_update(
 )
 
 
-def _compact(sql: str) -> str:
-    """`sql` (no comments, no string literal with two spaces in a row) on one line."""
-    return " ".join(sql.split())
-
-
 # The same upsert in the statement that completes the LLM calls the attempt paid for
 # (call_log.with_calls): the checkpoint and its calls in one round trip.
 _UPSERT_STEP_WITH_CALLS = with_calls(
-    # Whitespace collapsed: psycopg caches the parsing of a query only up to 4,096 characters, and
-    # this statement runs for most steps of every request.
-    _compact(
-        """
+    # with_calls puts it on one line: under psycopg's 4,096-character parse cache.
+    """
     INSERT INTO step_runs (request_id, step, attempts, status, output, error, duration_ms,
                            started_at, finished_at)
     VALUES (:request_id, :step, :attempts, :status, :output, :error, :duration_ms,
@@ -73,8 +66,7 @@ _UPSERT_STEP_WITH_CALLS = with_calls(
         duration_ms = excluded.duration_ms, started_at = excluded.started_at,
         finished_at = excluded.finished_at, attempts = step_runs.attempts + 1
     WHERE step_runs.status <> 'succeeded'
-    """
-    ),
+    """,
     output=JSONB,
 )
 
