@@ -21,7 +21,8 @@ def _email_with_recent_paid_invoice() -> tuple[str, str]:
         row = session.execute(
             text(
                 "SELECT a.email, i.id FROM invoices i JOIN accounts a ON a.id = i.account_id "
-                "WHERE i.status = 'paid' AND i.issued_at > now() - interval '20 days' ORDER BY i.id LIMIT 1"
+                "WHERE i.status = 'paid' AND i.issued_at > now() - interval '20 days' "
+                "AND i.amount_usd <= 500 ORDER BY i.id LIMIT 1"
             )
         ).one()
     return row.email, row.id

@@ -47,7 +47,7 @@ def _paid_invoice() -> str:
     with session_scope() as session:
         return session.execute(text(
             "SELECT i.id FROM invoices i WHERE i.status = 'paid' "
-            "AND i.issued_at > now() - interval '20 days' ORDER BY i.id LIMIT 1"
+            "AND i.issued_at > now() - interval '20 days' AND i.amount_usd <= 500 ORDER BY i.id LIMIT 1"
         )).scalar_one()
 
 
