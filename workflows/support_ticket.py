@@ -9,17 +9,17 @@ from __future__ import annotations
 import json
 import re
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Table, bindparam
+from sqlalchemy import bindparam
 from sqlalchemy.dialects.postgresql import insert
 
 from app.config import get_settings
 from app.inference.history import compress
 from app.observability.metrics import TOOL_CALLS
 from app.orchestration.specialist import Tool, ToolContext, ToolError
-from app.state import Delivery
+from app.state import Delivery, table_of
 from workflows.engine import StepContext, Workflow
 
 WORKFLOW = Workflow("support_ticket")
@@ -223,7 +223,7 @@ def _history(ctx: StepContext) -> list[dict[str, str]]:
 
 # One delivery per request: a redelivered task finds the row and does not send again. Built once
 # (a Core insert on the table), its values bound per request.
-_DELIVERIES = cast(Table, Delivery.__table__)  # a mapped class's Table, typed as the wider FromClause
+_DELIVERIES = table_of(Delivery)
 _DELIVER = (
     insert(_DELIVERIES)
     .values(request_id=bindparam("request_id"), channel=bindparam("channel"), body=bindparam("body"))

@@ -17,15 +17,14 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
 
-from sqlalchemy import Float, Table, bindparam, func, literal_column, select, text, update
+from sqlalchemy import Float, bindparam, func, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from app.errors import InferenceError
 from app.inference.call_log import UNFINISHED
 from app.inference.errors import FailureClass
-from app.state import BreakerEvent, CircuitBreaker, LlmCall, autocommit_scope, session_scope
+from app.state import BreakerEvent, CircuitBreaker, LlmCall, autocommit_scope, session_scope, table_of
 
 UNHEALTHY = frozenset({FailureClass.SERVER, FailureClass.TIMEOUT, FailureClass.CONNECTION})
 
@@ -152,7 +151,7 @@ def _trip_reason(
 _DB_NOW = literal_column("extract(epoch from clock_timestamp())", type_=Float)
 
 
-_BREAKERS = cast(Table, CircuitBreaker.__table__)  # a mapped class's Table, typed as the wider FromClause
+_BREAKERS = table_of(CircuitBreaker)
 _READ_STATE = select(
     _BREAKERS.c.state, _BREAKERS.c.opened_at, _BREAKERS.c.probe_started, _DB_NOW.label("now")
 ).where(_BREAKERS.c.target == bindparam("target"))

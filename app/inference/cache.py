@@ -16,13 +16,13 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Interval, Table, bindparam, delete, func, literal_column, update
+from sqlalchemy import Connection, Interval, bindparam, delete, func, literal_column, update
 from sqlalchemy.dialects.postgresql import insert
 
 from app.inference.provider import ChatResponse
-from app.state import CachedResponse, autocommit_scope, connection_scope
+from app.state import CachedResponse, autocommit_scope, connection_scope, table_of
 
 _SPACES = re.compile(r"\s+")
 
@@ -90,7 +90,7 @@ class MemoryCache(ResponseCache):
             self._items[key] = (self._clock() + ttl_s, response)
 
 
-_CACHE = cast(Table, CachedResponse.__table__)  # a mapped class's Table, typed as the wider FromClause
+_CACHE = table_of(CachedResponse)
 # Built once, and one statement on its own: a lookup precedes every cacheable call.
 _TAKE_HIT = (
     update(_CACHE)

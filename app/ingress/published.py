@@ -19,11 +19,11 @@ import os
 import threading
 import time
 
-from sqlalchemy import Table, bindparam, func, update
+from sqlalchemy import bindparam, func, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import Text
 
-from app.state import Request, autocommit_scope
+from app.state import Request, autocommit_scope, table_of
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ LINGER_S = 0.02
 # reconciler rather than kept in memory.
 MAX_PENDING = 50_000
 
-_R: Table = Request.__table__  # type: ignore[assignment]  # a mapped class's __table__ is its Table
+_R = table_of(Request)
 _MARK = (
     update(_R)
     .where(_R.c.id == func.any(bindparam("ids", type_=ARRAY(Text))), _R.c.published_at.is_(None))

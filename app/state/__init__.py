@@ -24,6 +24,7 @@ from app.state.models import (
     TenantSetting,
     TenantSpend,
     Turn,
+    table_of,
 )
 from app.state.session import autocommit_scope, connection_scope, dispose_engine, get_engine, session_scope
 
@@ -58,4 +59,5 @@ __all__ = [
     "dispose_engine",
     "get_engine",
     "session_scope",
+    "table_of",
 ]

@@ -7,14 +7,12 @@ customer continue it: history is the customer's own data, and it goes into the p
 
 from __future__ import annotations
 
-from typing import cast
-
-from sqlalchemy import Connection, Table, func, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from app.errors import StateError
-from app.state import Conversation, Turn, session_scope
+from app.state import Conversation, Turn, session_scope, table_of
 
 
 class ConversationError(StateError, ValueError):
@@ -79,7 +77,7 @@ def append_exchange(
     if already:
         return
     conn.execute(
-        insert(cast(Table, Turn.__table__)),  # a mapped class's Table, typed as the wider FromClause
+        insert(table_of(Turn)),
         [
             {
                 "tenant": tenant,

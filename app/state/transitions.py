@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     BindParameter,
     Connection,
     DateTime,
     Float,
-    Table,
     bindparam,
     case,
     exists,
@@ -40,16 +39,16 @@ from app.state import (
     autocommit_scope,
     conversations,
     session_scope,
+    table_of,
 )
 
 # The transitions every request makes are Core statements built once, on bare connections: the
 # ORM session and statement building cost more CPU than the round trips, and a worker process
 # runs hundreds of these a second. A transition and its event are one statement (a data-modifying
 # CTE), so the transitions outside a step's checkpoint commit on their own in one round trip.
-# A mapped class's __table__ is its Table; SQLAlchemy types it as the wider FromClause.
-_R = cast(Table, Request.__table__)
-_S = cast(Table, StepRun.__table__)
-_E = cast(Table, RequestEvent.__table__)
+_R = table_of(Request)
+_S = table_of(StepRun)
+_E = table_of(RequestEvent)
 _INSERT_EVENT = insert(_E)
 _RID: BindParameter[str] = bindparam("rid")
 

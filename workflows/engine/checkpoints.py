@@ -7,14 +7,14 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.exc import OperationalError
 
 from app.inference.call_log import rows_param, with_calls
-from app.state import StepRun, autocommit_scope, get_engine, session_scope
+from app.state import StepRun, autocommit_scope, get_engine, session_scope, table_of
 from workflows.engine.context import StepContext
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def load_checkpoints(request_id: str) -> tuple[dict[str, dict[str, Any]], dict[s
     )
 
 
-_STEPS = cast(Table, StepRun.__table__)  # a mapped class's Table, typed as the wider FromClause
+_STEPS = table_of(StepRun)
 _new_step = insert(_STEPS)
 # Built once: this runs for every step of every request, and building the statement costs more
 # than executing it.

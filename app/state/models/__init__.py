@@ -5,7 +5,7 @@ One module per concern, all on one `Base`: importing this package registers ever
 through Alembic revisions in migrations/; these classes describe it.
 """
 
-from app.state.models.base import Base
+from app.state.models.base import Base, table_of
 from app.state.models.breakers import BreakerEvent, CircuitBreaker
 from app.state.models.cache import CachedResponse
 from app.state.models.conversations import Conversation, Turn
@@ -49,4 +49,5 @@ __all__ = [
     "TenantSpend",
     "Turn",
     "new_id",
+    "table_of",
 ]
