@@ -30,9 +30,11 @@ class Settings(BaseSettings):
     broker_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672//")
     database_url: SecretStr = SecretStr("postgresql+psycopg://postgres@127.0.0.1:5432/switchboard")
     # Each process keeps few connections: workers hold one only for a short transaction, never
-    # across an LLM call, so a small pool serves a large thread pool.
-    database_pool_size: int = 5
-    database_max_overflow: int = 5
+    # across an LLM call, so a small pool serves a large thread pool. All ten are kept once opened
+    # (no overflow): a busy pool of 5 + 5 overflow closed and reopened a connection every five
+    # requests, and each reopening forks a server backend and loses its prepared statements.
+    database_pool_size: int = 10
+    database_max_overflow: int = 0
     # No statement runs longer (0: no limit). Workflow steps run in their task's thread, and a
     # threads pool has no task time limit: with the provider's HTTP timeout, this bounds every wait
     # a step can make, so a stuck lock or query fails the step (and it retries) instead of
