@@ -14,7 +14,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, TextClause, bindparam, text
+from sqlalchemy import BindParameter, Connection, TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 COLUMNS = (
@@ -42,7 +42,7 @@ UNFINISHED = ("in_flight", "in_doubt")
 _ROW_TYPES = (
     "call_id bigint, request_id varchar, step varchar, purpose varchar, provider varchar, model varchar, "
     "tier varchar, key_id varchar, prompt_tokens integer, completion_tokens integer, cost_usd numeric, "
-    "latency_ms double precision, limiter_wait_ms double precision, retries integer, cache_hit boolean, "
+    "latency_ms float8, limiter_wait_ms float8, retries integer, cache_hit boolean, "
     "outcome varchar, error text, charged_usd numeric"
 )
 _INSERTED = ", ".join(COLUMNS)
@@ -76,7 +76,13 @@ WITH new_call AS (
         completion_tokens = n.completion_tokens, cost_usd = n.cost_usd, latency_ms = n.latency_ms,
         limiter_wait_ms = n.limiter_wait_ms, retries = n.retries, outcome = n.outcome, error = n.error
     FROM new_call n
-    WHERE n.call_id IS NOT NULL AND c.id = n.call_id AND c.outcome IN ('in_flight', 'in_doubt')
+    -- By primary key (`call_ids`: a list of as many parameters as there are ids, so the planner
+    -- knows it is a few rows), never through the partial index of unfinished calls: completing a
+    -- call leaves that index's entry for it behind until the next vacuum, and a bitmap scan of it
+    -- (the planner's choice, expecting a few live rows) visits every call completed since. A CASE
+    -- is not something the planner matches against the index's predicate.
+    WHERE c.id IN :call_ids AND c.id = n.call_id
+      AND CASE WHEN c.outcome IN ('in_flight', 'in_doubt') THEN true ELSE false END
     RETURNING c.request_id, c.prompt_tokens, c.completion_tokens, c.cost_usd, n.charged_usd,
               c.estimated_cost_usd AS released,
               CASE WHEN c.spend_shard IS NULL THEN 0 ELSE c.estimated_cost_usd END AS day_released,
@@ -134,18 +140,22 @@ def compact(sql: str) -> str:
     return " ".join(re.sub(r"--[^\n]*", "", sql).split())
 
 
-_WRITE = text(compact(_CALLS + _DAYS)).bindparams(bindparam("rows", type_=JSONB))
+def _calls_statement(sql: str, *more: BindParameter[Any]) -> TextClause:
+    return text(compact(sql)).bindparams(
+        bindparam("rows", type_=JSONB), bindparam("call_ids", expanding=True), *more
+    )
+
+
+_WRITE = _calls_statement(_CALLS + _DAYS)
 
 
 def with_calls(statement: str, **types: Any) -> TextClause:
-    """One statement that writes LLM-call rows (the `rows` parameter, see `rows_param`) and also
+    """One statement that writes LLM-call rows (its parameters from `calls_params`) and also
     runs `statement` (an INSERT, UPDATE or DELETE in SQL, with its own named parameters; `types`:
     their SQLAlchemy types where the driver needs them): a checkpoint and the calls its step paid
     for commit together in one round trip. `statement` sees the snapshot before the calls' writes."""
-    sql = compact(_CALLS.rstrip() + f", also AS (\n{statement}\n)" + _DAYS)
-    return text(sql).bindparams(
-        bindparam("rows", type_=JSONB), *(bindparam(k, type_=t) for k, t in types.items())
-    )
+    sql = _CALLS.rstrip() + f", also AS (\n{statement}\n)" + _DAYS
+    return _calls_statement(sql, *(bindparam(k, type_=t) for k, t in types.items()))
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
@@ -153,9 +163,12 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, Decimal) else v for k, v in row.items()}
 
 
-def rows_param(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The `rows` parameter of `_WRITE` and of a `with_calls` statement."""
-    return [_jsonable(row) for row in rows]
+def calls_params(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The parameters `_WRITE` and a `with_calls` statement take for `rows`."""
+    return {
+        "rows": [_jsonable(row) for row in rows],
+        "call_ids": [row["call_id"] for row in rows if row.get("call_id") is not None],
+    }
 
 
 def write_calls(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -163,4 +176,4 @@ def write_calls(conn: Connection, rows: list[dict[str, Any]]) -> None:
     and add them to their requests' totals and their tenants' days."""
     if not rows:
         return
-    conn.execute(_WRITE, {"rows": rows_param(rows)})
+    conn.execute(_WRITE, calls_params(rows))

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.exc import OperationalError
 
-from app.inference.call_log import rows_param, with_calls
+from app.inference.call_log import calls_params, with_calls
 from app.state import StepRun, autocommit_scope, get_engine, session_scope, table_of
 from workflows.engine.context import StepContext
 
@@ -134,7 +134,7 @@ def record_step(
         # tenant's other checkpoints and reservations queued behind it with the core idle. The
         # step's row goes with the calls, in the same statement.
         if calls:
-            conn.execute(_UPSERT_STEP_WITH_CALLS, {**row, "rows": rows_param(calls)})
+            conn.execute(_UPSERT_STEP_WITH_CALLS, {**row, **calls_params(calls)})
 
     # One statement commits by itself. Completing a call twice is impossible (only an unfinished
     # intent row is completed), so only rows without one (cache hits, inserted) need a transaction.
