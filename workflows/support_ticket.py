@@ -41,7 +41,8 @@ def understand(ctx: StepContext) -> dict[str, Any]:
     return {"summary": response.content or ""}
 
 
-@WORKFLOW.step(retries=2, timeout_s=30)
+# Only reads the specialist's own tables: its checkpoint goes with the next one written.
+@WORKFLOW.step(retries=2, timeout_s=30, reads_only=True)
 def retrieve(ctx: StepContext) -> dict[str, Any]:
     if ctx.specialist.retrieve is None:
         return {"context": {}}

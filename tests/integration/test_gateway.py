@@ -799,3 +799,38 @@ def test_a_checkpoint_outlives_the_database_dropping_its_connections(
         totals = session.get(Request, request_id)
     assert (step.status, step.output) == ("succeeded", outputs["answer"])
     assert len(calls) == 1 and totals is not None and totals.prompt_tokens == calls[0].prompt_tokens > 0
+
+
+def test_a_read_only_steps_checkpoint_goes_with_the_next_one(gw: Gateway, start_sim: Callable[..., Sim]) -> None:
+    from app.orchestration.registry import get_specialist
+    from workflows.engine import RequestInfo, StepError, Workflow, run
+
+    sim = start_sim("carried")
+    gw.set(provider_base_url=sim.v1)
+    request_id = new_request("a read-only step, then a step that pays and fails")
+    workflow = Workflow("carried-checkpoints")
+    seen: list[list[str]] = []
+
+    @workflow.step(retries=0, reads_only=True)
+    def look(ctx: Any) -> dict[str, Any]:
+        return {"found": "the customer's plan"}
+
+    @workflow.step(retries=0, after=(look,))
+    def answer(ctx: Any) -> dict[str, Any]:
+        with session_scope() as session:  # what a crash here would leave: look's row is not written yet
+            seen.append(list(session.scalars(select(StepRun.step).where(StepRun.request_id == request_id))))
+        ctx.llm([{"role": "user", "content": "one paid call"}], max_tokens=16)
+        raise ValueError("the step fails after paying")
+
+    info = RequestInfo(request_id, "gw-test", "a read-only step, then a step that pays and fails", "normal", [])
+    with pytest.raises(StepError):
+        run(workflow, info, get_specialist("technical"), {})
+
+    # Written with the failed step's checkpoint, in its statement: the record has both steps and
+    # the paid call, once.
+    assert seen == [[]]
+    with session_scope() as session:
+        steps = dict(session.execute(select(StepRun.step, StepRun.status).where(StepRun.request_id == request_id)).all())
+        calls = session.scalars(select(LlmCall).where(LlmCall.request_id == request_id)).all()
+    assert steps == {"look": "succeeded", "answer": "failed"}
+    assert len(calls) == 1 and calls[0].outcome == "ok" and sim.stats()["total_requests"] == 1

@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from app.inference.call_log import calls_params, with_calls
 from app.state import StepRun, autocommit_scope, get_engine, session_scope, table_of
-from workflows.engine.context import StepContext
+from workflows.engine.context import Carried, StepContext
 
 log = logging.getLogger(__name__)
 
@@ -55,20 +55,27 @@ _UPSERT_STEP = _new_step.on_conflict_do_update(
 # The same upsert in the statement that completes the LLM calls the attempt paid for
 # (call_log.with_calls): the checkpoint and its calls in one round trip.
 _UPSERT_STEP_WITH_CALLS = with_calls(
-    # with_calls puts it on one line: under psycopg's 4,096-character parse cache.
+    # with_calls puts it on one line: under psycopg's 4,096-character parse cache. The step rows
+    # (this attempt's, and those of read-only steps carried with it) travel as one JSON array.
     """
     INSERT INTO step_runs (request_id, step, attempts, status, output, error, duration_ms,
                            started_at, finished_at)
-    VALUES (:request_id, :step, :attempts, :status, :output, :error, :duration_ms,
-            :started_at, :finished_at)
+    SELECT request_id, step, 1, status, output, error, duration_ms, started_at, finished_at
+    FROM jsonb_to_recordset(:steps) AS s(request_id varchar, step varchar, status varchar, output jsonb,
+         error text, duration_ms float8, started_at timestamptz, finished_at timestamptz)
     ON CONFLICT ON CONSTRAINT uq_step_runs_request_step DO UPDATE
     SET status = excluded.status, output = excluded.output, error = excluded.error,
         duration_ms = excluded.duration_ms, started_at = excluded.started_at,
         finished_at = excluded.finished_at, attempts = step_runs.attempts + 1
     WHERE step_runs.status <> 'succeeded'
     """,
-    output=JSONB,
+    steps=JSONB,
 )
+
+
+def _step_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A step row as `_UPSERT_STEP_WITH_CALLS` reads it from JSON (times as ISO 8601)."""
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
 
 
 Finish = Callable[[Connection, dict[str, dict[str, Any]]], None]
@@ -116,10 +123,23 @@ def record_step(
     }
     calls, ctx.calls[:] = list(ctx.calls), []
     writes, ctx.writes[:] = list(ctx.writes), []
+    carried = ctx.carried
+    if (
+        carried is not None
+        and ctx.step.reads_only
+        and status == "succeeded"
+        and not calls
+        and not writes
+        and finish is None
+        and suspend is None
+    ):
+        carried.add(row)  # written with the run's next checkpoint (see Step.reads_only)
+        return
+    rows = [row, *(carried.take() if carried is not None else [])]
 
     def write(conn: Connection) -> None:
         if not calls:
-            conn.execute(_UPSERT_STEP, row)
+            conn.execute(_UPSERT_STEP, rows if len(rows) > 1 else row)
         if suspend is not None:
             suspend(conn)
         if status == "succeeded":
@@ -134,7 +154,9 @@ def record_step(
         # tenant's other checkpoints and reservations queued behind it with the core idle. The
         # step's row goes with the calls, in the same statement.
         if calls:
-            conn.execute(_UPSERT_STEP_WITH_CALLS, {**row, **calls_params(calls)})
+            conn.execute(
+                _UPSERT_STEP_WITH_CALLS, {"steps": [_step_json(r) for r in rows], **calls_params(calls)}
+            )
 
     # One statement commits by itself. Completing a call twice is impossible (only an unfinished
     # intent row is completed), so only rows without one (cache hits, inserted) need a transaction.
@@ -149,6 +171,9 @@ def record_step(
             return _write_checkpoint(write, alone=alone)
         except _NotWritten as failed:
             if waited >= CHECKPOINT_PATIENCE_S:
+                if carried is not None:
+                    for carried_row in rows[1:]:  # for a later checkpoint of the run to write
+                        carried.add(carried_row)
                 raise failed.__cause__ or failed from None
             log.warning(
                 "checkpoint of step %s of %s not written (%s); trying again in %.1fs",
@@ -159,6 +184,19 @@ def record_step(
             )
             time.sleep(pause)
             waited, pause = waited + pause, min(pause * 2, 5.0)
+
+
+def write_carried(carried: Carried) -> None:
+    """Write the step rows still carried when a run ends without another checkpoint to take them
+    (best effort: a read-only step whose row is lost runs again on the next attempt)."""
+    rows = carried.take()
+    if not rows:
+        return
+    try:
+        with autocommit_scope() as conn:
+            conn.execute(_UPSERT_STEP, rows if len(rows) > 1 else rows[0])
+    except OperationalError as exc:
+        log.warning("checkpoints of read-only steps not written (%s)", type(exc).__name__)
 
 
 def _write_checkpoint(write: Callable[[Connection], None], *, alone: bool) -> None:

@@ -3,6 +3,7 @@ may make (the LLM through the gateway, writes that commit with its checkpoint, p
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,24 @@ from workflows.engine.errors import AwaitingApproval, HandedOff
 from workflows.engine.workflow import Step, StepRef, step_name
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class Carried:
+    """Step rows of one run waiting to be written with its next checkpoint (any step's, from any
+    of the run's threads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: list[dict[str, Any]] = []
+
+    def add(self, row: dict[str, Any]) -> None:
+        with self._lock:
+            self._rows.append(row)
+
+    def take(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows, self._rows = self._rows, []
+        return rows
 
 
 @dataclass(frozen=True)
@@ -53,6 +72,8 @@ class StepContext:
     streamed: live.LiveAnswer | None = None
     # The state this step parked with (waiting for an approval), when it runs again to resume.
     parked: dict[str, Any] | None = None
+    # The run's checkpoints of succeeded read-only steps, waiting for the next write (see Step.reads_only).
+    carried: Carried | None = None
 
     @overload
     def llm(

@@ -21,8 +21,8 @@ from app.orchestration import approvals, handoffs
 from app.orchestration.specialist import Specialist
 from app.request_scope import carry
 from app.state import connection_scope
-from workflows.engine.checkpoints import Finish, load_checkpoints, record_step
-from workflows.engine.context import RequestInfo, StepContext
+from workflows.engine.checkpoints import Finish, load_checkpoints, record_step, write_carried
+from workflows.engine.context import Carried, RequestInfo, StepContext
 from workflows.engine.errors import AwaitingApproval, HandedOff, StepError
 from workflows.engine.workflow import Step, Workflow
 
@@ -136,9 +136,12 @@ def run(
         checkpoints, parked = load_checkpoints(request.id)
     outputs = dict(checkpoints)
     parked = parked or {}
+    carried = Carried()
 
     def context(step: Step) -> StepContext:
-        return StepContext(request, specialist, step, dict(outputs), parked=parked.get(step.name))
+        return StepContext(
+            request, specialist, step, dict(outputs), parked=parked.get(step.name), carried=carried
+        )
 
     pending = {name: step for name, step in workflow.steps.items() if name not in outputs}
     running: dict[Future[dict[str, Any]], str] = {}
@@ -174,6 +177,7 @@ def run(
     finally:
         # A failed step's siblings finish (and checkpoint) before the error propagates.
         wait(running)
+        write_carried(carried)  # rows no later checkpoint took (none, when the run went through)
     if finish is not None and not finished:
         with connection_scope() as conn:
             finish_once(conn, outputs)

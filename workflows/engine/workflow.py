@@ -31,6 +31,10 @@ class Step:
     after: tuple[str, ...] = ()
     # A single-shot step's LLM answers depend only on their messages, so they may be cached.
     single_shot: bool = False
+    # A step that only reads (no LLM call, no `ctx.write`, no effect outside the database's reads):
+    # when it succeeds, its checkpoint goes with the next one its task writes instead of costing a
+    # statement of its own. A crash in between loses nothing but the reads, which run again.
+    reads_only: bool = False
 
     def __call__(self, ctx: StepContext) -> dict[str, Any]:
         return self.fn(ctx)
@@ -64,6 +68,7 @@ class Workflow:
         timeout_s: float = 120.0,
         after: Sequence[StepRef] = (),
         single_shot: bool = False,
+        reads_only: bool = False,
     ) -> Callable[[StepFn], Step]:
         def register(fn: StepFn) -> Step:
             new_name = name or fn.__name__
@@ -76,7 +81,7 @@ class Workflow:
             if new_name in self.steps:
                 raise ValueError(f"workflow {self.name!r} already has a step named {new_name!r}")
             deps = tuple(found for found in resolved if found is not None)
-            step = Step(new_name, fn, tier, retries, timeout_s, deps, single_shot)
+            step = Step(new_name, fn, tier, retries, timeout_s, deps, single_shot, reads_only)
             self.steps[new_name] = step
             return step
 
