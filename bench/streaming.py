@@ -79,8 +79,8 @@ def _provider_ttft(base: str, n: int) -> list[float]:
 def _settled_cpu(pid: int, timeout: float = 15.0) -> float:
     """The worker's CPU seconds once it has gone quiet. Its N tasks end within moments of each
     other, and what each does after its reader saw `done` (acknowledging, the last record and
-    metrics writes) is a tail of up to a few tenths of a second of CPU: read while it runs, it
-    fell in one phase or the next by chance and moved a round's ratio by up to 0.3 either way."""
+    metrics writes) is a tail of CPU that, read while it runs, falls in one phase or the next by
+    chance. (It is not what moves the rounds most: they still differ by up to 0.3 with this.)"""
     deadline, last = time.monotonic() + timeout, h.proc_cpu(pid)
     while time.monotonic() < deadline:
         time.sleep(0.3)
