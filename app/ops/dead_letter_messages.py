@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from app.broker_channel import amqp_channel
 from app.config import get_settings
-from app.orchestration.celery_app import SUBMIT_TASK
+from app.orchestration.celery_app import ROUTE_TASK, SUBMIT_TASK
 
 # Messages looked at per dead-letter queue when listing those the record does not know.
 PEEK_LIMIT = 1000
@@ -42,6 +42,13 @@ class BrokerMessage(BaseModel):
         if self.task == SUBMIT_TASK or not self.args or not isinstance(self.args[0], str):
             return None
         return self.args[0]
+
+    @property
+    def routed_for(self) -> str | None:
+        """The tenant a route message's routing inputs name, if it carries them."""
+        routing = self.args[1] if len(self.args) > 1 and self.task == ROUTE_TASK else None
+        tenant = routing.get("tenant") if isinstance(routing, dict) else None
+        return tenant if isinstance(tenant, str) else None
 
     @property
     def id(self) -> str:

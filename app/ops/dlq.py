@@ -106,10 +106,12 @@ def show(request_id: str) -> DeadLetterDetail:
     raise LookupError(f"no dead-lettered request {request_id!r} (see `switchboard dlq list`)")
 
 
-def _broker_error(message: BrokerMessage, status: str | None) -> str:
+def _broker_error(message: BrokerMessage, status: str | None, tenant: str | None) -> str:
     queue = message.dlq.removesuffix(".dlq")
     if message.headers.get(ERROR_HEADER):
         return str(message.headers[ERROR_HEADER])
+    if tenant is not None and message.routed_for not in (None, tenant):
+        return f"the route message names a tenant that is not the request's: rejected from {queue}, never acted on"
     if message.request_id and status is None:
         return f"no request {message.request_id} in the record: rejected from {queue}"
     if status is not None:
@@ -130,14 +132,16 @@ def broker_only(limit: int = PEEK_LIMIT) -> list[tuple[DeadLetter, BrokerMessage
     """Dead-letter messages that no dead-lettered request row accounts for."""
     messages = peek(dlq_names(), limit)
     ids = {m.request_id for m in messages if m.request_id}
-    statuses: dict[str, str] = {}
+    rows: dict[str, tuple[str, str]] = {}
     if ids:
         with session_scope() as session:
-            rows = session.execute(select(Request.id, Request.status).where(Request.id.in_(ids))).all()
-        statuses = {row.id: row.status for row in rows}
+            found_rows = session.execute(
+                select(Request.id, Request.status, Request.tenant).where(Request.id.in_(ids))
+            ).all()
+        rows = {row.id: (row.status, row.tenant) for row in found_rows}
     found = []
     for message in messages:
-        status = statuses.get(message.request_id) if message.request_id else None
+        status, owner = rows.get(message.request_id, (None, None)) if message.request_id else (None, None)
         if status == Status.DEAD_LETTERED:
             continue
         queue = message.dlq.removesuffix(".dlq")
@@ -150,7 +154,7 @@ def broker_only(limit: int = PEEK_LIMIT) -> list[tuple[DeadLetter, BrokerMessage
                     queue=queue,
                     specialist=None,
                     attempts=int((message.headers.get("x-death") or [{}])[0].get("count") or 1),
-                    error=_broker_error(message, status),
+                    error=_broker_error(message, status, owner),
                     dead_lettered_at=_death_time(message.headers),
                     in_record=False,
                     task=message.task,

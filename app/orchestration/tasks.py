@@ -32,7 +32,7 @@ from app.orchestration.specialist import Specialist
 from app.orchestration.topology import ROUTER_QUEUE
 from app.state import Status, conversations
 from app.state import transitions as record
-from app.state.transitions import RequestNotFound
+from app.state.transitions import RequestNotFound, TenantMismatch
 from workflows import get_workflow
 from workflows.engine import AwaitingApproval, RequestInfo, StepError, Suspended, run
 
@@ -155,6 +155,12 @@ def route(self: Task[Any, Any], request_id: str, routing: dict[str, Any] | None 
         _route(request_id, inputs, started_at, taken)
     except RequestNotFound:
         raise Reject(f"no request {request_id} in the record", requeue=False) from None
+    except TenantMismatch as exc:
+        # Dead-lettered for a person to inspect; the row stays `accepted`, so the reconciler
+        # routes it later from the record's own inputs.
+        metrics.DEAD_LETTERS.labels(ROUTER_QUEUE).inc()
+        log.error("request %s: %s; dead-lettered, not routed", request_id, exc)
+        raise Reject(str(exc), requeue=False) from None
     except Reject:
         raise
     except Exception as exc:  # noqa: BLE001 - the task boundary: every failure is retried or dead-lettered

@@ -66,7 +66,9 @@ def _with_event(transition: CTE, kind: str, detail: Any) -> CTE:
 
 _ROUTED = (
     update(_R)
-    .where(_R.c.id == _RID, _R.c.status == Status.ACCEPTED)
+    # The tenant too: a route message carries its own (the router skips reading the row), and a
+    # message whose tenant is not the row's must route nothing, whoever published it.
+    .where(_R.c.id == _RID, _R.c.status == Status.ACCEPTED, _R.c.tenant == bindparam("route_tenant"))
     .values(
         status=Status.ROUTED,
         specialist=bindparam("specialist"),
@@ -85,9 +87,10 @@ _ROUTED = (
     .cte("routed")
 )
 _ROUTED_EVENT = _with_event(_ROUTED, "routed", bindparam("detail", type_=JSONB))
-# Always one row, so a request that is not in the record (a message from another database) is
-# told from one routed already (a duplicate message) in the same round trip.
-_KNOWN = exists().where(_R.c.id == _RID).label("known")
+# Always one row, so a request that is not in the record (a message from another database), or
+# not the message's tenant's, is told from one routed already (a duplicate message) in the same
+# round trip.
+_KNOWN = select(_R.c.tenant).where(_R.c.id == _RID).scalar_subquery().label("owner")
 _MARK_ROUTED = select(select(_ROUTED.c.id).scalar_subquery().label("id"), _KNOWN).add_cte(_ROUTED_EVENT)
 
 # A tenant's requests holding a place at their specialist: what fair share counts (fairness.py).
@@ -234,15 +237,15 @@ def mark_routed(
     method: str,
     route_started_at: datetime | None = None,
     *,
-    tenant: str = "",
+    tenant: str,
     count_unfinished: bool = False,
     taken_s_ago: float = 0.0,
 ) -> int | None:
     """Record the routing decision; None if the request was routed already (a redelivery), else
-    the tenant's unfinished requests at `specialist`, this one included (with `count_unfinished`
-    and the request's `tenant`; 0 without). When the router took the request: `route_started_at`
-    (the database's clock) or `taken_s_ago` seconds before this write. Raises RequestNotFound
-    when the record has no such request."""
+    the tenant's unfinished requests at `specialist`, this one included (with `count_unfinished`;
+    0 without). When the router took the request: `route_started_at` (the database's clock) or
+    `taken_s_ago` seconds before this write. Raises RequestNotFound when the record has no such
+    request, TenantMismatch when `tenant` (what the route message says) is not the request's."""
     with autocommit_scope() as conn:
         routed = conn.execute(
             _MARK_ROUTED_COUNTED if count_unfinished else _MARK_ROUTED,
@@ -258,8 +261,10 @@ def mark_routed(
                 "detail": {"specialist": specialist, "confidence": confidence, "method": method},
             },
         ).one()
-    if not routed.known:
+    if routed.owner is None:
         raise RequestNotFound(f"no request {request_id} in the record")
+    if routed.owner != tenant:
+        raise TenantMismatch(f"the route message for {request_id} names a tenant that is not the request's")
     if routed.id is None:
         return None
     return int(routed.unfinished) if count_unfinished else 0
@@ -395,6 +400,10 @@ def reset_for_replay(request_id: str) -> Request | None:
 
 class RequestNotFound(StateError, LookupError):
     """No such request in the record (or not the asking tenant's)."""
+
+
+class TenantMismatch(StateError):
+    """A message names a tenant that is not its request's: forged or corrupt, never acted on."""
 
 
 class NotWaiting(StateError):

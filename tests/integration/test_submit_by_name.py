@@ -165,6 +165,40 @@ def test_a_route_message_with_inputs_but_no_request_row_is_dead_lettered(workers
     assert f"no request {orphan} in the record" in entry["error"]
 
 
+def test_a_route_message_naming_another_tenant_routes_nothing_and_the_record_routes_it(workers: object) -> None:
+    """The router trusts the route message's inputs to save a read, but not its tenant: one that
+    is not the row's is dead-lettered, and the reconciler routes the request from the record."""
+    from app.ingress.client import SubmitRequest, accept, publish, routing_inputs
+    from app.orchestration.reconciler import redispatch_stale
+    from app.state import Request, RequestEvent, session_scope
+
+    owner = f"owner-{uuid.uuid4().hex[:8]}"
+    request_id = accept(SubmitRequest(text="Webhook deliveries fail with 401 since Monday", tenant=owner)).id
+    forged = routing_inputs(SubmitRequest(text="Webhook deliveries fail with 401 since Monday", tenant="acme"))
+    assert publish(request_id, "normal", forged)
+    wait_until(lambda: request_id in {d["id"] for d in dlq_list()}, 60, "the forged route message in router.dlq")
+    (entry,) = [d for d in dlq_list() if d["id"] == request_id]
+    # Only the broker holds it: the request is not dead-lettered, it waits to be routed.
+    assert entry["queue"] == "router" and entry["in_record"] is False
+    assert "names a tenant that is not the request's" in entry["error"]
+    assert "acme" not in entry["error"] and owner not in entry["error"]
+    with session_scope() as session:
+        assert session.scalar(select(Request.status).where(Request.id == request_id)) == "accepted"
+        kinds = session.scalars(select(RequestEvent.kind).where(RequestEvent.request_id == request_id)).all()
+    assert "routed" not in kinds
+
+    def published() -> bool:
+        with session_scope() as session:
+            return session.scalar(select(Request.published_at).where(Request.id == request_id)) is not None
+
+    wait_until(published, 30, "the publish to be recorded")  # the reconciler redispatches published rows
+    assert redispatch_stale(lease_s=0) >= 1
+    from app.ingress import client
+
+    view = client.wait(request_id, timeout=60)
+    assert view.status == "succeeded" and view.specialist == "technical" and view.tenant == owner
+
+
 @pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl for a scratch vhost")
 def test_the_submit_queue_takes_either_declaration_first(services: object) -> None:
     """A plain app's default declaration of `submit` and Switchboard's are the same, in either order."""
