@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel
@@ -63,7 +64,10 @@ def decide(
     request_id: str | None = None,
     tenant: str | None = None,
     use_llm: bool = True,
+    before_llm: Callable[[], None] | None = None,
 ) -> RouteDecision:
+    """`before_llm` runs before the fallback LLM call, and may raise to prevent it: the router
+    confirms there that the tenant the call is charged to owns the request."""
     settings = get_settings()
     following = current_specialist if current_specialist in specialists() else None
     if following is None:
@@ -88,6 +92,8 @@ def decide(
             specialist=prediction.specialist, confidence=prediction.confidence, method="classifier"
         )
     if use_llm:
+        if before_llm is not None:
+            before_llm()
         answer = _ask_llm(text, request_id, tenant)
         if answer is not None:
             return RouteDecision(

@@ -169,8 +169,22 @@ def route(self: Task[Any, Any], request_id: str, routing: dict[str, Any] | None 
 
 def _route(request_id: str, inputs: RoutingInputs, started_at: datetime | None, taken: float) -> None:
     tenant, conversation_id = inputs.tenant, inputs.conversation_id
-    current = conversations.specialist_of(tenant, conversation_id) if conversation_id else None
-    decision = decide(inputs.text, current_specialist=current, request_id=request_id, tenant=tenant)
+    # Inputs from the route message are the publisher's word until the routed write checks the
+    # tenant, so nothing before it may read or spend as that tenant unchecked (inputs read from
+    # the row, with `started_at`, are the record's own).
+    from_message = started_at is None
+    current = (
+        conversations.specialist_of(tenant, conversation_id, for_request=request_id if from_message else None)
+        if conversation_id
+        else None
+    )
+    decision = decide(
+        inputs.text,
+        current_specialist=current,
+        request_id=request_id,
+        tenant=tenant,
+        before_llm=(lambda: record.confirm_tenant(request_id, tenant)) if from_message else None,
+    )
     tracing.annotate(
         request_id=request_id,
         specialist=decision.specialist,

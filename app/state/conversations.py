@@ -7,12 +7,12 @@ customer continue it: history is the customer's own data, and it goes into the p
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from app.errors import StateError
-from app.state import Conversation, Turn, session_scope, table_of
+from app.state import Conversation, Request, Turn, session_scope, table_of
 
 
 class ConversationError(StateError, ValueError):
@@ -38,13 +38,17 @@ def ensure(
         )
 
 
-def specialist_of(tenant: str, conversation_id: str) -> str | None:
+def specialist_of(tenant: str, conversation_id: str, *, for_request: str | None = None) -> str | None:
+    """The conversation's specialist. With `for_request`, only if that request is the tenant's:
+    the router takes the tenant from its route message, and a message naming another tenant must
+    not read that tenant's conversations (the routed write then rejects it)."""
+    query = select(Conversation.specialist).where(
+        Conversation.tenant == tenant, Conversation.id == conversation_id
+    )
+    if for_request is not None:
+        query = query.where(exists().where(Request.id == for_request, Request.tenant == tenant))
     with session_scope() as session:
-        return session.scalar(
-            select(Conversation.specialist).where(
-                Conversation.tenant == tenant, Conversation.id == conversation_id
-            )
-        )
+        return session.scalar(query)
 
 
 def history(tenant: str, conversation_id: str, *, before_request: str) -> list[dict[str, str]]:

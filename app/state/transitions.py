@@ -230,6 +230,21 @@ def for_routing(request_id: str) -> ForRouting | None:
     return None if row is None else ForRouting(*row)
 
 
+_OWNER = select(_R.c.tenant).where(_R.c.id == _RID)
+
+
+def confirm_tenant(request_id: str, tenant: str) -> None:
+    """Raise RequestNotFound or TenantMismatch unless `tenant` owns the request: what the router
+    checks before it spends anything on a route message's word (the fallback LLM call, charged to
+    that tenant). The routed write checks the same for every message, in its own statement."""
+    with autocommit_scope() as conn:
+        owner = conn.execute(_OWNER, {"rid": request_id}).scalar()
+    if owner is None:
+        raise RequestNotFound(f"no request {request_id} in the record")
+    if owner != tenant:
+        raise TenantMismatch(f"the route message for {request_id} names a tenant that is not the request's")
+
+
 def mark_routed(
     request_id: str,
     specialist: str,

@@ -199,6 +199,29 @@ def test_a_route_message_naming_another_tenant_routes_nothing_and_the_record_rou
     assert view.status == "succeeded" and view.specialist == "technical" and view.tenant == owner
 
 
+def test_a_route_message_naming_another_tenant_spends_and_reads_nothing_as_that_tenant(workers: object) -> None:
+    """Before the routed write rejects it, a forged message must not charge the fallback LLM call
+    to the tenant it names, nor read that tenant's conversations."""
+    from app.ingress.client import SubmitRequest, accept, publish, routing_inputs
+    from app.state import Conversation, LlmCall, conversations, session_scope
+
+    owner = f"owner-{uuid.uuid4().hex[:8]}"
+    # No rule places it and the classifier is unsure of it: the router would ask the LLM.
+    unsure = "hello, is anyone there?"
+    request_id = accept(SubmitRequest(text=unsure, tenant=owner)).id
+    assert publish(request_id, "normal", routing_inputs(SubmitRequest(text=unsure, tenant="acme")))
+    wait_until(lambda: request_id in {d["id"] for d in dlq_list()}, 60, "the forged route message in router.dlq")
+    with session_scope() as session:
+        calls = session.scalars(select(LlmCall.purpose).where(LlmCall.request_id == request_id)).all()
+    assert calls == [], "the forged message's tenant was charged for the fallback LLM call"
+
+    conversation = f"c-{uuid.uuid4().hex[:8]}"
+    with session_scope() as session:
+        session.add(Conversation(tenant="acme", id=conversation, specialist="billing"))
+    assert conversations.specialist_of("acme", conversation) == "billing"
+    assert conversations.specialist_of("acme", conversation, for_request=request_id) is None
+
+
 @pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl for a scratch vhost")
 def test_the_submit_queue_takes_either_declaration_first(services: object) -> None:
     """A plain app's default declaration of `submit` and Switchboard's are the same, in either order."""

@@ -49,3 +49,21 @@ def test_follow_up_stays_with_its_specialist_unless_the_topic_clearly_changed() 
     moved = decide("The API returns 502 Bad Gateway on every call to /v2/orders", current_specialist="billing",
                    use_llm=False)
     assert moved.specialist == "technical"
+
+
+def test_the_check_before_the_llm_runs_first_and_can_stop_the_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.orchestration import routing
+
+    asked: list[str] = []
+    monkeypatch.setattr(routing, "_ask_llm", lambda text, request_id, tenant: asked.append(text) or "billing")
+
+    def refuse() -> None:
+        raise PermissionError("not this tenant's request")
+
+    with pytest.raises(PermissionError):
+        decide("hello, is anyone there?", before_llm=refuse)
+    assert asked == []
+    # A confident local decision never needs the check (the router's hot path makes no read).
+    assert decide("INV-2231", before_llm=refuse).method == "rule"
+    assert decide("hello, is anyone there?", before_llm=lambda: None).method == "llm"
+    assert asked == ["hello, is anyone there?"]
