@@ -10,14 +10,14 @@ otherwise idle (a demoted message still runs as soon as a worker is free).
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.config import get_settings
 from app.orchestration import publisher
 from app.orchestration.specialist import Specialist
 from app.orchestration.topology import PRIORITIES
-from app.state import Request, autocommit_scope
-from app.state.transitions import IN_SPECIALIST
+from app.state import autocommit_scope
+from app.state.transitions import unfinished_at
 
 
 def demoted(base: int, unfinished: int, share: int, levels: int) -> int:
@@ -33,18 +33,7 @@ def dispatch_priority(tenant: str, specialist: str, priority: str) -> int:
     if settings.fair_share <= 0:
         return base
     with autocommit_scope() as conn:  # one read: no transaction around it
-        unfinished = (
-            conn.scalar(
-                select(func.count())
-                .select_from(Request)
-                .where(
-                    Request.tenant == tenant,
-                    Request.specialist == specialist,
-                    Request.status.in_(IN_SPECIALIST),
-                )
-            )
-            or 0
-        )
+        unfinished = conn.scalar(select(unfinished_at(tenant, specialist, settings.fair_share + 1))) or 0
     return demoted(base, unfinished, settings.fair_share, settings.fair_share_demotion)
 
 

@@ -202,7 +202,7 @@ def _route(request_id: str, inputs: RoutingInputs, started_at: datetime | None, 
         decision.method,
         started_at,
         tenant=tenant,
-        count_unfinished=get_settings().fair_share > 0,
+        count_unfinished=max(0, get_settings().fair_share),
         taken_s_ago=time.monotonic() - taken,
     )
     if unfinished is None:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Float,
+    Integer,
     bindparam,
     case,
     exists,
@@ -96,21 +97,34 @@ _MARK_ROUTED = select(select(_ROUTED.c.id).scalar_subquery().label("id"), _KNOWN
 # A tenant's requests holding a place at their specialist: what fair share counts (fairness.py).
 IN_SPECIALIST = (Status.ROUTED, Status.RUNNING, Status.FAILED)
 _R2 = _R.alias("others")
-# The same, plus the tenant's unfinished requests at the chosen specialist, this one included,
-# for the dispatch priority: one round trip where a separate count would be a second. The
-# statement reads the snapshot before its own update, in which this request is still `accepted`.
+
+
+def unfinished_at(tenant: Any, specialist: Any, cap: Any) -> Any:
+    """How many of the tenant's requests hold a place at the specialist, counted up to `cap`:
+    fair share asks only whether there are more than its share, and a burst's hundreds of rows
+    need not be visited to say so (with a full count, the router's decision statement took 2.5 ms
+    in PostgreSQL with a few hundred of one tenant's requests in flight)."""
+    held = (
+        select(literal_column("1"))
+        .select_from(_R2)
+        .where(_R2.c.tenant == tenant, _R2.c.specialist == specialist, _R2.c.status.in_(IN_SPECIALIST))
+        .limit(cap)
+        .subquery()
+    )
+    return select(func.count()).select_from(held).scalar_subquery()
+
+
+# _MARK_ROUTED, plus the tenant's unfinished requests at the chosen specialist, this one included and
+# counted up to the fair share + 1, for the dispatch priority: one round trip where a separate
+# count would be a second. The statement reads the snapshot before its own update, in which this
+# request is still `accepted`.
 _MARK_ROUTED_COUNTED = select(
     select(_ROUTED.c.id).scalar_subquery().label("id"),
     _KNOWN,
     (
-        select(func.count())
-        .select_from(_R2)
-        .where(
-            _R2.c.tenant == bindparam("route_tenant"),
-            _R2.c.specialist == bindparam("specialist"),
-            _R2.c.status.in_(IN_SPECIALIST),
+        unfinished_at(
+            bindparam("route_tenant"), bindparam("specialist"), bindparam("count_cap", type_=Integer)
         )
-        .scalar_subquery()
         + 1
     ).label("unfinished"),
 ).add_cte(_ROUTED_EVENT)
@@ -253,12 +267,12 @@ def mark_routed(
     route_started_at: datetime | None = None,
     *,
     tenant: str,
-    count_unfinished: bool = False,
+    count_unfinished: int = 0,
     taken_s_ago: float = 0.0,
 ) -> int | None:
     """Record the routing decision; None if the request was routed already (a redelivery), else
-    the tenant's unfinished requests at `specialist`, this one included (with `count_unfinished`;
-    0 without). When the router took the request: `route_started_at` (the database's clock) or
+    the tenant's unfinished requests at `specialist`, this one included, counted up to
+    `count_unfinished` + 1 (0 without: none counted). When the router took the request: `route_started_at` (the database's clock) or
     `taken_s_ago` seconds before this write. Raises RequestNotFound when the record has no such
     request, TenantMismatch when `tenant` (what the route message says) is not the request's."""
     with autocommit_scope() as conn:
@@ -272,6 +286,7 @@ def mark_routed(
                 "method": method,
                 "route_started_at": route_started_at,
                 "taken_s_ago": max(0.0, taken_s_ago),
+                "count_cap": count_unfinished,
                 "db_ms": _db_ms(),
                 "detail": {"specialist": specialist, "confidence": confidence, "method": method},
             },
