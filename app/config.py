@@ -235,9 +235,12 @@ class Settings(BaseSettings):
     # 0.3 s: three updates a second still reads as text being written, and each read and its
     # live message cost the worker some 0.15 ms of CPU (0.2 s cost 0.5 ms more per draft).
     stream_read_interval_s: float = Field(default=0.3, ge=0, le=1)
-    # Steps that ask to stream their answer do (workers); false calls the provider without
-    # streaming and readers get status and done only.
-    stream_replies: bool = True
+    # Steps that ask to stream their answer: `always` do (workers); `when_read` do only while a
+    # reader is bound to the request's live messages (one confirmed publish asks RabbitMQ, see
+    # app/orchestration/live_readers.py), so traffic nobody watches (e-mail tickets, callbacks)
+    # is not streamed; `never` calls the provider without streaming, and readers get status and
+    # done only. true and false are always and never.
+    stream_replies: Literal["always", "when_read", "never"] = "always"
     # Limits a new tenant gets unless `tenants create` says otherwise.
     tenant_default_rpm: int = 600
     tenant_default_max_concurrent: int = 100
@@ -269,6 +272,24 @@ class Settings(BaseSettings):
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return [SecretStr(k.strip()) for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("stream_replies", mode="before")
+    @classmethod
+    def _stream_replies(cls, value: object) -> object:
+        if isinstance(value, bool):
+            return "always" if value else "never"
+        if isinstance(value, str) and value.strip().lower() in (
+            "true",
+            "1",
+            "yes",
+            "on",
+            "false",
+            "0",
+            "no",
+            "off",
+        ):
+            return "always" if value.strip().lower() in ("true", "1", "yes", "on") else "never"
         return value
 
     @field_validator("specialists", mode="before")

@@ -62,6 +62,7 @@ class Simulator:
                     for m in body.messages
                 ],
                 "tools": [t.function.name for t in body.tools or []],
+                "stream": body.stream,
             }
         )
 

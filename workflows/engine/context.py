@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Executable
 
 from app.config import get_settings
 from app.inference import ChatResponse, complete, structured
-from app.orchestration import approvals, live
+from app.orchestration import approvals, live, live_readers
 from app.orchestration.approvals import Decision
 from app.orchestration.specialist import Specialist, ToolContext
 from app.orchestration.tiers import effective_tier
@@ -52,6 +52,15 @@ class RequestInfo:
     route_confidence: float | None = None
     # The verified end user the request acts for (requests.customer); tools see only their rows.
     customer: str | None = None
+
+
+def _streams(mode: str, request_id: str) -> bool:
+    """Whether a call that asks to stream does, under SWITCHBOARD_STREAM_REPLIES; `when_read`
+    asks the broker at each such call, so a reader that arrives between an agent's turns gets
+    the next one streamed."""
+    if mode == "when_read":
+        return live_readers.has_reader(request_id)
+    return mode == "always"
 
 
 @dataclass
@@ -123,7 +132,7 @@ class StepContext:
         repair prompt naming what was wrong, then fails the step (not retryable). With `stream`
         the answer's text reaches the request's stream readers while the model writes it (for the
         step's final answer; see app/orchestration/live.py); the call returns the same whole answer."""
-        stream = stream and get_settings().stream_replies
+        stream = stream and _streams(get_settings().stream_replies, self.request.id)
         if stream and self.streamed is None:
             self.streamed = live.LiveAnswer(self.request.id, self.step.name)
 
