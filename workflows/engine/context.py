@@ -56,8 +56,8 @@ class RequestInfo:
 
 def _streams(mode: str, request_id: str) -> bool:
     """Whether a call that asks to stream does, under SWITCHBOARD_STREAM_REPLIES; `when_read`
-    asks the broker at each such call, so a reader that arrives between an agent's turns gets
-    the next one streamed."""
+    asks the broker at each such call until one streams, so a reader that arrives between an
+    agent's turns gets the next one streamed."""
     if mode == "when_read":
         return live_readers.has_reader(request_id)
     return mode == "always"
@@ -132,7 +132,10 @@ class StepContext:
         repair prompt naming what was wrong, then fails the step (not retryable). With `stream`
         the answer's text reaches the request's stream readers while the model writes it (for the
         step's final answer; see app/orchestration/live.py); the call returns the same whole answer."""
-        stream = stream and _streams(get_settings().stream_replies, self.request.id)
+        # Once a call of this step streamed, the rest that ask do too, without asking again.
+        stream = stream and (
+            self.streamed is not None or _streams(get_settings().stream_replies, self.request.id)
+        )
         if stream and self.streamed is None:
             self.streamed = live.LiveAnswer(self.request.id, self.step.name)
 
