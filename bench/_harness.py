@@ -161,11 +161,11 @@ def scratch_switchboard(
     }
     # Switchboard reads settings (and caches its engine) on first use: set the environment first.
     os.environ.update(env)
-    from app.orchestration.celery_app import celery, use_broker
     from app.config import reset_settings
-    from app.state import dispose_engine, session_scope
     from app.ops.migrate import upgrade
     from app.ops.seeding import seed_enabled
+    from app.orchestration.celery_app import celery, use_broker
+    from app.state import dispose_engine, session_scope
 
     reset_settings()
     dispose_engine()

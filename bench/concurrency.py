@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import _harness as h  # noqa: E402
+from bench import _harness as h
 
 TEXT = "Our integration gets a 502 error from the API on every export call (ticket {n})"
 
@@ -95,9 +95,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         })
         env, port, database = sb.env, sb.simulator_port, sb.database
         from app.ingress import client
-        from app.state import session_scope
         from app.ops.pools import pool_specs, simulator_spec
         from app.ops.supervisor import Supervisor, wait_for_workers
+        from app.state import session_scope
 
         log_dir = Path(".switchboard") / f"bench-concurrency-{run_id}"
         supervisor = stack.enter_context(Supervisor(log_dir, env=h.child_env(env), restart=False))

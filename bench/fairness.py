@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import _harness as h  # noqa: E402
+from bench import _harness as h
 
 
 def _phase(args: argparse.Namespace, *, fair: bool) -> dict[str, Any]:
@@ -40,8 +40,8 @@ def _phase(args: argparse.Namespace, *, fair: bool) -> dict[str, Any]:
         })
         import httpx
 
-        from app.ingress import client, tenants
         from app.config import get_settings
+        from app.ingress import client, tenants
         from app.ops.pools import api_spec, pool_specs, simulator_spec
         from app.ops.supervisor import Supervisor, wait_for_workers
 

@@ -26,7 +26,15 @@ from app.orchestration.reconciler import mark_in_doubt, redispatch_stale, republ
 from app.orchestration.topology import work_queue_names
 from app.state import dispose_engine, session_scope
 from bench._harness import install_signal_handlers, log, run_id, wait_http
-from bench.fault_injection import Fault, Submitted, refundable_invoices, status_counts, submit, surge_tickets, wait_for
+from bench.fault_injection import (
+    Fault,
+    Submitted,
+    refundable_invoices,
+    status_counts,
+    submit,
+    surge_tickets,
+    wait_for,
+)
 from bench.fault_measure import httpx_get_json, measure, worker_diagnostics
 from bench.faults import STORM_THREADS, TERMINAL, Options
 from specialists.billing.seed import account_emails, invoice_ids, invoice_owners
@@ -53,12 +61,12 @@ class Reconciler:
         while not self._stop.wait(self.every_s):
             try:
                 self.republished += republish_unpublished(min_age_s=self.min_age_s)
-            except Exception as exc:  # broker or database down: next round
+            except Exception as exc:  # noqa: BLE001 - broker or database down: next round
                 self.errors[type(exc).__name__] += 1
             try:
                 self.redispatched += redispatch_stale(lease_s=self.lease_s)
                 self.in_doubt += mark_in_doubt(lease_s=self.lease_s)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - as above
                 self.errors[type(exc).__name__] += 1
 
     def stop(self) -> None:
@@ -143,7 +151,7 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
         while time.monotonic() < deadline:
             try:
                 counts = status_counts(ids)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a service is down on purpose: poll again
                 log(f"{name}: status poll failed ({type(exc).__name__}); retrying")
                 time.sleep(1)
                 continue

@@ -53,7 +53,7 @@ def submit(sub: Submitted, key: str, text: str, tenant: str, priority: str, give
                               metadata=metadata)
         except client.Refused:  # invalid or overloaded: trying again the same way cannot help
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a fault is under way: try again until the deadline
             if time.monotonic() > give_up_at:
                 with sub.lock:
                     sub.refused[key] = f"{type(exc).__name__}: {exc}"[:300]
@@ -143,7 +143,7 @@ class Fault:
         started = time.monotonic()
         try:
             getattr(self, f"_{self.name}")()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failed injection is reported, not raised
             self.error = f"{type(exc).__name__}: {exc}"
             log(f"{self.name}: fault injection failed: {self.error}")
         finally:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import _harness as h  # noqa: E402
+from bench import _harness as h
 
 
 def _row(call_id: int | None, request_id: str) -> dict[str, object]:
@@ -33,9 +33,9 @@ def _row(call_id: int | None, request_id: str) -> dict[str, object]:
 
 
 def measure(calls: int, per_step: int) -> dict[str, object]:
-    from app.state import Request, connection_scope, session_scope
     from app.inference import budget
     from app.inference.call_log import write_calls
+    from app.state import Request, connection_scope, session_scope
 
     with session_scope() as session:
         request = Request(tenant="bench", text="intent write bench")
@@ -84,8 +84,8 @@ def main() -> int:
     with h.scratch_database(f"sb_intent_{h.run_id()}") as url:
         os.environ["SWITCHBOARD_DATABASE_URL"] = url
         from app.config import reset_settings
-        from app.state import dispose_engine
         from app.ops.migrate import upgrade
+        from app.state import dispose_engine
 
         reset_settings()
         upgrade(url)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import _harness as h  # noqa: E402
+from bench import _harness as h
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
 def _measure(args: argparse.Namespace) -> dict[str, object]:
     from sqlalchemy import Connection, event
 
+    from app.inference.limiter import Candidate, Demand, PostgresLimiter
     from app.ops.migrate import upgrade
     from app.state.session import get_engine
-    from app.inference.limiter import Candidate, Demand, PostgresLimiter
 
     upgrade()
     counted = [0]

@@ -22,11 +22,11 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import _harness as h  # noqa: E402
+from bench import _harness as h
 
 TRICKLE_EVERY_S = 2.0
 PATIENCE_S = 2.0
@@ -61,7 +61,7 @@ class Slowloris:
                 sock.sendall(f"X-Slow-{n}: {n}\r\n".encode())
                 n += 1
 
-    def __enter__(self) -> Slowloris:
+    def __enter__(self) -> Self:
         for t in self.threads:
             t.start()
         time.sleep(TRICKLE_EVERY_S * 1.5)  # every one connected and past its first line
@@ -138,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         sb = h.scratch_switchboard(stack, f"slow-{h.run_id()}",
                                    {"SWITCHBOARD_API_THREADS": str(args.threads)})
-        from app.ingress import client, tenants
         from app.config import get_settings
+        from app.ingress import client, tenants
         from app.ops.pools import api_spec
         from app.ops.supervisor import Supervisor
 

@@ -41,7 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import _harness as h  # noqa: E402
+from bench import _harness as h
 
 TEXT = "The export page crashes with error 500 when I open it (ticket {n})"
 
@@ -92,9 +92,9 @@ def _settled_cpu(pid: int, timeout: float = 15.0) -> float:
 
 
 async def _read(api: str, token: str, request_id: str, client: Any) -> dict[str, Any]:
-    from app.inference.sse import EventReader
-
     import httpx
+
+    from app.inference.sse import EventReader
 
     reader, first, deltas, kinds = EventReader(), None, 0, []
     try:
@@ -138,8 +138,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "SWITCHBOARD_TECHNICAL_CONCURRENCY": str(n),
             "SWITCHBOARD_ROUTER_CONCURRENCY": "16",
         })
-        from app.ingress import tenants
         from app.config import get_settings
+        from app.ingress import tenants
         from app.ops.pools import api_spec, pool_specs, simulator_spec
         from app.ops.supervisor import Supervisor, wait_for_workers
 

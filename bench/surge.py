@@ -36,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import _harness as h  # noqa: E402
+from bench import _harness as h
 
 MODELS = ("sim-small", "sim-large")
 
@@ -86,14 +86,14 @@ def _phase(args: argparse.Namespace, *, mode: str) -> dict[str, Any]:
             "SWITCHBOARD_ROUTER_CONCURRENCY": "8",
         })
         env, port = sb.env, sb.simulator_port
-        from app.ingress import client
-        from app.orchestration.celery_app import celery
         from app.config import get_settings
-        from app.state import session_scope
+        from app.ingress import client
         from app.ops.pools import concurrency_for, pool_specs, simulator_spec, worker_spec
         from app.ops.supervisor import Supervisor
         from app.ops.surge import monday_morning
+        from app.orchestration.celery_app import celery
         from app.orchestration.registry import specialists
+        from app.state import session_scope
         from specialists.billing.seed import DEMO_TENANT, account_emails, invoice_ids, invoice_owners
 
         with session_scope() as session:

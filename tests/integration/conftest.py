@@ -23,9 +23,9 @@ METRICS_PORTS: dict[str, int] = {}
 @pytest.fixture(scope="session")
 def services() -> object:
     assert root.SERVICES is not None
-    from app.state import session_scope
     from app.ops.migrate import upgrade
     from app.ops.seeding import seed_enabled
+    from app.state import session_scope
 
     upgrade()
     with session_scope() as session:
@@ -147,6 +147,7 @@ def run_cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = N
     return subprocess.run(
         [sys.executable, "-m", "app", *args], input=stdin, capture_output=True, text=True, timeout=180,
         cwd=ROOT, env={**os.environ, **(env or {})},
+        check=False,
     )
 
 
@@ -154,8 +155,8 @@ def run_cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = N
 def private_broker(services: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A RabbitMQ vhost of this test's own, for tests that run their own worker processes: the
     session's workers never see its messages. This process publishes and inspects there too."""
-    from app.orchestration.celery_app import use_broker
     from app.config import reset_settings
+    from app.orchestration.celery_app import use_broker
     from tests.support.services import scratch_vhost
 
     assert root.SERVICES is not None

@@ -24,8 +24,8 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from app.ingress import client
-from app.state import LlmCall, Request, StepRun, Turn, session_scope
 from app.orchestration.specialist import ToolContext
+from app.state import LlmCall, Request, StepRun, Turn, session_scope
 from specialists.billing import SPECIALIST as BILLING
 from specialists.billing.models import Account, Invoice, Refund
 from tests.integration.conftest import new_tenant, run_cli, wait_all

@@ -11,8 +11,8 @@ import pytest
 from kombu import Connection
 from sqlalchemy import func, select
 
-from app.state import Request, RequestEvent, session_scope
 from app.orchestration.topology import declare
+from app.state import Request, RequestEvent, session_scope
 from tests.integration.conftest import run_cli
 from tests.support.services import scratch_vhost
 

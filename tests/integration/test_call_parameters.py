@@ -15,9 +15,9 @@ import pytest
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from app.state import LlmCall, Request, StepRun, session_scope
 from app.inference.gateway import complete
 from app.simulator import BAD_JSON_MARKER
+from app.state import LlmCall, Request, StepRun, session_scope
 from tests.integration.test_gateway import PRICE_IN, PRICE_OUT, Gateway, Sim, gw, main_sim, new_request, rows
 
 pytestmark = pytest.mark.usefixtures("services")

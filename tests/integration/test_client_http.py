@@ -85,10 +85,11 @@ def test_rate_limited_submits_are_retried_after_retry_after(quiet_api: tuple[str
     assert 429 in transport.statuses, transport.statuses  # and the API did push back
     assert transport.statuses.count(202) == 3
 
-    with Client(base, token, retry=RetryPolicy(attempts=1)) as impatient:
-        with pytest.raises(switchboard.RateLimited) as limited:
-            for i in range(5):
-                impatient.submit(f"more {i}")
+    with Client(base, token, retry=RetryPolicy(attempts=1)) as impatient, pytest.raises(
+        switchboard.RateLimited
+    ) as limited:
+        for i in range(5):
+            impatient.submit(f"more {i}")
     assert limited.value.retry_after is not None and limited.value.retry_after >= 1
 
 

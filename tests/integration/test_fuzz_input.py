@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 
 from app.ingress import client
 from app.orchestration.celery_app import celery, use_broker
-from app.state import Request, RequestEvent, session_scope
 from app.orchestration.topology import declare
+from app.state import Request, RequestEvent, session_scope
 from tests.support.services import scratch_vhost
 
 pytestmark = pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl for a scratch vhost")

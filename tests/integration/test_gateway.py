@@ -31,7 +31,6 @@ from pydantic import SecretStr
 from sqlalchemy import select, text
 
 from app.config import reset_settings
-from app.state import BreakerEvent, LlmCall, ProviderKey, RateBucket, Request, StepRun, session_scope
 from app.inference import gateway, targets
 from app.inference.cost import call_cost
 from app.inference.errors import FailureClass, ProviderError
@@ -39,6 +38,7 @@ from app.inference.gateway import Deferred, complete
 from app.inference.keys import key_id
 from app.inference.limits import model_bucket
 from app.simulator import key_fingerprint
+from app.state import BreakerEvent, LlmCall, ProviderKey, RateBucket, Request, StepRun, session_scope
 from tests.integration.conftest import ROOT
 
 pytestmark = pytest.mark.usefixtures("services")
@@ -764,8 +764,8 @@ def test_a_checkpoint_outlives_the_database_dropping_its_connections(
 ) -> None:
     import psycopg
 
-    from app.state import get_engine
     from app.orchestration.registry import get_specialist
+    from app.state import get_engine
     from workflows.engine import RequestInfo, Workflow, run
 
     sim = start_sim("checkpoint")

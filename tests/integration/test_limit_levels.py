@@ -21,12 +21,12 @@ import pytest
 from sqlalchemy import select
 
 from app.config import reset_settings
-from app.state import LimitEvent, LlmCall, session_scope
 from app.inference import gateway, targets
 from app.inference.keys import key_id
 from app.inference.limits import model_bucket
 from app.ops.supervisor import wait_http
 from app.simulator import max_in_window
+from app.state import LimitEvent, LlmCall, session_scope
 from tests.integration.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.usefixtures("services")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from app.ingress import client
 from app.config import get_settings, reset_settings
-from app.state import session_scope
+from app.ingress import client
 from app.ops import autoscaler
+from app.state import session_scope
 from tests.integration.conftest import own_pools, run_cli, wait_all
 
 TECHNICAL = "Our export job fails with a 502 error on the orders endpoint (limited {})"

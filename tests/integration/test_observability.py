@@ -125,8 +125,8 @@ def test_report_agrees_with_the_record(workers: object, tmp_path: Path) -> None:
     from sqlalchemy import func, select
 
     from app.ingress import client
-    from app.state import LlmCall, Request, session_scope
     from app.observability.report import percentile
+    from app.state import LlmCall, Request, session_scope
 
     since = _db_now()
     tag = uuid.uuid4().hex[:6]
@@ -206,10 +206,10 @@ def _isolated_pools(
 ) -> Iterator[None]:
     """Pools, a simulated provider and a publisher of their own on a fresh vhost (same database),
     so the session's pools cannot take this scenario's messages."""
-    from app.orchestration.celery_app import use_broker
     from app.config import get_settings, reset_settings
     from app.ops.pools import pool_specs, simulator_spec
     from app.ops.supervisor import Supervisor, wait_for_workers, wait_http
+    from app.orchestration.celery_app import use_broker
     from tests.support.services import scratch_vhost
 
     assert root.SERVICES is not None
@@ -252,8 +252,8 @@ def _isolated_pools(
 
 
 def _billing_tickets(n: int) -> list[str]:
-    from app.state import session_scope
     from app.ops.surge import monday_morning
+    from app.state import session_scope
     from specialists.billing.seed import account_emails, invoice_ids
 
     with session_scope() as session:

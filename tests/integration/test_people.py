@@ -15,8 +15,8 @@ import httpx
 import pytest
 from sqlalchemy import exists, func, select
 
-from app.orchestration import approvals
 from app.ingress import client, tenants
+from app.orchestration import approvals
 from app.state import Approval, Delivery, Handoff, LlmCall, RequestEvent, StepRun, session_scope
 from specialists import DEMO_TENANT
 from specialists.billing.models import Account, Invoice, Refund

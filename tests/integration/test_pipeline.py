@@ -10,8 +10,8 @@ import pytest
 from kombu import Connection
 from sqlalchemy import func, select, text
 
-from app.ingress import client
 from app.config import get_settings
+from app.ingress import client
 from app.state import Delivery, LlmCall, RequestEvent, StepRun, Turn, session_scope
 from specialists.billing.models import Refund
 

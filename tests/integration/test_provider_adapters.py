@@ -23,9 +23,9 @@ import yaml
 from sqlalchemy import select, text
 
 from app.ingress import client
-from app.state import LlmCall, Request, session_scope
 from app.ops.pools import ProcessSpec, pool_specs
 from app.ops.supervisor import Supervisor, wait_for_workers, wait_http
+from app.state import LlmCall, Request, session_scope
 from tests import conftest as root
 from tests.support.azure_shim import AzureShim
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import insert, select
 
 from app.ingress import client
+from app.orchestration.reconciler import redispatch_stale, republish_unpublished
 from app.state import Request, RequestEvent, session_scope
 from app.state.models import new_id
-from app.orchestration.reconciler import redispatch_stale, republish_unpublished
 
 
 def test_written_but_never_published_request_is_published_and_runs(workers: object) -> None:
@@ -80,9 +80,9 @@ def test_redelivered_request_resumes_after_its_finished_steps(workers: object) -
 def test_expired_cache_entries_are_purged(services: object) -> None:
     import time
 
-    from app.state import CachedResponse
     from app.inference.cache import PostgresCache, purge_expired
     from app.inference.provider import ChatResponse, Usage
+    from app.state import CachedResponse
 
     cache = PostgresCache()
     answer = ChatResponse(model="sim-small", content="billing", usage=Usage(prompt_tokens=3, completion_tokens=1))

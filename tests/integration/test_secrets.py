@@ -18,11 +18,11 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from app.ingress import tenants
 from app.config import get_settings
-from app.state import connection_scope
+from app.ingress import tenants
 from app.ops.pools import ProcessSpec
 from app.ops.supervisor import wait_http
+from app.state import connection_scope
 from tests import conftest as root
 from tests.integration.conftest import run_cli
 from tests.integration.test_callbacks import Receiver, receiver  # noqa: F401 - the fixture

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.ingress import client
 from app.inference.sse import EventReader
+from app.ingress import client
 from tests.integration.conftest import new_tenant
 
 

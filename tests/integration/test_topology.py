@@ -42,6 +42,7 @@ def test_conflicting_queue_stops_worker_and_cli_with_a_clear_message(services: o
              "-P", "threads", "-c", "1", "--without-gossip", "--without-mingle"],
             cwd=ROOT, capture_output=True, text=True, timeout=60,
             env={**os.environ, "SWITCHBOARD_BROKER_URL": url},
+            check=False,
         )
         assert worker.returncode == 78
         assert "'billing'" in worker.stderr

@@ -8,7 +8,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import uvicorn
@@ -54,7 +54,7 @@ class AzureShim:
             answer = await client.post("/v1/chat/completions", json=body)
         return Response(answer.content, status_code=answer.status_code, media_type="application/json")
 
-    def __enter__(self) -> AzureShim:
+    def __enter__(self) -> Self:
         app = Starlette(routes=[Route("/{path:path}", self._chat, methods=["POST"])])
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         self._server = uvicorn.Server(config)

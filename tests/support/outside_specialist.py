@@ -158,8 +158,8 @@ def write_package(root: Path, name: str = NAME, files: dict[str, str] | None = N
 def enabled(entries: str, path: Path | None = None) -> Iterator[None]:
     """This process sees only the specialists `entries` names (SWITCHBOARD_SPECIALISTS), with
     `path` importable, and forgets them again afterwards."""
-    from app.orchestration import classifier, registry
     from app.config import reset_settings
+    from app.orchestration import classifier, registry
 
     previous = os.environ.get("SWITCHBOARD_SPECIALISTS")
     if path is not None:

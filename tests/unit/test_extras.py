@@ -37,7 +37,8 @@ importlib.util.find_spec = lambda name, *a: None if name.split(".")[0] in {BLOCK
 def _core_only(code: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
     return subprocess.run(
-        [sys.executable, "-c", BLOCKER + code], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env
+        [sys.executable, "-c", BLOCKER + code], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env,
+        check=False,
     )
 
 

@@ -111,9 +111,9 @@ def test_budget_estimates_round_up_and_an_unpriced_model_costs_the_dearest_price
 
 
 def test_a_request_near_its_ceiling_moves_to_the_cheap_tier() -> None:
-    budget._note_share("r-below", 0.8, ((Decimal("0.7"), Decimal("1")), (Decimal("5"), Decimal("0"))))
+    budget._note_share("r-below", 0.8, ((Decimal("0.7"), Decimal(1)), (Decimal(5), Decimal(0))))
     assert budget.tier_for("r-below", "capable") == "capable"
-    budget._note_share("r-near", 0.8, ((Decimal("0.1"), Decimal("1")), (Decimal("8"), Decimal("10"))))
+    budget._note_share("r-near", 0.8, ((Decimal("0.1"), Decimal(1)), (Decimal(8), Decimal(10))))
     assert budget.tier_for("r-near", "capable") == "cheap"
     assert budget.tier_for(None, "capable") == "capable"
     refusal = budget.BudgetExhausted("request", Decimal("0.05"), Decimal("0.048"), Decimal("0.009"), "acme")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from app.inference.limiter import Candidate, Demand, MemoryLimiter, Rate, WaitTooLong
@@ -45,7 +47,7 @@ def test_refill_is_smooth_not_a_burst_at_the_window_edge() -> None:
     limiter = MemoryLimiter(clock)
     call = one("k1", rpm("key:h/k1/rpm", 60))
     starts = [limiter.reserve(call, 1e9).start for _ in range(200)]
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     # After the small burst allowance, calls are evenly spaced at 60 / 54 s.
     assert all(g == pytest.approx(60 / 54) for g in gaps[10:])
 

@@ -44,7 +44,7 @@ def capture() -> Iterator[tuple[Capture, str]]:
     state = Capture()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             state.seen.append(
                 {

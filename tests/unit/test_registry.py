@@ -84,8 +84,10 @@ def test_a_module_entry_and_a_package_entry_listed_twice(tmp_path: Path) -> None
         (
             {"broken_team.py": "import not_installed_dependency\n"},
             "broken_team",
-            r"entry 'broken_team' cannot be imported: ModuleNotFoundError: "
-            r"No module named 'not_installed_dependency'",
+            (
+                r"entry 'broken_team' cannot be imported: ModuleNotFoundError: "
+                r"No module named 'not_installed_dependency'"
+            ),
         ),
         (
             {"broken_pkg/__init__.py": "", "broken_pkg/one.py": "1 / 0\n"},

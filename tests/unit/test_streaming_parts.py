@@ -16,12 +16,12 @@ from types import SimpleNamespace
 import pytest
 import uvicorn
 
-from app.orchestration import live
 from app.inference import provider
 from app.inference.adapters import ChatRequest, adapter_for
 from app.inference.adapters.base import HttpCall, StreamFailed
 from app.inference.errors import FailureClass, ProviderError
 from app.inference.sse import EventReader, events
+from app.orchestration import live
 from app.orchestration.live_follow import Follower
 from app.simulator import CUT_STREAM_MARKER, SimulatorConfig, create_app
 from app.simulator.stream import pieces

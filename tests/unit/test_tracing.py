@@ -64,7 +64,7 @@ with tracing.span("work", kind=trace.SpanKind.INTERNAL):
 def _process(**env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in __import__("os").environ.items() if not k.startswith("OTEL_")}
     return subprocess.run([sys.executable, "-c", _PROCESS], capture_output=True, text=True, timeout=60,
-                          env={**clean, **env})
+                          env={**clean, **env}, check=False)
 
 
 def test_unset_variables_install_nothing() -> None:
