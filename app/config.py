@@ -24,6 +24,10 @@ def _entries(value: str, sep: str = "/") -> Iterator[tuple[str, str, list[str]]]
         yield item, name.strip(), [p.strip() for p in rest.split(sep)]
 
 
+_TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+_FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", extra="ignore")
 
@@ -277,19 +281,12 @@ class Settings(BaseSettings):
     @field_validator("stream_replies", mode="before")
     @classmethod
     def _stream_replies(cls, value: object) -> object:
-        if isinstance(value, bool):
-            return "always" if value else "never"
-        if isinstance(value, str) and value.strip().lower() in (
-            "true",
-            "1",
-            "yes",
-            "on",
-            "false",
-            "0",
-            "no",
-            "off",
-        ):
-            return "always" if value.strip().lower() in ("true", "1", "yes", "on") else "never"
+        # It was a boolean before it had a third mode: those values keep their meaning.
+        word = value.strip().lower() if isinstance(value, str) else None
+        if value is True or word in _TRUE_WORDS:
+            return "always"
+        if value is False or word in _FALSE_WORDS:
+            return "never"
         return value
 
     @field_validator("specialists", mode="before")

@@ -35,7 +35,7 @@ PROBE_KIND = "reader_check"
 
 class _Probe:
     """One connection and confirm-mode channel per process, used under a lock: the question is
-    asked once per streamed model turn, far too rarely to need more."""
+    asked at most once per model turn that asks to stream, far too rarely to need more."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()

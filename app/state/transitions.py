@@ -272,9 +272,10 @@ def mark_routed(
 ) -> int | None:
     """Record the routing decision; None if the request was routed already (a redelivery), else
     the tenant's unfinished requests at `specialist`, this one included, counted up to
-    `count_unfinished` + 1 (0 without: none counted). When the router took the request: `route_started_at` (the database's clock) or
-    `taken_s_ago` seconds before this write. Raises RequestNotFound when the record has no such
-    request, TenantMismatch when `tenant` (what the route message says) is not the request's."""
+    `count_unfinished` + 1 (0 without: none counted). When the router took the request:
+    `route_started_at` (the database's clock) or `taken_s_ago` seconds before this write. Raises
+    RequestNotFound when the record has no such request, TenantMismatch when `tenant` (what the
+    route message says) is not the request's."""
     with autocommit_scope() as conn:
         routed = conn.execute(
             _MARK_ROUTED_COUNTED if count_unfinished else _MARK_ROUTED,
