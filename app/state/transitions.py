@@ -91,7 +91,8 @@ _ROUTED_EVENT = _with_event(_ROUTED, "routed", bindparam("detail", type_=JSONB))
 # Always one row, so a request that is not in the record (a message from another database), or
 # not the message's tenant's, is told from one routed already (a duplicate message) in the same
 # round trip.
-_KNOWN = select(_R.c.tenant).where(_R.c.id == _RID).scalar_subquery().label("owner")
+_OWNER = select(_R.c.tenant).where(_R.c.id == _RID)
+_KNOWN = _OWNER.scalar_subquery().label("owner")
 _MARK_ROUTED = select(select(_ROUTED.c.id).scalar_subquery().label("id"), _KNOWN).add_cte(_ROUTED_EVENT)
 
 # A tenant's requests holding a place at their specialist: what fair share counts (fairness.py).
@@ -244,7 +245,11 @@ def for_routing(request_id: str) -> ForRouting | None:
     return None if row is None else ForRouting(*row)
 
 
-_OWNER = select(_R.c.tenant).where(_R.c.id == _RID)
+def _check_owner(request_id: str, owner: str | None, tenant: str) -> None:
+    if owner is None:
+        raise RequestNotFound(f"no request {request_id} in the record")
+    if owner != tenant:
+        raise TenantMismatch(f"the route message for {request_id} names a tenant that is not the request's")
 
 
 def confirm_tenant(request_id: str, tenant: str) -> None:
@@ -253,10 +258,7 @@ def confirm_tenant(request_id: str, tenant: str) -> None:
     that tenant). The routed write checks the same for every message, in its own statement."""
     with autocommit_scope() as conn:
         owner = conn.execute(_OWNER, {"rid": request_id}).scalar()
-    if owner is None:
-        raise RequestNotFound(f"no request {request_id} in the record")
-    if owner != tenant:
-        raise TenantMismatch(f"the route message for {request_id} names a tenant that is not the request's")
+    _check_owner(request_id, owner, tenant)
 
 
 def mark_routed(
@@ -292,10 +294,7 @@ def mark_routed(
                 "detail": {"specialist": specialist, "confidence": confidence, "method": method},
             },
         ).one()
-    if routed.owner is None:
-        raise RequestNotFound(f"no request {request_id} in the record")
-    if routed.owner != tenant:
-        raise TenantMismatch(f"the route message for {request_id} names a tenant that is not the request's")
+    _check_owner(request_id, routed.owner, tenant)
     if routed.id is None:
         return None
     return int(routed.unfinished) if count_unfinished else 0
