@@ -18,11 +18,11 @@ import httpcore
 import httpx
 
 from app.config import get_settings
+from app.inference import stream_http
 from app.inference.adapters import Adapter, ChatRequest, HttpCall
 from app.inference.adapters.base import StreamFailed
 from app.inference.errors import FailureClass, ProviderError
 from app.inference.headers import retry_after
-from app.inference.read_hook import HookedBackend, HookedStream
 from app.inference.response import ChatResponse, ToolCall, Usage
 from app.inference.sse import EventReader
 
@@ -32,6 +32,7 @@ __all__ = ["ChatResponse", "ToolCall", "Usage", "chat"]
 _local = threading.local()
 _ssl_lock = threading.Lock()
 _ssl_context: ssl.SSLContext | None = None
+_DEFAULT_PORTS = {b"http": 80, b"https": 443}
 
 # What cannot reach the provider or broke the exchange, as opposed to an answer we did not like.
 _TRANSPORT_ERRORS = (
@@ -66,7 +67,6 @@ def _connections(base_url: str) -> httpcore.ConnectionPool:
             ssl_context=_shared_ssl_context(),
             max_connections=4,
             max_keepalive_connections=2,
-            network_backend=HookedBackend(),
         )
     return pool
 
@@ -184,7 +184,7 @@ def _stream(
     A provider sends a chunk per token, and waking a worker thread for each costs more CPU
     (parsing, the GIL changing hands among hundreds of threads) than the whole rest of the call.
     So the text parsed from what one socket read brought is passed to `on_delta` as one piece
-    just before the next read (read_hook: the moment everything read has been parsed), and the
+    just before the next read (stream_http's `before_read`), and the
     thread then sleeps until SWITCHBOARD_STREAM_READ_INTERVAL_S after the previous read began, so
     that the next read takes whatever arrived meanwhile: one wake-up per interval, not one per
     token. The first piece is passed on as soon as it is parsed, never held back."""
@@ -192,20 +192,17 @@ def _stream(
         request = ChatRequest(**{**request.__dict__, "stream": True})
     call = adapter.build(request, base_url, api_key)
     url, args = _request_args(base_url, call)
+    timeout = args["extensions"]["timeout"]
+    origin = stream_http.Origin(url.scheme, url.host.decode("ascii"), url.port or _DEFAULT_PORTS[url.scheme])
     decoder = adapter.decoder(request, call)
     reader = EventReader()
     interval = get_settings().stream_read_interval_s
-    read: list[bytes] = []  # what came off the socket, not parsed yet
     pieces: list[str] = []  # text parsed but not passed on yet
     begun, last_read = False, 0.0
 
-    def take(last: bool = False) -> None:
-        """Parse what was read and pass its text on (before each socket read, and at the end)."""
+    def pass_on(last: bool = False) -> None:
+        """Pass on the text parsed so far (before each socket read, and at the end)."""
         nonlocal begun, last_read
-        if read:
-            # Parsed as one: a chunk per token, several per read, each costing a call per layer.
-            pieces.extend(decoder.feed(reader.feed(read[0] if len(read) == 1 else b"".join(read))))
-            read.clear()
         if pieces:
             on_delta(pieces[0] if len(pieces) == 1 else "".join(pieces))
             pieces.clear()
@@ -216,20 +213,25 @@ def _stream(
             begun = True
         last_read = time.monotonic()
 
-    with _transport_errors(request, key_id), _connections(base_url).stream("POST", url, **args) as response:
-        headers = _header_dict(response)
+    with (
+        _transport_errors(request, key_id),
+        stream_http.post(
+            origin,
+            url.target,
+            args["headers"],
+            args["content"],
+            stream_http.Timeouts(timeout["connect"], timeout["read"], timeout["write"]),
+            _shared_ssl_context(),
+        ) as response,
+    ):
+        headers = response.headers
         if response.status != 200:
             raise _refused(adapter, response.status, headers, response.read(), api_key, key_id)
-        network = response.extensions.get("network_stream")
-        hooked = network if isinstance(network, HookedStream) else None
-        if hooked is not None:
-            hooked.before_read = take
         try:
-            for chunk in response.iter_stream():
-                read.append(chunk)
-                if hooked is None:  # a transport without the hook: each chunk as it comes
-                    take()
-            take(last=True)
+            for chunk in response.iter_body(before_read=pass_on):
+                # All one socket read brought, parsed as one (a chunk per token, several per read).
+                pieces.extend(decoder.feed(reader.feed(chunk)))
+            pass_on(last=True)
             answer = decoder.result(_rate_headers(headers))
         except StreamFailed as failed:
             detail = failed.failure.detail.replace(api_key, "[redacted]")[:300]
@@ -241,9 +243,6 @@ def _stream(
                 status=200,
                 key_id=key_id,
             ) from None
-        finally:
-            if hooked is not None:
-                hooked.before_read = None  # the kept-alive connection serves other calls next
     if answer is None:
         raise ProviderError(
             FailureClass.CONNECTION,

@@ -1,0 +1,211 @@
+"""HTTP/1.1 for streamed answers, framed by httptools (llhttp, the C parser under uvicorn).
+
+A provider sends its stream as one HTTP chunk per token. Through httpcore each chunk is an h11
+event handed up through four generator layers: in the worker, most of the CPU that streaming
+costs over not streaming (bench/stream_cpu.py). llhttp parses everything one socket read brought
+in one call and gives the body in as many callbacks, so a read costs the same whether it holds one
+chunk or fifty. Plain calls stay on httpcore (provider._post_json).
+
+Per thread and origin one kept-alive connection, as httpcore's per-thread pools keep for plain
+calls: a thread streams one answer at a time. A connection is reused only after a response read to
+its end that did not ask to close, and only if the server has not closed it meanwhile. Failures
+are httpcore's exception classes, so the provider maps both transports' failures in one place.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpcore
+import httptools
+
+_local = threading.local()
+
+_READ_SIZE = 65536
+
+
+@dataclass(frozen=True)
+class Origin:
+    scheme: bytes
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float
+    read: float
+    write: float
+
+
+class _Message:
+    """httptools' callbacks for one response: status, headers, and the body as it arrives."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.headers: dict[str, str] = {}
+        self.headers_done = False
+        self.keep_alive = False
+        self.body: list[bytes] = []
+        self.complete = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+        # llhttp knows it from the version and `Connection` here; after the message it has reset.
+        self.keep_alive = self.parser.should_keep_alive()
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+def _idle() -> dict[Origin, socket.socket]:
+    idle: dict[Origin, socket.socket] | None = getattr(_local, "idle", None)
+    if idle is None or getattr(_local, "pid", None) != os.getpid():
+        # A forked child must not share its parent's sockets.
+        idle = _local.idle = {}
+        _local.pid = os.getpid()
+    return idle
+
+
+def _still_open(sock: socket.socket) -> bool:
+    """An idle connection the server has not closed: nothing to read on it (a close or anything
+    unasked for makes it readable)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
+
+
+def _connect(origin: Origin, timeouts: Timeouts, ssl_context: ssl.SSLContext) -> socket.socket:
+    try:
+        sock = socket.create_connection((origin.host, origin.port), timeout=timeouts.connect)
+    except TimeoutError:
+        raise httpcore.ConnectTimeout(f"connecting to {origin.host}:{origin.port}") from None
+    except OSError as exc:
+        raise httpcore.ConnectError(f"connecting to {origin.host}:{origin.port}: {exc.strerror}") from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if origin.scheme == b"https":
+        try:
+            sock = ssl_context.wrap_socket(sock, server_hostname=origin.host)
+        except TimeoutError:
+            sock.close()
+            raise httpcore.ConnectTimeout(f"TLS handshake with {origin.host}") from None
+        except (OSError, ssl.SSLError) as exc:
+            sock.close()
+            raise httpcore.ConnectError(f"TLS handshake with {origin.host}: {type(exc).__name__}") from None
+    return sock
+
+
+def _request_bytes(target: bytes, headers: list[tuple[bytes, bytes]], content: bytes) -> bytes:
+    lines = [b"POST " + target + b" HTTP/1.1"]
+    lines += [name + b": " + value for name, value in headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + content
+
+
+class StreamResponse:
+    """A response whose headers have arrived; its body is read as it comes."""
+
+    def __init__(self, sock: socket.socket, message: _Message) -> None:
+        self._sock = sock
+        self._parser = message.parser
+        self._message = message
+        self.status = 0  # set once the headers are in
+        self.headers = message.headers
+        self.ended = False  # the body was read to its end, or the server closed the connection
+
+    def _receive(self) -> bool:
+        """One socket read into the parser; False when the server closed the connection."""
+        try:
+            data = self._sock.recv(_READ_SIZE)
+        except TimeoutError:
+            raise httpcore.ReadTimeout("no data from the provider within the read timeout") from None
+        if not data:
+            self.ended = True
+            return False
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            raise httpcore.RemoteProtocolError(
+                f"unreadable HTTP from the provider: {type(exc).__name__}"
+            ) from None
+        return True
+
+    def iter_body(self, before_read: Callable[[], None] | None = None) -> Iterator[bytes]:
+        """The body as it arrives, one piece per socket read. `before_read` runs before each read
+        that waits on the socket: the moment all that came so far has been handed over."""
+        message = self._message
+        while True:
+            if message.body:
+                piece = message.body[0] if len(message.body) == 1 else b"".join(message.body)
+                message.body.clear()
+                yield piece
+            if message.complete:
+                self.ended = True
+                return
+            if before_read is not None:
+                before_read()
+            # A close before the end is the end of what there is: a stream cut off mid-way is the
+            # decoder's to tell (its final event has not arrived).
+            if not self._receive():
+                return
+
+    def read(self) -> bytes:
+        return b"".join(self.iter_body())
+
+    @property
+    def reusable(self) -> bool:
+        return self._message.complete and self._message.keep_alive
+
+
+@contextmanager
+def post(
+    origin: Origin,
+    target: bytes,
+    headers: list[tuple[bytes, bytes]],
+    content: bytes,
+    timeouts: Timeouts,
+    ssl_context: ssl.SSLContext,
+) -> Iterator[StreamResponse]:
+    """POST and give the response once its headers are in; the connection goes back to the
+    thread's idle slot afterwards only if the response was read to its end and may be kept."""
+    idle = _idle()
+    sock = idle.pop(origin, None)
+    if sock is not None and not _still_open(sock):
+        sock.close()
+        sock = None
+    if sock is None:
+        sock = _connect(origin, timeouts, ssl_context)
+    response: StreamResponse | None = None
+    try:
+        sock.settimeout(timeouts.write)
+        try:
+            sock.sendall(_request_bytes(target, headers, content))
+        except TimeoutError:
+            raise httpcore.WriteTimeout("the provider did not take the request in time") from None
+        sock.settimeout(timeouts.read)
+        message = _Message()
+        response = StreamResponse(sock, message)
+        while not message.headers_done:
+            if not response._receive():
+                raise httpcore.RemoteProtocolError("the provider closed the connection without a response")
+        response.status = message.parser.get_status_code()
+        yield response
+    finally:
+        if response is not None and response.reusable and origin not in idle:
+            idle[origin] = sock
+        else:
+            sock.close()
