@@ -1,6 +1,7 @@
-"""The HTTP transport for every provider API: kept-alive connections per thread, one SSL context
-per process, and streamed answers read as Server-Sent Events while they arrive. What is sent and
-how the answer reads is the adapter's (app/inference/adapters)."""
+"""The HTTP exchange with every provider API: kept-alive connections per thread, one SSL context
+per process, plain calls over httpcore and streamed answers over stream_http, read as
+Server-Sent Events while they arrive. What is sent and how the answer reads is the adapter's
+(app/inference/adapters)."""
 
 from __future__ import annotations
 
@@ -184,10 +185,9 @@ def _stream(
     A provider sends a chunk per token, and waking a worker thread for each costs more CPU
     (parsing, the GIL changing hands among hundreds of threads) than the whole rest of the call.
     So the text parsed from what one socket read brought is passed to `on_delta` as one piece
-    just before the next read (stream_http's `before_read`), and the
-    thread then sleeps until SWITCHBOARD_STREAM_READ_INTERVAL_S after the previous read began, so
-    that the next read takes whatever arrived meanwhile: one wake-up per interval, not one per
-    token. The first piece is passed on as soon as it is parsed, never held back."""
+    just before the next read (stream_http's `before_read`), and the thread then sleeps until
+    SWITCHBOARD_STREAM_READ_INTERVAL_S after the previous read began, so that the next read takes
+    whatever arrived meanwhile: one wake-up per interval, not one per token. The first piece is passed on as soon as it is parsed, never held back."""
     if not request.stream:
         request = ChatRequest(**{**request.__dict__, "stream": True})
     call = adapter.build(request, base_url, api_key)
