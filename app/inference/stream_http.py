@@ -82,8 +82,13 @@ def _idle() -> dict[Origin, socket.socket]:
 
 def _still_open(sock: socket.socket) -> bool:
     """An idle connection the server has not closed: nothing to read on it (a close or anything
-    unasked for makes it readable)."""
+    unasked for makes it readable). poll, not select: a worker with hundreds of threads has file
+    descriptors past select's 1024."""
     try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return not poller.poll(0)
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
         return False
@@ -113,6 +118,9 @@ def _connect(origin: Origin, timeouts: Timeouts, ssl_context: ssl.SSLContext) ->
 def _request_bytes(target: bytes, headers: list[tuple[bytes, bytes]], content: bytes) -> bytes:
     lines = [b"POST " + target + b" HTTP/1.1"]
     lines += [name + b": " + value for name, value in headers]
+    if any(b"\r" in line or b"\n" in line for line in lines):
+        # As h11 refuses them: a line break in a header (a pasted key, say) would start another.
+        raise httpcore.LocalProtocolError("a request header or target holds a line break")
     return b"\r\n".join(lines) + b"\r\n\r\n" + content
 
 
@@ -125,7 +133,6 @@ class StreamResponse:
         self._message = message
         self.status = 0  # set once the headers are in
         self.headers = message.headers
-        self.ended = False  # the body was read to its end, or the server closed the connection
 
     def _receive(self) -> bool:
         """One socket read into the parser; False when the server closed the connection."""
@@ -134,7 +141,6 @@ class StreamResponse:
         except TimeoutError:
             raise httpcore.ReadTimeout("no data from the provider within the read timeout") from None
         if not data:
-            self.ended = True
             return False
         try:
             self._parser.feed_data(data)
@@ -154,7 +160,6 @@ class StreamResponse:
                 message.body.clear()
                 yield piece
             if message.complete:
-                self.ended = True
                 return
             if before_read is not None:
                 before_read()
@@ -182,6 +187,7 @@ def post(
 ) -> Iterator[StreamResponse]:
     """POST and give the response once its headers are in; the connection goes back to the
     thread's idle slot afterwards only if the response was read to its end and may be kept."""
+    request = _request_bytes(target, headers, content)
     idle = _idle()
     sock = idle.pop(origin, None)
     if sock is not None and not _still_open(sock):
@@ -193,7 +199,7 @@ def post(
     try:
         sock.settimeout(timeouts.write)
         try:
-            sock.sendall(_request_bytes(target, headers, content))
+            sock.sendall(request)
         except TimeoutError:
             raise httpcore.WriteTimeout("the provider did not take the request in time") from None
         sock.settimeout(timeouts.read)

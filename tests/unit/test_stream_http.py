@@ -234,3 +234,14 @@ def test_tls_with_the_servers_name_checked(serve: Callable[..., Server]) -> None
     untrusted = serve([_stream_answer], tls=server_context)
     with pytest.raises(httpcore.ConnectError), _post(untrusted.port, b"https", "localhost"):
         pass  # the system's CAs do not trust this certificate
+
+
+def test_a_line_break_in_a_header_is_refused_before_anything_is_sent(serve: Callable[..., Server]) -> None:
+    server = serve([_stream_answer])
+    with pytest.raises(httpcore.LocalProtocolError), stream_http.post(
+            stream_http.Origin(b"http", "127.0.0.1", server.port), b"/v1/chat/completions",
+            [(b"Authorization", b"Bearer sk-1\r\nX-Injected: 1"), (b"Content-Length", b"2")], b"{}",
+            TIMEOUTS, ssl.create_default_context()):
+        pass
+    time.sleep(0.1)
+    assert server.accepted == 0
