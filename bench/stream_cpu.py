@@ -42,25 +42,17 @@ READS = [0]
 
 
 def _count_reads() -> None:
-    """Count socket reads: plain calls' through httpcore's own stream class, streamed ones' through
-    stream_http (private attributes: a bench's probe only)."""
+    """Count socket reads through httpcore's own stream class, which both transports read with
+    (private: a bench's probe only)."""
     from httpcore._backends import sync
 
-    from app.inference import stream_http
-
     read = sync.SyncStream.read
-    receive = stream_http.StreamResponse._receive
 
     def counted(self: Any, max_bytes: int, timeout: float | None = None) -> bytes:
         READS[0] += 1
         return read(self, max_bytes, timeout)
 
-    def counted_receive(self: Any) -> bool:
-        READS[0] += 1
-        return receive(self)
-
     sync.SyncStream.read = counted  # type: ignore[method-assign]
-    stream_http.StreamResponse._receive = counted_receive  # type: ignore[method-assign]
 
 
 def _draft(base: str, n: int, streamed: bool, with_live: bool) -> None:

@@ -8,15 +8,14 @@ chunk or fifty. Plain calls stay on httpcore (provider._post_json).
 
 Per thread and origin one kept-alive connection, as httpcore's per-thread pools keep for plain
 calls: a thread streams one answer at a time. A connection is reused only after a response read to
-its end that did not ask to close, and only if the server has not closed it meanwhile. Failures
-are httpcore's exception classes, so the provider maps both transports' failures in one place.
+its end that did not ask to close, and only if the server has not closed it meanwhile. The socket
+itself is httpcore's public network backend (connect, TLS, timeouts, the idle check), so its
+failures are httpcore's exception classes and the provider maps both transports' in one place.
 """
 
 from __future__ import annotations
 
 import os
-import select
-import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ import httptools
 _local = threading.local()
 
 _READ_SIZE = 65536
+_BACKEND = httpcore.SyncBackend()
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,8 @@ class _Message:
         self.complete = True
 
 
-def _idle() -> dict[Origin, socket.socket]:
-    idle: dict[Origin, socket.socket] | None = getattr(_local, "idle", None)
+def _idle() -> dict[Origin, httpcore.NetworkStream]:
+    idle: dict[Origin, httpcore.NetworkStream] | None = getattr(_local, "idle", None)
     if idle is None or getattr(_local, "pid", None) != os.getpid():
         # A forked child must not share its parent's sockets.
         idle = _local.idle = {}
@@ -80,39 +80,15 @@ def _idle() -> dict[Origin, socket.socket]:
     return idle
 
 
-def _still_open(sock: socket.socket) -> bool:
-    """An idle connection the server has not closed: nothing to read on it (a close or anything
-    unasked for makes it readable). poll, not select: a worker with hundreds of threads has file
-    descriptors past select's 1024."""
-    try:
-        if hasattr(select, "poll"):
-            poller = select.poll()
-            poller.register(sock, select.POLLIN)
-            return not poller.poll(0)
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return False
-    return not readable
-
-
-def _connect(origin: Origin, timeouts: Timeouts, ssl_context: ssl.SSLContext) -> socket.socket:
-    try:
-        sock = socket.create_connection((origin.host, origin.port), timeout=timeouts.connect)
-    except TimeoutError:
-        raise httpcore.ConnectTimeout(f"connecting to {origin.host}:{origin.port}") from None
-    except OSError as exc:
-        raise httpcore.ConnectError(f"connecting to {origin.host}:{origin.port}: {exc.strerror}") from None
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+def _connect(origin: Origin, timeouts: Timeouts, ssl_context: ssl.SSLContext) -> httpcore.NetworkStream:
+    stream = _BACKEND.connect_tcp(origin.host, origin.port, timeout=timeouts.connect)
     if origin.scheme == b"https":
         try:
-            sock = ssl_context.wrap_socket(sock, server_hostname=origin.host)
-        except TimeoutError:
-            sock.close()
-            raise httpcore.ConnectTimeout(f"TLS handshake with {origin.host}") from None
-        except (OSError, ssl.SSLError) as exc:
-            sock.close()
-            raise httpcore.ConnectError(f"TLS handshake with {origin.host}: {type(exc).__name__}") from None
-    return sock
+            stream = stream.start_tls(ssl_context, server_hostname=origin.host, timeout=timeouts.connect)
+        except Exception:
+            stream.close()
+            raise
+    return stream
 
 
 def _request_bytes(target: bytes, headers: list[tuple[bytes, bytes]], content: bytes) -> bytes:
@@ -127,8 +103,9 @@ def _request_bytes(target: bytes, headers: list[tuple[bytes, bytes]], content: b
 class StreamResponse:
     """A response whose headers have arrived; its body is read as it comes."""
 
-    def __init__(self, sock: socket.socket, message: _Message) -> None:
-        self._sock = sock
+    def __init__(self, stream: httpcore.NetworkStream, message: _Message, read_timeout: float) -> None:
+        self._stream = stream
+        self._read_timeout = read_timeout
         self._parser = message.parser
         self._message = message
         self.status = 0  # set once the headers are in
@@ -136,10 +113,7 @@ class StreamResponse:
 
     def _receive(self) -> bool:
         """One socket read into the parser; False when the server closed the connection."""
-        try:
-            data = self._sock.recv(_READ_SIZE)
-        except TimeoutError:
-            raise httpcore.ReadTimeout("no data from the provider within the read timeout") from None
+        data = self._stream.read(_READ_SIZE, self._read_timeout)
         if not data:
             return False
         try:
@@ -189,22 +163,18 @@ def post(
     thread's idle slot afterwards only if the response was read to its end and may be kept."""
     request = _request_bytes(target, headers, content)
     idle = _idle()
-    sock = idle.pop(origin, None)
-    if sock is not None and not _still_open(sock):
-        sock.close()
-        sock = None
-    if sock is None:
-        sock = _connect(origin, timeouts, ssl_context)
+    stream = idle.pop(origin, None)
+    if stream is not None and stream.get_extra_info("is_readable"):
+        # Readable while idle: the server closed it (or sent what nobody asked for).
+        stream.close()
+        stream = None
+    if stream is None:
+        stream = _connect(origin, timeouts, ssl_context)
     response: StreamResponse | None = None
     try:
-        sock.settimeout(timeouts.write)
-        try:
-            sock.sendall(request)
-        except TimeoutError:
-            raise httpcore.WriteTimeout("the provider did not take the request in time") from None
-        sock.settimeout(timeouts.read)
+        stream.write(request, timeouts.write)
         message = _Message()
-        response = StreamResponse(sock, message)
+        response = StreamResponse(stream, message, timeouts.read)
         while not message.headers_done:
             if not response._receive():
                 raise httpcore.RemoteProtocolError("the provider closed the connection without a response")
@@ -212,6 +182,6 @@ def post(
         yield response
     finally:
         if response is not None and response.reusable and origin not in idle:
-            idle[origin] = sock
+            idle[origin] = stream
         else:
-            sock.close()
+            stream.close()
