@@ -367,6 +367,21 @@ def install_probe() -> None:
 
     ThreadPoolExecutor.__init__ = _pool_init  # type: ignore[method-assign]
 
+    import gc
+
+    gc_began = [0.0]
+
+    def _gc(phase: str, info: dict[str, Any]) -> None:
+        # Collections and the time they took, per generation: a streamed answer allocates per
+        # chunk, and a full collection walks every object the worker holds.
+        if phase == "start":
+            gc_began[0] = time.perf_counter()
+        else:
+            inc(f"gc_collections.{info['generation']}")
+            inc(f"gc_ms.{info['generation']}", (time.perf_counter() - gc_began[0]) * 1000)
+
+    gc.callbacks.append(_gc)
+
     from celery import signals
 
     started_at: dict[str, float] = {}

@@ -42,17 +42,25 @@ READS = [0]
 
 
 def _count_reads() -> None:
-    """Count socket reads through httpcore's own stream class, which both transports read with
-    (private: a bench's probe only)."""
+    """Count socket reads: those through httpcore's own stream class (plain calls, and a streamed
+    answer's headers) and the stream pump's reads of a streamed body (private: a bench's probe only)."""
     from httpcore._backends import sync
 
+    from app.inference import stream_pump
+
     read = sync.SyncStream.read
+    receive = stream_pump._Pump._receive
 
     def counted(self: Any, max_bytes: int, timeout: float | None = None) -> bytes:
         READS[0] += 1
         return read(self, max_bytes, timeout)
 
+    def pumped(stream: Any) -> bytes | None:
+        READS[0] += 1
+        return receive(stream)
+
     sync.SyncStream.read = counted  # type: ignore[method-assign]
+    stream_pump._Pump._receive = staticmethod(pumped)  # type: ignore[method-assign]
 
 
 def _draft(base: str, n: int, streamed: bool, with_live: bool) -> None:

@@ -10,7 +10,6 @@ import json
 import os
 import ssl
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,7 +18,7 @@ import httpcore
 import httpx
 
 from app.config import get_settings
-from app.inference import stream_http
+from app.inference import stream_http, stream_pump
 from app.inference.adapters import Adapter, ChatRequest, HttpCall
 from app.inference.adapters.base import StreamFailed
 from app.inference.errors import FailureClass, ProviderError
@@ -182,12 +181,11 @@ def _stream(
     API's final event closes: a stream cut off before it is a retryable failure, and the text
     received until then is never returned (the caller was told each piece as a delta only).
 
-    A provider sends a chunk per token, and waking a worker thread for each costs more CPU
-    (parsing, the GIL changing hands among hundreds of threads) than the whole rest of the call.
-    So the text parsed from what one socket read brought is passed to `on_delta` as one piece
-    just before the next read (stream_http's `before_read`), and the thread then sleeps until
-    SWITCHBOARD_STREAM_READ_INTERVAL_S after the previous read began, so that the next read takes
-    whatever arrived meanwhile: one wake-up per interval, not one per token. The first piece is passed on as soon as it is parsed, never held back."""
+    A provider sends a chunk per token, and waking a worker thread for each costs more CPU than
+    the whole rest of the call. So the body is read by the process's one stream pump thread
+    (stream_pump), which passes the text parsed from each read to `on_delta` as one piece, reads a
+    stream at most every SWITCHBOARD_STREAM_READ_INTERVAL_S once its first piece was passed on,
+    and wakes this thread once, when the answer (or an error answer) has ended."""
     if not request.stream:
         request = ChatRequest(**{**request.__dict__, "stream": True})
     call = adapter.build(request, base_url, api_key)
@@ -196,22 +194,14 @@ def _stream(
     origin = stream_http.Origin(url.scheme, url.host.decode("ascii"), url.port or _DEFAULT_PORTS[url.scheme])
     decoder = adapter.decoder(request, call)
     reader = EventReader()
-    interval = get_settings().stream_read_interval_s
-    pieces: list[str] = []  # text parsed but not passed on yet
-    begun, last_read = False, 0.0
 
-    def pass_on(last: bool = False) -> None:
-        """Pass on the text parsed so far (before each socket read, and at the end)."""
-        nonlocal begun, last_read
+    def consume(body: bytes) -> bool:
+        """All one socket read brought (a chunk per token, several per read), parsed as one; its
+        text passed on as one piece. Runs on the pump's thread."""
+        pieces = decoder.feed(reader.feed(body))
         if pieces:
             on_delta(pieces[0] if len(pieces) == 1 else "".join(pieces))
-            pieces.clear()
-            # After the first piece, let the next ones gather: read at most every interval (a
-            # slower stream is read as it comes, without a sleep before each piece).
-            if begun and not last and (wait := interval - (time.monotonic() - last_read)) > 0:
-                time.sleep(wait)
-            begun = True
-        last_read = time.monotonic()
+        return bool(pieces)
 
     with (
         _transport_errors(request, key_id),
@@ -222,17 +212,13 @@ def _stream(
             args["content"],
             stream_http.Timeouts(timeout["connect"], timeout["read"], timeout["write"]),
             _shared_ssl_context(),
+            read_headers=False,  # the pump reads them: this thread waits once, for the whole answer
         ) as response,
     ):
-        headers = response.headers
-        if response.status != 200:
-            raise _refused(adapter, response.status, headers, response.read(), api_key, key_id)
         try:
-            for chunk in response.iter_body(before_read=pass_on):
-                # All one socket read brought, parsed as one (a chunk per token, several per read).
-                pieces.extend(decoder.feed(reader.feed(chunk)))
-            pass_on(last=True)
-            answer = decoder.result(_rate_headers(headers))
+            stream_pump.pump(response, consume, get_settings().stream_read_interval_s, timeout["read"])
+            if response.status == 200:
+                answer = decoder.result(_rate_headers(response.headers))
         except StreamFailed as failed:
             detail = failed.failure.detail.replace(api_key, "[redacted]")[:300]
             raise ProviderError(failed.failure.kind, detail, status=200, key_id=key_id) from None
@@ -243,6 +229,9 @@ def _stream(
                 status=200,
                 key_id=key_id,
             ) from None
+        if response.status != 200:
+            error_body = b"".join(response.error_body)
+            raise _refused(adapter, response.status, response.headers, error_body, api_key, key_id)
     if answer is None:
         raise ProviderError(
             FailureClass.CONNECTION,

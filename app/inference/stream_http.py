@@ -16,9 +16,10 @@ failures are httpcore's exception classes and the provider maps both transports'
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -52,6 +53,7 @@ class _Message:
         self.parser = httptools.HttpResponseParser(self)
         self.headers: dict[str, str] = {}
         self.headers_done = False
+        self.status = 0
         self.keep_alive = False
         self.body: list[bytes] = []
         self.complete = False
@@ -61,6 +63,7 @@ class _Message:
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
+        self.status = self.parser.get_status_code()
         # llhttp knows it from the version and `Connection` here; after the message it has reset.
         self.keep_alive = self.parser.should_keep_alive()
 
@@ -100,6 +103,10 @@ def _request_bytes(target: bytes, headers: list[tuple[bytes, bytes]], content: b
     return b"\r\n".join(lines) + b"\r\n\r\n" + content
 
 
+def no_response() -> httpcore.RemoteProtocolError:
+    return httpcore.RemoteProtocolError("the provider closed the connection without a response")
+
+
 class StreamResponse:
     """A response whose headers have arrived; its body is read as it comes."""
 
@@ -108,35 +115,67 @@ class StreamResponse:
         self._read_timeout = read_timeout
         self._parser = message.parser
         self._message = message
-        self.status = 0  # set once the headers are in
         self.headers = message.headers
+        self.closed = False  # the server closed the connection
+        self.error_body: list[bytes] = []  # an error answer's body, as stream_pump read it
 
     def _receive(self) -> bool:
-        """One socket read into the parser; False when the server closed the connection."""
+        """One blocking socket read into the parser; False when the server closed the connection."""
         data = self._stream.read(_READ_SIZE, self._read_timeout)
         if not data:
+            self.closed = True
             return False
+        self._parse(data)
+        return True
+
+    def _parse(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
             raise httpcore.RemoteProtocolError(
                 f"unreadable HTTP from the provider: {type(exc).__name__}"
             ) from None
-        return True
 
-    def iter_body(self, before_read: Callable[[], None] | None = None) -> Iterator[bytes]:
-        """The body as it arrives, one piece per socket read. `before_read` runs before each read
-        that waits on the socket: the moment all that came so far has been handed over."""
-        message = self._message
+    def feed(self, data: bytes) -> bytes:
+        """Parse bytes that stream_pump read from the socket; the body they held."""
+        self._parse(data)
+        return self.take_body()
+
+    def take_body(self) -> bytes:
+        """The body parsed and not yet taken."""
+        body = self._message.body
+        if not body:
+            return b""
+        piece = body[0] if len(body) == 1 else b"".join(body)
+        body.clear()
+        return piece
+
+    @property
+    def status(self) -> int:
+        """The status code, once the headers are in (0 before)."""
+        return self._message.status
+
+    @property
+    def headers_done(self) -> bool:
+        return self._message.headers_done
+
+    @property
+    def complete(self) -> bool:
+        return self._message.complete
+
+    @property
+    def socket(self) -> socket.socket:
+        """The connection's socket (an SSLSocket over TLS), for stream_pump to read."""
+        sock: socket.socket = self._stream.get_extra_info("socket")
+        return sock
+
+    def iter_body(self) -> Iterator[bytes]:
+        """The body as it arrives, one piece per socket read, read on this thread."""
         while True:
-            if message.body:
-                piece = message.body[0] if len(message.body) == 1 else b"".join(message.body)
-                message.body.clear()
+            if piece := self.take_body():
                 yield piece
-            if message.complete:
+            if self.complete:
                 return
-            if before_read is not None:
-                before_read()
             # A close before the end is the end of what there is: a stream cut off mid-way is the
             # decoder's to tell (its final event has not arrived).
             if not self._receive():
@@ -158,9 +197,12 @@ def post(
     content: bytes,
     timeouts: Timeouts,
     ssl_context: ssl.SSLContext,
+    *,
+    read_headers: bool = True,
 ) -> Iterator[StreamResponse]:
-    """POST and give the response once its headers are in; the connection goes back to the
-    thread's idle slot afterwards only if the response was read to its end and may be kept."""
+    """POST and give the response once its headers are in (with `read_headers=False`, once the
+    request is sent: stream_pump reads the rest); the connection goes back to the thread's idle
+    slot afterwards only if the response was read to its end and may be kept."""
     request = _request_bytes(target, headers, content)
     idle = _idle()
     stream = idle.pop(origin, None)
@@ -175,10 +217,9 @@ def post(
         stream.write(request, timeouts.write)
         message = _Message()
         response = StreamResponse(stream, message, timeouts.read)
-        while not message.headers_done:
+        while read_headers and not message.headers_done:
             if not response._receive():
-                raise httpcore.RemoteProtocolError("the provider closed the connection without a response")
-        response.status = message.parser.get_status_code()
+                raise no_response()
         yield response
     finally:
         if response is not None and response.reusable and origin not in idle:
