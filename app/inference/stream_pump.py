@@ -14,8 +14,9 @@ arrived meanwhile is one piece.
 
 The calling thread connects and sends the request (stream_http.post), then waits; here the
 response is read, headers and body, and the socket is never closed: the calling thread keeps the
-connection for reuse once the answer was read to its end. A failure reading it (a timeout, a reset, bytes
-that are not HTTP) and whatever `consume` raises are raised again on the calling thread.
+connection for reuse once the answer was read to its end. A failure reading it (a timeout, a
+reset, bytes that are not HTTP) and whatever `consume` raises are raised again on the calling
+thread.
 """
 
 from __future__ import annotations
