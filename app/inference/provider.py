@@ -216,7 +216,7 @@ def _stream(
         ) as response,
     ):
         try:
-            stream_pump.pump(response, consume, get_settings().stream_read_interval_s, timeout["read"])
+            stream_pump.pump(response, consume, get_settings().stream_read_interval_s)
             if response.status == 200:
                 answer = decoder.result(_rate_headers(response.headers))
         except StreamFailed as failed:

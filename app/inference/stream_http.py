@@ -112,7 +112,7 @@ class StreamResponse:
 
     def __init__(self, stream: httpcore.NetworkStream, message: _Message, read_timeout: float) -> None:
         self._stream = stream
-        self._read_timeout = read_timeout
+        self.read_timeout = read_timeout  # seconds without a byte before a read fails
         self._parser = message.parser
         self._message = message
         self.headers = message.headers
@@ -121,7 +121,7 @@ class StreamResponse:
 
     def _receive(self) -> bool:
         """One blocking socket read into the parser; False when the server closed the connection."""
-        data = self._stream.read(_READ_SIZE, self._read_timeout)
+        data = self._stream.read(_READ_SIZE, self.read_timeout)
         if not data:
             self.closed = True
             return False

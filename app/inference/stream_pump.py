@@ -49,7 +49,6 @@ class _Stream:
     sock: socket.socket
     consume: Callable[[bytes], bool]
     interval: float
-    read_timeout: float
     begun: bool
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
@@ -92,7 +91,7 @@ class _Pump(threading.Thread):
         while self._incoming:
             stream = self._incoming.popleft()
             self._streams.add(stream)
-            stream.deadline = now + stream.read_timeout
+            stream.deadline = now + stream.response.read_timeout
             # Read at once: the SSL object may hold decrypted bytes already, which select can't see.
             self._read(stream, now)
         for stream in [s for s in self._paced if s.due <= now]:
@@ -143,7 +142,7 @@ class _Pump(threading.Thread):
             if body is None:  # nothing yet
                 self._watch(stream)
                 return
-            stream.deadline = now + stream.read_timeout
+            stream.deadline = now + stream.response.read_timeout
             text = _deliver(stream.response, stream.consume, body)
         except Exception as exc:  # noqa: BLE001 - raised again on the calling thread
             self._finish(stream, exc)
@@ -204,23 +203,22 @@ def _the_pump() -> _Pump:
         return _pump[1]
 
 
-def pump(
-    response: StreamResponse, consume: Callable[[bytes], bool], interval: float, read_timeout: float
-) -> None:
+def pump(response: StreamResponse, consume: Callable[[bytes], bool], interval: float) -> None:
     """Read `response` (its headers too, if they have not come yet) on the pump's thread and hand
     a 200 answer's body, as it arrives, to `consume` (which says whether it passed text on); an
     error answer's body is kept whole in `response.error_body`. Return once the body has ended,
-    whole or cut off (the caller's decoder tells which), or raise what went wrong."""
+    whole or cut off (the caller's decoder tells which), or raise what went wrong (a read timeout
+    after `response.read_timeout` without a byte)."""
     begun = _deliver(response, consume, response.take_body())  # what came with the headers
     if response.complete:
         return
     sock = response.socket
     sock.setblocking(False)  # httpcore sets its timeout again at the connection's next use
-    stream = _Stream(response, sock, consume, interval, read_timeout, begun)
+    stream = _Stream(response, sock, consume, interval, begun)
     pump_thread = _the_pump()
     pump_thread.add(stream)
     # One wake-up at the end; the check now and then is for a pump that died with the stream in it.
-    while not stream.done.wait(max(read_timeout, 1.0) + 5.0):
+    while not stream.done.wait(max(response.read_timeout, 1.0) + 5.0):
         if not pump_thread.is_alive():
             raise httpcore.ReadError("the stream pump stopped")
     if stream.error is not None:

@@ -87,11 +87,12 @@ def stream_answer(conn: socket.socket) -> None:
 
 
 def post(port: int, scheme: bytes = b"http", host: str = "127.0.0.1", context: ssl.SSLContext | None = None,
-          timeouts: stream_http.Timeouts = TIMEOUTS) -> Iterator[stream_http.StreamResponse]:
+          timeouts: stream_http.Timeouts = TIMEOUTS, read_headers: bool = True,
+          ) -> Iterator[stream_http.StreamResponse]:
     return stream_http.post(
         stream_http.Origin(scheme, host, port), b"/v1/chat/completions",
         [(b"Host", f"{host}:{port}".encode()), (b"Content-Length", b"2")], b"{}", timeouts,
-        context or ssl.create_default_context())
+        context or ssl.create_default_context(), read_headers=read_headers)
 
 
 def tls_pair() -> tuple[ssl.SSLContext, ssl.SSLContext]:

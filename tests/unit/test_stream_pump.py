@@ -16,7 +16,7 @@ import httpcore
 import pytest
 
 from app.inference import stream_http, stream_pump
-from tests.unit.scripted_http import EVENTS, STREAM, TIMEOUTS, Server, chunked, post, stream_answer, tls_pair
+from tests.unit.scripted_http import EVENTS, STREAM, Server, chunked, post, stream_answer, tls_pair
 
 
 class Consumer:
@@ -39,11 +39,9 @@ def _pumped(port: int, consumer: Consumer, interval: float = 0.3, read_timeout: 
             scheme: bytes = b"http", host: str = "127.0.0.1", context: ssl.SSLContext | None = None,
             read_headers: bool = False) -> stream_http.StreamResponse:
     """The provider's way: the request sent on this thread, the response read by the pump."""
-    with stream_http.post(
-            stream_http.Origin(scheme, host, port), b"/v1/chat/completions",
-            [(b"Host", f"{host}:{port}".encode()), (b"Content-Length", b"2")], b"{}", TIMEOUTS,
-            context or ssl.create_default_context(), read_headers=read_headers) as response:
-        stream_pump.pump(response, consumer, interval, read_timeout)
+    timeouts = stream_http.Timeouts(connect=2, read=read_timeout, write=2)
+    with post(port, scheme, host, context, timeouts, read_headers) as response:
+        stream_pump.pump(response, consumer, interval)
     return response
 
 
